@@ -1,0 +1,30 @@
+"""repens_sklearn: scikit-learn estimators that ensemble neural-network representations."""
+
+from ._plugins import (
+    create_aggregation,
+    create_augmentation_policy,
+    create_backbone,
+    get_plugin_manager,
+    list_aggregations,
+    list_augmentation_policies,
+    list_backbones,
+)
+from .datasets import load_digits_images, load_fashion_mnist, load_image_folder
+from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "create_aggregation",
+    "create_augmentation_policy",
+    "create_backbone",
+    "get_plugin_manager",
+    "hookimpl",
+    "list_aggregations",
+    "list_augmentation_policies",
+    "list_backbones",
+    "load_digits_images",
+    "load_fashion_mnist",
+    "load_image_folder",
+]

@@ -1,0 +1,194 @@
+"""Plugin manager and the three registries (backbones, policies, aggregations).
+
+Modelled on pytest's use of pluggy (one manager, built-ins registered like any
+plugin, entry points loaded from the ``repens_sklearn`` group) and on timm's
+registry (``list_*`` with fnmatch filters, close matches for unknown names).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib.metadata
+import os
+import threading
+import warnings
+
+import pluggy
+
+from . import hookspecs
+
+ENTRY_POINT_GROUP = "repens_sklearn"
+DISABLE_AUTOLOAD_ENV = "REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN_PLUGINS = (
+    "repens_sklearn.backbones",
+    "repens_sklearn.augment",
+    "repens_sklearn.aggregate",
+)
+
+_KINDS = {
+    "backbone": "repens_backbones",
+    "augmentation policy": "repens_augmentation_policies",
+    "aggregation": "repens_aggregations",
+}
+
+_lock = threading.RLock()
+_manager: pluggy.PluginManager | None = None
+_registry_cache: dict = {}
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin could not be loaded and was skipped."""
+
+
+class DuplicateNameWarning(UserWarning):
+    """Two plugins registered the same name; the later one wins."""
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """Return the process-wide plugin manager, creating it on first use.
+
+    Built-in plugins are registered first, then the entry points of the
+    ``repens_sklearn`` group unless ``REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD``
+    is set to a non-empty value other than ``0``.
+    """
+    global _manager
+    with _lock:
+        if _manager is None:
+            manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+            manager.add_hookspecs(hookspecs)
+            for module_name in BUILTIN_PLUGINS:
+                module = __import__(module_name, fromlist=["_"])
+                manager.register(module, name=module_name)
+            if not _autoload_disabled():
+                _load_entry_points(manager)
+            _manager = manager
+        return _manager
+
+
+def reset_plugin_manager() -> None:
+    """Forget the plugin manager so the next use rebuilds it (for tests)."""
+    global _manager
+    with _lock:
+        _manager = None
+        _registry_cache.clear()
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("", "0")
+
+
+def _load_entry_points(manager: pluggy.PluginManager) -> None:
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if manager.get_plugin(entry_point.name) is not None:
+            continue
+        try:
+            plugin = entry_point.load()
+            manager.register(plugin, name=entry_point.name)
+        except Exception as exc:  # a broken plugin must not break the library
+            warnings.warn(
+                f"repens_sklearn plugin {entry_point.name!r} ({entry_point.value}) "
+                f"failed to load and was skipped: {type(exc).__name__}: {exc}",
+                PluginLoadWarning,
+                stacklevel=2,
+            )
+
+
+def _registry(kind: str) -> dict[str, tuple[object, str]]:
+    """Merge every plugin's mapping for ``kind`` into ``{name: (obj, plugin)}``."""
+    manager = get_plugin_manager()
+    hook_name = _KINDS[kind]
+    hookimpls = getattr(manager.hook, hook_name).get_hookimpls()
+    key = (kind, tuple(id(impl.plugin) for impl in hookimpls))
+    with _lock:
+        if key in _registry_cache:
+            return _registry_cache[key]
+    merged: dict[str, tuple[object, str]] = {}
+    # pluggy keeps hookimpls in registration order: later plugins override.
+    for impl in hookimpls:
+        plugin_name = manager.get_name(impl.plugin) or repr(impl.plugin)
+        mapping = impl.function() or {}
+        for name, obj in dict(mapping).items():
+            if name in merged:
+                warnings.warn(
+                    f"{kind} {name!r} is registered by both plugin "
+                    f"{merged[name][1]!r} and plugin {plugin_name!r}; "
+                    f"using the one from {plugin_name!r}.",
+                    DuplicateNameWarning,
+                    stacklevel=3,
+                )
+            merged[name] = (obj, plugin_name)
+    with _lock:
+        _registry_cache[key] = merged
+    return merged
+
+
+def _list(kind: str, filter: str | None) -> list[str]:
+    names = sorted(_registry(kind))
+    if filter:
+        patterns = [filter] if isinstance(filter, str) else list(filter)
+        names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
+    return names
+
+
+def _lookup(kind: str, name: str):
+    registry = _registry(kind)
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} name must be a string, got {type(name).__name__}")
+    if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=5, cutoff=0.4)
+        hint = f" Closest registered names: {close}." if close else ""
+        raise ValueError(
+            f"Unknown {kind} {name!r}.{hint} "
+            f"Use repens_sklearn.list_{_plural(kind)}() to see all {len(registry)}."
+        )
+    return registry[name][0]
+
+
+def _plural(kind: str) -> str:
+    return {"backbone": "backbones", "augmentation policy": "augmentation_policies",
+            "aggregation": "aggregations"}[kind]
+
+
+def plugin_of(kind: str, name: str) -> str:
+    """Name of the plugin that provides ``name`` in the registry ``kind``."""
+    _lookup(kind, name)
+    return _registry(kind)[name][1]
+
+
+def list_backbones(filter: str | None = None) -> list[str]:
+    """Sorted names of registered backbones, optionally fnmatch-filtered (``"resnet*"``)."""
+    return _list("backbone", filter)
+
+
+def create_backbone(name: str, **params):
+    """Build the registered backbone ``name`` with ``params`` (an ``nn.Module``)."""
+    return _lookup("backbone", name)(**params)
+
+
+def list_augmentation_policies(filter: str | None = None) -> list[str]:
+    """Sorted names of registered augmentation policies, optionally filtered."""
+    return _list("augmentation policy", filter)
+
+
+def create_augmentation_policy(name: str, **params):
+    """Build the registered augmentation policy ``name`` with ``params``."""
+    return _lookup("augmentation policy", name)(**params)
+
+
+def list_aggregations(filter: str | None = None) -> list[str]:
+    """Sorted names of registered aggregation functions, optionally filtered."""
+    return _list("aggregation", filter)
+
+
+def create_aggregation(name: str, **params):
+    """Return the registered aggregation ``name``, with ``params`` bound.
+
+    An aggregation maps ``views`` of shape ``(S, N, D)`` to ``(N, D)``.
+    """
+    fn = _lookup("aggregation", name)
+    if not params:
+        return fn
+    import functools
+
+    return functools.partial(fn, **params)

@@ -1,0 +1,44 @@
+"""Aggregation functions over test-time views, registered through ``repens_aggregations``.
+
+Each maps ``views`` of shape ``(S, N, D)`` to ``(N, D)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .hookspecs import hookimpl
+
+
+def mean(views: torch.Tensor) -> torch.Tensor:
+    """Arithmetic mean over the views (MeTTA, metta paper sec. 3)."""
+    return views.mean(dim=0)
+
+
+def gem(views: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
+    """Generalised (power) mean ``(mean_s x_s^p)^(1/p)``, cirtorch's multi-scale ``msp``.
+
+    Features are clamped at ``eps`` first, as GeM pooling does, so ``p`` may be
+    any positive real; ``p=1`` is the mean and large ``p`` tends to the max.
+    """
+    if p <= 0:
+        raise ValueError(f"gem aggregation needs p > 0, got p={p!r}")
+    return views.clamp(min=eps).pow(p).mean(dim=0).pow(1.0 / p)
+
+
+def median(views: torch.Tensor) -> torch.Tensor:
+    """Element-wise median over the views (robust to outlying views)."""
+    return views.median(dim=0).values
+
+
+def max(views: torch.Tensor) -> torch.Tensor:  # noqa: A001 - registered name
+    """Element-wise maximum over the views."""
+    return views.amax(dim=0)
+
+
+BUILTIN_AGGREGATIONS = {"mean": mean, "gem": gem, "median": median, "max": max}
+
+
+@hookimpl
+def repens_aggregations():
+    return dict(BUILTIN_AGGREGATIONS)
