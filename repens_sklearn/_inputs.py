@@ -90,11 +90,8 @@ def _check_input_shape(input_shape):
     if input_shape is None:
         return None
     shape = tuple(int(s) for s in np.atleast_1d(input_shape))
-    if len(shape) != 3 or min(shape) < 1 or shape[0] not in _CHANNEL_COUNTS:
-        raise ValueError(
-            f"input_shape must be (C, H, W) with C in {_CHANNEL_COUNTS} and positive H, W; "
-            f"got {input_shape!r}"
-        )
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W) of positive ints; got {input_shape!r}")
     return shape
 
 
@@ -170,7 +167,7 @@ def _check_not_ragged(X):
 
 def _check_finite(arr):
     """Name the first sample holding NaN or inf (scikit-learn's check says only 'X')."""
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f" or arr.size == 0:
         return
     bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1) if arr.ndim > 1 else ~np.isfinite(arr)
     if bad.any():
@@ -204,6 +201,10 @@ def _image_list_inputs(X, input_shape) -> Inputs:
                 f"X[{i}] is a {type(source).__name__}; a list X must hold only image "
                 "paths or PIL images"
             )
+    if input_shape is not None and input_shape[0] not in _CHANNEL_COUNTS:
+        raise ValueError(
+            f"input_shape={input_shape} for image files needs C in {_CHANNEL_COUNTS}"
+        )
     if input_shape is None:
         first = _open_image(X[0], 0)
         channels = 1 if first.mode in ("1", "L", "I", "I;16", "F") else 3

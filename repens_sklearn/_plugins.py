@@ -107,8 +107,17 @@ def _registry(kind: str) -> dict[str, tuple[object, str]]:
     # pluggy keeps hookimpls in registration order: later plugins override.
     for impl in hookimpls:
         plugin_name = manager.get_name(impl.plugin) or repr(impl.plugin)
-        mapping = impl.function() or {}
-        for name, obj in dict(mapping).items():
+        try:
+            mapping = dict(impl.function() or {})
+        except Exception as exc:  # a broken plugin must not break the library
+            warnings.warn(
+                f"repens_sklearn plugin {plugin_name!r} raised in {hook_name}() and was "
+                f"skipped: {type(exc).__name__}: {exc}",
+                PluginLoadWarning,
+                stacklevel=3,
+            )
+            continue
+        for name, obj in mapping.items():
             if name in merged:
                 warnings.warn(
                     f"{kind} {name!r} is registered by both plugin "

@@ -1,0 +1,88 @@
+"""Offline datasets: digits, Fashion-MNIST (Debian package or a folder), image folders."""
+
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from repens_sklearn import load_digits_images, load_fashion_mnist, load_image_folder
+from repens_sklearn.datasets import FASHION_MNIST_HOME
+
+
+def test_digits_as_images():
+    bunch = load_digits_images()
+    assert bunch.images.shape == (1797, 1, 8, 8) and bunch.images.dtype == np.float32
+    assert bunch.images.min() == 0.0 and bunch.images.max() == 1.0
+    X, y = load_digits_images(return_X_y=True)
+    assert len(y) == 1797 and set(y) == set(range(10))
+
+
+def _write_idx(path, array, gz):
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_mnist_from_folder(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", images, gz)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels, gz)
+    bunch = load_fashion_mnist(data_home=tmp_path, split="test")
+    assert bunch.images.shape == (5, 1, 28, 28)
+    np.testing.assert_array_equal(bunch.images[:, 0], images)
+    np.testing.assert_array_equal(bunch.target, labels)
+    assert bunch.target_names[9] == "Ankle boot"
+
+
+def test_fashion_mnist_missing_says_how_to_install(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist(data_home=tmp_path)
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        load_fashion_mnist(split="validation")
+
+
+def test_fashion_mnist_truncated_file(tmp_path):
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 28, 28)), False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-10])
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(2), False)
+    with pytest.raises(ValueError, match="truncated"):
+        load_fashion_mnist(data_home=tmp_path, split="test")
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_HOME),
+                    reason="Debian package dataset-fashion-mnist not installed (CI installs it)")
+def test_fashion_mnist_debian_package():
+    X, y = load_fashion_mnist(split="test", return_X_y=True)
+    assert X.shape == (10000, 1, 28, 28) and X.dtype == np.uint8
+    np.testing.assert_array_equal(np.bincount(y), np.full(10, 1000))
+    X_train, y_train = load_fashion_mnist(split="train", return_X_y=True)
+    assert X_train.shape == (60000, 1, 28, 28) and len(y_train) == 60000
+
+
+def test_image_folder(tmp_path):
+    for cls, n in [("cat", 2), ("dog", 3)]:
+        (tmp_path / cls).mkdir()
+        for i in range(n):
+            Image.new("RGB", (4, 4)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    bunch = load_image_folder(tmp_path)
+    assert bunch.target_names == ["cat", "dog"]
+    np.testing.assert_array_equal(bunch.target, [0, 0, 1, 1, 1])
+    assert all(p.endswith(".png") for p in bunch.paths)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_image_folder(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        load_image_folder(empty)
