@@ -124,7 +124,8 @@ def _array_inputs(estimator, X, input_shape, reset) -> Inputs:
         if len(X) == 0:
             raise ValueError("X is empty: it holds 0 samples")
         _check_not_ragged(X)
-    ndim = getattr(X, "ndim", None) or np.ndim(X)
+    # scikit-learn's _NotAnArray refuses np.ndim; asarray goes through __array__.
+    ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
     if ndim >= 3:
         arr = np.asarray(X)
         if arr.dtype != np.uint8:

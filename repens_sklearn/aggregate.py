@@ -21,9 +21,12 @@ def gem(views: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
     Features are clamped at ``eps`` first, as GeM pooling does, so ``p`` may be
     any positive real; ``p=1`` is the mean and large ``p`` tends to the max.
     """
-    if p <= 0:
+    if not p > 0:
         raise ValueError(f"gem aggregation needs p > 0, got p={p!r}")
-    return views.clamp(min=eps).pow(p).mean(dim=0).pow(1.0 / p)
+    views = views.clamp(min=eps)
+    # divide by the per-entry max first so x**p cannot overflow for large p
+    top = views.amax(dim=0)
+    return top * (views / top).pow(p).mean(dim=0).pow(1.0 / p)
 
 
 def median(views: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,227 @@
+"""MeTTA benchmark: linear-evaluation quality and speed of MeanTTAEmbedder on Fashion-MNIST.
+
+Quality: a small CNN (``convnet_small``) is trained with ``crop_flip`` augmentation
+for a few epochs on CPU (one backbone per seed, cached by ``_zoo.train_backbone``),
+frozen, then a ``LogisticRegression`` is fitted on the centre embedding and on
+MeTTA embeddings with S in {1, 4, 10, 32}, with and without the identity view,
+for ``mean`` and ``gem``. Mean and spread over seeds; ratio = accuracy gain in
+points over the centre embedding of the same seed.
+
+Speed (same run): MeTTA with S views / (S x plain embedding time); MeTTA against
+the per-image loop a user writes by hand (PIL + torchvision transforms, one image
+at a time); peak extra memory (resident set growth during ``transform``, in a
+fresh process) for S=1 vs S=32.
+
+Shrunk to fit about 10 minutes on a shared 2-core CPU: backbone width 16 (64-d
+embeddings), 4,000 training images and 2 epochs, 250 + 250 images for linear
+evaluation, 3 seeds, one torch thread (``--threads``). ``--quick`` runs in
+seconds (1 seed, S in {1, 4}, 100 + 100 images, 1 epoch, no memory part).
+
+    python benchmarks/bench_metta.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _zoo import fashion_subset, machine_description, print_table, train_backbone  # noqa: E402
+
+from repens_sklearn import MeanTTAEmbedder  # noqa: E402
+
+POLICY = "crop_flip"
+POLICY_PARAMS = {"scale": (0.5, 1.0)}  # mild crops for 28x28 items, same at train and test time
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few seconds, for smoke tests")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 10, 32])
+    parser.add_argument("--n-train-backbone", type=int, default=4000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--n-eval", type=int, default=250, help="linear-eval train and test size")
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.sizes, args.n_train_backbone = 1, [1, 4], 500
+        args.epochs, args.n_eval = 1, 100
+    return args
+
+
+def linear_eval(Z_train, y_train, Z_test, y_test):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return 100.0 * clf.fit(Z_train, y_train).score(Z_test, y_test)
+
+
+def quality(args):
+    configs = [("centre", 0, False, "mean")]
+    configs += [(f"S={s}", s, ident, agg) for agg in ("mean", "gem")
+                for ident in (False, True) for s in args.sizes]
+    scores = {c: [] for c in configs}
+    backbones = []
+    for seed in range(args.seeds):
+        X_tr, y_tr, X_te, y_te = fashion_subset(args.n_train_backbone + args.n_eval, args.n_eval,
+                                                seed=seed)
+        X_bb, y_bb = X_tr[:args.n_train_backbone], y_tr[:args.n_train_backbone]
+        X_ev, y_ev = X_tr[args.n_train_backbone:], y_tr[args.n_train_backbone:]
+        backbone = train_backbone(X_bb, y_bb, arch="convnet_small", arch_params={"width": args.width},
+                                  epochs=args.epochs, seed=seed, policy=POLICY,
+                                  policy_params=POLICY_PARAMS, name="metta")
+        backbones.append((backbone, X_ev))
+        for config in configs:
+            _, s, ident, agg = config
+            emb = MeanTTAEmbedder(backbone, policy=POLICY, policy_params=POLICY_PARAMS,
+                                  n_augmentations=s, include_identity=ident, aggregation=agg,
+                                  device="cpu", random_state=seed).fit(X_ev)
+            scores[config].append(linear_eval(emb.transform(X_ev), y_ev, emb.transform(X_te), y_te))
+        print(f"  seed {seed}: centre {scores[configs[0]][-1]:.2f}", flush=True)
+    centre = np.array(scores[configs[0]])
+    rows = []
+    for config in configs:
+        name, s, ident, agg = config
+        acc = np.array(scores[config])
+        gain = acc - centre
+        rows.append([name if s else "centre (plain)", "yes" if ident else "no", agg if s else "-",
+                     f"{acc.mean():.2f} ± {acc.std():.2f}",
+                     f"{gain.mean():+.2f} ± {gain.std():.2f}" if s else "baseline"])
+    print("\n### Quality: linear evaluation on Fashion-MNIST (top-1 %, mean ± std over seeds)\n")
+    print_table(rows, ["views", "identity", "aggregation", "accuracy", "gain vs centre (points)"])
+    return backbones[0]
+
+
+def _timed_pair(fn_a, fn_b, repeats=3):
+    """Best-of-``repeats`` times of two functions, interleaved so machine load hits both alike."""
+    best = [np.inf, np.inf]
+    for _ in range(repeats):
+        for i, fn in enumerate((fn_a, fn_b)):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
+def _hand_loop(backbone, X, n_views):
+    """What a user writes by hand: PIL image, torchvision transforms, one image at a time."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    size = X.shape[-1]
+    transform = T.Compose([T.RandomResizedCrop(size, scale=POLICY_PARAMS["scale"]),
+                           T.RandomHorizontalFlip(), T.ToTensor()])
+    out = []
+    with torch.no_grad():
+        for image in X:
+            pil = Image.fromarray(image[0])
+            views = torch.stack([transform(pil) for _ in range(n_views)])
+            out.append(backbone(views).mean(0))
+    return torch.stack(out).numpy()
+
+
+def speed(args, backbone, X):
+    n = min(len(X), 200 if not args.quick else 20)
+    X = X[:n]
+    plain = MeanTTAEmbedder(backbone, n_augmentations=0, device="cpu").fit(X)
+    _hand_loop(backbone.eval(), X[:4], 2)  # warm-up: imports, first-call costs
+    rows = []
+    for s in (4, 32):
+        emb = MeanTTAEmbedder(backbone, policy=POLICY, policy_params=POLICY_PARAMS,
+                              n_augmentations=s, device="cpu", random_state=0).fit(X)
+        X_rep = np.repeat(X, s, axis=0)  # S x N plain embeddings: the same number of forwards
+        t_plain, t_metta = _timed_pair(lambda: plain.transform(X_rep), lambda: emb.transform(X))
+        n_hand = max(10, n // 5)
+        start = time.perf_counter()
+        _hand_loop(backbone.eval(), X[:n_hand], s)
+        t_hand = (time.perf_counter() - start) * n / n_hand
+        rows.append([s, f"{t_plain * 1000:.0f}", f"{t_metta * 1000:.0f}",
+                     f"{t_metta / t_plain:.2f}", f"{t_hand * 1000:.0f}",
+                     f"{t_hand / t_metta:.1f}x"])
+    print(f"\n### Speed: {n} Fashion-MNIST images, convnet_small width {args.width}, "
+          f"batch_size 256, {torch.get_num_threads()} thread(s), best of 3 interleaved\n")
+    print_table(rows, ["S", "plain on S x N images ms", "MeTTA ms",
+                       "MeTTA / (S x plain) (target <= 1.15)",
+                       "hand loop ms (PIL + torchvision, extrapolated)",
+                       "MeTTA speed-up (target >= 3x)"])
+
+
+_MEMORY_SCRIPT = r"""
+import json, os, sys, threading, time, numpy as np, torch
+torch.set_num_threads(int(sys.argv[3]))
+from repens_sklearn import MeanTTAEmbedder, create_backbone
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+X = np.load(sys.argv[1])
+backbone = create_backbone("convnet_small", in_chans=1, width=int(sys.argv[4]))
+emb = MeanTTAEmbedder(backbone, policy="crop_flip", n_augmentations=int(sys.argv[2]),
+                      batch_size=256, device="cpu", random_state=0).fit(X)
+emb.transform(X[:8])  # warm-up: kernels, caches, allocator
+peak, done = [rss()], threading.Event()
+
+def sample():
+    while not done.is_set():
+        peak.append(rss())
+        time.sleep(0.002)
+
+base = rss()
+thread = threading.Thread(target=sample)
+thread.start()
+emb.transform(X)
+done.set()
+thread.join()
+print(json.dumps({"base": base, "peak": max(peak)}))
+"""
+
+
+def memory(args, X, tmp="benchmarks/.cache/metta_mem.npy"):
+    os.makedirs(os.path.dirname(tmp), exist_ok=True)
+    np.save(tmp, X)
+    rows, peak = [], {}
+    for s in (1, 32):
+        out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, tmp, str(s), str(args.threads),
+                              str(args.width)], capture_output=True, text=True, check=True)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        peak[s] = res["peak"] / 2**20
+        rows.append([s, f"{res['base'] / 2**20:.0f}", f"{peak[s]:.0f}",
+                     f"{(res['peak'] - res['base']) / 2**20:.1f}"])
+    os.remove(tmp)
+    print(f"\n### Peak memory of transform on {len(X)} images "
+          "(resident set sampled every 2 ms, fresh process, batch_size=256)\n")
+    print_table(rows, ["S", "RSS before transform (MiB)", "peak RSS during (MiB)",
+                       "growth (MiB)"])
+    print(f"\npeak RSS S=32 / S=1: {peak[32] / peak[1]:.3f} (target: within 10%)")
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    print(f"MeTTA benchmark on {machine_description()}")
+    print(f"config: {vars(args)}", flush=True)
+    backbone, X_ev = quality(args)
+    speed(args, backbone, X_ev)
+    if args.quick:
+        print("\n(peak memory: skipped with --quick; it needs two fresh processes)")
+    else:
+        memory(args, fashion_subset(10, 2000, seed=0)[2])
+    print(f"\ntotal time {time.perf_counter() - start:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

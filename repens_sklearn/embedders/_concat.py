@@ -1,0 +1,363 @@
+"""ConcatEmbedder: several embedders side by side (or averaged), one block per member."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import TransformerMixin, _fit_context, clone
+from sklearn.preprocessing import normalize as _l2_normalize
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.validation import check_is_fitted, check_memory
+
+from .._inputs import check_inputs
+
+
+def _fit_transform_one(transformer, X, y):
+    """Fit a member and return ``(its float32 output, the fitted member)`` (cacheable)."""
+    if hasattr(transformer, "fit_transform"):
+        out = transformer.fit_transform(X, y)
+    else:
+        out = transformer.fit(X, y).transform(X)
+    return _as_dense_float32(out), transformer
+
+
+def _transform_one(transformer, X):
+    return _as_dense_float32(transformer.transform(X))
+
+
+def _as_dense_float32(out):
+    if hasattr(out, "toarray"):
+        out = out.toarray()
+    out = np.asarray(out, dtype=np.float32)
+    return out.reshape(len(out), -1)
+
+
+def _resolve_member(name, member):
+    """A registered backbone name becomes ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``."""
+    if isinstance(member, str) and member not in ("drop", "passthrough"):
+        from ._metta import MeanTTAEmbedder  # lazy: avoids a cycle at import time
+
+        return MeanTTAEmbedder(backbone=member, n_augmentations=0)
+    if member == "passthrough":
+        from sklearn.preprocessing import FunctionTransformer
+
+        return FunctionTransformer(feature_names_out="one-to-one")
+    if not (hasattr(member, "fit") and hasattr(member, "transform")):
+        raise TypeError(
+            f"embedders: member {name!r} must be a transformer (fit + transform), a "
+            f"registered backbone name, 'passthrough' or 'drop'; got "
+            f"{type(member).__name__}: {member!r}"
+        )
+    return member
+
+
+class ConcatEmbedder(TransformerMixin, _BaseComposition):
+    """Several embedders side by side: per-block L2 normalisation, sampling, compression.
+
+    Like :class:`sklearn.pipeline.FeatureUnion`, every member transformer sees
+    the same ``X`` and the outputs are concatenated, one block per member. Each
+    block is L2-normalised per row first ("we find it useful to normalize each
+    representation before any operations", no-one-representation paper,
+    appendix A.5). Then, in this order:
+
+    1. ``weights`` scales each normalised block;
+    2. ``fractions`` keeps a random share of each block's dimensions, drawn once
+       in ``fit`` (the paper's 25/75 experiment, section 4.6);
+    3. ``n_components`` keeps the dimensions of the concatenation that rank
+       highest by covariance on the training data, the paper's diversity
+       heuristic (section 4.6: "we first compute the covariance of each
+       dimension ... a ranking of highest to lowest covariance dimensions, which
+       we use as a measure of diversity"). We read the covariance of a
+       dimension as the diagonal of the covariance matrix, i.e. its variance
+       over the training samples.
+
+    With ``combine="mean"`` the normalised (weighted) blocks are averaged
+    instead and the result is L2-normalised again: the averaging baseline of
+    the learned-ensemble paper (section 3.1, "Averaging"), the initialisation of
+    :class:`LearnedEnsembleEmbedder`. All members must then give the same
+    width.
+
+    Members are fitted with ``joblib.Parallel(n_jobs)`` (switch the backend
+    with ``joblib.parallel_config``); with ``memory`` their fitted state and
+    outputs are cached by ``joblib.Memory``, as ``Pipeline`` caches its steps.
+
+    Parameters
+    ----------
+    embedders : list of (str, transformer)
+        Named members, as in ``FeatureUnion``. A member may be any scikit-learn
+        transformer (e.g. a :class:`MeanTTAEmbedder`), a registered backbone
+        name (wrapped as ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``),
+        ``"passthrough"`` (X itself) or ``"drop"``. Members are cloned in
+        ``fit``; ``get_params`` / ``set_params`` reach them as ``name__param``.
+    normalize : bool, default=True
+        L2-normalise each block per row before anything else.
+    weights : dict of {str: float}, default=None
+        Multiplier per member name (missing names: 1). Applied after
+        normalisation, so it sets a block's share of the cosine similarity.
+    fractions : float or dict of {str: float}, default=None
+        Share in (0, 1] of each block's dimensions to keep, drawn at random in
+        ``fit`` (``ceil(fraction * width)`` dimensions). A float applies to every
+        block; a dict gives it per member name (missing names: 1).
+        ``{"resnet": 0.25, "clip": 0.75}`` is the paper's 25/75 combination.
+    n_components : int, default=None
+        Keep only this many dimensions of the combined output, the ones with
+        the highest variance over the training data (paper section 4.6). None
+        keeps all.
+    combine : {"concat", "mean"}, default="concat"
+        Concatenate the blocks, or average them (then L2-normalise).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw of ``fractions``.
+    n_jobs : int, default=None
+        Members fitted / applied in parallel by ``joblib.Parallel``.
+    memory : str, joblib.Memory or None, default=None
+        Cache of the members' fitted state and outputs (``joblib.Memory``).
+
+    Attributes
+    ----------
+    embedders_ : list of (str, transformer)
+        The fitted members ("drop" members left out).
+    block_widths_ : list of int
+        Width of each fitted member's output, in member order.
+    block_columns_ : list of ndarray
+        Per member, the indices of its dimensions kept after ``fractions``.
+    feature_scores_ : ndarray of shape (n_combined,)
+        The diversity score (variance) of each combined dimension; only when
+        ``n_components`` is set.
+    selected_features_ : ndarray of int
+        Indices, into the combined output, of the dimensions kept by
+        ``n_components`` (most diverse first); all of them otherwise.
+    n_features_in_ : int
+        Number of features seen in ``fit`` (per sample, flattened).
+
+    See Also
+    --------
+    sklearn.pipeline.FeatureUnion : the plain concatenation this builds on.
+    LearnedEnsembleEmbedder : learns one vector per sample from the blocks.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from repens_sklearn import ConcatEmbedder
+    >>> X, _ = load_iris(return_X_y=True)
+    >>> emb = ConcatEmbedder([("scaled", StandardScaler()), ("pca", PCA(2))])
+    >>> emb.fit_transform(X).shape
+    (150, 6)
+    >>> emb.set_params(pca__n_components=3).fit_transform(X).shape
+    (150, 7)
+    """
+
+    _parameter_constraints: dict = {
+        "embedders": [list],
+        "normalize": ["boolean"],
+        "weights": [dict, None],
+        "fractions": [Interval(Real, 0, 1, closed="right"), dict, None],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "combine": [StrOptions({"concat", "mean"})],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+        "memory": [None, str, HasMethods(["cache"])],
+    }
+
+    def __init__(self, embedders, *, normalize=True, weights=None, fractions=None,
+                 n_components=None, combine="concat", random_state=None, n_jobs=None,
+                 memory=None):
+        self.embedders = embedders
+        self.normalize = normalize
+        self.weights = weights
+        self.fractions = fractions
+        self.n_components = n_components
+        self.combine = combine
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.memory = memory
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator and, with ``deep``, of each member (``name__param``)."""
+        return self._get_params("embedders", deep=deep)
+
+    def set_params(self, **params):
+        """Set parameters, including members (``name``) and their parameters (``name__param``)."""
+        self._set_params("embedders", **params)
+        return self
+
+    @property
+    def named_embedders(self):
+        """The members as a :class:`~sklearn.utils.Bunch` keyed by name."""
+        return Bunch(**dict(self.embedders))
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Fit every member on X and draw the kept dimensions; return self."""
+        self.fit_transform(X, y)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit_transform(self, X, y=None):
+        """Fit every member and return the combined training output, float32."""
+        members = self._check_members()
+        check_inputs(self, X)
+        fit_one = check_memory(self.memory).cache(_fit_transform_one)
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(fit_one)(clone(member), X, y) for _, member in members
+        )
+        self.embedders_ = [(name, fitted) for (name, _), (_, fitted) in zip(members, results)]
+        blocks = [out for out, _ in results]
+        for (name, _), out in zip(members, blocks):
+            _check_block(name, out, None)
+        self.block_widths_ = [out.shape[1] for out in blocks]
+        self._check_weights_and_fractions()
+        self.block_columns_ = self._draw_block_columns()
+        combined = self._combine(blocks)
+        self._select_features(combined)
+        return combined[:, self.selected_features_]
+
+    def _check_members(self):
+        if not self.embedders:
+            raise ValueError("embedders must be a non-empty list of (name, transformer) pairs")
+        try:
+            names = [name for name, _ in self.embedders]
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"embedders must be a list of (name, transformer) pairs, got {self.embedders!r}"
+            ) from None
+        self._validate_names(names)
+        members = [(name, _resolve_member(name, m)) for name, m in self.embedders if
+                   not (isinstance(m, str) and m == "drop")]
+        if not members:
+            raise ValueError("embedders: every member is 'drop'; at least one must embed")
+        return members
+
+    def _check_weights_and_fractions(self):
+        names = [name for name, _ in self.embedders_]
+        for param in ("weights", "fractions"):
+            value = getattr(self, param)
+            if isinstance(value, dict):
+                unknown = sorted(set(value) - set(names))
+                if unknown:
+                    raise ValueError(
+                        f"{param} names unknown members {unknown}; the members are {names}"
+                    )
+        for name, w in (self.weights or {}).items():
+            if not isinstance(w, Real) or not np.isfinite(w):
+                raise ValueError(f"weights[{name!r}] must be a finite number, got {w!r}")
+        for name, f in self._fraction_per_member().items():
+            if not isinstance(f, Real) or not 0 < f <= 1:
+                raise ValueError(f"fractions[{name!r}] must be in (0, 1], got {f!r}")
+        if self.combine == "mean":
+            if self.fractions is not None:
+                raise ValueError(
+                    "fractions cannot be used with combine='mean': the blocks would no "
+                    "longer share dimensions; use combine='concat'"
+                )
+            if len(set(self.block_widths_)) > 1:
+                raise ValueError(
+                    "combine='mean' needs members of equal width, but they give "
+                    f"{dict(zip(names, self.block_widths_))}; use combine='concat'"
+                )
+
+    def _fraction_per_member(self):
+        names = [name for name, _ in self.embedders_]
+        if self.fractions is None:
+            return {}
+        if isinstance(self.fractions, dict):
+            return dict(self.fractions)
+        return {name: self.fractions for name in names}
+
+    def _draw_block_columns(self):
+        rng = check_random_state(self.random_state)
+        fractions = self._fraction_per_member()
+        columns = []
+        for (name, _), width in zip(self.embedders_, self.block_widths_):
+            fraction = fractions.get(name, 1.0)
+            if fraction >= 1:
+                columns.append(np.arange(width))
+            else:
+                keep = max(1, math.ceil(fraction * width))
+                columns.append(np.sort(rng.choice(width, size=keep, replace=False)))
+        return columns
+
+    def _select_features(self, combined):
+        n_combined = combined.shape[1]
+        if self.n_components is None:
+            self.selected_features_ = np.arange(n_combined)
+            return
+        if self.n_components > n_combined:
+            raise ValueError(
+                f"n_components={self.n_components} is more than the {n_combined} "
+                "combined dimensions"
+            )
+        self.feature_scores_ = combined.var(axis=0, dtype=np.float64)
+        # stable sort: ties keep the members' order
+        order = np.argsort(-self.feature_scores_, kind="stable")
+        self.selected_features_ = order[: self.n_components]
+
+    # ------------------------------------------------------------ transform
+    def transform(self, X):
+        """Apply every fitted member to X and combine the blocks, float32."""
+        check_is_fitted(self)
+        check_inputs(self, X, reset=False)
+        blocks = self._member_outputs(X)
+        return self._combine(blocks)[:, self.selected_features_]
+
+    def _member_outputs(self, X):
+        """Each fitted member's output on X, checked against its width at fit time."""
+        transform_one = check_memory(self.memory).cache(_transform_one)
+        blocks = Parallel(n_jobs=self.n_jobs)(
+            delayed(transform_one)(member, X) for _, member in self.embedders_
+        )
+        for (name, _), out, width in zip(self.embedders_, blocks, self.block_widths_):
+            _check_block(name, out, width)
+        return blocks
+
+    def _combine(self, blocks):
+        weights = self.weights or {}
+        parts = []
+        for (name, _), out, cols in zip(self.embedders_, blocks, self.block_columns_):
+            if self.normalize:
+                out = _l2_normalize(out)
+            if name in weights:
+                out = out * np.float32(weights[name])
+            parts.append(out[:, cols] if len(cols) < out.shape[1] else out)
+        if self.combine == "mean":
+            combined = np.mean(parts, axis=0)
+            combined = _l2_normalize(combined) if self.normalize else combined
+        else:
+            combined = np.hstack(parts)
+        return np.ascontiguousarray(combined, dtype=np.float32)
+
+    def get_feature_names_out(self, input_features=None):
+        """``"{member}__{i}"`` for each kept dimension i of a member's block (``"mean__{i}"``)."""
+        check_is_fitted(self)
+        if self.combine == "mean":
+            names = [f"mean__{i}" for i in range(self.block_widths_[0])]
+        else:
+            names = [f"{name}__{i}" for (name, _), cols in zip(self.embedders_, self.block_columns_)
+                     for i in cols]
+        return np.asarray(names, dtype=object)[self.selected_features_]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+def _check_block(name, out, width):
+    if out.ndim != 2:
+        raise ValueError(f"embedder {name!r} returned an array of shape {out.shape}; expected 2-D")
+    if width is not None and out.shape[1] != width:
+        raise ValueError(
+            f"embedder {name!r} returned {out.shape[1]} features, but it returned {width} "
+            "in fit; an embedder's output width must not change between fit and transform"
+        )
+    if not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        raise ValueError(
+            f"embedder {name!r} returned NaN or infinite features (first at sample {bad})"
+        )

@@ -1,0 +1,439 @@
+"""LearnedEnsembleEmbedder: representations learned by gradient descent from an ensemble."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.preprocessing import normalize as _l2_normalize
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+from skorch.callbacks import Callback
+from torch.nn import functional as F
+
+from .._device import make_generator, resolve_device, seed_from
+from ._concat import ConcatEmbedder
+
+_ACTIVATIONS = {"relu": nn.ReLU, "identity": nn.Identity}
+
+
+class _Recoverer(nn.Module):
+    """A memory bank of one vector per sample and one MLP per backbone (paper Fig. 1)."""
+
+    def __init__(self, init, widths, hidden_dim, depth, final_activation):
+        super().__init__()
+        self.bank = nn.Embedding.from_pretrained(torch.as_tensor(init), freeze=False)
+        dim = init.shape[1]
+        self.mlps = nn.ModuleList(
+            _mlp(dim, hidden_dim, width, depth, final_activation) for width in widths
+        )
+
+    def forward(self, idx):
+        return self.recover(self.bank(idx))
+
+    def recover(self, vectors):
+        """Each MLP's output for ``vectors``, side by side: ``(B, sum(widths))``."""
+        return torch.cat([mlp(vectors) for mlp in self.mlps], dim=1)
+
+
+def _mlp(dim, hidden_dim, width, depth, final_activation):
+    """``depth`` linear layers with ReLU between them; the last one maps to ``width``."""
+    layers, in_dim = [], dim
+    for _ in range(depth - 1):
+        layers += [nn.Linear(in_dim, hidden_dim), nn.ReLU()]
+        in_dim = hidden_dim
+    layers += [nn.Linear(in_dim, width), _ACTIVATIONS[final_activation or "identity"]()]
+    return nn.Sequential(*layers)
+
+
+def _block_cosines(pred, target, widths):
+    """Cosine between MLP output and target per sample and block: ``(B, n_blocks)``."""
+    pieces = zip(pred.split(widths, dim=1), target.split(widths, dim=1))
+    return torch.stack([F.cosine_similarity(p, t, dim=1, eps=1e-8) for p, t in pieces], dim=1)
+
+
+class _CosineRecoveryLoss(nn.Module):
+    """``1 - cos`` between each MLP's output and its backbone's features, averaged (sec. 3)."""
+
+    def __init__(self, widths):
+        super().__init__()
+        self.widths = list(widths)
+
+    def forward(self, y_pred, y_true):
+        return 1.0 - _block_cosines(y_pred, y_true, self.widths).mean()
+
+
+def _callbacks(n_warmup, nonnegative, verbose):
+    from skorch.callbacks import Freezer, ProgressBar, Unfreezer
+
+    callbacks = [("cosine", _RecordCosine(n_warmup))]
+    if n_warmup > 0:  # sec. 3.1: MLPs alone first, then MLPs and vectors together
+        callbacks += [("warmup", Freezer("bank.*", at=1)),
+                      ("unfreeze", Unfreezer("bank.*", at=n_warmup + 1))]
+    if nonnegative:
+        callbacks.append(("nonnegative", _ClampBank()))
+    if verbose:
+        callbacks.append(("progress", ProgressBar()))
+    return callbacks
+
+
+class _RecordCosine(Callback):
+    """Write the epoch's mean cosine (1 - cosine loss) and phase into the history."""
+
+    def __init__(self, n_warmup):
+        self.n_warmup = n_warmup
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("train_cosine", 1.0 - net.history[-1, "train_loss"])
+        net.history.record("phase", "warmup" if len(net.history) <= self.n_warmup else "joint")
+
+
+class _ClampBank(Callback):
+    """Project the vectors onto the non-negative orthant after each step (sec. 5.2)."""
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if training:
+            with torch.no_grad():
+                net.module_.bank.weight.clamp_(min=0)
+
+
+class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """One vector per sample, learned so that small MLPs recover every backbone's features.
+
+    The method of "Learning Rich Nearest Neighbor Representations from
+    Self-supervised Ensembles" (the learned-ensemble paper). For M frozen
+    backbones with L2-normalised features ``z^(j)``, ``fit`` keeps a memory bank
+    of one vector ``psi_i`` per training sample, initialised at the normalised
+    average of the ``z_i^(j)``, and one MLP ``phi_j`` per backbone; both are
+    trained with Adam to maximise ``cos(phi_j(psi_i), z_i^(j))`` (section 3).
+    The first ``warmup_fraction`` of the epochs train the MLPs alone, the rest
+    MLPs and vectors together (section 3.1). ``transform`` freezes the MLPs and
+    optimises a new vector per sample from its normalised average, with the
+    same loss (section 3, "Once training is completed ...").
+
+    When the backbones' widths differ, each normalised block is zero-padded to
+    the widest one before averaging: the bank has the widest width and the
+    narrower blocks fill its leading coordinates. (The paper's backbones all
+    give 2048 dimensions; the blocks are not aligned either way, the average is
+    only a starting point.)
+
+    Training runs through skorch (``net_``); MLPs are frozen during warm-up
+    with skorch's ``Freezer`` / ``Unfreezer``. In ``transform``, each sample's
+    vector is optimised on its own (the loss is a sum over samples and Adam
+    acts per coordinate), all samples of a batch in parallel, so a sample's
+    result does not depend on the other rows of X or on the batch size.
+
+    Parameters
+    ----------
+    backbones : list of (str, embedder) or None, default=None
+        The ensemble: each a transformer of this library or scikit-learn (fitted
+        in ``fit`` on X, e.g. a :class:`MeanTTAEmbedder`) or a registered
+        backbone name (wrapped as ``MeanTTAEmbedder(backbone=name,
+        n_augmentations=0)``). None: X already holds the features of the
+        backbones side by side (widths in ``feature_groups``).
+    feature_groups : list of int or None, default=None
+        With ``backbones=None``, the widths of the feature blocks in X's
+        columns; they must sum to the number of columns. None: one block, the
+        paper's single-model case (section 4.2).
+    mlp_depth : int, default=2
+        Linear layers per MLP (section 3: 2 layers, ReLU after both; deeper MLPs
+        regularise the vectors more, section 5.1).
+    hidden_dim : int, default=None
+        Width of the hidden layers; None = the vector width (section 3: "both of
+        output dimension the same as their input").
+    max_epochs : int, default=50
+        Training epochs (section 3.1: 50 outside ImageNet, 20 on ImageNet).
+    transform_epochs : int, default=None
+        Optimisation steps per new vector in ``transform`` (each sample gets one
+        step per epoch, as in training); None = ``max_epochs``.
+    lr : float, default=3e-4
+        Adam learning rate, for fit and transform (section 3.1).
+    batch_size : int, default=256
+        Samples per step in fit and per parallel chunk in transform (section 3.1).
+    warmup_fraction : float in [0, 1), default=0.5
+        Share of the epochs that train only the MLPs (section 3.1: half).
+    weight_decay : float, default=0.0
+        Adam weight decay on the MLPs (never the vectors); section 5.1 mentions
+        1e-6.
+    final_activation : {"relu", "identity"} or None, default="relu"
+        Activation after each MLP's last layer. ReLU (the paper) matches
+        post-ReLU pooled features; use "identity" when features can be negative.
+    nonnegative : bool, default=False
+        Keep the learned vectors in the non-negative orthant (projection after
+        each step; the constrained variant of section 5.2).
+    device : str, default="auto"
+        "auto" (CUDA when available, else CPU) or a torch device.
+    random_state : int, RandomState instance or None, default=None
+        Seeds MLP initialisation and batch order; ``transform`` itself draws
+        nothing, so equal seeds give equal outputs.
+    memory : str, joblib.Memory or None, default=None
+        Caches the backbones' fitted state and features (``joblib.Memory``).
+    verbose : bool, default=False
+        Show skorch's epoch log and progress bar.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained network (module: memory bank + MLPs).
+    embedding_ : ndarray of shape (n_samples, n_components)
+        The learned training vectors; ``fit_transform`` returns them.
+    history_ : skorch.History
+        Per epoch: ``train_loss``, ``train_cosine`` (mean cosine between MLP
+        outputs and targets, the paper's 0.97 -> 0.99 diagnostic) and ``phase``
+        ("warmup" or "joint"). ``history_[:, "train_cosine"]`` lists them.
+    feature_groups_ : list of int
+        Width of each target block.
+    targets_ : ConcatEmbedder or None
+        The fitted backbones (as one normalising ``ConcatEmbedder``), when
+        ``backbones`` is given.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    See Also
+    --------
+    ConcatEmbedder : concatenation and averaging, the paper's baselines.
+    MeanTTAEmbedder : a backbone as a transformer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from repens_sklearn import LearnedEnsembleEmbedder
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.abs(rng.normal(size=(100, 12))).astype("float32")  # two 6-d backbones
+    >>> emb = LearnedEnsembleEmbedder(feature_groups=[6, 6], max_epochs=4, random_state=0)
+    >>> emb.fit_transform(X).shape
+    (100, 6)
+    >>> emb.transform(X[:5]).shape
+    (5, 6)
+    """
+
+    _parameter_constraints: dict = {
+        "backbones": [list, None],
+        "feature_groups": ["array-like", None],
+        "mlp_depth": [Interval(Integral, 1, None, closed="left")],
+        "hidden_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "transform_epochs": [Interval(Integral, 0, None, closed="left"), None],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "final_activation": [StrOptions({"relu", "identity"}), None],
+        "nonnegative": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "memory": [None, str, HasMethods(["cache"])],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, backbones=None, *, feature_groups=None, mlp_depth=2, hidden_dim=None,
+                 max_epochs=50, transform_epochs=None, lr=3e-4, batch_size=256,
+                 warmup_fraction=0.5, weight_decay=0.0, final_activation="relu",
+                 nonnegative=False, device="auto", random_state=None, memory=None,
+                 verbose=False):
+        self.backbones = backbones
+        self.feature_groups = feature_groups
+        self.mlp_depth = mlp_depth
+        self.hidden_dim = hidden_dim
+        self.max_epochs = max_epochs
+        self.transform_epochs = transform_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.warmup_fraction = warmup_fraction
+        self.weight_decay = weight_decay
+        self.final_activation = final_activation
+        self.nonnegative = nonnegative
+        self.device = device
+        self.random_state = random_state
+        self.memory = memory
+        self.verbose = verbose
+
+    def get_params(self, deep=True):
+        """Parameters, and with ``deep`` those of each backbone (``name__param``)."""
+        out = super().get_params(deep=deep)
+        if deep and isinstance(self.backbones, list):
+            for name, backbone in _pairs(self.backbones):
+                out[name] = backbone
+                if hasattr(backbone, "get_params"):
+                    for key, value in backbone.get_params(deep=True).items():
+                        out[f"{name}__{key}"] = value
+        return out
+
+    def set_params(self, **params):
+        """Set parameters, including backbones (``name``) and theirs (``name__param``)."""
+        if "backbones" in params:
+            self.backbones = params.pop("backbones")
+        names = [name for name, _ in _pairs(self.backbones)]
+        for key in [k for k in params if k in names]:
+            self.backbones = [(n, params.pop(key) if n == key else b) for n, b in self.backbones]
+        return super().set_params(**params)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Learn the MLPs and the training vectors; return self."""
+        self.fit_transform(X, y)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit_transform(self, X, y=None):
+        """Fit, then return the learned training vectors (``embedding_``)."""
+        targets = self._fit_targets(X, y)
+        device = resolve_device(self.device)
+        init = _average(targets, self.feature_groups_)
+        seed = seed_from(self.random_state)
+        self.net_ = self._train(init, targets, seed, device)
+        self.history_ = self.net_.history
+        self.embedding_ = self.net_.module_.bank.weight.detach().cpu().numpy().astype(np.float32)
+        self._n_features_out = self.embedding_.shape[1]
+        return self.embedding_.copy()
+
+    def _fit_targets(self, X, y):
+        """L2-normalised target blocks side by side, float32; sets ``feature_groups_``."""
+        if self.backbones is None:
+            self.targets_ = None
+            X = validate_data(self, X, dtype=np.float32)
+            self.feature_groups_ = self._check_feature_groups(X.shape[1])
+            return _normalise_blocks(X, self.feature_groups_)
+        if self.feature_groups is not None:
+            raise ValueError(
+                "feature_groups is only for precomputed features (backbones=None); with "
+                "backbones the widths come from the backbones' outputs"
+            )
+        self.targets_ = ConcatEmbedder(self.backbones, normalize=True, memory=self.memory)
+        targets = self.targets_.fit_transform(X, y)
+        self.n_features_in_ = self.targets_.n_features_in_
+        if hasattr(self.targets_, "feature_names_in_"):
+            self.feature_names_in_ = self.targets_.feature_names_in_
+        self.feature_groups_ = list(self.targets_.block_widths_)
+        return targets
+
+    def _check_feature_groups(self, n_features):
+        if self.feature_groups is None:
+            return [n_features]
+        groups = np.asarray(self.feature_groups)
+        if groups.ndim != 1 or groups.size == 0 or groups.dtype.kind not in "iu" or (groups < 1).any():
+            raise ValueError(
+                "feature_groups must be a list of positive ints (the width of each "
+                f"backbone's block of columns), got {self.feature_groups!r}"
+            )
+        if groups.sum() != n_features:
+            raise ValueError(
+                f"feature_groups={list(map(int, groups))} sums to {int(groups.sum())}, but X "
+                f"has {n_features} columns; the widths must add up to the number of columns"
+            )
+        return [int(g) for g in groups]
+
+    def _train(self, init, targets, seed, device):
+        from skorch import NeuralNet
+
+        n_warmup = int(self.warmup_fraction * self.max_epochs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = _Recoverer(init, self.feature_groups_, self.hidden_dim or init.shape[1],
+                                self.mlp_depth, self.final_activation)
+        net = NeuralNet(
+            module,
+            criterion=_CosineRecoveryLoss,
+            criterion__widths=self.feature_groups_,
+            optimizer=torch.optim.Adam,
+            optimizer__weight_decay=self.weight_decay,
+            optimizer__param_groups=[("bank.*", {"weight_decay": 0.0})],
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=None,
+            iterator_train__shuffle=True,
+            iterator_train__generator=make_generator(seed, "cpu"),
+            callbacks=_callbacks(n_warmup, self.nonnegative, self.verbose),
+            device=str(device),
+            verbose=int(bool(self.verbose)),
+        )
+        net.fit(np.arange(len(targets), dtype=np.int64), targets)
+        return net
+
+    # ------------------------------------------------------------ transform
+    def transform(self, X):
+        """Learn a vector for each sample of X with the MLPs frozen; float32 ``(n, dim)``."""
+        check_is_fitted(self)
+        targets = self._transform_targets(X)
+        init = _average(targets, self.feature_groups_)
+        module = self.net_.module_
+        device = next(module.parameters()).device
+        steps = self.max_epochs if self.transform_epochs is None else self.transform_epochs
+        out = np.empty_like(init)
+        for start in range(0, len(init), self.batch_size):
+            stop = start + self.batch_size
+            out[start:stop] = _optimise_vectors(
+                module, init[start:stop], targets[start:stop], self.feature_groups_,
+                steps=steps, lr=self.lr, nonnegative=self.nonnegative, device=device,
+            )
+        return out
+
+    def _transform_targets(self, X):
+        if self.targets_ is None:
+            X = validate_data(self, X, dtype=np.float32, reset=False)
+            return _normalise_blocks(X, self.feature_groups_)
+        return self.targets_.transform(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.non_deterministic = False
+        return tags
+
+
+def _pairs(backbones):
+    try:
+        return [(name, b) for name, b in backbones]
+    except (TypeError, ValueError):
+        return []
+
+
+def _normalise_blocks(X, widths):
+    """L2-normalise each block of columns per row (the paper's targets ``z``)."""
+    bounds = np.cumsum([0, *widths])
+    blocks = [_l2_normalize(X[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+
+
+def _average(targets, widths):
+    """Normalised average of the (normalised) blocks, zero-padded to the widest (sec. 3)."""
+    dim = max(widths)
+    total = np.zeros((len(targets), dim), dtype=np.float32)
+    bounds = np.cumsum([0, *widths])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        total[:, : b - a] += targets[:, a:b]
+    return _l2_normalize(total).astype(np.float32)
+
+
+def _optimise_vectors(module, init, targets, widths, *, steps, lr, nonnegative, device):
+    """Adam on new vectors with the MLPs frozen; returns the optimised vectors (numpy)."""
+    vectors = torch.nn.Parameter(torch.as_tensor(init, device=device).clone())
+    if steps == 0:
+        return init
+    target = torch.as_tensor(targets, device=device)
+    optimizer = torch.optim.Adam([vectors], lr=lr)
+    was_training = module.training
+    module.eval()
+    params = list(module.mlps.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            # a sum over samples keeps each vector's gradient independent of the batch
+            loss = (1.0 - _block_cosines(module.recover(vectors), target, widths)).mean(1).sum()
+            loss.backward()
+            optimizer.step()
+            if nonnegative:
+                with torch.no_grad():
+                    vectors.clamp_(min=0)
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+        module.train(was_training)
+    return vectors.detach().cpu().numpy()

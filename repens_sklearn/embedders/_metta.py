@@ -1,0 +1,458 @@
+"""MeanTTAEmbedder: mean embeddings over test-time augmentation (MeTTA)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from .. import aggregate as _aggregate
+from .._device import autocast, embed_inputs, make_generator, resolve_device, seed_from
+from .._inputs import check_inputs
+from .._plugins import create_aggregation, create_augmentation_policy
+from ..backbones import build_backbone, check_backbone_accepts
+
+
+class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Embeddings of a frozen backbone averaged over random test-time augmentations (MeTTA).
+
+    For every sample ``x`` the transformer returns ``agg_s f(t_s(x))`` over S
+    augmented views ``t_s(x)`` drawn from ``policy`` (metta paper eq. 2-3, with
+    ``agg`` the mean). The backbone is never trained: ``fit`` only builds it and
+    checks that it accepts the data. ``n_augmentations=0`` returns the plain
+    (centre) embedding, so one ``GridSearchCV`` compares both.
+
+    All views of a batch are made by the policy in one call and go through the
+    backbone in one forward pass (``batch_size`` counts views, so a chunk holds
+    ``batch_size // S`` samples); the mean, GeM and max are running
+    aggregates, so memory does not grow with S or with the number of samples
+    beyond the output.
+
+    Parameters
+    ----------
+    backbone : str, torch.nn.Module or fitted estimator
+        A registered backbone name (``repens_sklearn.list_backbones()``), a module
+        (deep-copied; maps a batch to ``(batch, dim)``), or a fitted estimator of
+        this library that has ``as_backbone()`` (e.g. a fitted
+        ``EnSiamPretrainer``). Wrap a fitted estimator in
+        ``sklearn.frozen.FrozenEstimator`` to keep it fitted through ``clone``
+        (``GridSearchCV``).
+    backbone_params : dict, default=None
+        Keyword arguments for the backbone factory (registered names only).
+        ``in_features`` / ``in_chans`` are filled in from the data.
+    policy : str or callable, default="crop_flip"
+        A registered augmentation policy name or a callable
+        ``policy(x, generator) -> x_aug``. ``"crop_flip"`` is the conventional
+        resize-randomcrop-flip augmentation of the paper (sec. 3); use
+        ``"gaussian_noise"`` for vectors and ``"multiscale"`` (with
+        ``aggregation="gem"``) for the image-retrieval recipe (sec. 4).
+        A deterministic multi-view policy (one with ``n_views`` and
+        ``view(x, index)``, like ``"multiscale"``) gives
+        ``min(n_augmentations, n_views)`` views, each run at its own resolution.
+    policy_params : dict, default=None
+        Keyword arguments for the policy factory (registered names only).
+    n_augmentations : int, default=10
+        Number S of augmented views per sample (the paper's N uses 10 and 32).
+        ``0`` gives the plain embedding of the un-augmented input.
+    include_identity : bool, default=False
+        Add the un-augmented view to the S augmented ones.
+    aggregation : str or callable, default="mean"
+        ``"mean"`` (MeTTA), ``"gem"`` (power mean, cirtorch's multi-scale ``msp``),
+        ``"median"``, ``"max"``, another registered name, or a callable mapping
+        views ``(S, N, D)`` to ``(N, D)``.
+    aggregation_params : dict, default=None
+        Keyword arguments bound to the aggregation (e.g. ``{"p": 3}`` for GeM).
+    normalize : bool, default=False
+        L2-normalise every output row (each sample on its own).
+    input_shape : tuple (C, H, W), default=None
+        Shape of one image when X is 2-D (flattened images) or a list of image
+        files to resize.
+    batch_size : int, default=256
+        Number of views per forward pass.
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available (bfloat16 autocast), else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the backbone's initialisation (registered names) and the views:
+        with an int, every ``transform`` call draws the same views, in any process
+        (on the CPU; the draws depend on ``batch_size``).
+    verbose : bool, default=False
+        Show a tqdm progress bar during ``transform``.
+
+    Attributes
+    ----------
+    backbone_ : torch.nn.Module
+        The built backbone, in eval mode.
+    policy_ : callable
+        The augmentation policy.
+    aggregation_ : callable
+        The aggregation function with its parameters bound.
+    n_views_ : int
+        Number of views aggregated per sample (S, plus one with
+        ``include_identity``); 1 when ``n_augmentations=0``.
+    embedding_dim_ : int
+        Width D of the embeddings.
+    input_shape_ : tuple
+        Shape of one sample as seen in ``fit``.
+    n_features_in_ : int
+        ``X.shape[1]`` in ``fit``, as scikit-learn counts features (the channel count
+        for 4-D image arrays, the number of values per image for image lists).
+    feature_names_in_ : ndarray of str
+        Column names of X in ``fit``, when they are all strings.
+
+    See Also
+    --------
+    repens_sklearn.list_augmentation_policies : the registered policies.
+    repens_sklearn.list_aggregations : the registered aggregations.
+
+    Notes
+    -----
+    Ashukha et al., "Mean Embeddings with Test-Time Data Augmentation for
+    Ensembling of Representations" (2021): MeTTA improves linear evaluation of
+    ImageNet features by +0.4 to +2.1 points with N = 10 or 32 views.
+
+    Examples
+    --------
+    >>> from repens_sklearn import MeanTTAEmbedder, load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> embedder = MeanTTAEmbedder("convnet_small", policy="crop_flip",
+    ...                            policy_params={"scale": (0.6, 1.0)},
+    ...                            n_augmentations=4, random_state=0)
+    >>> embedder.fit_transform(X[:20]).shape
+    (20, 128)
+    """
+
+    _parameter_constraints = {
+        "backbone": [str, nn.Module, HasMethods(["as_backbone"])],
+        "backbone_params": [dict, None],
+        "policy": [str, callable],
+        "policy_params": [dict, None],
+        "n_augmentations": [Interval(Integral, 0, None, closed="left")],
+        "include_identity": ["boolean"],
+        "aggregation": [str, callable],
+        "aggregation_params": [dict, None],
+        "normalize": ["boolean"],
+        "input_shape": [tuple, list, np.ndarray, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [StrOptions({"auto"}), str, torch.device, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, backbone="convnet_small", *, backbone_params=None, policy="crop_flip",
+                 policy_params=None, n_augmentations=10, include_identity=False,
+                 aggregation="mean", aggregation_params=None, normalize=False, input_shape=None,
+                 batch_size=256, device="auto", random_state=None, verbose=False):
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.policy = policy
+        self.policy_params = policy_params
+        self.n_augmentations = n_augmentations
+        self.include_identity = include_identity
+        self.aggregation = aggregation
+        self.aggregation_params = aggregation_params
+        self.normalize = normalize
+        self.input_shape = input_shape
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Build the backbone, policy and aggregation and check they accept X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or list of image paths / PIL images
+        y : ignored
+
+        Returns
+        -------
+        self : MeanTTAEmbedder
+        """
+        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=True)
+        device = resolve_device(self.device)
+        module = self._build_backbone(inputs.sample_shape)
+        example = inputs.example()
+        self.embedding_dim_ = check_backbone_accepts(module, example,
+                                                     backbone_name=self._backbone_name())
+        self.policy_ = self._resolve_policy()
+        self.aggregation_ = self._resolve_aggregation(self.embedding_dim_)
+        self.n_views_ = self._count_views()
+        if self.n_augmentations > 0:
+            self._check_policy_accepts(module, example)
+        self.backbone_ = module.eval().to(device)
+        return self
+
+    def _backbone_name(self):
+        return self.backbone if isinstance(self.backbone, str) else type(self.backbone).__name__
+
+    def _build_backbone(self, sample_shape):
+        # Seed the initialisation of a registered backbone from random_state,
+        # without touching the caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_from(self.random_state))
+            module = build_backbone(self.backbone, self.backbone_params, sample_shape)
+        if not isinstance(self.backbone, (str, nn.Module)):
+            module = copy.deepcopy(module)  # never move/eval the estimator's own module
+        return module
+
+    def _resolve_policy(self):
+        params = dict(self.policy_params or {})
+        if isinstance(self.policy, str):
+            try:
+                return create_augmentation_policy(self.policy, **params)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"policy={self.policy!r} with policy_params={params!r}: {exc}") from exc
+        if params:
+            raise ValueError(
+                f"policy_params={params!r} can only be used when policy is a registered name, "
+                f"not a {type(self.policy).__name__}"
+            )
+        return self.policy
+
+    def _resolve_aggregation(self, dim):
+        params = dict(self.aggregation_params or {})
+        if isinstance(self.aggregation, str):
+            try:
+                fn = create_aggregation(self.aggregation, **params)
+            except ValueError as exc:
+                raise ValueError(f"aggregation={self.aggregation!r}: {exc}") from exc
+        elif params:
+            fn = functools.partial(self.aggregation, **params)
+        else:
+            fn = self.aggregation
+        probe = torch.rand(2, 3, dim)
+        try:
+            out = fn(probe)
+        except Exception as exc:
+            raise ValueError(
+                f"aggregation={self.aggregation!r} with aggregation_params={params!r} "
+                f"fails on views of shape (S, N, D)={tuple(probe.shape)}: {exc}"
+            ) from exc
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (3, dim):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"aggregation={self.aggregation!r} must map views (S, N, D) to (N, D); "
+                f"for (2, 3, {dim}) it returned {got}"
+            )
+        return fn
+
+    def _deterministic_views(self):
+        policy = self.policy_
+        if callable(getattr(policy, "view", None)) and hasattr(policy, "n_views"):
+            return min(self.n_augmentations, int(policy.n_views))
+        return None
+
+    def _count_views(self):
+        if self.n_augmentations == 0:
+            return 1
+        n_det = self._deterministic_views()
+        n_aug = self.n_augmentations if n_det is None else n_det
+        return n_aug + int(bool(self.include_identity))
+
+    def _check_policy_accepts(self, module, example):
+        generator = make_generator(0, example.device)
+        try:
+            if self._deterministic_views() is not None:
+                for index in range(self._deterministic_views()):
+                    view = self.policy_.view(example, index)
+                    check_backbone_accepts(module, view, backbone_name=self._backbone_name())
+                return
+            out = self.policy_(example.clone(), generator)
+        except Exception as exc:
+            hint = ""
+            if hasattr(self.policy_, "resize_back") and not self.policy_.resize_back:
+                hint = (" (for a backbone that needs a fixed input size use "
+                        "policy_params={'resize_back': True})")
+            raise ValueError(
+                f"policy={self.policy!r} cannot make views of inputs of shape "
+                f"{tuple(example.shape[1:])}{hint}: {exc}"
+            ) from exc
+        if not isinstance(out, torch.Tensor) or out.shape != example.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"policy={self.policy!r} must return a tensor of the input's shape "
+                f"{tuple(example.shape)}, got {got}"
+            )
+
+    # ------------------------------------------------------------ transform
+    def transform(self, X):
+        """Embed X: the aggregate over the views of each sample, float32 ``(n_samples, D)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or list of image paths / PIL images
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, embedding_dim_), float32
+        """
+        check_is_fitted(self)
+        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=False)
+        device = resolve_device(self.device)
+        self.backbone_.to(device)
+        if self.n_augmentations == 0:
+            out = embed_inputs(self.backbone_, inputs, batch_size=self.batch_size, device=device,
+                               verbose=self.verbose, desc="MeanTTAEmbedder")
+        else:
+            out = self._embed_views(inputs, device)
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out = out / np.maximum(norms, np.finfo(np.float32).tiny)
+        return out.astype(np.float32, copy=False)
+
+    @torch.no_grad()
+    def _embed_views(self, inputs, device):
+        from tqdm.auto import tqdm
+
+        generator = make_generator(seed_from(self.random_state), device)
+        chunk = max(1, self.batch_size // self.n_views_)
+        total = -(-inputs.n_samples // chunk)
+        out = np.empty((inputs.n_samples, self.embedding_dim_), dtype=np.float32)
+        batches = inputs.iter_batches(chunk, device)
+        for start, batch in tqdm(batches, total=total, desc="MeanTTAEmbedder",
+                                 disable=not self.verbose, leave=False):
+            acc = _accumulator(self.aggregation_)
+            for views in self._view_groups(batch, generator):
+                acc.add(self._forward(views).reshape(-1, len(batch), self.embedding_dim_))
+            out[start:start + len(batch)] = acc.result().cpu().numpy()
+        return out
+
+    def _view_groups(self, batch, generator):
+        """Yield tensors of stacked views ``(k * B, ...)``, each at most ``batch_size`` rows."""
+        per_pass = max(1, self.batch_size // len(batch))
+        n_det = self._deterministic_views()
+        if n_det is not None:
+            views = [batch] if self.include_identity else []
+            views += [self.policy_.view(batch, i) for i in range(n_det)]
+            yield from _same_shape_runs(views, per_pass)
+            return
+        remaining, identity = self.n_augmentations, bool(self.include_identity)
+        while remaining > 0 or identity:
+            parts = [batch] if identity else []
+            k = min(remaining, per_pass - len(parts))
+            if k > 0:  # one policy call draws all k views of every sample
+                parts.append(self.policy_(batch.repeat(k, *[1] * (batch.ndim - 1)), generator))
+            remaining, identity = remaining - k, False
+            yield torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _forward(self, views):
+        device = views.device
+        with autocast(device):
+            return self.backbone_(views).float()
+
+    def as_backbone(self):
+        """A deep copy of the fitted backbone (eval mode, CPU), usable wherever a backbone is.
+
+        Test-time augmentation is not part of it: it is the plain embedding.
+        """
+        check_is_fitted(self, "backbone_")
+        module = copy.deepcopy(self.backbone_).cpu().eval()
+        if getattr(module, "embedding_dim", None) is None:
+            module.embedding_dim = self.embedding_dim_
+        return module
+
+    # ---------------------------------------------------------- sklearn API
+    @property
+    def _n_features_out(self):
+        return self.embedding_dim_
+
+    def __getstate__(self):
+        # Pickle the backbone on the CPU so a model fitted on a GPU loads anywhere;
+        # transform moves it back to the resolved device.
+        state = super().__getstate__()
+        module = state.get("backbone_")
+        if module is not None and any(t.device.type != "cpu" for t in module.state_dict().values()):
+            state["backbone_"] = copy.deepcopy(module).cpu()
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+def _same_shape_runs(views, per_pass):
+    """Concatenate consecutive views of the same shape, at most ``per_pass`` at a time."""
+    run = []
+    for view in views:
+        if run and (view.shape != run[0].shape or len(run) >= per_pass):
+            yield torch.cat(run)
+            run = []
+        run.append(view)
+    if run:
+        yield torch.cat(run)
+
+
+class _RunningMean:
+    def __init__(self):
+        self.total, self.count = None, 0
+
+    def add(self, views):
+        part = views.sum(dim=0)
+        self.total = part if self.total is None else self.total + part
+        self.count += views.shape[0]
+
+    def result(self):
+        return self.total / self.count
+
+
+class _RunningGeM(_RunningMean):
+    def __init__(self, p, eps):
+        super().__init__()
+        self.p, self.eps = float(p), float(eps)
+
+    def add(self, views):
+        super().add(views.clamp(min=self.eps).pow(self.p))
+
+    def result(self):
+        return super().result().pow(1.0 / self.p)
+
+
+class _RunningMax:
+    def __init__(self):
+        self.value = None
+
+    def add(self, views):
+        part = views.amax(dim=0)
+        self.value = part if self.value is None else torch.maximum(self.value, part)
+
+    def result(self):
+        return self.value
+
+
+class _Stacked:
+    """Any other aggregation: keep the views of one chunk of samples and apply it."""
+
+    def __init__(self, fn):
+        self.fn, self.parts = fn, []
+
+    def add(self, views):
+        self.parts.append(views)
+
+    def result(self):
+        return self.fn(torch.cat(self.parts))
+
+
+def _accumulator(fn):
+    """A streaming accumulator for the built-in mean / gem / max, else a stacking one."""
+    base, kwargs = fn, {}
+    if isinstance(fn, functools.partial) and not fn.args:
+        base, kwargs = fn.func, dict(fn.keywords)
+    if base is _aggregate.mean and not kwargs:
+        return _RunningMean()
+    if base is _aggregate.gem and set(kwargs) <= {"p", "eps"} and kwargs.get("p", 3.0) <= 8:
+        # a running sum of x**p is safe in float32 for moderate p; larger p stacks
+        return _RunningGeM(kwargs.get("p", 3.0), kwargs.get("eps", 1e-6))
+    if base is _aggregate.max and not kwargs:
+        return _RunningMax()
+    return _Stacked(fn)

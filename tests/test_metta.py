@@ -1,0 +1,257 @@
+"""MeanTTAEmbedder: values of the aggregated views, reproducibility, inputs, errors."""
+
+import copy
+import os
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils._param_validation import InvalidParameterError
+
+from repens_sklearn import MeanTTAEmbedder, create_aggregation, load_digits_images
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_images(return_X_y=True)
+    return X[:60], y[:60]
+
+
+def _flip(x, generator=None):
+    return x.flip(-1)
+
+
+def _plain(embedder, X):
+    with torch.no_grad():
+        return embedder.backbone_.eval()(torch.as_tensor(X)).numpy()
+
+
+def test_zero_augmentations_is_the_plain_embedding(digits):
+    X, _ = digits
+    emb = MeanTTAEmbedder("convnet_small", n_augmentations=0, random_state=0).fit(X)
+    Z = emb.transform(X)
+    assert Z.shape == (60, 128) and Z.dtype == np.float32
+    np.testing.assert_allclose(Z, _plain(emb, X), rtol=1e-5, atol=1e-6)
+    assert emb.n_views_ == 1 and emb.embedding_dim_ == 128 and emb.input_shape_ == (1, 8, 8)
+
+
+@pytest.mark.parametrize("batch_size", [256, 9, 2])
+def test_views_are_aggregated_exactly(digits, batch_size):
+    X, _ = digits
+    emb = MeanTTAEmbedder("convnet_small", policy=_flip, n_augmentations=3,
+                          include_identity=True, batch_size=batch_size, random_state=0).fit(X)
+    plain, flipped = _plain(emb, X), _plain(emb, X[..., ::-1].copy())
+    np.testing.assert_allclose(emb.transform(X), (plain + 3 * flipped) / 4, rtol=1e-4, atol=1e-5)
+    assert emb.n_views_ == 4
+
+
+@pytest.mark.parametrize("aggregation,params", [("gem", {}), ("gem", {"p": 20}),
+                                                ("max", {}), ("median", {})])
+def test_other_aggregations_match_the_registered_function(digits, aggregation, params):
+    X, _ = digits
+    emb = MeanTTAEmbedder("convnet_small", policy=_flip, n_augmentations=2, include_identity=True,
+                          aggregation=aggregation, aggregation_params=params, batch_size=16,
+                          random_state=0).fit(X)
+    plain, flipped = _plain(emb, X), _plain(emb, X[..., ::-1].copy())
+    views = torch.as_tensor(np.stack([plain, flipped, flipped]))
+    expected = create_aggregation(aggregation, **params)(views).numpy()
+    np.testing.assert_allclose(emb.transform(X), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_averaging_reduces_the_noise_of_single_views():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 6)).astype(np.float32)
+    linear = torch.nn.Linear(6, 4)
+    clean = MeanTTAEmbedder(linear, n_augmentations=0).fit(X).transform(X)
+    errors = {}
+    for s in (1, 32):
+        emb = MeanTTAEmbedder(linear, policy="gaussian_noise", policy_params={"std": 1.0},
+                              n_augmentations=s, random_state=0)
+        errors[s] = np.mean((emb.fit_transform(X) - clean) ** 2)
+    # for a linear map the error of the mean of S views shrinks like 1/S
+    assert errors[32] < errors[1] / 10
+
+
+def test_same_random_state_same_output_across_calls_and_instances(digits):
+    X, _ = digits
+    params = dict(policy="crop_flip", n_augmentations=4, random_state=3)
+    emb = MeanTTAEmbedder("convnet_small", **params).fit(X)
+    Z = emb.transform(X)
+    np.testing.assert_array_equal(Z, emb.transform(X))
+    np.testing.assert_array_equal(Z, MeanTTAEmbedder("convnet_small", **params).fit_transform(X))
+    other = MeanTTAEmbedder("convnet_small", **{**params, "random_state": 4}).fit(X)
+    # another seed: other initial weights and other views
+    assert not np.allclose(Z, other.transform(X))
+
+
+def test_same_output_in_another_process(digits, tmp_path):
+    X, _ = digits
+    script = (
+        "import numpy as np, sys\n"
+        "from repens_sklearn import MeanTTAEmbedder, load_digits_images\n"
+        "X = load_digits_images(return_X_y=True)[0][:60]\n"
+        "Z = MeanTTAEmbedder('convnet_small', policy='simsiam', n_augmentations=3,"
+        " random_state=7).fit_transform(X)\n"
+        "np.save(sys.argv[1], Z)\n"
+    )
+    out = tmp_path / "z.npy"
+    env = {**os.environ, "REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
+    Z = MeanTTAEmbedder("convnet_small", policy="simsiam", n_augmentations=3,
+                        random_state=7).fit_transform(X)
+    np.testing.assert_allclose(np.load(out), Z, rtol=1e-5, atol=1e-6)
+
+
+def test_normalize_is_per_row(digits):
+    X, _ = digits
+    params = dict(n_augmentations=2, random_state=0)
+    raw = MeanTTAEmbedder("convnet_small", **params).fit_transform(X)
+    unit = MeanTTAEmbedder("convnet_small", normalize=True, **params).fit_transform(X)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(unit, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-5)
+
+
+def test_multiscale_runs_each_scale_at_its_resolution():
+    X = np.random.default_rng(0).random((10, 1, 16, 16), dtype=np.float32)
+    emb = MeanTTAEmbedder("convnet_small", policy="multiscale", n_augmentations=10,
+                          random_state=0).fit(X)
+    assert emb.n_views_ == 3  # deterministic views: at most one per scale
+    x = torch.as_tensor(X)
+    with torch.no_grad():
+        views = [emb.backbone_(F.interpolate(x, size=(s, s), mode="bilinear", antialias=True))
+                 if s != 16 else emb.backbone_(x) for s in (16, 11, 8)]
+    np.testing.assert_allclose(emb.transform(X), torch.stack(views).mean(0).numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_multiscale_needs_resize_back_for_fixed_size_backbones():
+    X = np.random.default_rng(0).random((10, 1, 8, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match="policy='multiscale' cannot make views.*resize_back"):
+        MeanTTAEmbedder("mlp", policy="multiscale", n_augmentations=3).fit(X)
+    emb = MeanTTAEmbedder("mlp", policy="multiscale", policy_params={"resize_back": True},
+                          n_augmentations=3, aggregation="gem").fit(X)
+    assert emb.transform(X).shape == (10, 64)
+
+
+def test_module_backbone_is_copied_and_left_alone():
+    X = np.random.default_rng(0).random((8, 5), dtype=np.float32)
+    module = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Dropout(0.5)).train()
+    emb = MeanTTAEmbedder(module, n_augmentations=0).fit(X)
+    assert module.training and emb.backbone_ is not module
+    with torch.no_grad():
+        np.testing.assert_allclose(emb.transform(X), module[0](torch.as_tensor(X)).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+class _Embeds(BaseEstimator):
+    """A stand-in for a fitted embedder of the library (e.g. EnSiamPretrainer)."""
+
+    def fit(self, X, y=None):
+        torch.manual_seed(0)
+        self.module_ = torch.nn.Linear(X.shape[1], 2)
+        return self
+
+    def as_backbone(self):
+        if not hasattr(self, "module_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("not fitted")
+        return self.module_
+
+
+def test_fitted_estimator_backbone_and_frozen_clone():
+    X = np.random.default_rng(0).random((8, 5), dtype=np.float32)
+    fitted = _Embeds().fit(X)
+    emb = MeanTTAEmbedder(FrozenEstimator(fitted), n_augmentations=0).fit(X)
+    with torch.no_grad():
+        np.testing.assert_allclose(emb.transform(X), fitted.module_(torch.as_tensor(X)).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    assert emb.backbone_ is not fitted.module_
+    clone(emb).fit(X)  # FrozenEstimator keeps the backbone fitted through clone
+
+
+def test_sklearn_api_pickle_pandas_and_names(digits, tmp_path):
+    X, _ = digits
+    emb = MeanTTAEmbedder("convnet_small", n_augmentations=2, random_state=0).fit(X)
+    Z = emb.transform(X)
+    path = tmp_path / "emb.joblib"
+    joblib.dump(emb, path)
+    np.testing.assert_array_equal(joblib.load(path).transform(X), Z)
+    names = emb.get_feature_names_out()
+    assert names[0] == "meanttaembedder0" and len(names) == 128
+    frame = clone(emb).set_output(transform="pandas").fit_transform(X)
+    assert list(frame.columns) == list(names)
+    np.testing.assert_array_equal(frame.to_numpy(), Z)
+    copy.deepcopy(emb)
+
+
+def test_flattened_images_with_input_shape_and_uint8(digits):
+    X, _ = digits
+    flat = X.reshape(len(X), -1)
+    emb = MeanTTAEmbedder("convnet_small", n_augmentations=0, input_shape=(1, 8, 8),
+                          random_state=0)
+    np.testing.assert_allclose(emb.fit_transform(flat), _plain(emb, X), rtol=1e-5, atol=1e-6)
+    as_uint8 = (X * 255).round().astype(np.uint8)
+    assert MeanTTAEmbedder("convnet_small", n_augmentations=2, random_state=0).fit_transform(
+        as_uint8).shape == (60, 128)
+
+
+def test_verbose_shows_a_progress_bar(digits, capsys):
+    X, _ = digits
+    MeanTTAEmbedder("convnet_small", n_augmentations=2, verbose=True, random_state=0).fit_transform(X)
+    assert "MeanTTAEmbedder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("params,error,match", [
+    ({"n_augmentations": -1}, InvalidParameterError, "'n_augmentations' parameter.*Got -1"),
+    ({"policy": "nope"}, ValueError, "policy='nope'.*Unknown augmentation policy 'nope'"),
+    ({"aggregation": "avg"}, ValueError, "aggregation='avg'.*Unknown aggregation 'avg'"),
+    ({"backbone": "resnet_999"}, ValueError, "Unknown backbone 'resnet_999'"),
+    ({"aggregation": "gem", "aggregation_params": {"p": -1}}, ValueError, "p > 0, got p=-1"),
+    ({"aggregation": lambda v: v}, ValueError, "must map views .S, N, D. to .N, D."),
+    ({"policy": _flip, "policy_params": {"std": 1}}, ValueError, "policy_params=.*registered name"),
+    ({"policy": "crop_flip"}, ValueError, "policy='crop_flip' cannot make views.*image batches"),
+    ({"policy": lambda x, g: x[:, :2]}, ValueError, "must return a tensor of the input's shape"),
+    ({"backbone": torch.nn.Linear(3, 2)}, ValueError, "cannot take inputs of shape \\(6,\\)"),
+])
+def test_bad_parameters_raise_clear_errors(params, error, match):
+    X = np.random.default_rng(0).random((8, 6), dtype=np.float32)
+    base = {"backbone": "mlp", "policy": "gaussian_noise", "n_augmentations": 2}
+    with pytest.raises(error, match=match):
+        MeanTTAEmbedder(**{**base, **params}).fit(X)
+
+
+def test_bad_inputs_raise_clear_errors():
+    X = np.random.default_rng(0).random((8, 6), dtype=np.float32)
+    emb = MeanTTAEmbedder("mlp", policy="gaussian_noise", n_augmentations=2).fit(X)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        emb.transform(bad)
+    with pytest.raises(ValueError, match="6 features"):
+        emb.transform(X[:, :4])
+    with pytest.raises(ValueError, match="NaN"):
+        MeanTTAEmbedder("mlp").fit(bad)
+
+
+def test_fitted_embedder_is_a_backbone():
+    """A fitted MeanTTAEmbedder hands its backbone on (plain embedding, no TTA)."""
+    import torch
+    from repens_sklearn import MeanTTAEmbedder
+
+    X = np.random.default_rng(0).random((6, 5)).astype(np.float32)
+    first = MeanTTAEmbedder("mlp", policy="gaussian_noise", n_augmentations=3, random_state=0,
+                            device="cpu").fit(X)
+    second = MeanTTAEmbedder(first, n_augmentations=0, device="cpu").fit(X)
+    plain = MeanTTAEmbedder(first.backbone_, n_augmentations=0, device="cpu").fit(X)
+    np.testing.assert_allclose(second.transform(X), plain.transform(X), rtol=1e-6)
+    module = first.as_backbone()
+    assert module is not first.backbone_ and module.embedding_dim == 64
+    with torch.no_grad():
+        np.testing.assert_allclose(module(torch.from_numpy(X)).numpy(), plain.transform(X), rtol=1e-5)
