@@ -1,0 +1,130 @@
+"""Temperature calibration through scikit-learn's ``CalibratedClassifierCV``.
+
+The paper calibrates every model with temperature scaling before ensembling
+(§3.2; Guo et al., 2017). We never optimise the temperature ourselves:
+``CalibratedClassifierCV(FrozenEstimator(model), method="temperature")`` fits it
+on held-out data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_consistent_length
+
+from ._metrics import _check_labels_1d, _check_proba, _resolve_labels
+
+
+def calibrate_temperature(estimator, X_calib, y_calib):
+    """Temperature-scale a fitted classifier on held-out data.
+
+    Parameters
+    ----------
+    estimator : fitted classifier
+        Must have ``predict_proba`` or ``decision_function``; it is not refitted.
+    X_calib : array-like
+        Held-out samples (not used to fit ``estimator``).
+    y_calib : array-like of shape (n_samples,)
+        Their labels.
+
+    Returns
+    -------
+    CalibratedClassifierCV
+        Fitted; ``predict_proba`` gives calibrated probabilities and
+        ``calibrated_classifiers_[0].calibrators[0].beta_`` the inverse temperature.
+
+    See Also
+    --------
+    calibrate_probas : The same for probability arrays.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from repens_sklearn.diversity import calibrate_temperature
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LogisticRegression(max_iter=500).fit(X[::2], y[::2])
+    >>> cal = calibrate_temperature(clf, X[1::2], y[1::2])
+    >>> cal.predict_proba(X[:2]).shape
+    (2, 3)
+    """
+    if not (hasattr(estimator, "predict_proba") or hasattr(estimator, "decision_function")):
+        raise TypeError(
+            "estimator must be a fitted classifier with predict_proba or "
+            f"decision_function; got {type(estimator).__name__}."
+        )
+    return _fit_frozen(estimator, X_calib, y_calib)
+
+
+def _fit_frozen(estimator, X_calib, y_calib):
+    # A frozen estimator ignores fit, so one "split" whose test part is every
+    # held-out sample gives the prefit behaviour without a per-class minimum count.
+    n = len(y_calib)
+    whole = [(np.arange(n), np.arange(n))]
+    cal = CalibratedClassifierCV(FrozenEstimator(estimator), method="temperature", cv=whole)
+    return cal.fit(X_calib, y_calib)
+
+
+class _ProbaPassthrough(ClassifierMixin, BaseEstimator):
+    """A 'classifier' whose input is already its probability output.
+
+    Lets ``CalibratedClassifierCV`` temperature-scale stored probability arrays
+    (it takes their log as logits).
+    """
+
+    def __init__(self, classes):
+        self.classes = classes
+
+    def fit(self, X, y=None):
+        self.classes_ = np.asarray(self.classes)
+        return self
+
+    def predict_proba(self, X):
+        return np.asarray(X, dtype=np.float64)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(X, axis=1)]
+
+
+def calibrate_probas(proba_calib, y_calib, proba, *, labels=None):
+    """Temperature-scale stored probabilities with a temperature fitted on held-out ones.
+
+    Parameters
+    ----------
+    proba_calib : array-like of shape (n_calib, n_classes)
+        The model's probabilities on held-out samples.
+    y_calib : array-like of shape (n_calib,)
+        Labels of those samples.
+    proba : array-like of shape (n_samples, n_classes)
+        The probabilities to calibrate (e.g. on the test split).
+    labels : array-like of shape (n_classes,), default=None
+        The class of each column; default ``np.unique(y_calib)``.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+        ``softmax(log(proba) / T)`` with ``T`` fitted by
+        ``CalibratedClassifierCV(method="temperature")``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from repens_sklearn.diversity import calibrate_probas
+    >>> p = np.array([[0.99, 0.01], [0.02, 0.98], [0.97, 0.03], [0.99, 0.01]])
+    >>> bool(calibrate_probas(p, [0, 1, 1, 0], p)[0, 0] < 0.99)
+    True
+    """
+    y_calib = _check_labels_1d(y_calib, "y_calib")
+    proba_calib = _check_proba(proba_calib, "proba_calib")
+    proba = _check_proba(proba, "proba")
+    check_consistent_length(proba_calib, y_calib)
+    if proba.shape[1] != proba_calib.shape[1]:
+        raise ValueError(
+            "proba and proba_calib must have the same number of columns; got "
+            f"{proba.shape[1]} and {proba_calib.shape[1]}."
+        )
+    labels = _resolve_labels(y_calib, proba_calib.shape[1], labels, "proba_calib")
+    model = _ProbaPassthrough(labels).fit(proba_calib)
+    return _fit_frozen(model, proba_calib, y_calib).predict_proba(proba)

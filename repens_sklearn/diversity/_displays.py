@@ -1,0 +1,454 @@
+"""Matplotlib displays in scikit-learn's ``XDisplay`` style.
+
+Each display stores the values it draws, ``plot(ax=...)`` draws them and sets
+``figure_`` / ``ax_`` (plus the artists), and ``from_estimator(s)`` /
+``from_predictions`` compute the values first. matplotlib is imported only
+inside ``plot`` (the ``plot`` extra).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._metrics import _check_probas, _correct, specialization_angle
+from ._pairwise import COLUMNS, collect_probas, pairwise_diversity
+
+# Diagonal of a pairwise matrix: a model paired with itself.
+_DIAGONAL = {"error_inconsistency": 0.0, "error_consistency": 1.0, "kappa": 1.0,
+             "ensemble_gain": 0.0, "conversion_rate": np.nan}
+_GROUPS = ("both correct", "only {a} correct", "only {b} correct", "neither correct")
+_GROUP_COLORS = ("tab:green", "tab:blue", "tab:orange", "tab:red")
+
+
+def _pyplot(caller):
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(
+            f"{caller} requires matplotlib. Install it with `pip install matplotlib` or "
+            '`pip install "repens-sklearn[plot]"`.'
+        ) from exc
+    return plt
+
+
+def _axes(caller, ax):
+    plt = _pyplot(caller)
+    if ax is None:
+        fig, ax = plt.subplots()
+    return ax.figure, ax
+
+
+def _lower_is_better(scoring):
+    text = str(scoring).lower()
+    return ("loss" in text or "error" in text) and not text.startswith("neg_")
+
+
+# --------------------------------------------------------------------------- heat map
+class PairwiseDiversityDisplay:
+    """Heat map of a pairwise diversity metric over N models.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (n_models, n_models)
+        Symmetric matrix of the metric.
+    names : list of str
+        Model names, in matrix order.
+    metric : str, default="error_inconsistency"
+        Name of the metric (colour-bar label).
+
+    Attributes
+    ----------
+    im_ : matplotlib AxesImage
+    text_ : ndarray of matplotlib Text, or None
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+
+    See Also
+    --------
+    pairwise_diversity : The table the matrix comes from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from repens_sklearn.diversity import PairwiseDiversityDisplay
+    >>> y = np.array([0, 1, 1, 0])
+    >>> probas = {"a": np.eye(2)[[0, 1, 0, 0]], "b": np.eye(2)[[0, 0, 1, 0]]}
+    >>> disp = PairwiseDiversityDisplay.from_predictions(y, probas)  # doctest: +SKIP
+    """
+
+    def __init__(self, matrix, names, *, metric="error_inconsistency"):
+        self.matrix = matrix
+        self.names = names
+        self.metric = metric
+
+    @classmethod
+    def _from_table(cls, table, names, metric, ax, plot_kw, accuracies):
+        if metric not in COLUMNS[4:]:
+            raise ValueError(f"metric must be one of {COLUMNS[4:]}; got {metric!r}.")
+        index = {n: i for i, n in enumerate(names)}
+        diag = _DIAGONAL.get(metric, np.nan)
+        m = np.full((len(names), len(names)), diag, dtype=float)
+        if metric == "ensemble_accuracy":  # a model "ensembled" with itself
+            m[np.diag_indices(len(names))] = accuracies
+        for a, b, v in zip(table["model_a"], table["model_b"], table[metric]):
+            m[index[a], index[b]] = m[index[b], index[a]] = v
+        return cls(m, list(names), metric=metric).plot(ax=ax, **(plot_kw or {}))
+
+    @classmethod
+    def from_predictions(cls, y_true, probas, *, metric="error_inconsistency", labels=None,
+                         calibrate=False, proba_calib=None, y_calib=None, ax=None,
+                         plot_kw=None):
+        """Compute the matrix from stored probabilities and plot it.
+
+        ``probas`` is a dict or list of (name, probability array) pairs; with
+        ``calibrate=True``, ``proba_calib`` gives held-out probabilities per name.
+        Other parameters as in :func:`pairwise_diversity`; ``plot_kw`` goes to
+        :meth:`plot`.
+        """
+        names, ps, y, labels = collect_probas(probas, None, y_true, calibrate=calibrate,
+                                              X_calib=proba_calib, y_calib=y_calib,
+                                              labels=labels)
+        table = pairwise_diversity(list(zip(names, ps)), y=y, labels=labels)
+        acc = [_correct(y, p, labels).mean() for p in ps]
+        return cls._from_table(table, names, metric, ax, plot_kw, acc)
+
+    @classmethod
+    def from_estimators(cls, estimators, X, y, *, metric="error_inconsistency",
+                        calibrate=False, X_calib=None, y_calib=None, ax=None, plot_kw=None):
+        """Compute the matrix from fitted classifiers (dict or list of pairs) and plot it."""
+        names, ps, y, labels = collect_probas(estimators, X, y, calibrate=calibrate,
+                                              X_calib=X_calib, y_calib=y_calib)
+        table = pairwise_diversity(list(zip(names, ps)), y=y, labels=labels)
+        acc = [_correct(y, p, labels).mean() for p in ps]
+        return cls._from_table(table, names, metric, ax, plot_kw, acc)
+
+    def plot(self, *, ax=None, cmap="viridis", include_values=True, values_format=".3f",
+             colorbar=True):
+        """Draw the heat map.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
+        cmap : str or Colormap, default="viridis"
+        include_values : bool, default=True
+            Write each value in its cell.
+        values_format : str, default=".3f"
+        colorbar : bool, default=True
+
+        Returns
+        -------
+        self
+        """
+        fig, ax = _axes(f"{type(self).__name__}.plot", ax)
+        m = np.asarray(self.matrix, dtype=float)
+        n = len(self.names)
+        if m.shape != (n, n):
+            raise ValueError(f"matrix must have shape ({n}, {n}) for {n} names; got {m.shape}.")
+        # Colour scale from the pairs only: the trivial diagonal would squash it.
+        off = m[~np.eye(n, dtype=bool)]
+        off = off[np.isfinite(off)]
+        vmin, vmax = (off.min(), off.max()) if off.size else (None, None)
+        self.im_ = ax.imshow(m, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
+        self.text_ = None
+        if include_values:
+            self.text_ = np.empty((n, n), dtype=object)
+            mid = (vmin + vmax) / 2 if off.size else 0
+            for i in range(n):
+                for j in range(n):
+                    txt = "" if np.isnan(m[i, j]) else format(m[i, j], values_format)
+                    color = "black" if (np.isfinite(m[i, j]) and m[i, j] > mid) else "white"
+                    self.text_[i, j] = ax.text(j, i, txt, ha="center", va="center",
+                                               color=color)
+        if colorbar:
+            fig.colorbar(self.im_, ax=ax, label=self.metric)
+        ax.set(xticks=np.arange(n), yticks=np.arange(n), xticklabels=self.names,
+               yticklabels=self.names, title=self.metric.replace("_", " "))
+        ax.tick_params(axis="x", labelrotation=45)
+        self.ax_, self.figure_ = ax, fig
+        return self
+
+
+# --------------------------------------------------------------------------- confidences
+class ConfidenceDisplay:
+    """Confidence-confidence scatter and histogram of theta (the paper's Fig. 3).
+
+    Left: each sample at (top-1 confidence of A, top-1 confidence of B),
+    coloured by which models are right. Right: histograms of the specialisation
+    angle theta per group; theta > 0 where A is the more confident.
+
+    Parameters
+    ----------
+    confidence_a, confidence_b : ndarray of shape (n_samples,)
+        Top-1 confidences.
+    theta : ndarray of shape (n_samples,)
+        Specialisation angles (:func:`specialization_angle`).
+    correct_a, correct_b : ndarray of bool, shape (n_samples,)
+        Whether each model is right.
+    name_a, name_b : str
+        Model names for labels.
+
+    Attributes
+    ----------
+    scatter_ : dict {group label: PathCollection}
+    hist_ : dict {group label: list of patches}
+    ax_ : ndarray of two matplotlib Axes
+    figure_ : matplotlib Figure
+
+    See Also
+    --------
+    specialization_angle : The theta values.
+    """
+
+    def __init__(self, confidence_a, confidence_b, theta, correct_a, correct_b, *,
+                 name_a="model A", name_b="model B"):
+        self.confidence_a = confidence_a
+        self.confidence_b = confidence_b
+        self.theta = theta
+        self.correct_a = correct_a
+        self.correct_b = correct_b
+        self.name_a = name_a
+        self.name_b = name_b
+
+    @classmethod
+    def from_predictions(cls, y_true, proba_a, proba_b, *, labels=None, name_a="model A",
+                         name_b="model B", ax=None, plot_kw=None):
+        """Compute confidences, correctness and theta from two probability arrays and plot."""
+        y, pa, pb, labels = _check_probas(y_true, proba_a, proba_b, labels)
+        disp = cls(pa.max(1), pb.max(1), specialization_angle(pa, pb), _correct(y, pa, labels),
+                   _correct(y, pb, labels), name_a=name_a, name_b=name_b)
+        return disp.plot(ax=ax, **(plot_kw or {}))
+
+    @classmethod
+    def from_estimators(cls, estimator_a, estimator_b, X, y, *, name_a=None, name_b=None,
+                        calibrate=False, X_calib=None, y_calib=None, ax=None, plot_kw=None):
+        """Same from two fitted classifiers (optionally temperature-calibrated first)."""
+        name_a = name_a or type(estimator_a).__name__
+        name_b = name_b or type(estimator_b).__name__
+        if name_a == name_b:
+            name_a, name_b = f"{name_a} (A)", f"{name_b} (B)"
+        _, (pa, pb), y, labels = collect_probas(
+            [(name_a, estimator_a), (name_b, estimator_b)], X, y, calibrate=calibrate,
+            X_calib=X_calib, y_calib=y_calib)
+        return cls.from_predictions(y, pa, pb, labels=labels, name_a=name_a, name_b=name_b,
+                                    ax=ax, plot_kw=plot_kw)
+
+    def _groups(self):
+        ca, cb = np.asarray(self.correct_a, bool), np.asarray(self.correct_b, bool)
+        masks = (ca & cb, ca & ~cb, ~ca & cb, ~ca & ~cb)
+        names = [g.format(a=self.name_a, b=self.name_b) for g in _GROUPS]
+        return list(zip(names, masks, _GROUP_COLORS))
+
+    def plot(self, *, ax=None, bins=30, include_consistent=False, alpha=0.5):
+        """Draw the scatter (``ax[0]``) and the theta histograms (``ax[1]``).
+
+        Parameters
+        ----------
+        ax : sequence of two matplotlib Axes, default=None
+            A new figure with two panels when None.
+        bins : int, default=30
+            Histogram bins over ``[-pi/4, pi/4]``.
+        include_consistent : bool, default=False
+            Also histogram the 'both correct' samples (the paper shows them apart).
+        alpha : float, default=0.5
+
+        Returns
+        -------
+        self
+        """
+        plt = _pyplot(f"{type(self).__name__}.plot")
+        if ax is None:
+            fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        ax = np.asarray(ax, dtype=object).ravel()
+        if len(ax) != 2:
+            raise ValueError(f"ax must be a sequence of 2 Axes; got {len(ax)}.")
+        fig = ax[0].figure
+        self.scatter_, self.hist_ = {}, {}
+        edges = np.linspace(-np.pi / 4, np.pi / 4, bins + 1)
+        for label, mask, color in self._groups():
+            self.scatter_[label] = ax[0].scatter(
+                np.asarray(self.confidence_a)[mask], np.asarray(self.confidence_b)[mask],
+                s=8, alpha=alpha, color=color, label=f"{label} ({mask.sum()})")
+            if label != "both correct" or include_consistent:
+                _, _, patches = ax[1].hist(np.asarray(self.theta)[mask], bins=edges,
+                                           alpha=alpha, color=color, label=label)
+                self.hist_[label] = list(patches)
+        ax[0].plot([0, 1], [0, 1], ls=":", color="gray")
+        ax[0].set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel=f"{self.name_a} confidence",
+                  ylabel=f"{self.name_b} confidence")
+        ax[0].legend(fontsize="small")
+        ax[1].axvline(0, ls=":", color="gray")
+        ax[1].set(xlabel=f"theta  ({self.name_b} confident <-> {self.name_a} confident)",
+                  ylabel="samples")
+        ax[1].legend(fontsize="small")
+        self.ax_, self.figure_ = ax, fig
+        return self
+
+
+# --------------------------------------------------------------------------- greedy curve
+class EnsembleCurveDisplay:
+    """Validation score of a greedy ensemble against its size.
+
+    Parameters
+    ----------
+    validation_curve : array-like of shape (n_picks,)
+        Entry i is the score after i + 1 picks.
+    scoring : str, default="log_loss"
+        Name of the metric (axis label); a name containing 'loss' or 'error'
+        (and not starting with 'neg_') means lower is better.
+    candidate_scores : dict {name: score}, default=None
+        Score of each candidate alone; the best one is drawn as a horizontal line.
+    ensemble : list of str, default=None
+        Pick order, written along the curve.
+    name : str, default=None
+        Legend label of the curve.
+
+    Attributes
+    ----------
+    line_ : matplotlib Line2D
+    best_point_ : matplotlib PathCollection (the chosen size)
+    best_candidate_line_ : matplotlib Line2D or None
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+
+    Examples
+    --------
+    >>> from repens_sklearn.diversity import EnsembleCurveDisplay
+    >>> disp = EnsembleCurveDisplay([0.5, 0.4, 0.42], scoring="log_loss")  # doctest: +SKIP
+    >>> disp.plot()  # doctest: +SKIP
+    """
+
+    def __init__(self, validation_curve, *, scoring="log_loss", candidate_scores=None,
+                 ensemble=None, name=None):
+        self.validation_curve = validation_curve
+        self.scoring = scoring
+        self.candidate_scores = candidate_scores
+        self.ensemble = ensemble
+        self.name = name
+
+    @classmethod
+    def from_estimator(cls, estimator, *, ax=None, name=None, plot_kw=None):
+        """Read a fitted ``GreedyEnsembleClassifier`` and plot.
+
+        Uses its ``validation_curve_``, ``candidate_scores_``, ``ensemble_`` and
+        ``scoring`` (duck-typed: any object with those attributes works).
+        """
+        missing = [a for a in ("validation_curve_", "ensemble_") if not hasattr(estimator, a)]
+        if missing:
+            raise ValueError(
+                f"EnsembleCurveDisplay.from_estimator needs a fitted GreedyEnsembleClassifier "
+                f"(with {', '.join(missing)}); got {type(estimator).__name__} without them. "
+                "Call fit first."
+            )
+        disp = cls(estimator.validation_curve_, scoring=getattr(estimator, "scoring", "score"),
+                   candidate_scores=getattr(estimator, "candidate_scores_", None),
+                   ensemble=list(estimator.ensemble_), name=name or type(estimator).__name__)
+        return disp.plot(ax=ax, **(plot_kw or {}))
+
+    def plot(self, *, ax=None, annotate=True):
+        """Draw score against ensemble size; mark the best size and the best single candidate.
+
+        Returns
+        -------
+        self
+        """
+        fig, ax = _axes(f"{type(self).__name__}.plot", ax)
+        curve = np.asarray(self.validation_curve, dtype=float).ravel()
+        if curve.size == 0:
+            raise ValueError("validation_curve is empty; nothing to plot.")
+        sizes = np.arange(1, curve.size + 1)
+        lower = _lower_is_better(self.scoring)
+        (self.line_,) = ax.plot(sizes, curve, marker="o", label=self.name or "greedy ensemble")
+        best = int(np.argmin(curve) if lower else np.argmax(curve))
+        self.best_point_ = ax.scatter([sizes[best]], [curve[best]], s=120, facecolors="none",
+                                      edgecolors="red", zorder=3, label=f"best size {best + 1}")
+        self.best_candidate_line_ = None
+        if self.candidate_scores:
+            vals = dict(self.candidate_scores)
+            top = min(vals, key=vals.get) if lower else max(vals, key=vals.get)
+            self.best_candidate_line_ = ax.axhline(vals[top], ls="--", color="gray",
+                                                   label=f"best single: {top}")
+        if annotate and self.ensemble is not None:
+            for s, v, pick in zip(sizes, curve, self.ensemble):
+                ax.annotate(str(pick), (s, v), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize="x-small")
+        ax.set(xlabel="ensemble size (greedy picks)",
+               ylabel=f"validation {self.scoring}" + (" (lower is better)" if lower else ""))
+        ax.legend(fontsize="small")
+        self.ax_, self.figure_ = ax, fig
+        return self
+
+
+# --------------------------------------------------------------------------- kNN selection
+class SelectionDisplay:
+    """Candidate kNN scores as horizontal bars, the selected ones highlighted.
+
+    Parameters
+    ----------
+    scores : dict {name: score}
+        Leave-one-out kNN accuracy of each candidate.
+    selected : list of str, default=None
+        Selected candidate names (highlighted).
+    ranking : list of str, default=None
+        Order of the bars, best first; default by decreasing score.
+
+    Attributes
+    ----------
+    bars_ : matplotlib BarContainer (one bar per candidate, top = best)
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+
+    Examples
+    --------
+    >>> from repens_sklearn.diversity import SelectionDisplay
+    >>> disp = SelectionDisplay({"a": 0.9, "b": 0.7}, selected=["a"])  # doctest: +SKIP
+    >>> disp.plot()  # doctest: +SKIP
+    """
+
+    def __init__(self, scores, *, selected=None, ranking=None):
+        self.scores = scores
+        self.selected = selected
+        self.ranking = ranking
+
+    @classmethod
+    def from_estimator(cls, estimator, *, ax=None, plot_kw=None):
+        """Read a fitted ``KNNModelSelector`` (``scores_``, ``ranking_``, ``selected_``); plot."""
+        if not hasattr(estimator, "scores_"):
+            raise ValueError(
+                "SelectionDisplay.from_estimator needs a fitted KNNModelSelector (with "
+                f"scores_); got {type(estimator).__name__} without it. Call fit first."
+            )
+        disp = cls(dict(estimator.scores_), selected=list(getattr(estimator, "selected_", [])),
+                   ranking=list(getattr(estimator, "ranking_", None) or []) or None)
+        return disp.plot(ax=ax, **(plot_kw or {}))
+
+    def plot(self, *, ax=None, color="tab:blue", other_color="lightgray"):
+        """Draw the bars (best at the top) with each score written at its end.
+
+        Returns
+        -------
+        self
+        """
+        fig, ax = _axes(f"{type(self).__name__}.plot", ax)
+        scores = dict(self.scores)
+        if not scores:
+            raise ValueError("scores is empty; nothing to plot.")
+        order = list(self.ranking) if self.ranking else sorted(scores, key=lambda n: -scores[n])
+        unknown = set(order) ^ set(scores)
+        if unknown:
+            raise ValueError(f"ranking and scores name different candidates: {sorted(unknown)}.")
+        selected = set(self.selected or [])
+        unknown = selected - set(scores)
+        if unknown:
+            raise ValueError(f"selected names unknown candidates: {sorted(unknown)}.")
+        order = order[::-1]  # barh draws bottom-up; best on top
+        values = [scores[n] for n in order]
+        colors = [color if n in selected else other_color for n in order]
+        self.bars_ = ax.barh(order, values, color=colors)
+        for bar, v in zip(self.bars_, values):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.3f}",
+                    va="center", fontsize="small")
+        ax.set(xlabel="leave-one-out kNN accuracy", xlim=(0, max(1.0, max(values) * 1.1)),
+               title=f"{len(selected)} of {len(scores)} candidates selected")
+        self.ax_, self.figure_ = ax, fig
+        return self

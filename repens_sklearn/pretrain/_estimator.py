@@ -1,0 +1,417 @@
+"""EnSiamPretrainer: self-supervised pretraining with ensemble targets (ensiam.md)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from .._device import embed_inputs, resolve_device, seed_from
+from .._inputs import check_inputs
+from .._plugins import create_augmentation_policy
+from ..backbones import build_backbone, check_backbone_accepts
+from ._losses import TARGETS, SiameseLoss
+from ._modules import SiameseNetwork
+from ._net import (
+    CollapseMonitor,
+    InputsDataset,
+    KNNMonitor,
+    NonFiniteLossError,
+    SiameseNet,
+    WarmupCosineLR,
+)
+
+# ensiam.md sec. 4.1: 10 warm-up epochs of 200, i.e. 1/20 of the run.
+_PAPER_WARMUP_FRACTION = 10 / 200
+_CONFIG_FILE = "ensiam_config.json"
+
+
+class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Self-supervised pretraining of a backbone with EnSiam or SimSiam K-aug.
+
+    Each sample gets ``n_views`` (K) augmented views; they pass through the
+    encoder, a projection MLP (``f``) and a prediction MLP (``g``). With
+    ``target="ensemble"`` (EnSiam, ensiam.md eq. 4-5) every view's prediction
+    is pulled towards the stop-gradient *mean* projection of the K views:
+    ``L = (1/K) sum_k D(g_k, sg(mean_k f_k))``, ``D`` the negative cosine.
+    With ``target="pair"`` (SimSiam K-aug, eq. 2) view ``k`` predicts the
+    projection of its partner (1<->2, 3<->4, ...); ``n_views=2,
+    target="pair"`` is SimSiam. After ``fit``, :meth:`transform` returns the
+    encoder's embeddings and :meth:`as_backbone` hands the trained encoder to
+    other estimators (``MeanTTAEmbedder(backbone=pretrainer)``).
+
+    Parameters
+    ----------
+    backbone : str, torch.nn.Module or fitted embedder, default="resnet18_cifar"
+        The encoder: a registered backbone name (see
+        :func:`~repens_sklearn.list_backbones`), a module (deep-copied) or a
+        fitted estimator with ``as_backbone()``. ensiam.md sec. 4.1 uses
+        ResNet-18 with a 3x3 stride-1 stem and no max-pool for small images.
+    backbone_params : dict, default=None
+        Keyword arguments for the backbone factory (registered names only).
+    n_views : int, default=4
+        K, the augmented views per sample (>= 2; even for ``target="pair"``).
+        The paper's default is 4 (sec. 4.1).
+    target : {"ensemble", "pair"}, default="ensemble"
+        ``"ensemble"``: EnSiam; ``"pair"``: SimSiam K-aug.
+    policy : str or callable, default="simsiam"
+        Augmentation policy drawing the views: a registered name (see
+        :func:`~repens_sklearn.list_augmentation_policies`) or a callable
+        ``policy(x, generator) -> x'``. Use ``"gaussian_noise"`` for vectors.
+    policy_params : dict, default=None
+        Keyword arguments for the policy factory (registered names only).
+    projector_layers : int, default=2
+        Layers of the projection MLP: 2 for small data, 3 for ImageNet (sec. 4.1).
+    projector_dim : int, default=2048
+        Width of the projection MLP's layers and of the projections (sec. 4.1).
+    predictor_hidden_dim : int, default=512
+        Bottleneck width of the 2-layer prediction MLP (sec. 4.1).
+    max_epochs : int, default=200
+        Pretraining epochs (sec. 4.1: 200).
+    batch_size : int, default=256
+        Samples per step (each gives K views); capped at the number of samples.
+    base_lr : float, default=0.1
+        SGD learning rate is ``base_lr * batch_size / 256`` (sec. 4.1).
+    momentum : float, default=0.9
+        SGD momentum (sec. 4.1).
+    weight_decay : float, default=1e-4
+        SGD weight decay (sec. 4.1).
+    warmup_epochs : float, default=10
+        Linear warm-up before the cosine schedule (sec. 4.1: 10 of 200 epochs).
+        Short runs scale it down to the paper's ratio:
+        ``min(warmup_epochs, max_epochs / 20)``.
+    input_shape : tuple (C, H, W), default=None
+        Shape of one image when X holds flattened images or image files.
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available (bf16 autocast), else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, the views and the batch order.
+    callbacks : list of skorch callbacks, default=None
+        Extra callbacks for the skorch net (``(name, callback)`` pairs or callbacks).
+    checkpoint_dir : str or path-like, default=None
+        Directory for a checkpoint after every epoch (weights, optimizer,
+        history and random state). ``fit`` resumes from a checkpoint found
+        there and trains only the remaining epochs, reaching the same weights
+        as an uninterrupted run with the same seed.
+    verbose : int, default=0
+        0: silent; 1: skorch's per-epoch table; 2: also a progress bar.
+
+    Attributes
+    ----------
+    net_ : SiameseNet
+        The fitted skorch net (``net_.module_`` holds encoder, projector, predictor).
+    history_ : skorch.History
+        Per-epoch ``train_loss``, ``collapse_std``, ``knn_acc`` (with ``X_val``),
+        and per-batch ``lr``.
+    n_epochs_ : int
+        Completed epochs (fewer than ``max_epochs`` after Ctrl-C).
+    embedding_dim_ : int
+        Width of the encoder's embeddings, the output of :meth:`transform`.
+    effective_batch_size_ : int
+        ``min(batch_size, n_samples)``.
+    lr_ : float
+        Peak learning rate ``base_lr * effective_batch_size_ / 256``.
+    n_features_in_ : int
+        Number of features (pixels) of a sample seen in ``fit``.
+    input_shape_ : tuple
+        Shape of one sample seen in ``fit``.
+
+    See Also
+    --------
+    repens_sklearn.MeanTTAEmbedder : embeds with test-time augmentation; takes a
+        fitted pretrainer as its backbone.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from repens_sklearn import EnSiamPretrainer
+    >>> X = np.random.default_rng(0).normal(size=(64, 10)).astype("float32")
+    >>> pre = EnSiamPretrainer("mlp", policy="gaussian_noise", max_epochs=2,
+    ...                        projector_dim=32, predictor_hidden_dim=8, random_state=0)
+    >>> pre.fit_transform(X).shape
+    (64, 64)
+    """
+
+    _parameter_constraints = {
+        "backbone": "no_validation",
+        "backbone_params": [dict, None],
+        "n_views": [Interval(Integral, 2, None, closed="left")],
+        "target": [StrOptions(set(TARGETS))],
+        "policy": [str, callable],
+        "policy_params": [dict, None],
+        "projector_layers": [Interval(Integral, 1, None, closed="left")],
+        "projector_dim": [Interval(Integral, 1, None, closed="left")],
+        "predictor_hidden_dim": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "base_lr": [Interval(Real, 0, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "warmup_epochs": [Interval(Real, 0, None, closed="left")],
+        "input_shape": [tuple, list, None],
+        "device": [str, torch.device, None],
+        "random_state": ["random_state"],
+        "callbacks": [list, None],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, backbone="resnet18_cifar", *, backbone_params=None, n_views=4,
+                 target="ensemble", policy="simsiam", policy_params=None, projector_layers=2,
+                 projector_dim=2048, predictor_hidden_dim=512, max_epochs=200, batch_size=256,
+                 base_lr=0.1, momentum=0.9, weight_decay=1e-4, warmup_epochs=10,
+                 input_shape=None, device="auto", random_state=None, callbacks=None,
+                 checkpoint_dir=None, verbose=0):
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.n_views = n_views
+        self.target = target
+        self.policy = policy
+        self.policy_params = policy_params
+        self.projector_layers = projector_layers
+        self.projector_dim = projector_dim
+        self.predictor_hidden_dim = predictor_hidden_dim
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.base_lr = base_lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.input_shape = input_shape
+        self.device = device
+        self.random_state = random_state
+        self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, X_val=None, y_val=None):
+        """Pretrain the encoder on X (labels are not used).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or image array / list
+            Training samples (vectors, images, or image files).
+        y : None
+            Ignored; present for API consistency.
+        X_val, y_val : array-like, default=None
+            Labelled held-out data: if given, the weighted cosine kNN accuracy
+            (leave-one-out, k=200) of the encoder is recorded as ``knn_acc``
+            in ``history_`` after every epoch.
+
+        Returns
+        -------
+        self : EnSiamPretrainer
+        """
+        if self.target == "pair" and self.n_views % 2:
+            raise ValueError(
+                f"target='pair' (SimSiam K-aug) pairs views 1<->2, 3<->4, ...: n_views must "
+                f"be even, got n_views={self.n_views}"
+            )
+        inputs = check_inputs(self, X, input_shape=self.input_shape)
+        device = resolve_device(self.device)
+        seed = seed_from(self.random_state)
+        policy = self._resolve_policy()
+        module, self.embedding_dim_ = self._build_module(inputs, policy, seed)
+        self.effective_batch_size_ = int(min(self.batch_size, inputs.n_samples))
+        self.lr_ = self.base_lr * self.effective_batch_size_ / 256  # sec. 4.1
+        checkpoint = self._checkpoint()
+        self.net_ = SiameseNet(
+            module, criterion=SiameseLoss, criterion__n_views=self.n_views,
+            criterion__target=self.target, optimizer=torch.optim.SGD, lr=self.lr_,
+            optimizer__momentum=self.momentum, optimizer__weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs, batch_size=self.effective_batch_size_,
+            train_split=None, callbacks__print_log=None, device=str(device),
+            callbacks=self._callbacks(inputs.n_samples, X_val, y_val, checkpoint),
+            verbose=int(self.verbose), policy=policy, n_views=self.n_views, seed=seed,
+        )
+        self.net_.initialize()
+        done = self._resume(checkpoint, inputs, seed)
+        try:
+            if done < self.max_epochs:
+                self.net_.partial_fit(InputsDataset(inputs), None, epochs=self.max_epochs - done)
+        except NonFiniteLossError as exc:
+            kept = (f"; the last good checkpoint (epoch {done_epochs(self.net_.history)}) is "
+                    f"kept in {os.fspath(self.checkpoint_dir)!r}" if checkpoint else "")
+            raise NonFiniteLossError(
+                f"EnSiamPretrainer stopped: {exc}{kept}. Check the inputs and backbone, or "
+                "lower base_lr (in a new checkpoint_dir: a checkpoint resumes only with the same "
+                "settings)"
+            ) from exc
+        self.history_ = self.net_.history
+        self.n_epochs_ = done_epochs(self.history_)
+        if self.n_epochs_ < self.max_epochs:
+            warnings.warn(
+                f"EnSiamPretrainer.fit was interrupted after {self.n_epochs_} of "
+                f"{self.max_epochs} epochs; the estimator holds the weights reached so far",
+                UserWarning, stacklevel=2,
+            )
+        self.net_.module_.eval()
+        return self
+
+    def _callbacks(self, n_samples, X_val, y_val, checkpoint):
+        from skorch.callbacks import PrintLog, ProgressBar
+
+        steps_per_epoch = -(-n_samples // self.effective_batch_size_)
+        warmup = min(self.warmup_epochs, self.max_epochs * _PAPER_WARMUP_FRACTION)
+        callbacks = [
+            ("lr_schedule", WarmupCosineLR(self.lr_, self.max_epochs * steps_per_epoch,
+                                           round(warmup * steps_per_epoch))),
+            ("collapse", CollapseMonitor()),
+            *self._knn_callbacks(X_val, y_val),
+            *list(self.callbacks or []),
+        ]
+        if checkpoint is not None:
+            callbacks.append(("checkpoint", checkpoint))
+        if self.verbose >= 2:
+            callbacks.append(("progress", ProgressBar()))
+        # last, so that the printed table holds every column recorded above
+        return [*callbacks, ("log", PrintLog())]
+
+    def _resolve_policy(self):
+        params = dict(self.policy_params or {})
+        if isinstance(self.policy, str):
+            try:
+                return create_augmentation_policy(self.policy, **params)
+            except TypeError as exc:
+                raise ValueError(
+                    f"policy={self.policy!r} does not accept policy_params={params!r}: {exc}"
+                ) from exc
+        if params:
+            raise ValueError(
+                f"policy_params={params!r} can only be used when policy is a registered "
+                "name, not a callable"
+            )
+        return self.policy
+
+    def _build_module(self, inputs, policy, seed):
+        name = self.backbone if isinstance(self.backbone, str) else type(self.backbone).__name__
+        example = inputs.example()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # same initialisation for the same random_state
+            encoder = build_backbone(self.backbone, self.backbone_params, inputs.sample_shape)
+            dim = check_backbone_accepts(encoder, example, backbone_name=name)
+            module = SiameseNetwork(encoder, dim, self.projector_dim, self.projector_layers,
+                                    self.predictor_hidden_dim)
+        try:
+            views = policy(example, torch.Generator().manual_seed(0))
+        except Exception as exc:
+            raise ValueError(
+                f"policy={self.policy!r} cannot augment inputs of shape "
+                f"{tuple(example.shape[1:])}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if tuple(views.shape) != tuple(example.shape):
+            raise ValueError(
+                f"policy={self.policy!r} changed the shape of a batch from "
+                f"{tuple(example.shape)} to {tuple(views.shape)}; it must keep it"
+            )
+        return module, int(dim)
+
+    def _knn_callbacks(self, X_val, y_val):
+        if X_val is None and y_val is None:
+            return []
+        if X_val is None or y_val is None:
+            raise ValueError("the kNN monitor needs both X_val and y_val; got only one of them")
+        inputs = check_inputs(self, X_val, input_shape=self.input_shape, reset=False)
+        y_val = column_or_1d(y_val)
+        if len(y_val) != inputs.n_samples:
+            raise ValueError(
+                f"y_val has {len(y_val)} labels but X_val has {inputs.n_samples} samples"
+            )
+        if inputs.n_samples < 2:
+            raise ValueError("the kNN monitor needs at least 2 samples in X_val")
+        return [("knn", KNNMonitor(inputs, y_val))]
+
+    def _checkpoint(self):
+        if self.checkpoint_dir is None:
+            return None
+        from skorch.callbacks import Checkpoint
+
+        return Checkpoint(monitor=None, dirname=os.fspath(self.checkpoint_dir),
+                          f_criterion=None, f_rng="rng.pt")
+
+    def _resume(self, checkpoint, inputs, seed):
+        """Load the checkpoint in ``checkpoint_dir`` if there is one; return the epochs done.
+
+        A checkpoint is only resumed for the same settings and data (recorded in
+        ``ensiam_config.json``), so a reused directory never silently returns
+        another model.
+        """
+        if checkpoint is None:
+            return 0
+        config = self._run_config(inputs, seed)
+        config_path = os.path.join(checkpoint.dirname, _CONFIG_FILE)
+        files = {key: os.path.join(checkpoint.dirname, checkpoint.fn_prefix + name)
+                 for key, name in checkpoint._f_kwargs().items() if name is not None}
+        if not all(os.path.exists(f) for f in [config_path, *files.values()]):
+            os.makedirs(checkpoint.dirname, exist_ok=True)
+            with open(config_path, "w") as f:
+                json.dump(config, f, indent=1)
+            return 0
+        with open(config_path) as f:
+            saved = json.load(f)
+        changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+        if changed:
+            raise ValueError(
+                f"checkpoint_dir={os.fspath(self.checkpoint_dir)!r} holds a checkpoint of another "
+                f"run (different {', '.join(changed)}); remove it or use another directory"
+            )
+        try:
+            self.net_.load_params(**files)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ValueError(
+                f"checkpoint_dir={os.fspath(self.checkpoint_dir)!r} holds a checkpoint that does "
+                f"not fit this estimator's settings (remove it or use another directory): {exc}"
+            ) from exc
+        return done_epochs(self.net_.history)
+
+    def _run_config(self, inputs, seed):
+        """What must match for a checkpoint to be resumed: settings, seed and data."""
+        skip = {"callbacks", "checkpoint_dir", "verbose", "device"}
+        params = {k: repr(v) for k, v in self.get_params(deep=False).items() if k not in skip}
+        first = inputs.batch(0, min(inputs.n_samples, 64)).numpy()
+        return {**params, "seed": seed, "n_samples": inputs.n_samples,
+                "sample_shape": list(inputs.sample_shape),
+                "data": hashlib.sha1(first.tobytes()).hexdigest()}
+
+    # ------------------------------------------------------------ transform
+    def transform(self, X):
+        """Encoder embeddings of X (eval mode, batched), shape ``(n_samples, embedding_dim_)``."""
+        check_is_fitted(self, "net_")
+        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=False)
+        return embed_inputs(self.net_.module_.encoder, inputs, batch_size=self.batch_size,
+                            device=self.net_.device, verbose=self.verbose >= 2,
+                            desc="EnSiam embedding")
+
+    def as_backbone(self):
+        """A deep copy of the trained encoder (eval mode, CPU) with ``.embedding_dim``."""
+        check_is_fitted(self, "net_")
+        encoder = copy.deepcopy(self.net_.module_.encoder).cpu().eval()
+        if getattr(encoder, "embedding_dim", None) is None:
+            encoder.embedding_dim = self.embedding_dim_
+        return encoder
+
+    @property
+    def _n_features_out(self):
+        return self.embedding_dim_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def done_epochs(history):
+    """Epochs that ran to the end (an interrupted epoch has no ``train_loss``)."""
+    return int(sum("train_loss" in row for row in history))

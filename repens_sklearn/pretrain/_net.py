@@ -1,0 +1,203 @@
+"""The skorch side of EnSiamPretrainer: the NeuralNet subclass, its data set and callbacks."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from torch.utils.data import DataLoader, Dataset
+
+from .._device import autocast, embed_inputs, make_generator
+from ._knn import weighted_knn_accuracy
+from ._losses import collapse_std
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; raised by ``EnSiamPretrainer.fit``."""
+
+
+class CollapseWarning(UserWarning):
+    """The std of the L2-normalised projections fell towards 0 (SimSiam's collapse)."""
+
+
+class InputsDataset(Dataset):
+    """Samples of an :class:`~repens_sklearn._inputs.Inputs` as raw tensors (uint8 stays uint8).
+
+    ``__getitems__`` fetches a whole batch with one indexing operation; the
+    conversion to float happens on the device (:func:`to_float`).
+    """
+
+    def __init__(self, inputs):
+        self.inputs = inputs
+
+    def __len__(self):
+        return self.inputs.n_samples
+
+    def __getitem__(self, index):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices):
+        if self.inputs.array is not None:
+            return torch.from_numpy(np.ascontiguousarray(self.inputs.array[np.asarray(indices)]))
+        return torch.cat([self.inputs.batch(i, i + 1) for i in indices])
+
+
+def _collate(batch):
+    return batch if isinstance(batch, torch.Tensor) else torch.stack(batch)
+
+
+def to_float(x):
+    """uint8 images -> float in [0, 1] (as :meth:`Inputs.batch`); floats unchanged."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+class _GeneratorStates:
+    """The random state of a run (augmentation + shuffling), saved with each checkpoint so
+    that a resumed run draws the same views and batches as an uninterrupted one."""
+
+    def __init__(self, augment, shuffle):
+        self.augment, self.shuffle = augment, shuffle
+
+    def state_dict(self):
+        return {"augment": self.augment.get_state(), "shuffle": self.shuffle.get_state()}
+
+    def load_state_dict(self, state):
+        self.augment.set_state(state["augment"].cpu())
+        self.shuffle.set_state(state["shuffle"].cpu())
+
+
+class SiameseNet(NeuralNet):
+    """skorch ``NeuralNet`` that trains a :class:`SiameseNetwork` on K views per sample.
+
+    Every training step draws the K views of the batch with ``policy`` on the
+    device and sends all of them through the network in one forward pass.
+    """
+
+    def __init__(self, *args, policy, n_views, seed=0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.policy = policy
+        self.n_views = n_views
+        self.seed = seed
+
+    def initialize(self):
+        super().initialize()
+        self.augment_generator_ = make_generator(self.seed, self.device)
+        self.shuffle_generator_ = make_generator(self.seed + 1, "cpu")
+        self.rng_ = _GeneratorStates(self.augment_generator_, self.shuffle_generator_)
+        return self
+
+    def get_iterator(self, dataset, training=False):
+        if not training:
+            return super().get_iterator(dataset, training=False)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True,
+                          generator=self.shuffle_generator_, collate_fn=_collate,
+                          pin_memory=torch.device(self.device).type == "cuda")
+
+    def make_views(self, x):
+        """The K augmented views of a batch, concatenated view by view: ``(K * B, ...)``."""
+        return torch.cat([self.policy(x, self.augment_generator_) for _ in range(self.n_views)])
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        x = to_float(batch.to(self.device, non_blocking=True))
+        with autocast(self.device):
+            z, p = self.module_(self.make_views(x))
+        loss = self.criterion_(z.float(), p.float())
+        if not torch.isfinite(loss):
+            epoch = len(self.history)
+            batch_idx = len(self.history[-1, "batches"])
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at epoch {epoch} (batch {batch_idx + 1})"
+            )
+        loss.backward()
+        self.history.record_batch("collapse_std", collapse_std(z[: len(x)]).item())
+        return {"loss": loss, "y_pred": z}
+
+
+class WarmupCosineLR(Callback):
+    """Per-batch learning rate: linear warm-up then cosine decay to 0 (ensiam.md sec. 4.1).
+
+    Stateless: the step is recovered from the history, so a run resumed from a
+    checkpoint follows exactly the schedule of an uninterrupted one.
+    """
+
+    def __init__(self, lr, total_steps, warmup_steps=0):
+        self.lr = lr
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+
+    def lr_at(self, step):
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def on_train_begin(self, net, **kwargs):
+        self.step_ = sum(row.get("train_batch_count", len(row["batches"])) for row in net.history)
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if not training:
+            return
+        lr = self.lr_at(self.step_)
+        for group in net.optimizer_.param_groups:
+            group["lr"] = lr
+        net.history.record_batch("lr", lr)
+        self.step_ += 1
+
+
+class CollapseMonitor(Callback):
+    """Logs ``collapse_std`` (epoch mean of the per-batch indicator) and warns once when it
+    falls below ``ratio / sqrt(D)`` (SimSiam sec. 4.1 reads ~1/sqrt(D) as healthy)."""
+
+    def __init__(self, ratio=0.05):
+        self.ratio = ratio
+
+    def on_train_begin(self, net, **kwargs):
+        self.warned_ = False
+
+    def on_epoch_end(self, net, **kwargs):
+        values = [b["collapse_std"] for b in net.history[-1, "batches"] if "collapse_std" in b]
+        if not values:
+            return
+        value = float(np.mean(values))
+        net.history.record("collapse_std", value)
+        dim = net.module_.projector[-1].num_features
+        if value < self.ratio / math.sqrt(dim) and not self.warned_:
+            self.warned_ = True
+            warnings.warn(
+                f"the projections are collapsing at epoch {len(net.history)}: std of the "
+                f"L2-normalised projection is {value:.2e}, healthy is about "
+                f"1/sqrt({dim}) = {1 / math.sqrt(dim):.2e}; try a lower base_lr or stronger "
+                "augmentations",
+                CollapseWarning,
+                stacklevel=2,
+            )
+
+
+class KNNMonitor(Callback):
+    """Records ``knn_acc``: weighted cosine kNN accuracy of the encoder on labelled data.
+
+    Leave-one-out on ``(inputs, y)``, with the encoder in eval mode (normalisation
+    layers use their running statistics), after every ``every`` epochs.
+    """
+
+    def __init__(self, inputs, y, k=200, temperature=0.1, every=1, batch_size=256):
+        self.inputs = inputs
+        self.y = y
+        self.k = k
+        self.temperature = temperature
+        self.every = every
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) % self.every:
+            return
+        emb = embed_inputs(net.module_.encoder, self.inputs, batch_size=self.batch_size,
+                           device=net.device)
+        acc = weighted_knn_accuracy(emb, self.y, k=self.k, temperature=self.temperature)
+        net.history.record("knn_acc", acc)

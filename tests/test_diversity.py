@@ -1,0 +1,311 @@
+"""Tests for repens_sklearn.diversity metrics, calibration and pairwise tables."""
+
+import importlib
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.naive_bayes import GaussianNB
+
+from repens_sklearn.diversity import (
+    calibrate_probas,
+    calibrate_temperature,
+    conversion_rate,
+    ensemble_gain,
+    ensemble_proba,
+    error_consistency,
+    error_inconsistency,
+    linear_cka,
+    pairwise_diversity,
+    specialization_angle,
+)
+
+Y = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+PRED_A = np.array([0, 0, 1, 0, 2, 1, 0, 1])  # wrong on 3, 5
+PRED_B = np.array([0, 1, 1, 1, 2, 1, 2, 1])  # wrong on 1, 5, 6
+
+
+def _onehot(pred, conf, n=3):
+    """Probabilities with ``conf`` on ``pred`` and the rest spread evenly."""
+    p = np.full((len(pred), n), (1 - conf) / (n - 1))
+    p[np.arange(len(pred)), pred] = conf
+    return p
+
+
+def test_import_does_not_need_matplotlib(monkeypatch):
+    # Re-import the subpackage with matplotlib made unimportable (sys.modules entry
+    # None); monkeypatch puts the original modules back afterwards.
+    for name in [m for m in sys.modules if m.startswith("repens_sklearn.diversity")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    module = importlib.import_module("repens_sklearn.diversity")
+    assert module.error_inconsistency([0, 1], [0, 0], [0, 1]) == 0.5
+    with pytest.raises(ImportError, match=r"requires matplotlib.*repens-sklearn\[plot\]"):
+        module.SelectionDisplay({"a": 1.0}).plot()
+
+
+# --------------------------------------------------------------------------- inconsistency
+def test_error_inconsistency_counts_exactly_one_right():
+    # exactly one right on samples 1, 3, 6 -> 3 / 8
+    assert error_inconsistency(Y, PRED_A, PRED_B) == pytest.approx(3 / 8)
+    assert error_inconsistency(Y, PRED_A, PRED_A) == 0.0
+    # string labels work like sklearn.metrics
+    ys = np.array(list("aabb"))
+    assert error_inconsistency(ys, list("abbb"), list("aaab")) == pytest.approx(0.5)
+
+
+def test_error_consistency_matches_geirhos_formula():
+    res = error_consistency(Y, PRED_A, PRED_B)
+    ca, cb = PRED_A == Y, PRED_B == Y
+    pa, pb = ca.mean(), cb.mean()
+    expected = pa * pb + (1 - pa) * (1 - pb)
+    assert res.observed == pytest.approx(1 - 3 / 8)
+    assert res.expected == pytest.approx(expected)
+    assert res.kappa == pytest.approx((res.observed - expected) / (1 - expected))
+
+
+def test_error_consistency_undefined_kappa_warns():
+    with pytest.warns(UndefinedMetricWarning, match="kappa is undefined"):
+        res = error_consistency([0, 1], [0, 1], [0, 1])
+    assert res.observed == 1.0 and np.isnan(res.kappa)
+
+
+@pytest.mark.parametrize("func", [error_inconsistency, error_consistency])
+def test_prediction_metrics_reject_mismatched_lengths(func):
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        func([0, 1, 1], [0, 1], [0, 1, 1])
+
+
+def test_prediction_metrics_reject_continuous_targets():
+    with pytest.raises(ValueError, match="y_true must hold class labels.*continuous"):
+        error_inconsistency([0.1, 0.5], [0, 1], [0, 1])
+
+
+# --------------------------------------------------------------------------- probabilities
+def test_conversion_rate_and_gain_by_hand():
+    # sample 0: A right & confident -> ensemble right; sample 1: B right but
+    # A more confident -> ensemble wrong; sample 2: both right.
+    pa = np.array([[0.9, 0.1], [0.9, 0.1], [0.2, 0.8]])
+    pb = np.array([[0.4, 0.6], [0.45, 0.55], [0.3, 0.7]])
+    y = [0, 1, 1]
+    assert conversion_rate(y, pa, pb) == pytest.approx(0.5)
+    # accuracies 2/3 and 2/3, ensemble 2/3 -> gain 0
+    assert ensemble_gain(y, pa, pb) == pytest.approx(0.0)
+    pb2 = np.array([[0.4, 0.6], [0.01, 0.99], [0.3, 0.7]])
+    assert conversion_rate(y, pa, pb2) == pytest.approx(1.0)
+    assert ensemble_gain(y, pa, pb2) == pytest.approx(1 - 2 / 3)
+    assert ensemble_gain(y, pa, pb2, baseline="max") == pytest.approx(1 - 2 / 3)
+    np.testing.assert_allclose(ensemble_proba(pa, pb2), (pa + pb2) / 2)
+
+
+def test_conversion_rate_without_inconsistent_samples_warns():
+    p = _onehot(Y, 0.8)
+    with pytest.warns(UndefinedMetricWarning, match="no sample has exactly one model right"):
+        assert np.isnan(conversion_rate(Y, p, p))
+
+
+def test_probability_metrics_use_labels_for_columns():
+    y = np.array(["cat", "dog", "dog"])
+    pa = np.array([[0.8, 0.2, 0.0], [0.1, 0.9, 0.0], [0.6, 0.3, 0.1]])
+    pb = np.array([[0.7, 0.3, 0.0], [0.2, 0.8, 0.0], [0.1, 0.8, 0.1]])
+    labels = ["cat", "dog", "eel"]
+    assert conversion_rate(y, pa, pb, labels=labels) == pytest.approx(1.0)
+    assert ensemble_gain(y, pa, pb, labels=labels) == pytest.approx(1 - 5 / 6)
+
+
+def test_probability_metrics_errors():
+    p = _onehot(Y, 0.8)
+    with pytest.raises(ValueError, match="do not sum to one"):
+        conversion_rate(Y, p * 0.5, p)
+    with pytest.raises(ValueError, match="greater than 1"):
+        conversion_rate(Y, p * 2, p)
+    with pytest.raises(ValueError, match="lower than 0"):
+        conversion_rate(Y, p - 0.5, p)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        conversion_rate(Y[:-1], p, p)
+    with pytest.raises(ValueError, match="different number of classes: 2 vs 3.*labels argument"):
+        ensemble_gain([0, 1, 0, 1, 0, 1, 0, 1], p, p)
+    with pytest.raises(ValueError, match=r"y_true contains labels not present in labels: \[2\]"):
+        ensemble_gain(Y, p, p, labels=[0, 1, 5])
+    with pytest.raises(ValueError, match="number of labels \\(2\\) does not match"):
+        ensemble_gain(Y, p, p, labels=[0, 1])
+    with pytest.raises(ValueError, match="same number of classes"):
+        ensemble_gain(Y, p, _onehot(Y, 0.8, n=4))
+    with pytest.raises(ValueError, match="baseline must be 'mean' or 'max'"):
+        ensemble_gain(Y, p, p, baseline="median")
+    with pytest.raises(ValueError, match="n_classes >= 2"):
+        specialization_angle(np.ones((3, 1)), np.ones((3, 1)))
+
+
+def test_specialization_angle_geometry():
+    pa = np.array([[1.0, 0.0], [0.5, 0.5], [0.8, 0.2], [0.5, 0.5]])
+    pb = np.array([[0.5, 0.5], [1.0, 0.0], [0.2, 0.8], [0.5, 0.5]])
+    theta = specialization_angle(pa, pb)
+    # (1, .5): pi/4 - atan(.5); symmetric for B; equal confidences -> 0
+    np.testing.assert_allclose(theta, [np.pi / 4 - np.arctan(0.5), np.arctan(0.5) - np.pi / 4,
+                                       0, 0], atol=1e-12)
+    assert np.all(np.abs(specialization_angle(_onehot(Y, .9), _onehot(Y, .4), Y)) <= np.pi / 4)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        specialization_angle(pa, pb, [0, 1])
+
+
+# --------------------------------------------------------------------------- CKA
+def _gram_hsic_unbiased(K, L):
+    # Song et al. (2012) unbiased HSIC on Gram matrices (reference implementation).
+    n = K.shape[0]
+    K, L = K.copy(), L.copy()
+    np.fill_diagonal(K, 0)
+    np.fill_diagonal(L, 0)
+    return (np.sum(K * L) + K.sum() * L.sum() / ((n - 1) * (n - 2))
+            - 2 / (n - 2) * K.sum(0) @ L.sum(0)) / (n * (n - 3))
+
+
+def test_linear_cka_invariances_and_gram_reference():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6))
+    Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    assert linear_cka(X, 2.5 * X @ Q + 3.0) == pytest.approx(1.0)
+    Y = rng.normal(size=(40, 4))
+    # biased CKA = HSIC(XX^T, YY^T) normalised, computed with centred Gram matrices
+    H = np.eye(40) - 1 / 40
+    K, L = H @ X @ X.T @ H, H @ Y @ Y.T @ H
+    ref = np.sum(K * L) / np.sqrt(np.sum(K * K) * np.sum(L * L))
+    assert linear_cka(X, Y) == pytest.approx(ref)
+    Kr, Lr = X @ X.T, Y @ Y.T
+    ref_deb = _gram_hsic_unbiased(Kr, Lr) / np.sqrt(
+        _gram_hsic_unbiased(Kr, Kr) * _gram_hsic_unbiased(Lr, Lr))
+    assert linear_cka(X, Y, debiased=True) == pytest.approx(ref_deb)
+    # the debiased estimate of independent representations is near 0, the biased is not
+    assert abs(linear_cka(X, Y, debiased=True)) < linear_cka(X, Y)
+
+
+def test_linear_cka_errors():
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        linear_cka(np.ones((5, 2)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="at least 4 samples"):
+        linear_cka(np.eye(3), np.eye(3), debiased=True)
+    with pytest.raises(ValueError, match="constant"):
+        linear_cka(np.ones((5, 2)), np.eye(5))
+
+
+# --------------------------------------------------------------------------- calibration
+@pytest.fixture(scope="module")
+def digits_models():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    tr, cal, te = slice(0, 600), slice(600, 1200), slice(1200, None)
+    # weak regularisation -> overconfident; GaussianNB is notoriously overconfident
+    lr = LogisticRegression(C=100, max_iter=300).fit(X[tr], y[tr])
+    nb = GaussianNB().fit(X[tr], y[tr])
+    return X, y, tr, cal, te, {"logreg": lr, "nb": nb}
+
+
+def test_calibrate_temperature_reduces_held_out_log_loss(digits_models):
+    X, y, tr, cal, te, models = digits_models
+    nb = models["nb"]
+    calibrated = calibrate_temperature(nb, X[cal], y[cal])
+    beta = calibrated.calibrated_classifiers_[0].calibrators[0].beta_
+    assert beta < 1  # overconfident model -> temperature above 1
+    assert log_loss(y[te], calibrated.predict_proba(X[te])) < log_loss(
+        y[te], np.clip(nb.predict_proba(X[te]), 1e-15, 1))
+    # temperature scaling never changes the top-1 class
+    np.testing.assert_array_equal(calibrated.predict(X[te]), nb.predict(X[te]))
+    with pytest.raises(TypeError, match="fitted classifier with predict_proba"):
+        calibrate_temperature(object(), X[cal], y[cal])
+
+
+def test_calibrate_probas_matches_estimator_calibration(digits_models):
+    X, y, tr, cal, te, models = digits_models
+    lr = models["logreg"]
+    from_arrays = calibrate_probas(lr.predict_proba(X[cal]), y[cal], lr.predict_proba(X[te]))
+    # same temperature as calibrating the estimator itself (it uses log-probas as logits)
+    direct = calibrate_temperature(lr, X[cal], y[cal]).predict_proba(X[te])
+    assert np.allclose(from_arrays.sum(1), 1)
+    np.testing.assert_allclose(from_arrays.argmax(1), direct.argmax(1))
+    assert log_loss(y[te], from_arrays) < log_loss(y[te], lr.predict_proba(X[te]))
+    with pytest.raises(ValueError, match="same number of columns"):
+        calibrate_probas(lr.predict_proba(X[cal]), y[cal], np.full((4, 3), 1 / 3))
+
+
+# --------------------------------------------------------------------------- pairwise
+def test_pairwise_diversity_from_probas_matches_metrics():
+    probas = {"a": _onehot(PRED_A, 0.7), "b": _onehot(PRED_B, 0.6), "c": _onehot(Y, 0.5)}
+    df = pairwise_diversity(probas, y=Y)
+    assert list(df["model_a"]) == ["a", "a", "b"] and list(df["model_b"]) == ["b", "c", "c"]
+    row = df.iloc[0]
+    assert row["error_inconsistency"] == pytest.approx(3 / 8)
+    assert row["kappa"] == pytest.approx(error_consistency(Y, PRED_A, PRED_B).kappa)
+    assert row["accuracy_a"] == pytest.approx(6 / 8) and row["accuracy_b"] == pytest.approx(5 / 8)
+    assert row["ensemble_gain"] == pytest.approx(
+        ensemble_gain(Y, probas["a"], probas["b"]))
+    assert row["ensemble_accuracy"] - (6 / 8 + 5 / 8) / 2 == pytest.approx(row["ensemble_gain"])
+    ref = pairwise_diversity(list(probas.items()), y=Y, reference="c")
+    assert list(ref["model_b"]) == ["a", "b"]
+    assert np.all(ref["model_a"] == "c")
+
+
+def test_pairwise_diversity_from_estimators_with_calibration(digits_models):
+    X, y, tr, cal, te, models = digits_models
+    raw = pairwise_diversity(models, X[te], y[te])
+    calibrated = pairwise_diversity(models, X[te], y[te], calibrate=True, X_calib=X[cal],
+                                    y_calib=y[cal])
+    acc_lr = np.mean(models["logreg"].predict(X[te]) == y[te])
+    assert raw.loc[0, "accuracy_a"] == pytest.approx(acc_lr)
+    # calibration keeps every model's top-1 predictions: accuracies and inconsistency equal
+    assert calibrated.loc[0, "error_inconsistency"] == pytest.approx(
+        raw.loc[0, "error_inconsistency"])
+    assert calibrated.loc[0, "accuracy_b"] == pytest.approx(raw.loc[0, "accuracy_b"])
+    # ... but the averaged ensemble changes (the over-confident NB no longer dominates)
+    assert calibrated.loc[0, "ensemble_accuracy"] != raw.loc[0, "ensemble_accuracy"]
+    # stored arrays with stored held-out arrays give the same calibrated table
+    probas = {n: m.predict_proba(X[te]) for n, m in models.items()}
+    held = {n: m.predict_proba(X[cal]) for n, m in models.items()}
+    from_arrays = pairwise_diversity(probas, y=y[te], calibrate=True, X_calib=held,
+                                     y_calib=y[cal])
+    assert from_arrays.loc[0, "ensemble_accuracy"] == pytest.approx(
+        calibrated.loc[0, "ensemble_accuracy"], abs=2 / len(y[te]))
+
+
+def test_pairwise_diversity_structured_array_without_pandas(monkeypatch):
+    from repens_sklearn.diversity import _pairwise
+
+    monkeypatch.setattr(_pairwise, "_import_pandas", lambda: None)  # pandas not installed
+    table = pairwise_diversity({"a": _onehot(PRED_A, .7), "b": _onehot(PRED_B, .6)}, y=Y)
+    assert isinstance(table, np.ndarray) and table.dtype.names[:2] == ("model_a", "model_b")
+    assert table["error_inconsistency"][0] == pytest.approx(3 / 8)
+    assert table["model_b"][0] == "b"
+
+
+def test_pairwise_diversity_errors(digits_models):
+    X, y, tr, cal, te, models = digits_models
+    p = _onehot(Y, 0.8)
+    with pytest.raises(TypeError, match="dict or a list of \\(name"):
+        pairwise_diversity(42, y=Y)
+    with pytest.raises(ValueError, match="at least 2 models; got 1"):
+        pairwise_diversity({"a": p}, y=Y)
+    with pytest.raises(ValueError, match="duplicate names: \\['a'\\]"):
+        pairwise_diversity([("a", p), ("a", p)], y=Y)
+    with pytest.raises(ValueError, match="y is required"):
+        pairwise_diversity({"a": p, "b": p})
+    with pytest.raises(ValueError, match="X is required"):
+        pairwise_diversity(models, y=y[te])
+    with pytest.raises(ValueError, match="calibrate=True needs held-out data"):
+        pairwise_diversity({"a": p, "b": p}, y=Y, calibrate=True)
+    with pytest.raises(ValueError, match="X_calib has no held-out probabilities for 'b'"):
+        pairwise_diversity({"a": p, "b": p}, y=Y, calibrate=True, X_calib={"a": p},
+                           y_calib=Y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples: y has 7"):
+        pairwise_diversity({"a": p, "b": p}, y=Y[:-1])
+    with pytest.raises(ValueError, match="do not sum to one"):
+        pairwise_diversity({"a": p, "b": p * 0.9}, y=Y)
+    with pytest.raises(ValueError, match="reference 'z' is not one of the models"):
+        pairwise_diversity({"a": p, "b": p}, y=Y, reference="z")
+    other = LogisticRegression(max_iter=200).fit(X[tr][y[tr] < 5], y[tr][y[tr] < 5])
+    with pytest.raises(ValueError, match="same classes_"):
+        pairwise_diversity({"a": models["nb"], "b": other}, X[te], y[te])
