@@ -10,12 +10,28 @@ from ._plugins import (
     list_backbones,
 )
 from .datasets import load_digits_images, load_fashion_mnist, load_image_folder
+from .embedders import ConcatEmbedder, LearnedEnsembleEmbedder, MeanTTAEmbedder
 from .hookspecs import hookimpl
+from .pretrain import EnSiamPretrainer
+from .selection import (
+    FineTuneClassifier,
+    GreedyEnsembleClassifier,
+    KNNModelSelector,
+    make_finetune_sweep,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "EnSiamPretrainer",
+    "ConcatEmbedder",
+    "LearnedEnsembleEmbedder",
+    "MeanTTAEmbedder",
+    "FineTuneClassifier",
+    "GreedyEnsembleClassifier",
+    "KNNModelSelector",
+    "make_finetune_sweep",
     "create_aggregation",
     "create_augmentation_policy",
     "create_backbone",

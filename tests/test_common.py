@@ -4,6 +4,9 @@ import inspect
 
 import pytest
 from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import repens_sklearn
@@ -11,10 +14,35 @@ import repens_sklearn
 # One tiny, fast configuration per public estimator (2-D data: vector backbones
 # and vector policies). Each issue adds its estimators here.
 ESTIMATORS = [
+    repens_sklearn.ConcatEmbedder([("scaler", StandardScaler()), ("minmax", MinMaxScaler())],
+                                  n_components=2, random_state=0),
+    repens_sklearn.LearnedEnsembleEmbedder(max_epochs=2, batch_size=32, device="cpu", random_state=0),
+    repens_sklearn.EnSiamPretrainer(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
+                                    policy="gaussian_noise", max_epochs=1, projector_dim=16,
+                                    predictor_hidden_dim=8, device="cpu", random_state=0),
+    repens_sklearn.MeanTTAEmbedder(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
+                                   policy="gaussian_noise", n_augmentations=2, device="cpu",
+                                   random_state=0),
+    # selection (issue 6)
+    repens_sklearn.KNNModelSelector([("identity", FunctionTransformer()), ("scaled", StandardScaler())],
+                                    n_select=1),
+    repens_sklearn.FineTuneClassifier("mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
+                                      lr=0.1, max_steps=20, batch_size=32, device="cpu",
+                                      random_state=0),
+    repens_sklearn.GreedyEnsembleClassifier([("lr", LogisticRegression()), ("nb", GaussianNB())],
+                                            max_size=3, random_state=0),
 ]
 
 # {estimator class name: {check name: reason}} for checks that cannot apply.
 EXPECTED_FAILED_CHECKS = {
+    "MeanTTAEmbedder": {
+        "check_methods_subset_invariance": (
+            "the random test-time views are drawn per batch from one seeded generator, so a "
+            "sample's views depend on its position in X (n_augmentations=0 is invariant)"),
+        "check_methods_sample_order_invariance": (
+            "the random test-time views are drawn per batch from one seeded generator, so a "
+            "sample's views depend on its position in X (n_augmentations=0 is invariant)"),
+    },
 }
 
 

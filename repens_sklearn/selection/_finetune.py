@@ -1,0 +1,445 @@
+"""FineTuneClassifier: a backbone plus a new linear head, fine-tuned end to end (skorch)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+from torch import nn
+
+from .._device import make_generator, resolve_device, seed_from
+from .._inputs import check_inputs
+from .._plugins import create_augmentation_policy
+from ..backbones import build_backbone, check_backbone_accepts
+
+
+class PaperSchedule:
+    """Learning-rate factor of appendix A.1.1: linear warm-up for the first 20 % of
+    the steps, full rate for the next 20 %, then x0.1 at 40 %, 60 % and 80 %.
+
+    A picklable ``lr_lambda`` for ``torch.optim.lr_scheduler.LambdaLR`` stepped
+    once per batch.
+    """
+
+    def __init__(self, total_steps):
+        self.total_steps = int(total_steps)
+
+    def __call__(self, step):
+        interval = max(1.0, 0.2 * self.total_steps)
+        if step < interval:
+            return (step + 1) / interval
+        return 0.1 ** int((step - interval) // interval)
+
+
+class _Constant:
+    def __call__(self, step):
+        return 1.0
+
+
+class _FineTuneModule(nn.Module):
+    """Backbone -> linear head; train-time augmentation applied on the batch's device."""
+
+    def __init__(self, backbone, embedding_dim, n_classes, policy=None, seed=0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(embedding_dim, n_classes)
+        self.policy = policy
+        self.seed = seed
+        self._generator = None
+
+    def forward(self, x):
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        if self.training and self.policy is not None:
+            if self._generator is None or self._generator.device != x.device:
+                self._generator = make_generator(self.seed, x.device)
+            x = self.policy(x, self._generator)
+        return self.head(self.backbone(x).flatten(1))
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_generator"] = None  # generators do not pickle; a fresh one is seeded on use
+        return state
+
+
+class _StepsDataset(torch.utils.data.Dataset):
+    """Samples of ``inputs`` in a fixed order: ``max_steps * batch_size`` draws, one epoch.
+
+    Concatenated seeded permutations make skorch's single epoch exactly
+    ``max_steps`` optimiser steps (the paper counts steps, not epochs).
+    """
+
+    def __init__(self, inputs, y=None, order=None):
+        self.inputs, self.y = inputs, y
+        self.order = np.arange(inputs.n_samples) if order is None else order
+
+    def __len__(self):
+        return len(self.order)
+
+    def __getitem__(self, i):
+        j = int(self.order[i])
+        x = self.inputs.batch(j, j + 1)[0]
+        return x, (int(self.y[j]) if self.y is not None else 0)
+
+
+class FineTuneClassifier(ClassifierMixin, BaseEstimator):
+    """Fine-tune a backbone with a new linear head (cross-entropy, SGD with momentum).
+
+    Step 2 of the paper's algorithm (section 2.3 and appendix A.1.1): a new
+    dense layer with one unit per class is added to the backbone's final
+    representation and the whole model is trained by minimising the
+    categorical cross-entropy with SGD and momentum. The default schedule is
+    the paper's: linear warm-up over the first 20 % of the steps, then decay by
+    x0.1 at each further 20 % interval (full rate in 20-40 %, then 0.1, 0.01,
+    0.001). The paper's default sweep is learning rates {0.1, 0.01} x
+    {2,500, 10,000} steps at batch size 512 and momentum 0.99; see
+    :func:`make_finetune_sweep`.
+
+    Training runs through a skorch ``NeuralNetClassifier`` built in ``fit``
+    (``net_``) with a ``LambdaLR`` stepped every batch by skorch's
+    ``LRScheduler`` callback.
+
+    Parameters
+    ----------
+    backbone : str, torch.nn.Module or fitted embedder
+        Registered backbone name, a module (deep-copied) or a fitted estimator
+        with ``as_backbone()``.
+    backbone_params : dict or None, default=None
+        Keyword arguments for the backbone factory (registered names only).
+    lr : float, default=0.01
+        Peak learning rate (paper sweep: 0.1 and 0.01).
+    max_steps : int, default=2500
+        Optimiser steps (paper sweep: 2,500 and 10,000).
+    batch_size : int, default=512
+        Samples per step (paper: 512).
+    schedule : {"paper", "constant"} or callable, default="paper"
+        Learning-rate factor per step; a callable ``f(step) -> factor`` is
+        used as the ``lr_lambda`` of ``LambdaLR`` (it must pickle to pickle
+        the model).
+    momentum : float, default=0.9
+        SGD momentum (the paper used 0.99 at batch size 512).
+    weight_decay : float, default=0.0
+        SGD weight decay.
+    policy : str, callable or None, default=None
+        Train-time augmentation: a registered policy name or a
+        ``policy(x, generator)`` callable, applied to each batch on the device.
+    policy_params : dict or None, default=None
+        Keyword arguments for the policy factory.
+    input_shape : tuple (C, H, W) or None, default=None
+        Shape of one image when X holds flattened images.
+    device : str, default="auto"
+        Torch device; "auto" is CUDA when available, else CPU.
+    random_state : int, RandomState or None, default=None
+        Seeds the head, a backbone built from a name, the batch order and the
+        augmentations.
+    verbose : int or bool, default=False
+        Print skorch's epoch summary and a progress bar.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (any labels, e.g. strings).
+    net_ : skorch.NeuralNetClassifier
+        The trained network (module ``net_.module_``: backbone + head).
+    embedding_dim_ : int
+        Width of the backbone's embedding.
+    n_features_in_ : int
+        Number of features seen during fit.
+    input_shape_ : tuple
+        Shape of one sample seen during fit.
+
+    See Also
+    --------
+    make_finetune_sweep : the paper's 2 x 2 sweep for several backbones.
+    GreedyEnsembleClassifier : ensembles the fine-tuned models.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from repens_sklearn import FineTuneClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = FineTuneClassifier("mlp", lr=0.1, max_steps=100, batch_size=32,
+    ...                          random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 3)
+    """
+
+    _parameter_constraints = {
+        "backbone": [str, nn.Module, HasMethods(["as_backbone"])],
+        "backbone_params": [dict, None],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_steps": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "schedule": [StrOptions({"paper", "constant"}), callable],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "policy": [str, callable, None],
+        "policy_params": [dict, None],
+        "input_shape": ["array-like", None],
+        "device": [str, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, backbone, *, backbone_params=None, lr=0.01, max_steps=2500,
+                 batch_size=512, schedule="paper", momentum=0.9, weight_decay=0.0,
+                 policy=None, policy_params=None, input_shape=None, device="auto",
+                 random_state=None, verbose=False):
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.lr = lr
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.schedule = schedule
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.policy = policy
+        self.policy_params = policy_params
+        self.input_shape = input_shape
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fine-tune the backbone and a new head on ``(X, y)`` for ``max_steps`` steps.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or list of image paths / PIL images
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : FineTuneClassifier
+        """
+        from skorch import NeuralNetClassifier
+
+        inputs = check_inputs(self, X, input_shape=self.input_shape)
+        y_idx = self._encode_y(y, inputs.n_samples)
+        device = resolve_device(self.device)
+        seed = seed_from(self.random_state)
+        module = self._build_module(inputs, seed)
+        self.net_ = NeuralNetClassifier(
+            module,
+            criterion=nn.CrossEntropyLoss,
+            optimizer=torch.optim.SGD,
+            optimizer__momentum=self.momentum,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=1,
+            batch_size=self.batch_size,
+            iterator_train__shuffle=False,  # the order is drawn in _StepsDataset
+            train_split=None,
+            classes=list(range(len(self.classes_))),
+            callbacks=self._callbacks(),
+            device=str(device),
+            verbose=int(bool(self.verbose)),
+        )
+        order = _step_order(inputs.n_samples, self.max_steps * self.batch_size, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # dropout etc. reproducible without touching global state
+            self.net_.fit(_StepsDataset(inputs, y_idx, order), None)
+        return self
+
+    def _encode_y(self, y, n_samples):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        y = column_or_1d(y, warn=True)
+        if len(y) != n_samples:
+            raise ValueError(f"X holds {n_samples} samples but y holds {len(y)} labels")
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes in y; got 1 class "
+                f"({self.classes_[0]!r})"
+            )
+        return y_idx
+
+    def _build_module(self, inputs, seed):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            backbone = build_backbone(self.backbone, self.backbone_params, inputs.sample_shape)
+            self.embedding_dim_ = check_backbone_accepts(
+                backbone, inputs.example(), backbone_name=_describe(self.backbone))
+            return _FineTuneModule(backbone, self.embedding_dim_, len(self.classes_),
+                                   self._policy(), seed)
+
+    def _policy(self):
+        if self.policy is None:
+            if self.policy_params:
+                raise ValueError(f"policy_params={self.policy_params!r} given but policy=None")
+            return None
+        if isinstance(self.policy, str):
+            return create_augmentation_policy(self.policy, **(self.policy_params or {}))
+        if self.policy_params:
+            raise ValueError("policy_params can only be used when policy is a registered name")
+        return self.policy
+
+    def _callbacks(self):
+        from skorch.callbacks import LRScheduler, ProgressBar
+
+        if callable(self.schedule):
+            factor = self.schedule
+        else:
+            factor = PaperSchedule(self.max_steps) if self.schedule == "paper" else _Constant()
+        callbacks = [("lr_schedule", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR,
+                                                 lr_lambda=factor, step_every="batch"))]
+        if self.verbose:
+            callbacks.append(("progress", ProgressBar()))
+        return callbacks
+
+    def predict_proba(self, X):
+        """Softmax class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or list of image sources
+            Inputs shaped like the training inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
+        check_is_fitted(self)
+        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=False)
+        proba = np.asarray(self.net_.predict_proba(_StepsDataset(inputs)), dtype=np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 +- 1e-7
+
+    def predict(self, X):
+        """Most probable class of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or list of image sources
+            Inputs.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def as_backbone(self):
+        """A copy of the fine-tuned backbone (eval mode), e.g. for an embedder."""
+        check_is_fitted(self)
+        backbone = copy.deepcopy(self.net_.module_.backbone).cpu().eval()
+        backbone.embedding_dim = self.embedding_dim_
+        return backbone
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = resolve_device(self.device).type == "cuda"
+        return tags
+
+
+def _step_order(n_samples, n_draws, seed):
+    rng = np.random.default_rng(seed)
+    n_perms = math.ceil(n_draws / n_samples)
+    return np.concatenate([rng.permutation(n_samples) for _ in range(n_perms)])[:n_draws]
+
+
+def _describe(backbone):
+    return backbone if isinstance(backbone, str) else type(backbone).__name__
+
+
+def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), **params):
+    """The paper's default fine-tuning sweep for several backbones (appendix A.1.1).
+
+    Every backbone is fine-tuned with every learning rate and schedule length
+    (paper: {0.1, 0.01} x {2,500, 10,000} steps, i.e. L = 4K models for K
+    backbones); the result feeds :class:`GreedyEnsembleClassifier`.
+
+    Parameters
+    ----------
+    backbones : list, or fitted KNNModelSelector
+        Backbones as names / modules / fitted embedders (named after themselves
+        or ``backbone0``, ``backbone1``, ...), ``(name, backbone)`` pairs, or a
+        fitted :class:`KNNModelSelector` whose selected candidates are used.
+    lrs : sequence of float, default=(0.1, 0.01)
+        Learning rates.
+    steps : sequence of int, default=(2500, 10000)
+        Schedule lengths in optimiser steps.
+    **params
+        Other :class:`FineTuneClassifier` parameters, shared by all.
+
+    Returns
+    -------
+    estimators : list of (str, FineTuneClassifier)
+        Named ``"<backbone>-lr<lr>-steps<steps>"``.
+
+    Examples
+    --------
+    >>> from repens_sklearn import make_finetune_sweep
+    >>> [name for name, _ in make_finetune_sweep(["mlp"], steps=(100, 400))]
+    ['mlp-lr0.1-steps100', 'mlp-lr0.1-steps400', 'mlp-lr0.01-steps100', 'mlp-lr0.01-steps400']
+    """
+    named = _named_backbones(backbones)
+    sweep = []
+    for name, backbone in named:
+        extra = {}
+        if isinstance(backbone, _FromCandidate):
+            backbone, extra = backbone.backbone, backbone.params
+        for lr in lrs:
+            for n in steps:
+                est = FineTuneClassifier(backbone, lr=lr, max_steps=n, **{**extra, **params})
+                sweep.append((f"{name}-lr{lr:g}-steps{n}", est))
+    return sweep
+
+
+def _named_backbones(backbones):
+    if hasattr(backbones, "selected_candidates_"):
+        return [(name, _candidate_backbone(c)) for name, c in backbones.selected_candidates_]
+    if isinstance(backbones, (str, nn.Module)) or not hasattr(backbones, "__iter__"):
+        backbones = [backbones]
+    named = []
+    for i, item in enumerate(backbones):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            named.append(item)
+        else:
+            named.append((item if isinstance(item, str) else f"backbone{i}", item))
+    names = [n for n, _ in named]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"backbones has duplicate names {duplicates}; give (name, backbone) pairs")
+    return named
+
+
+class _FromCandidate:
+    """A selected candidate's backbone and the parameters it was embedded with."""
+
+    def __init__(self, backbone, params):
+        self.backbone, self.params = backbone, params
+
+
+def _candidate_backbone(candidate):
+    """A selected candidate as a backbone: what it embeds with (name or module), or its module."""
+    backbone = getattr(candidate, "backbone", None)
+    if isinstance(backbone, (str, nn.Module)):
+        params = {}
+        for key in ("backbone_params", "input_shape"):
+            if getattr(candidate, key, None) is not None:
+                params[key] = getattr(candidate, key)
+        return _FromCandidate(backbone, params)
+    if callable(getattr(candidate, "as_backbone", None)):
+        # The module itself, not the fitted estimator: clone() (GridSearchCV,
+        # GreedyEnsembleClassifier) would reset a fitted estimator parameter.
+        return candidate.as_backbone()
+    raise TypeError(
+        f"selected candidate {type(candidate).__name__} cannot be fine-tuned: it neither "
+        "embeds with a backbone name / nn.Module nor has as_backbone()"
+    )

@@ -1,0 +1,185 @@
+"""KNNModelSelector and the blocked leave-one-out kNN scores."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import LeaveOneOut, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from repens_sklearn import KNNModelSelector
+from repens_sklearn.selection import loo_knn_accuracy, loo_knn_predict
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:300].astype(np.float32), y[:300]
+
+
+@pytest.mark.parametrize("metric, k", [("euclidean", 1), ("cosine", 1), ("euclidean", 3),
+                                       ("cosine", 5)])
+def test_loo_accuracy_matches_sklearn_leave_one_out(digits, metric, k):
+    X, y = digits
+    X = X[:80] + np.random.default_rng(0).normal(0, 1e-3, X[:80].shape)  # no distance ties
+    y = y[:80] % 2  # two classes, odd k: no vote ties either
+    knn = KNeighborsClassifier(k, metric=metric, algorithm="brute")
+    expected = cross_val_score(knn, X, y, cv=LeaveOneOut()).mean()
+    assert loo_knn_accuracy(X, y, n_neighbors=k, metric=metric) == pytest.approx(expected)
+
+
+def test_blocks_give_the_same_predictions(digits):
+    X, y = digits
+    full = loo_knn_predict(X, y, n_neighbors=3)
+    assert np.array_equal(loo_knn_predict(X, y, n_neighbors=3, block_size=7), full)
+
+
+def test_own_sample_is_excluded():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    y = rng.integers(0, 2, 200)
+    # with the sample itself counted, 1-NN would be 100 % right on random labels
+    assert loo_knn_accuracy(X, y) < 0.7
+    # an exact duplicate with the same label is the nearest other sample
+    assert loo_knn_accuracy(np.vstack([X, X]), np.concatenate([y, y])) == 1.0
+
+
+def test_vote_ties_go_to_nearest_class():
+    # query 0's two neighbours: sample 1 (class 1, nearer) and sample 2 (class 2)
+    X = np.array([[0.0], [1.0], [-2.0], [10.0], [11.0]])
+    y = np.array([0, 1, 2, 0, 0])
+    pred = loo_knn_predict(X, y, n_neighbors=2, metric="euclidean")
+    assert pred[0] == 1
+    X[1, 0], X[2, 0] = 2.0, -1.0  # now class 2 is nearer
+    assert loo_knn_predict(X, y, n_neighbors=2, metric="euclidean")[0] == 2
+
+
+def test_selector_scores_ranking_and_selection(digits):
+    X, y = digits
+    candidates = [("pca2", PCA(2)), ("raw", FunctionTransformer()), ("pca20", PCA(20)),
+                  ("raw_again", FunctionTransformer())]
+    sel = KNNModelSelector(candidates, n_select=2).fit(X, y)
+    assert list(sel.scores_) == ["pca2", "raw", "pca20", "raw_again"]
+    assert sel.scores_["raw"] == pytest.approx(loo_knn_accuracy(X, y))
+    assert sel.scores_["raw"] == sel.scores_["raw_again"]
+    # equal scores keep candidate order
+    assert sel.ranking_.index("raw") == sel.ranking_.index("raw_again") - 1
+    assert sel.ranking_[-1] == "pca2"
+    assert sel.selected_ == sel.ranking_[:2]
+    assert [n for n, _ in sel.selected_candidates_] == sel.selected_
+    Z = sel.transform(X)
+    expected = np.hstack([t.transform(X) for _, t in sel.selected_candidates_])
+    np.testing.assert_allclose(Z, expected, rtol=1e-6)
+    assert Z.dtype == np.float32
+    assert len(sel.get_feature_names_out()) == Z.shape[1]
+
+
+def test_threshold_keeps_candidates_near_the_best(digits):
+    X, y = digits
+    candidates = [("pca2", PCA(2)), ("raw", FunctionTransformer()), ("pca20", PCA(20))]
+    sel = KNNModelSelector(candidates, threshold=0.95, n_select=None).fit(X, y)
+    best = max(sel.scores_.values())
+    assert sel.selected_ == [n for n in sel.ranking_ if sel.scores_[n] >= 0.95 * best]
+    assert "pca2" not in sel.selected_ and len(sel.selected_) == 2
+    sel1 = KNNModelSelector(candidates, threshold=0.95, n_select=1).fit(X, y)
+    assert sel1.selected_ == sel.selected_[:1]
+
+
+def test_fitted_candidates_are_used_as_they_are(digits):
+    X, y = digits
+    fitted = PCA(5).fit(X[::-1][:50])  # fitted elsewhere: must not be refitted
+    unfitted = PCA(5)
+    sel = KNNModelSelector([("fitted", fitted), ("unfitted", unfitted)]).fit(X, y)
+    got = dict(sel.selected_candidates_)
+    assert got["fitted"] is fitted
+    assert got["unfitted"] is not unfitted and not hasattr(unfitted, "components_")
+    np.testing.assert_allclose(got["unfitted"].components_, PCA(5).fit(X).components_, atol=1e-5)
+
+
+def test_backbone_name_is_wrapped_in_mean_tta_embedder(digits):
+    from repens_sklearn import MeanTTAEmbedder
+
+    X, y = digits
+    sel = KNNModelSelector([("mlp", "mlp")]).fit(X[:60], y[:60])
+    (name, emb), = sel.selected_candidates_
+    assert isinstance(emb, MeanTTAEmbedder) and emb.backbone == "mlp"
+    assert emb.n_augmentations == 0
+    assert 0.0 < sel.scores_["mlp"] <= 1.0
+
+
+def test_selector_in_a_pipeline(digits):
+    X, y = digits
+    pipe = make_pipeline(
+        KNNModelSelector([("scaled", StandardScaler()), ("pca2", PCA(2))], n_select=1),
+        LogisticRegression(max_iter=500),
+    ).fit(X, y)
+    assert pipe[0].selected_ == ["scaled"]
+    assert pipe.score(X, y) > 0.95
+
+
+def test_string_labels(digits):
+    X, y = digits
+    names = np.array(list("abcdefghij"))[y]
+    sel = KNNModelSelector([("raw", FunctionTransformer())]).fit(X, names)
+    assert sel.scores_["raw"] == pytest.approx(loo_knn_accuracy(X, y))
+
+
+def test_error_duplicate_names(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match=r"duplicate names \['a'\]"):
+        KNNModelSelector([("a", PCA(2)), ("a", PCA(3))]).fit(X, y)
+
+
+def test_error_one_class(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="at least 2 classes in y; got 1 class"):
+        KNNModelSelector([("a", PCA(2))]).fit(X, np.zeros(len(X)))
+
+
+def test_error_candidate_that_fails_is_named(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="candidate 'too_many' failed to fit/embed"):
+        KNNModelSelector([("ok", PCA(2)), ("too_many", PCA(1000))]).fit(X, y)
+
+
+def test_error_not_a_transformer(digits):
+    X, y = digits
+    with pytest.raises(TypeError, match="candidate 'lr' must be a scikit-learn transformer"):
+        KNNModelSelector([("lr", LogisticRegression())]).fit(X, y)
+
+
+def test_error_bad_candidates_shape(digits):
+    X, y = digits
+    with pytest.raises(TypeError, match=r"candidates\[0\] must be a \(name, candidate\) tuple"):
+        KNNModelSelector([PCA(2)]).fit(X, y)
+    with pytest.raises(ValueError, match="at least one"):
+        KNNModelSelector([]).fit(X, y)
+
+
+def test_error_too_many_neighbours(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="n_neighbors=5 needs at least 6 samples"):
+        KNNModelSelector([("a", PCA(2))], n_neighbors=5).fit(X[:5], y[:5])
+
+
+def test_error_bad_metric(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="'metric' parameter"):
+        KNNModelSelector([("a", PCA(2))], metric="manhattan").fit(X, y)
+
+
+def test_error_non_finite_embeddings_are_named(digits):
+    X, y = digits
+    bad = FunctionTransformer(lambda X: np.full_like(X, np.nan))
+    with pytest.raises(ValueError, match="candidate 'nan': returned embeddings holding NaN"):
+        KNNModelSelector([("ok", PCA(2)), ("nan", bad)]).fit(X, y)
+
+
+def test_error_wrong_number_of_embeddings_is_named(digits):
+    X, y = digits
+    bad = FunctionTransformer(lambda X: X[:10])
+    with pytest.raises(ValueError, match="candidate 'short': returned 10 embeddings for 300"):
+        KNNModelSelector([("short", bad)]).fit(X, y)
