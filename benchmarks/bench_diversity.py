@@ -49,7 +49,6 @@ from repens_sklearn import load_fashion_mnist  # noqa: E402
 from repens_sklearn.diversity import (  # noqa: E402
     ConfidenceDisplay,
     PairwiseDiversityDisplay,
-    calibrate_probas,
     linear_cka,
     pairwise_diversity,
 )

@@ -33,7 +33,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from repens_sklearn import EnSiamPretrainer, create_augmentation_policy  # noqa: E402
+from repens_sklearn import EnSiamPretrainer  # noqa: E402
 from repens_sklearn.pretrain import weighted_knn_accuracy  # noqa: E402
 from repens_sklearn.pretrain._net import WarmupCosineLR, to_float  # noqa: E402
 

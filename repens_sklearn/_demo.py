@@ -258,7 +258,7 @@ def _format_table(rows):
 
 
 def _write_report(out_dir, res, diversity, header, seconds):
-    text = [f"# repens demo report", "", header, "", f"Wall time: {seconds:.0f} s", "",
+    text = ["# repens demo report", "", header, "", f"Wall time: {seconds:.0f} s", "",
             "## Results", "", _format_table(res.rows), ""]
     if res.notes:
         text += ["## Notes", ""] + [f"- {n}" for n in res.notes] + [""]

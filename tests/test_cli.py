@@ -32,7 +32,7 @@ def _image_folder(root):
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for label, (cls, base) in enumerate([("dark", 40), ("light", 210)]):
+    for cls, base in [("dark", 40), ("light", 210)]:
         (root / cls).mkdir(parents=True)
         for i in range(4):
             arr = np.clip(base + rng.normal(0, 10, (8, 8)), 0, 255).astype(np.uint8)

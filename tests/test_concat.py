@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from joblib import parallel_config
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import PCA
@@ -10,15 +9,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler, normalize
 
 from repens_sklearn import ConcatEmbedder, MeanTTAEmbedder
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: one thread is fastest and immune to a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 import re
 
-import pytest
 
 from repens_sklearn import _demo
 from repens_sklearn.cli import main

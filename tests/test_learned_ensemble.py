@@ -14,15 +14,6 @@ from repens_sklearn import LearnedEnsembleEmbedder
 from repens_sklearn.embedders._learned import _block_cosines
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: one thread is fastest and immune to a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def features():
     """Two non-negative 'backbones' of widths 6 and 4 sharing a latent cluster structure."""
