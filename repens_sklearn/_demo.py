@@ -269,10 +269,23 @@ def _write_report(out_dir, res, diversity, header, seconds):
     (out_dir / "report.md").write_text("\n".join(text) + "\n")
 
 
+def _check_report_dependencies():
+    """Fail before minutes of work, not at the report: plots need matplotlib, tables pandas."""
+    import importlib.util
+
+    missing = [name for name in ("matplotlib", "pandas") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"repens demo needs {' and '.join(missing)} for its report; install them with "
+            "pip install 'repens-sklearn[plot,pandas]'"
+        )
+
+
 def run_demo(dataset="digits", quick=False, output=None, data_home=None, device="auto"):
     """Run the five sections and write ``report.md`` + PNGs; return the exit status."""
     start = time.perf_counter()
     s = SETTINGS["quick" if quick else "full"]
+    _check_report_dependencies()
     torch.manual_seed(0)
     data = load_demo_data(dataset, data_home, quick)
     header = (f"dataset: {dataset} ({len(data[0])} train / {len(data[2])} test images of shape "

@@ -74,6 +74,9 @@ def check_inputs(estimator, X, *, input_shape=None, reset=True) -> Inputs:
     """
     input_shape = _check_input_shape(input_shape)
     if _is_image_list(X):
+        if not reset and input_shape is None:
+            # Image files are resized to what the estimator was fitted on, not to the first one.
+            input_shape = getattr(estimator, "input_shape_", None)
         inputs = _image_list_inputs(X, input_shape)
         if reset:
             estimator.n_features_in_ = int(math.prod(inputs.sample_shape))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Make .venv and install repens-sklearn with its test extras.
-# PyTorch is pinned per architecture to the builds this machine's pip can install
-# without multi-GB downloads (see DEVELOPERS.md).
+# Make .venv and install repens-sklearn with its test and plot extras, and the
+# repens-timm plugin (so its tests run). PyTorch is pinned per architecture to the
+# builds this machine's pip can install without multi-GB downloads (README: Install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -14,3 +14,4 @@ case "$(uname -m)" in
 esac
 $PIP install -q --disable-pip-version-check $TORCH_PINS
 $PIP install -q --disable-pip-version-check -e ".[test,plot]" $TORCH_PINS
+$PIP install -q --disable-pip-version-check -e ./plugins/repens-timm $TORCH_PINS

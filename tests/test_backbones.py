@@ -104,6 +104,17 @@ def test_torchvision_checkpoint_with_classifier_head_loads(tmp_path):
     assert torch.allclose(net(x), full.eval()(x), atol=1e-6)
 
 
+def test_saved_resnet_backbone_loads_back(tmp_path):
+    """The backbone's own state_dict (keys under ``model.``) is a valid weights file too."""
+    torch.manual_seed(0)
+    source = create_backbone("resnet18_cifar", in_chans=1).eval()
+    path = tmp_path / "pretrained.pt"
+    torch.save(source.state_dict(), path)
+    loaded = create_backbone("resnet18_cifar", in_chans=1, weights=str(path)).eval()
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(loaded(x), source(x))
+
+
 def test_missing_weights_file_is_named(tmp_path):
     missing = tmp_path / "nope.pt"
     with pytest.raises(FileNotFoundError, match="nope.pt"):

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from repens_sklearn.cli import main
 
 
@@ -52,17 +54,20 @@ def test_embed_writes_npy_with_file_list(tmp_path, capsys):
     assert np.isfinite(emb).all()
 
 
-def test_embed_with_tta_to_csv_matches_library(tmp_path):
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_embed_with_tta_to_table_matches_library(tmp_path, suffix):
     import numpy as np
     import pandas as pd
 
     from repens_sklearn import MeanTTAEmbedder
 
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
     folder = _image_folder(tmp_path / "imgs")
-    out = tmp_path / "emb.csv"
+    out = tmp_path / f"emb{suffix}"
     assert main(["embed", str(folder / "dark"), "--backbone", "mlp", "--policy", "crop_flip",
                  "-S", "3", "--seed", "1", "-o", str(out)]) == 0
-    frame = pd.read_csv(out)
+    frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert list(frame.columns[:2]) == ["file", "emb0"] and len(frame) == 4
     files = list(frame["file"])
     expected = MeanTTAEmbedder("mlp", policy="crop_flip", n_augmentations=3, random_state=1,
@@ -78,9 +83,6 @@ def test_rank_prints_scores_best_first(tmp_path, capsys):
     assert len(lines) == 2
     scores = [float(line.split()[-1]) for line in lines]
     assert scores[0] >= scores[1] and scores[0] == 1.0  # dark vs light is trivially separable
-
-
-import pytest  # noqa: E402
 
 
 @pytest.mark.parametrize("argv,message", [

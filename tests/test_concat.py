@@ -17,6 +17,17 @@ def X():
     return rng.normal(size=(40, 8)).astype(np.float32)
 
 
+def test_fitted_members_are_used_as_they_are_unfitted_ones_are_cloned(X):
+    pretrained = PCA(n_components=3).fit(X[:20] ** 2)  # fitted on other data
+    fresh = PCA(n_components=3)
+    emb = ConcatEmbedder([("pre", pretrained), ("fresh", fresh)], normalize=False).fit(X)
+    assert emb.embedders_[0][1] is pretrained
+    np.testing.assert_allclose(emb.transform(X)[:, :3], pretrained.transform(X), rtol=1e-5)
+    assert not hasattr(fresh, "components_")  # the parameter itself stays unfitted
+    np.testing.assert_allclose(emb.transform(X)[:, 3:], PCA(n_components=3).fit_transform(X),
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_blocks_are_l2_normalised_then_concatenated(X):
     emb = ConcatEmbedder([("scaled", StandardScaler()), ("raw", "passthrough")])
     Z = emb.fit_transform(X)

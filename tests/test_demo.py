@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 
 from repens_sklearn import _demo
 from repens_sklearn.cli import main
@@ -32,6 +33,18 @@ def test_demo_fashion_mnist_missing_says_how_to_install(tmp_path, capsys):
                  "--output", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "apt-get install dataset-fashion-mnist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_without_matplotlib_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+    monkeypatch.setattr(_demo, "load_demo_data", lambda *a: pytest.fail("demo started working"))
+    assert main(["demo", "--quick", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "needs matplotlib" in err and "repens-sklearn[plot,pandas]" in err
 
 
 def test_demo_data_splits_are_disjoint_and_sized():

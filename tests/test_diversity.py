@@ -220,6 +220,16 @@ def test_calibrate_temperature_reduces_held_out_log_loss(digits_models):
         calibrate_temperature(object(), X[cal], y[cal])
 
 
+def test_temperature_calibration_on_old_scikit_learn_says_what_it_needs(digits_models,
+                                                                         monkeypatch):
+    import sklearn
+
+    X, y, tr, cal, te, models = digits_models
+    monkeypatch.setattr(sklearn, "__version__", "1.7.2")
+    with pytest.raises(ImportError, match="needs scikit-learn >= 1.8 .* 1.7.2 is installed"):
+        calibrate_temperature(models["nb"], X[cal], y[cal])
+
+
 def test_calibrate_probas_matches_estimator_calibration(digits_models):
     X, y, tr, cal, te, models = digits_models
     lr = models["logreg"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from skorch.callbacks import Callback
+from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
 import repens_sklearn
@@ -180,6 +181,35 @@ def test_knn_monitor_records_accuracy(X):
         small(max_epochs=1).fit(X, X_val=X[:, :3], y_val=y)
 
 
+def test_knn_monitor_leaves_batchnorm_statistics_alone():
+    """The monitor embeds X_val in eval mode: BatchNorm running stats never see X_val."""
+    X_img, y_img = repens_sklearn.load_digits_images(return_X_y=True)
+    params = dict(backbone="convnet_small", backbone_params={"width": 4}, policy="crop_flip",
+                  max_epochs=1, batch_size=20, projector_dim=16, predictor_hidden_dim=8,
+                  device="cpu", random_state=0)
+    plain = EnSiamPretrainer(**params).fit(X_img[:40])
+    monitored = EnSiamPretrainer(**params).fit(X_img[:40], X_val=X_img[40:100] * 0.2,
+                                               y_val=y_img[40:100])
+    assert np.isfinite(monitored.history_[:, "knn_acc"]).all()
+    stats = {k: v for k, v in plain.net_.module_.state_dict().items() if "running" in k}
+    assert stats
+    for key, value in stats.items():
+        torch.testing.assert_close(monitored.net_.module_.state_dict()[key], value, msg=key)
+
+
+def test_fitted_pretrainer_is_a_candidate_as_it_is(X):
+    """KNNModelSelector and ConcatEmbedder use a fitted EnSiamPretrainer without retraining."""
+    y = (X[:, 0] > 0).astype(int)
+    pre = small(max_epochs=1).fit(X)
+    before = _weights(pre)
+    selector = repens_sklearn.KNNModelSelector([("ensiam", pre)], n_neighbors=3).fit(X, y)
+    np.testing.assert_allclose(selector.transform(X), pre.transform(X), atol=1e-6)
+    concat = repens_sklearn.ConcatEmbedder([("ensiam", pre)], normalize=False).fit(X)
+    np.testing.assert_allclose(concat.transform(X), pre.transform(X), atol=1e-6)
+    for key, value in _weights(pre).items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+
+
 class _Constant(torch.nn.Module):
     """Collapsed encoder: the same embedding for every input."""
 
@@ -285,10 +315,34 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(X, tmp_path):
     np.testing.assert_array_equal(again.transform(X), full.transform(X))
 
 
+def _noise_policy():
+    def noise(x, generator):  # a new function object (new address) on every call
+        return x + 0.1 * torch.randn(x.shape, generator=generator, device=x.device)
+    return noise
+
+
+def test_resume_without_random_state_and_with_a_callable_policy(X, tmp_path, monkeypatch):
+    """The seed comes from the checkpoint; a function policy compares by name, not address."""
+    params = dict(random_state=None, policy=_noise_policy(), policy_params=None, max_epochs=3,
+                  checkpoint_dir=tmp_path)
+    with pytest.warns(UserWarning, match="interrupted after 1 of 3 epochs"):
+        small(**params, callbacks=[_InterruptAt(2)]).fit(X)
+    saved_seed = json.loads((tmp_path / "ensiam_config.json").read_text())["seed"]
+    resumed = small(**{**params, "policy": _noise_policy()}).fit(X)
+    assert resumed.n_epochs_ == 3
+    monkeypatch.setattr(repens_sklearn.pretrain._estimator, "seed_from", lambda _: saved_seed)
+    full = small(**{**params, "checkpoint_dir": None}).fit(X)  # uninterrupted, same seed
+    np.testing.assert_allclose(resumed.history_[:, "train_loss"], full.history_[:, "train_loss"],
+                               rtol=1e-6)
+
+
 def test_non_finite_loss_names_the_epoch_and_keeps_the_checkpoint(X, tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 3 .*checkpoint "
                                                  r"\(epoch 2\) is kept"):
-        small(max_epochs=4, checkpoint_dir=tmp_path, callbacks=[_PoisonAt(3)]).fit(X)
+        failed = small(max_epochs=4, checkpoint_dir=tmp_path, callbacks=[_PoisonAt(3)])
+        failed.fit(X)
+    with pytest.raises(NotFittedError):
+        failed.transform(X)
     assert len(json.loads((tmp_path / "history.json").read_text())) == 2
     resumed = small(max_epochs=4, checkpoint_dir=tmp_path).fit(X)
     assert resumed.n_epochs_ == 4 and np.isfinite(resumed.transform(X)).all()

@@ -116,6 +116,15 @@ def test_image_paths_decoded_converted_resized(tmp_path):
     assert gray.shape == (2, 1, 4, 4)
 
 
+def test_image_files_at_transform_time_take_the_fitted_shape():
+    est = _Est()
+    check_inputs(est, [Image.new("L", (8, 8), color=0)])
+    big = [Image.new("L", (12, 12), color=255), Image.new("L", (6, 6), color=51)]
+    batch = check_inputs(est, big, reset=False).batch(0, 2)
+    assert batch.shape == (2, 1, 8, 8)
+    assert batch[0].mean().item() == 1.0 and batch[1].mean().item() == pytest.approx(0.2)
+
+
 def test_pil_images(tmp_path):
     images = [Image.new("L", (5, 5), color=51), Image.new("L", (5, 5), color=255)]
     batch = check_inputs(_Est(), images).batch(0, 2)

@@ -51,6 +51,22 @@ def test_views_are_aggregated_exactly(digits, batch_size):
     assert emb.n_views_ == 4
 
 
+@pytest.mark.parametrize("batch_size, n_samples, expected_passes", [
+    (300, 60, [300]),               # every view of every sample in one forward pass
+    (256, 60, [255, 45]),           # 51 samples x 5 views, then 9 x 5
+    (3, 2, [3, 2, 3, 2]),           # fewer rows than views: each pass at most batch_size
+])
+def test_views_share_forward_passes_up_to_batch_size(digits, batch_size, n_samples,
+                                                     expected_passes):
+    X, _ = digits
+    emb = MeanTTAEmbedder("convnet_small", policy=_flip, n_augmentations=4, include_identity=True,
+                          batch_size=batch_size, random_state=0).fit(X)
+    passes = []
+    emb.backbone_.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+    emb.transform(X[:n_samples])
+    assert passes == expected_passes
+
+
 @pytest.mark.parametrize("aggregation,params", [("gem", {}), ("gem", {"p": 20}),
                                                 ("max", {}), ("median", {})])
 def test_other_aggregations_match_the_registered_function(digits, aggregation, params):

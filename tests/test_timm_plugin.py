@@ -28,6 +28,11 @@ def test_timm_models_become_backbones(timm_registered):
     assert net(torch.rand(2, 1, 32, 32)).shape == (2, 512)
 
 
+def test_embedding_dim_is_the_output_width_when_a_layer_follows_pooling(timm_registered):
+    net = create_backbone("timm/mobilenetv3_small_050").eval()  # conv_head: 288 -> 1024
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, net.embedding_dim) == (2, 1024)
+
+
 def test_timm_local_weights_and_errors(timm_registered, tmp_path):
     import timm
     source = timm.create_model("resnet18", pretrained=False, num_classes=10)

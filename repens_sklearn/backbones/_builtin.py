@@ -103,9 +103,10 @@ def convnet_small(in_chans=1, width=32, embedding_dim=None, weights=None):
 def _resnet_factory(arch, cifar_stem=False):
     def factory(in_chans=3, weights=None):
         module = _resnet(arch, in_chans=in_chans, cifar_stem=cifar_stem)
-        # torchvision checkpoints store keys under the bare model and carry an fc head.
+        # torchvision checkpoints store keys under the bare model and carry an fc head;
+        # this backbone's own state_dict (and as_backbone()'s) has them under "model.".
         if weights is not None:
-            load_weights(module.model, weights, ignore_prefixes=("fc.",))
+            load_weights(module.model, weights, ignore_prefixes=("fc.",), strip_prefix="model.")
         return module
 
     factory.__name__ = arch + ("_cifar" if cifar_stem else "")

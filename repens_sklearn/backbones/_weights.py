@@ -29,13 +29,17 @@ def load_state_dict_file(path) -> dict:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_weights(module: torch.nn.Module, path, ignore_prefixes=()) -> torch.nn.Module:
+def load_weights(module: torch.nn.Module, path, ignore_prefixes=(), strip_prefix=None) -> torch.nn.Module:
     """Load ``path`` into ``module`` strictly; errors name the file and the keys.
 
-    Keys starting with one of ``ignore_prefixes`` (e.g. a classifier head ``fc.``
-    that the embedding backbone removed) are dropped before the check.
+    With ``strip_prefix``, a file whose keys all start with it (e.g. ``model.``,
+    saved from a wrapper around ``module``) has it removed first. Keys starting
+    with one of ``ignore_prefixes`` (e.g. a classifier head ``fc.`` that the
+    embedding backbone removed) are dropped before the check.
     """
     state = load_state_dict_file(path)
+    if strip_prefix and state and all(k.startswith(strip_prefix) for k in state):
+        state = {k[len(strip_prefix):]: v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_prefixes))}
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]

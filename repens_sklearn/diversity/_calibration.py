@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_consistent_length
 
+from .._fitted import temperature_calibrated
 from ._metrics import _check_labels_1d, _check_proba, _resolve_labels
 
 
@@ -63,7 +63,7 @@ def _fit_frozen(estimator, X_calib, y_calib):
     # held-out sample gives the prefit behaviour without a per-class minimum count.
     n = len(y_calib)
     whole = [(np.arange(n), np.arange(n))]
-    cal = CalibratedClassifierCV(FrozenEstimator(estimator), method="temperature", cv=whole)
+    cal = temperature_calibrated(FrozenEstimator(estimator), cv=whole)
     return cal.fit(X_calib, y_calib)
 
 

@@ -7,34 +7,19 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import TransformerMixin, _fit_context, clone
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted, check_memory
 
+from .._fitted import as_embedding, fit_embed
 from .._inputs import check_inputs
 
 
-def _fit_transform_one(transformer, X, y):
-    """Fit a member and return ``(its float32 output, the fitted member)`` (cacheable)."""
-    if hasattr(transformer, "fit_transform"):
-        out = transformer.fit_transform(X, y)
-    else:
-        out = transformer.fit(X, y).transform(X)
-    return _as_dense_float32(out), transformer
-
-
 def _transform_one(transformer, X):
-    return _as_dense_float32(transformer.transform(X))
-
-
-def _as_dense_float32(out):
-    if hasattr(out, "toarray"):
-        out = out.toarray()
-    out = np.asarray(out, dtype=np.float32)
-    return out.reshape(len(out), -1)
+    return as_embedding(transformer.transform(X))
 
 
 def _resolve_member(name, member):
@@ -92,8 +77,10 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         Named members, as in ``FeatureUnion``. A member may be any scikit-learn
         transformer (e.g. a :class:`MeanTTAEmbedder`), a registered backbone
         name (wrapped as ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``),
-        ``"passthrough"`` (X itself) or ``"drop"``. Members are cloned in
-        ``fit``; ``get_params`` / ``set_params`` reach them as ``name__param``.
+        ``"passthrough"`` (X itself) or ``"drop"``. Unfitted members are cloned and
+        fitted in ``fit``; a fitted member (e.g. a pretrained
+        :class:`EnSiamPretrainer`) is used as it is. ``get_params`` /
+        ``set_params`` reach them as ``name__param``.
     normalize : bool, default=True
         L2-normalise each block per row before anything else.
     weights : dict of {str: float}, default=None
@@ -203,12 +190,12 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         """Fit every member and return the combined training output, float32."""
         members = self._check_members()
         check_inputs(self, X)
-        fit_one = check_memory(self.memory).cache(_fit_transform_one)
+        fit_one = check_memory(self.memory).cache(fit_embed)
         results = Parallel(n_jobs=self.n_jobs)(
-            delayed(fit_one)(clone(member), X, y) for _, member in members
+            delayed(fit_one)(member, X, y) for _, member in members
         )
-        self.embedders_ = [(name, fitted) for (name, _), (_, fitted) in zip(members, results)]
-        blocks = [out for out, _ in results]
+        self.embedders_ = [(name, fitted) for (name, _), (fitted, _) in zip(members, results)]
+        blocks = [out for _, out in results]
         for (name, _), out in zip(members, blocks):
             _check_block(name, out, None)
         self.block_widths_ = [out.shape[1] for out in blocks]

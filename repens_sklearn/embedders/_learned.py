@@ -120,8 +120,8 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     give 2048 dimensions; the blocks are not aligned either way, the average is
     only a starting point.)
 
-    Training runs through skorch (``net_``); MLPs are frozen during warm-up
-    with skorch's ``Freezer`` / ``Unfreezer``. In ``transform``, each sample's
+    Training runs through skorch (``net_``); the memory bank is frozen during
+    warm-up with skorch's ``Freezer`` / ``Unfreezer``, so the MLPs train alone. In ``transform``, each sample's
     vector is optimised on its own (the loss is a sum over samples and Adam
     acts per coordinate), all samples of a batch in parallel, so a sample's
     result does not depend on the other rows of X or on the batch size.
@@ -129,10 +129,11 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     Parameters
     ----------
     backbones : list of (str, embedder) or None, default=None
-        The ensemble: each a transformer of this library or scikit-learn (fitted
-        in ``fit`` on X, e.g. a :class:`MeanTTAEmbedder`) or a registered
-        backbone name (wrapped as ``MeanTTAEmbedder(backbone=name,
-        n_augmentations=0)``). None: X already holds the features of the
+        The ensemble: each a transformer of this library or scikit-learn (an
+        unfitted one, e.g. a :class:`MeanTTAEmbedder`, is cloned and fitted on
+        X; a fitted one, e.g. a pretrained :class:`EnSiamPretrainer`, is used as
+        it is) or a registered backbone name (wrapped as
+        ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``). None: X already holds the features of the
         backbones side by side (widths in ``feature_groups``).
     feature_groups : list of int or None, default=None
         With ``backbones=None``, the widths of the feature blocks in X's

@@ -369,7 +369,7 @@ class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def __getstate__(self):
         # Pickle the backbone on the CPU so a model fitted on a GPU loads anywhere;
         # transform moves it back to the resolved device.
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: pickling must not touch the live estimator
         module = state.get("backbone_")
         if module is not None and any(t.device.type != "cpu" for t in module.state_dict().values()):
             state["backbone_"] = copy.deepcopy(module).cpu()

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import warnings
 from numbers import Integral, Real
 
@@ -219,7 +220,7 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             )
         inputs = check_inputs(self, X, input_shape=self.input_shape)
         device = resolve_device(self.device)
-        seed = seed_from(self.random_state)
+        seed = self._run_seed()
         policy = self._resolve_policy()
         module, self.embedding_dim_ = self._build_module(inputs, policy, seed)
         self.effective_batch_size_ = int(min(self.batch_size, inputs.n_samples))
@@ -242,6 +243,8 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         except NonFiniteLossError as exc:
             kept = (f"; the last good checkpoint (epoch {done_epochs(self.net_.history)}) is "
                     f"kept in {os.fspath(self.checkpoint_dir)!r}" if checkpoint else "")
+            for fitted in [name for name in vars(self) if name.endswith("_")]:
+                delattr(self, fitted)  # the weights are not finite: leave no usable-looking model
             raise NonFiniteLossError(
                 f"EnSiamPretrainer stopped: {exc}{kept}. Check the inputs and backbone, or "
                 "lower base_lr (in a new checkpoint_dir: a checkpoint resumes only with the same "
@@ -339,6 +342,17 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return Checkpoint(monitor=None, dirname=os.fspath(self.checkpoint_dir),
                           f_criterion=None, f_rng="rng.pt")
 
+    def _run_seed(self):
+        """The run's seed; with ``random_state=None`` a checkpointed run keeps its own, so it resumes."""
+        if self.random_state is None and self.checkpoint_dir is not None:
+            config_path = os.path.join(os.fspath(self.checkpoint_dir), _CONFIG_FILE)
+            if os.path.exists(config_path):
+                with open(config_path) as f:
+                    saved = json.load(f).get("seed")
+                if isinstance(saved, int):
+                    return saved
+        return seed_from(self.random_state)
+
     def _resume(self, checkpoint, inputs, seed):
         """Load the checkpoint in ``checkpoint_dir`` if there is one; return the epochs done.
 
@@ -377,7 +391,8 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _run_config(self, inputs, seed):
         """What must match for a checkpoint to be resumed: settings, seed and data."""
         skip = {"callbacks", "checkpoint_dir", "verbose", "device"}
-        params = {k: repr(v) for k, v in self.get_params(deep=False).items() if k not in skip}
+        params = {k: _stable_repr(v) for k, v in self.get_params(deep=False).items()
+                  if k not in skip}
         first = inputs.batch(0, min(inputs.n_samples, 64)).numpy()
         return {**params, "seed": seed, "n_samples": inputs.n_samples,
                 "sample_shape": list(inputs.sample_shape),
@@ -414,3 +429,10 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 def done_epochs(history):
     """Epochs that ran to the end (an interrupted epoch has no ``train_loss``)."""
     return int(sum("train_loss" in row for row in history))
+
+
+def _stable_repr(value):
+    """``repr`` without memory addresses, so a run's settings compare equal in a new process."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.validation import check_is_fitted
 
 
 def check_named_list(items, param_name, what="candidate"):
@@ -54,39 +51,6 @@ def _is_module(obj):
     except ImportError:  # pragma: no cover - torch is a dependency
         return False
     return isinstance(obj, nn.Module)
-
-
-def _is_fitted(estimator):
-    try:
-        check_is_fitted(estimator)
-    except NotFittedError:
-        return False
-    except TypeError:
-        return False
-    return True
-
-
-def fit_embed(transformer, X, y):
-    """Fit ``transformer`` (a clone; a fitted one is used as it is) and embed ``X``.
-
-    Module-level so that ``joblib.Memory`` can cache it: the key is the
-    transformer's parameters (and fitted state) plus X and y.
-    """
-    if _is_fitted(transformer):
-        fitted = transformer
-        Z = transformer.transform(X)
-    else:
-        fitted = clone(transformer)
-        Z = fitted.fit_transform(X, y)
-    return fitted, as_embedding(Z)
-
-
-def as_embedding(Z):
-    """Dense float32 2-D array from whatever a transformer returned."""
-    if hasattr(Z, "toarray"):
-        Z = Z.toarray()
-    Z = np.asarray(Z, dtype=np.float32)
-    return Z.reshape(len(Z), -1)
 
 
 def embed_candidate(cached_fit_embed, name, transformer, X, y, score_fn=None):

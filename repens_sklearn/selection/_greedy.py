@@ -9,7 +9,6 @@ import numpy as np
 import scipy.sparse as sp
 from joblib import delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils import Bunch, _safe_indexing, check_random_state
@@ -18,6 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
 from .._device import seed_from
+from .._fitted import temperature_calibrated
 from ._candidates import check_named_list, make_parallel, raise_naming
 from ._caruana import best_size, ensemble_score, greedy_selection
 
@@ -333,7 +333,7 @@ def _fit_candidate(name, estimator, X_tr, y_tr, X_val, y_val, classes, calibrati
         estimator.fit(X_tr, y_tr)
         _check_classes(name, estimator, classes)
         if calibration == "temperature":
-            estimator = CalibratedClassifierCV(FrozenEstimator(estimator), method="temperature")
+            estimator = temperature_calibrated(FrozenEstimator(estimator))
             estimator.fit(X_val, y_val)
         proba = np.asarray(estimator.predict_proba(X_val), dtype=np.float64)
     except Exception as exc:
@@ -344,8 +344,7 @@ def _fit_candidate(name, estimator, X_tr, y_tr, X_val, y_val, classes, calibrati
 def _refit_member(name, estimator, X, y, classes, calibration, cv):
     try:
         if calibration == "temperature":
-            estimator = CalibratedClassifierCV(estimator, method="temperature", cv=cv,
-                                               ensemble=False)
+            estimator = temperature_calibrated(estimator, cv=cv, ensemble=False)
         estimator.fit(X, y)
         _check_classes(name, estimator, classes)
     except Exception as exc:

@@ -12,9 +12,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, check_memory
 from sklearn.utils.validation import column_or_1d
 
+from .._fitted import as_embedding, fit_embed
 from .._inputs import check_inputs
-from ._candidates import as_embedding, as_transformer, check_named_list, embed_candidate
-from ._candidates import fit_embed, make_parallel, raise_naming
+from ._candidates import as_transformer, check_named_list, embed_candidate, make_parallel, raise_naming
 from ._loo import loo_knn_accuracy
 
 

@@ -24,9 +24,11 @@ class TimmBackbone:
         if weights is not None:
             from repens_sklearn.backbones import load_weights
 
-            head = model.default_cfg.get("classifier", "head")
-            load_weights(model, weights, ignore_prefixes=(head + ".",) if head else ())
-        model.embedding_dim = int(model.num_features)
+            heads = model.default_cfg.get("classifier", "head")  # a tuple for distilled ViTs
+            heads = (heads,) if isinstance(heads, str) else tuple(heads or ())
+            load_weights(model, weights, ignore_prefixes=tuple(h + "." for h in heads))
+        # Models with a layer after pooling (MobileNetV3's conv_head) output head_hidden_size.
+        model.embedding_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
         return model
 
     def __repr__(self):
