@@ -121,10 +121,11 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     only a starting point.)
 
     Training runs through skorch (``net_``); the memory bank is frozen during
-    warm-up with skorch's ``Freezer`` / ``Unfreezer``, so the MLPs train alone. In ``transform``, each sample's
-    vector is optimised on its own (the loss is a sum over samples and Adam
-    acts per coordinate), all samples of a batch in parallel, so a sample's
-    result does not depend on the other rows of X or on the batch size.
+    warm-up with skorch's ``Freezer`` / ``Unfreezer``, so the MLPs train alone.
+    In ``transform``, each sample's vector is optimised on its own (the loss is
+    a sum over samples and Adam acts per coordinate), all samples of a batch in
+    parallel, so a sample's result does not depend on the other rows of X or on
+    the batch size.
 
     Parameters
     ----------
@@ -133,8 +134,9 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         unfitted one, e.g. a :class:`MeanTTAEmbedder`, is cloned and fitted on
         X; a fitted one, e.g. a pretrained :class:`EnSiamPretrainer`, is used as
         it is) or a registered backbone name (wrapped as
-        ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``). None: X already holds the features of the
-        backbones side by side (widths in ``feature_groups``).
+        ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``). None: X already
+        holds the features of the backbones side by side (widths in
+        ``feature_groups``).
     feature_groups : list of int or None, default=None
         With ``backbones=None``, the widths of the feature blocks in X's
         columns; they must sum to the number of columns. None: one block, the

@@ -346,11 +346,13 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """The run's seed; with ``random_state=None`` a checkpointed run keeps its own, so it resumes."""
         if self.random_state is None and self.checkpoint_dir is not None:
             config_path = os.path.join(os.fspath(self.checkpoint_dir), _CONFIG_FILE)
-            if os.path.exists(config_path):
+            try:
                 with open(config_path) as f:
                     saved = json.load(f).get("seed")
-                if isinstance(saved, int):
-                    return saved
+            except (OSError, ValueError, AttributeError):  # none or unreadable: _resume decides
+                saved = None
+            if isinstance(saved, int):
+                return saved
         return seed_from(self.random_state)
 
     def _resume(self, checkpoint, inputs, seed):
