@@ -17,6 +17,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 
 @dataclass
@@ -76,8 +78,14 @@ def _knn_accuracy(Z_tr, y_tr, Z_te, y_te, k=20):
     return float(knn.fit(Z_tr, y_tr).score(Z_te, y_te))
 
 
+def _linear_head():
+    # Embeddings of untrained or self-supervised encoders have a tiny scale; unscaled,
+    # a default-C logistic regression underfits them and the comparison says nothing.
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
 def _linear_accuracy(Z_tr, y_tr, Z_te, y_te):
-    clf = LogisticRegression(max_iter=2000)
+    clf = _linear_head()
     return float(clf.fit(Z_tr, y_tr).score(Z_te, y_te))
 
 
@@ -216,7 +224,6 @@ def section_diversity(data, res, members, selector, greedy, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.frozen import FrozenEstimator
-    from sklearn.pipeline import make_pipeline
 
     from .diversity import (
         ConfidenceDisplay,
@@ -229,7 +236,7 @@ def section_diversity(data, res, members, selector, greedy, out_dir):
     X_tr, y_tr, X_te, y_te = data
     print("[5/5] pairwise diversity: linear heads on the four differently trained backbones",
           flush=True)
-    models = [(name, make_pipeline(FrozenEstimator(embedder), LogisticRegression(max_iter=2000))
+    models = [(name, make_pipeline(FrozenEstimator(embedder), _linear_head())
                .fit(X_tr, y_tr)) for name, embedder in members]
     table = pairwise_diversity(models, X_te, y_te)
     (name_a, model_a), (name_b, model_b) = models[0], models[1]

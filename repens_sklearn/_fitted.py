@@ -58,3 +58,16 @@ def temperature_calibrated(estimator, **params):
             f"method='temperature')); scikit-learn {sklearn.__version__} is installed"
         )
     return CalibratedClassifierCV(estimator, method="temperature", **params)
+
+
+def temperature_calibrated_prefit(estimator, X_calib, y_calib):
+    """Temperature-scale a fitted classifier on held-out ``(X_calib, y_calib)``; fitted.
+
+    The estimator is frozen, so one "split" whose test part is every held-out
+    sample gives the prefit behaviour without cross-validation's minimum number
+    of samples per class.
+    """
+    from sklearn.frozen import FrozenEstimator
+
+    whole = [(np.arange(len(y_calib)), np.arange(len(y_calib)))]
+    return temperature_calibrated(FrozenEstimator(estimator), cv=whole).fit(X_calib, y_calib)

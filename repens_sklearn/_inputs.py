@@ -1,7 +1,8 @@
 """Turn X into validated samples and stream them as batches of tensors on a device.
 
 Accepted X (DESIGN.md "Inputs"):
-- 2-D arrays: vectors, or flattened images when ``input_shape=(C, H, W)``;
+- 2-D arrays: vectors, or flattened images when ``input_shape=(C, H, W)`` (uint8
+  then scaled to [0, 1] as for image arrays);
 - 3-D / 4-D image arrays ``(N, H, W)``, ``(N, H, W, C)``, ``(N, C, H, W)``, uint8
   (scaled to [0, 1]) or float;
 - lists of image paths or PIL images, decoded batch by batch, converted to the
@@ -136,7 +137,10 @@ def _array_inputs(estimator, X, input_shape, reset) -> Inputs:
     else:
         arr = X
     _check_finite(arr)
-    dtype = np.uint8 if getattr(arr, "dtype", None) == np.uint8 and ndim >= 3 else np.float32
+    # uint8 images are pixel values, scaled to [0, 1] per batch, whether given as image
+    # arrays or flattened with input_shape; a 2-D uint8 array of vectors stays numeric.
+    is_images = ndim >= 3 or input_shape is not None
+    dtype = np.uint8 if getattr(arr, "dtype", None) == np.uint8 and is_images else np.float32
     arr = validate_data(estimator, arr, reset=reset, dtype=dtype, allow_nd=True,
                         ensure_all_finite=True)
     if arr.ndim == 2:

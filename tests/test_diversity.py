@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
-from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.exceptions import NotFittedError, UndefinedMetricWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.naive_bayes import GaussianNB
@@ -319,3 +319,5 @@ def test_pairwise_diversity_errors(digits_models):
     other = LogisticRegression(max_iter=200).fit(X[tr][y[tr] < 5], y[tr][y[tr] < 5])
     with pytest.raises(ValueError, match="same classes_"):
         pairwise_diversity({"a": models["nb"], "b": other}, X[te], y[te])
+    with pytest.raises(NotFittedError, match="classifier 'b' is not fitted"):
+        pairwise_diversity({"a": models["nb"], "b": LogisticRegression()}, X[te], y[te])

@@ -170,6 +170,17 @@ def test_temperature_calibration(data):
     assert clf.score(X, y) > 0.9
 
 
+
+def test_temperature_calibration_small_validation_split():
+    # 60 samples of 10 classes: 12 validation points, 1-2 per class, fewer than
+    # CalibratedClassifierCV's default 5 folds need; calibration must still work.
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:60], y[:60]
+    clf = GreedyEnsembleClassifier(_candidates()[:2], max_size=2, calibration="temperature",
+                                   random_state=0).fit(X, y)
+    assert all(isinstance(est, CalibratedClassifierCV) for est in clf.estimators_)
+    assert clf.score(X, y) > 0.9
+
 def test_string_labels(data):
     X, y = data
     names = np.array(list("abcdefghij"))[y]

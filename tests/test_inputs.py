@@ -52,6 +52,15 @@ def test_image_array_layouts(shape, expected):
         assert batch[0, 2, 1, 0].item() == pytest.approx(X[0, 1, 0, 2] / 255.0)
 
 
+def test_flattened_uint8_images_scaled_like_image_arrays():
+    X = np.random.default_rng(0).integers(0, 256, size=(3, 1, 8, 8), dtype=np.uint8)
+    flat = check_inputs(_Est(), X.reshape(3, -1), input_shape=(1, 8, 8)).batch(0, 3)
+    torch.testing.assert_close(flat, check_inputs(_Est(), X).batch(0, 3))
+    # without input_shape a 2-D uint8 array is vectors: numbers, not pixels
+    vectors = check_inputs(_Est(), X.reshape(3, -1)).batch(0, 3)
+    assert vectors.max().item() == X.max()
+
+
 def test_image_array_resized_to_input_shape():
     X = np.ones((2, 1, 8, 8), dtype=np.float32)
     inputs = check_inputs(_Est(), X, input_shape=(1, 4, 4))

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_consistent_length
 
-from .._fitted import temperature_calibrated
+from .._fitted import temperature_calibrated_prefit
 from ._metrics import _check_labels_1d, _check_proba, _resolve_labels
 
 
@@ -55,16 +54,7 @@ def calibrate_temperature(estimator, X_calib, y_calib):
             "estimator must be a fitted classifier with predict_proba or "
             f"decision_function; got {type(estimator).__name__}."
         )
-    return _fit_frozen(estimator, X_calib, y_calib)
-
-
-def _fit_frozen(estimator, X_calib, y_calib):
-    # A frozen estimator ignores fit, so one "split" whose test part is every
-    # held-out sample gives the prefit behaviour without a per-class minimum count.
-    n = len(y_calib)
-    whole = [(np.arange(n), np.arange(n))]
-    cal = temperature_calibrated(FrozenEstimator(estimator), cv=whole)
-    return cal.fit(X_calib, y_calib)
+    return temperature_calibrated_prefit(estimator, X_calib, y_calib)
 
 
 class _ProbaPassthrough(ClassifierMixin, BaseEstimator):
@@ -127,4 +117,4 @@ def calibrate_probas(proba_calib, y_calib, proba, *, labels=None):
         )
     labels = _resolve_labels(y_calib, proba_calib.shape[1], labels, "proba_calib")
     model = _ProbaPassthrough(labels).fit(proba_calib)
-    return _fit_frozen(model, proba_calib, y_calib).predict_proba(proba)
+    return temperature_calibrated_prefit(model, proba_calib, y_calib).predict_proba(proba)

@@ -7,7 +7,8 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
-from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.exceptions import NotFittedError, UndefinedMetricWarning
+from sklearn.utils.validation import check_is_fitted
 
 from ._calibration import calibrate_probas, calibrate_temperature
 from ._metrics import (
@@ -53,7 +54,14 @@ def _named_items(models_or_probas, param="models_or_probas"):
 
 def _estimator_labels(items):
     """The shared ``classes_`` of the classifiers among ``items`` (None if there are none)."""
-    clfs = [(name, np.asarray(obj.classes_)) for name, obj in items if _is_classifier_like(obj)]
+    clfs = []
+    for name, obj in items:
+        if _is_classifier_like(obj):
+            try:
+                check_is_fitted(obj)
+            except NotFittedError as exc:
+                raise NotFittedError(f"classifier {name!r} is not fitted: {exc}") from exc
+            clfs.append((name, np.asarray(obj.classes_)))
     for name, classes in clfs[1:]:
         if not np.array_equal(classes, clfs[0][1]):
             raise ValueError(

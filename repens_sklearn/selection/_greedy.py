@@ -9,7 +9,6 @@ import numpy as np
 import scipy.sparse as sp
 from joblib import delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
-from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils import Bunch, _safe_indexing, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -17,7 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
 from .._device import seed_from
-from .._fitted import temperature_calibrated
+from .._fitted import temperature_calibrated, temperature_calibrated_prefit
 from ._candidates import check_named_list, make_parallel, raise_naming
 from ._caruana import best_size, ensemble_score, greedy_selection
 
@@ -199,7 +198,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, BaseEstimator):
         if self.refit:
             fitted = make_parallel(self.n_jobs, self.verbose)(
                 delayed(_refit_member)(names[m], clone(candidates[m][1]), X, y, self.classes_,
-                                       self.calibration, self._refit_cv(seed_from(rng)))
+                                       self.calibration, self._refit_cv(y, seed_from(rng)))
                 for m in members
             )
         else:
@@ -255,10 +254,12 @@ class GreedyEnsembleClassifier(ClassifierMixin, BaseEstimator):
             )
         return np.sort(train), np.sort(val)
 
-    def _refit_cv(self, seed):
+    def _refit_cv(self, y, seed):
         if self.calibration is None:
             return None
-        n_splits = max(2, int(round(1 / self.validation_fraction)))
+        # as many folds as the validation split suggests, and no more than the rarest class allows
+        rarest = int(np.unique(y, return_counts=True)[1].min())
+        n_splits = max(2, min(int(round(1 / self.validation_fraction)), rarest))
         return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
 
     def predict_proba(self, X):
@@ -333,8 +334,7 @@ def _fit_candidate(name, estimator, X_tr, y_tr, X_val, y_val, classes, calibrati
         estimator.fit(X_tr, y_tr)
         _check_classes(name, estimator, classes)
         if calibration == "temperature":
-            estimator = temperature_calibrated(FrozenEstimator(estimator))
-            estimator.fit(X_val, y_val)
+            estimator = temperature_calibrated_prefit(estimator, X_val, y_val)
         proba = np.asarray(estimator.predict_proba(X_val), dtype=np.float64)
     except Exception as exc:
         raise_naming(exc, f"estimator {name!r} failed")
