@@ -5,6 +5,8 @@ Each maps ``views`` of shape ``(S, N, D)`` to ``(N, D)``.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .hookspecs import hookimpl
@@ -19,14 +21,28 @@ def gem(views: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
     """Generalised (power) mean ``(mean_s x_s^p)^(1/p)``, cirtorch's multi-scale ``msp``.
 
     Features are clamped at ``eps`` first, as GeM pooling does, so ``p`` may be
-    any positive real; ``p=1`` is the mean and large ``p`` tends to the max.
+    any positive real; ``p=1`` is the mean and large ``p`` tends to the max. It
+    is meant for non-negative (post-ReLU) features: negative ones would be
+    clamped away, so they raise a warning.
     """
     if not p > 0:
         raise ValueError(f"gem aggregation needs p > 0, got p={p!r}")
+    warn_if_negative_for_gem(views)
     views = views.clamp(min=eps)
     # divide by the per-entry max first so x**p cannot overflow for large p
     top = views.amax(dim=0)
     return top * (views / top).pow(p).mean(dim=0).pow(1.0 / p)
+
+
+def warn_if_negative_for_gem(views: torch.Tensor) -> None:
+    """GeM clamps features at ``eps``: negative ones would be lost without a word."""
+    if bool((views < 0).any()):
+        share = float((views < 0).float().mean())
+        warnings.warn(
+            f"aggregation='gem' expects non-negative features (it clamps them at eps), but "
+            f"{share:.0%} of the views' features are negative; use aggregation='mean' or a "
+            "backbone whose features are non-negative (post-ReLU)", UserWarning, stacklevel=3,
+        )
 
 
 def median(views: torch.Tensor) -> torch.Tensor:

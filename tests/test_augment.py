@@ -165,3 +165,5 @@ def test_aggregations_values():
     assert create_aggregation("gem", p=50)(views)[0, 1].item() == pytest.approx(9.0, rel=0.05)
     with pytest.raises(ValueError, match="p > 0, got p=0"):
         create_aggregation("gem", p=0)(views)
+    with pytest.warns(UserWarning, match=r"aggregation='gem' expects non-negative features.*33%"):
+        create_aggregation("gem")(torch.tensor([[[1.0, -4.0]], [[3.0, 2.0]], [[2.0, -9.0]]]))

@@ -16,7 +16,8 @@ import repens_sklearn
 ESTIMATORS = [
     repens_sklearn.ConcatEmbedder([("scaler", StandardScaler()), ("minmax", MinMaxScaler())],
                                   n_components=2, random_state=0),
-    repens_sklearn.LearnedEnsembleEmbedder(max_epochs=2, batch_size=32, device="cpu", random_state=0),
+    repens_sklearn.LearnedEnsembleEmbedder(max_epochs=2, batch_size=32, final_activation="identity",
+                                           device="cpu", random_state=0),
     repens_sklearn.EnSiamPretrainer(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
                                     policy="gaussian_noise", max_epochs=1, projector_dim=16,
                                     predictor_hidden_dim=8, device="cpu", random_state=0),

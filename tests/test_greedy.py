@@ -181,6 +181,19 @@ def test_temperature_calibration_small_validation_split():
     assert all(isinstance(est, CalibratedClassifierCV) for est in clf.estimators_)
     assert clf.score(X, y) > 0.9
 
+def test_nested_params_reach_the_members(data):
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = data
+    clf = GreedyEnsembleClassifier([("lr", LogisticRegression(max_iter=300)),
+                                    ("nb", GaussianNB())], random_state=0)
+    assert clf.get_params()["lr__C"] == 1.0
+    clf.set_params(lr__C=0.5, nb=DecisionTreeClassifier(max_depth=2))
+    assert clf.estimators[0][1].C == 0.5 and isinstance(clf.estimators[1][1], DecisionTreeClassifier)
+    search = GridSearchCV(clf, {"lr__C": [1e-4, 1.0]}, cv=2).fit(X, y)
+    assert search.best_params_ == {"lr__C": 1.0}
+
+
 def test_string_labels(data):
     X, y = data
     names = np.array(list("abcdefghij"))[y]

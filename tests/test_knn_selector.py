@@ -110,6 +110,30 @@ def test_backbone_name_is_wrapped_in_mean_tta_embedder(digits):
     assert 0.0 < sel.scores_["mlp"] <= 1.0
 
 
+def test_backbone_names_are_seeded_by_random_state(digits):
+    X, y = digits
+    scores = [KNNModelSelector([("mlp", "mlp")], random_state=seed).fit(X[:80], y[:80]).scores_
+              for seed in (0, 0, 1)]
+    assert scores[0] == scores[1]
+    a = KNNModelSelector([("mlp", "mlp")], random_state=0).fit(X[:80], y[:80])
+    b = KNNModelSelector([("mlp", "mlp")], random_state=1).fit(X[:80], y[:80])
+    assert not np.allclose(a.transform(X[:5]), b.transform(X[:5]))
+
+
+def test_nested_params_reach_the_candidates(digits):
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = digits
+    sel = KNNModelSelector([("pca", PCA(2)), ("raw", "passthrough")], n_select=1)
+    assert sel.get_params()["pca__n_components"] == 2
+    sel.set_params(pca__n_components=5, raw=StandardScaler())
+    assert sel.candidates[0][1].n_components == 5
+    assert isinstance(sel.candidates[1][1], StandardScaler)
+    pipe = make_pipeline(KNNModelSelector([("pca", PCA(2))]), LogisticRegression(max_iter=300))
+    search = GridSearchCV(pipe, {"knnmodelselector__pca__n_components": [2, 16]}, cv=2)
+    assert search.fit(X, y).best_params_ == {"knnmodelselector__pca__n_components": 16}
+
+
 def test_selector_in_a_pipeline(digits):
     X, y = digits
     pipe = make_pipeline(

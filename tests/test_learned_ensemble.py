@@ -1,6 +1,7 @@
 """LearnedEnsembleEmbedder: memory bank + MLPs trained with a cosine loss (learned-ensemble paper)."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -117,6 +118,18 @@ def test_nonnegative_keeps_vectors_in_the_positive_orthant(features):
     assert free.embedding_.min() < 0
 
 
+def test_relu_head_warns_about_negative_targets(features):
+    signed = features.copy()
+    signed[:, 6:] -= signed[:, 6:].mean(axis=0)  # the second block only turns signed
+    with pytest.warns(UserWarning, match=r"final_activation='relu' cannot reproduce the "
+                                         r"negative values of 'block 1' \(\d+% of"):
+        _fast(max_epochs=1).fit(signed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _fast(max_epochs=1).fit(features)  # non-negative: no warning
+        _fast(max_epochs=1, final_activation="identity").fit(signed)
+
+
 def test_single_model_case_and_depth(features):
     emb = _fast(feature_groups=None, mlp_depth=3, hidden_dim=16).fit(features)
     assert emb.feature_groups_ == [10]
@@ -128,7 +141,7 @@ def test_single_model_case_and_depth(features):
 
 def test_backbones_are_fitted_and_give_the_targets(features):
     backbones = [("pca", PCA(3)), ("raw", "passthrough"), ("net", "mlp")]
-    emb = _fast(feature_groups=None, backbones=backbones).fit(features)
+    emb = _fast(feature_groups=None, backbones=backbones, final_activation="identity").fit(features)
     assert emb.feature_groups_ == [3, 10, 64]
     assert emb.embedding_.shape == (90, 64)
     assert emb.n_features_in_ == 10
@@ -162,7 +175,8 @@ def test_feature_groups_with_backbones_is_an_error(features):
 
 
 def test_backbone_width_change_is_an_error(features):
-    emb = _fast(feature_groups=None, backbones=[("pca", PCA(3))]).fit(features)
+    emb = _fast(feature_groups=None, backbones=[("pca", PCA(3))],
+                final_activation="identity").fit(features)
     emb.targets_.embedders_[0][1].components_ = emb.targets_.embedders_[0][1].components_[:2]
     with pytest.raises(ValueError, match="embedder 'pca' returned 2 features, but it returned 3"):
         emb.transform(features)

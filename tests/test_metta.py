@@ -151,8 +151,16 @@ def test_multiscale_needs_resize_back_for_fixed_size_backbones():
     with pytest.raises(ValueError, match="policy='multiscale' cannot make views.*resize_back"):
         MeanTTAEmbedder("mlp", policy="multiscale", n_augmentations=3).fit(X)
     emb = MeanTTAEmbedder("mlp", policy="multiscale", policy_params={"resize_back": True},
-                          n_augmentations=3, aggregation="gem").fit(X)
+                          n_augmentations=3, aggregation="mean").fit(X)
     assert emb.transform(X).shape == (10, 64)
+
+
+def test_gem_warns_about_negative_features():
+    X = np.random.default_rng(0).random((10, 6), dtype=np.float32)
+    emb = MeanTTAEmbedder("mlp", policy="gaussian_noise", n_augmentations=3, aggregation="gem",
+                          random_state=0).fit(X)  # a linear last layer: signed features
+    with pytest.warns(UserWarning, match="aggregation='gem' expects non-negative features"):
+        emb.transform(X)
 
 
 def test_module_backbone_is_copied_and_left_alone():

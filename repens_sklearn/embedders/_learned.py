@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -284,6 +285,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     def fit_transform(self, X, y=None):
         """Fit, then return the learned training vectors (``embedding_``)."""
         targets = self._fit_targets(X, y)
+        self._warn_if_relu_cannot_fit(targets)
         device = resolve_device(self.device)
         init = _average(targets, self.feature_groups_)
         seed = seed_from(self.random_state)
@@ -312,6 +314,23 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
             self.feature_names_in_ = self.targets_.feature_names_in_
         self.feature_groups_ = list(self.targets_.block_widths_)
         return targets
+
+    def _warn_if_relu_cannot_fit(self, targets):
+        """A final ReLU outputs no negative value: say so instead of silently underfitting."""
+        if self.final_activation != "relu":
+            return
+        names = ([name for name, _ in self.backbones] if self.backbones is not None
+                 else [f"block {i}" for i in range(len(self.feature_groups_))])
+        bounds = np.cumsum([0, *self.feature_groups_])
+        for name, a, b in zip(names, bounds[:-1], bounds[1:]):
+            share = float(np.mean(targets[:, a:b] < 0))
+            if share > 0:
+                warnings.warn(
+                    f"final_activation='relu' cannot reproduce the negative values of "
+                    f"{name!r} ({share:.0%} of its features are negative), so its MLP will "
+                    "underfit; pass final_activation='identity' for features that can be "
+                    "negative", UserWarning, stacklevel=3,
+                )
 
     def _check_feature_groups(self, n_features):
         if self.feature_groups is None:

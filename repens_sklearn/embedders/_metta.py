@@ -412,6 +412,7 @@ class _RunningGeM(_RunningMean):
         self.p, self.eps = float(p), float(eps)
 
     def add(self, views):
+        _aggregate.warn_if_negative_for_gem(views)
         super().add(views.clamp(min=self.eps).pow(self.p))
 
     def result(self):

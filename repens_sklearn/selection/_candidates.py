@@ -27,16 +27,17 @@ def check_named_list(items, param_name, what="candidate"):
     return items
 
 
-def as_transformer(candidate, name):
+def as_transformer(candidate, name, random_state=None):
     """A scikit-learn transformer for ``candidate``.
 
     A registered backbone name or an ``nn.Module`` becomes
-    ``MeanTTAEmbedder(backbone=..., n_augmentations=0)`` (its plain embedding).
+    ``MeanTTAEmbedder(backbone=..., n_augmentations=0, random_state=random_state)``
+    (its plain embedding; the seed fixes a named backbone's initialisation).
     """
     if isinstance(candidate, str) or _is_module(candidate):
         from ..embedders import MeanTTAEmbedder  # lazy: embedders import the heavy parts
 
-        return MeanTTAEmbedder(backbone=candidate, n_augmentations=0)
+        return MeanTTAEmbedder(backbone=candidate, n_augmentations=0, random_state=random_state)
     if not (hasattr(candidate, "transform") and hasattr(candidate, "fit")):
         raise TypeError(
             f"candidate {name!r} must be a scikit-learn transformer (fit/transform), a "

@@ -8,10 +8,11 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 from joblib import delayed
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.base import ClassifierMixin, _fit_context, clone
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils import Bunch, _safe_indexing, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
@@ -21,7 +22,7 @@ from ._candidates import check_named_list, make_parallel, raise_naming
 from ._caruana import best_size, ensemble_score, greedy_selection
 
 
-class GreedyEnsembleClassifier(ClassifierMixin, BaseEstimator):
+class GreedyEnsembleClassifier(ClassifierMixin, _BaseComposition):
     """Greedy ensemble of classifiers chosen on a validation split (Caruana et al., 2004).
 
     Step 3 of the paper's algorithm (section 2.3; evaluation protocol of
@@ -145,6 +146,15 @@ class GreedyEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator and, with ``deep``, of each member (``name__param``)."""
+        return self._get_params("estimators", deep=deep)
+
+    def set_params(self, **params):
+        """Set parameters, including members (``name``) and their parameters (``name__param``)."""
+        self._set_params("estimators", **params)
+        return self
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):

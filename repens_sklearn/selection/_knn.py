@@ -6,19 +6,31 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib import delayed
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, check_memory
-from sklearn.utils.validation import column_or_1d
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    check_memory,
+    column_or_1d,
+)
 
+from .._device import seed_from
 from .._fitted import as_embedding, fit_embed
 from .._inputs import check_inputs
-from ._candidates import as_transformer, check_named_list, embed_candidate, make_parallel, raise_naming
+from ._candidates import (
+    as_transformer,
+    check_named_list,
+    embed_candidate,
+    make_parallel,
+    raise_naming,
+)
 from ._loo import loo_knn_accuracy
 
 
-class KNNModelSelector(TransformerMixin, BaseEstimator):
+class KNNModelSelector(TransformerMixin, _BaseComposition):
     """Rank candidate representations by leave-one-out kNN accuracy; keep the best.
 
     Step 1 of the paper's algorithm (section 2.3; Puigcerver et al., 2020): every
@@ -57,6 +69,9 @@ class KNNModelSelector(TransformerMixin, BaseEstimator):
     n_jobs : int or None, default=None
         Candidates embedded in parallel by ``joblib.Parallel``; use
         ``joblib.parallel_config(backend="dask")`` to run them on a cluster.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the backbones built for candidates given as registered names
+        (their random initialisation), so scores repeat from fit to fit.
     verbose : int or bool, default=False
         joblib verbosity while embedding.
 
@@ -106,11 +121,12 @@ class KNNModelSelector(TransformerMixin, BaseEstimator):
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
 
     def __init__(self, candidates, *, n_neighbors=1, metric="cosine", n_select=15,
-                 threshold=None, memory=None, n_jobs=None, verbose=False):
+                 threshold=None, memory=None, n_jobs=None, random_state=None, verbose=False):
         self.candidates = candidates
         self.n_neighbors = n_neighbors
         self.metric = metric
@@ -118,7 +134,17 @@ class KNNModelSelector(TransformerMixin, BaseEstimator):
         self.threshold = threshold
         self.memory = memory
         self.n_jobs = n_jobs
+        self.random_state = random_state
         self.verbose = verbose
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator and, with ``deep``, of each member (``name__param``)."""
+        return self._get_params("candidates", deep=deep)
+
+    def set_params(self, **params):
+        """Set parameters, including members (``name``) and their parameters (``name__param``)."""
+        self._set_params("candidates", **params)
+        return self
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
@@ -143,7 +169,8 @@ class KNNModelSelector(TransformerMixin, BaseEstimator):
                 f"n_neighbors={self.n_neighbors} needs at least {self.n_neighbors + 1} samples "
                 f"for leave-one-out kNN, got n_samples = {inputs.n_samples}"
             )
-        transformers = [(name, as_transformer(c, name)) for name, c in candidates]
+        seed = None if self.random_state is None else seed_from(self.random_state)
+        transformers = [(name, as_transformer(c, name, seed)) for name, c in candidates]
         cached = check_memory(self.memory).cache(fit_embed)
         score = _LOOScore(self.n_neighbors, self.metric, y)
         results = make_parallel(self.n_jobs, self.verbose)(
