@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import _num_samples, validate_data
 
 _CHANNEL_COUNTS = (1, 3, 4)
 
@@ -64,6 +64,27 @@ class Inputs:
     def example(self) -> torch.Tensor:
         """The first sample as a batch of one (to probe a backbone)."""
         return self.batch(0, 1)
+
+
+def check_member_inputs(estimator, X, *, reset=True) -> int:
+    """Validate X for an estimator that only hands it to member transformers; n_samples.
+
+    Numeric arrays and image lists are checked as by :func:`check_inputs`. Tables
+    with non-numeric columns (a DataFrame of strings for a ``OneHotEncoder``
+    member, say) are the members' business, as in ``FeatureUnion``: only their
+    column count and names are recorded and checked.
+    """
+    if _is_non_numeric_table(X):
+        validate_data(estimator, X, reset=reset, skip_check_array=True)
+        return _num_samples(X)
+    return check_inputs(estimator, X, reset=reset).n_samples
+
+
+def _is_non_numeric_table(X):
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and hasattr(X, "columns"):  # a DataFrame
+        return any(getattr(dtype, "kind", "O") not in "biuf" for dtype in dtypes)
+    return isinstance(X, np.ndarray) and X.dtype.kind in "OUS"
 
 
 def check_inputs(estimator, X, *, input_shape=None, reset=True) -> Inputs:

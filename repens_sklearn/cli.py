@@ -88,12 +88,25 @@ def _cmd_embed(args) -> int:
     out = Path(args.output)
     if out.suffix not in (".npy", ".csv", ".parquet"):
         raise CLIError(f"-o/--output must end in .npy, .csv or .parquet, got {args.output!r}")
-    embedder = _embedder(args.backbone, args.weights, args, args.policy, args.n_augmentations,
-                         args.aggregation)
+    _check_writer_available(out)  # before any image is embedded, not after
+    if (args.policy is None) != (args.n_augmentations == 0):
+        raise CLIError("--policy and -S/--n-augmentations go together: give both (e.g. "
+                       "--policy crop_flip -S 10) or neither (the plain embedding)")
+    embedder = _embedder(args.backbone, args.weights, args, args.policy or "identity",
+                         args.n_augmentations, args.aggregation)
     embeddings = embedder.fit_transform(files)
     _write_embeddings(out, files, embeddings)
     print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {out}")
     return 0
+
+
+def _check_writer_available(out: Path):
+    from importlib.util import find_spec
+
+    if out.suffix in (".csv", ".parquet") and find_spec("pandas") is None:
+        raise CLIError(f"writing {out.suffix} needs pandas: pip install pandas (or use .npy)")
+    if out.suffix == ".parquet" and not (find_spec("pyarrow") or find_spec("fastparquet")):
+        raise CLIError("writing .parquet needs pyarrow: pip install pyarrow (or use .npy / .csv)")
 
 
 def _write_embeddings(out: Path, files, embeddings):
@@ -170,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("paths", nargs="+", help="image files or folders")
     embed.add_argument("--backbone", required=True, help="registered backbone name")
     embed.add_argument("--weights", default=None, help="local weights file for the backbone")
-    embed.add_argument("--policy", default="identity", help="test-time augmentation policy")
+    embed.add_argument("--policy", default=None,
+                       help="test-time augmentation policy (with -S; default: none)")
     embed.add_argument("-S", "--n-augmentations", type=int, default=0,
                        help="number of augmented views to average (0: plain embedding)")
     embed.add_argument("--aggregation", default="mean", help="mean, gem, median, max, ...")

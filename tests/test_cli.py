@@ -92,6 +92,10 @@ def test_rank_prints_scores_best_first(tmp_path, capsys):
     (["embed", "{folder}", "--backbone", "mlp", "--weights", "missing.pt", "-o", "x.npy"],
      "weights file 'missing.pt' does not exist"),
     (["embed", "{broken}", "--backbone", "mlp", "-o", "x.npy"], "cannot read image"),
+    (["embed", "{folder}", "--backbone", "mlp", "-S", "4", "-o", "x.npy"],
+     "--policy and -S/--n-augmentations go together"),
+    (["embed", "{folder}", "--backbone", "mlp", "--policy", "crop_flip", "-o", "x.npy"],
+     "--policy and -S/--n-augmentations go together"),
     (["rank", "nowhere/", "--candidate", "mlp"], "does not exist"),
     (["rank", "{folder}", "--candidate", "nope"], "Unknown backbone 'nope'"),
 ])
@@ -103,3 +107,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_parquet_without_pyarrow_fails_before_embedding(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
+                        if name in ("pyarrow", "fastparquet") else real_find_spec(name, *a))
+    folder = _image_folder(tmp_path / "imgs")
+    monkeypatch.setattr("repens_sklearn.embedders.MeanTTAEmbedder.fit_transform",
+                        lambda *a, **k: pytest.fail("embedded before checking the writer"))
+    assert main(["embed", str(folder), "--backbone", "mlp", "-o", str(tmp_path / "x.parquet")]) == 2
+    assert "writing .parquet needs pyarrow: pip install pyarrow" in capsys.readouterr().err

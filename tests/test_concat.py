@@ -191,3 +191,18 @@ def test_transform_checks_number_of_features(X):
     emb = ConcatEmbedder([("a", "passthrough")]).fit(X)
     with pytest.raises(ValueError, match="X has 5 features, but ConcatEmbedder is expecting 8"):
         emb.transform(X[:, :5])
+
+
+def test_tables_with_string_columns_go_to_the_members():
+    pd = pytest.importorskip("pandas")
+    from sklearn.preprocessing import OneHotEncoder
+
+    df = pd.DataFrame({"colour": ["red", "blue", "red", "green"] * 5, "size": np.arange(20.0)})
+    emb = ConcatEmbedder([("onehot", OneHotEncoder(sparse_output=False)),
+                          ("size", FunctionTransformer(lambda d: d[["size"]].to_numpy()))],
+                         normalize=False)
+    Z = emb.fit_transform(df)
+    assert Z.shape == (20, 3 + 20 + 1) and emb.n_features_in_ == 2
+    np.testing.assert_array_equal(Z[:, -1], np.arange(20.0))
+    with pytest.raises(ValueError, match="Feature names seen at fit time, yet now missing"):
+        emb.transform(df[["colour"]])

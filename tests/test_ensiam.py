@@ -371,6 +371,7 @@ def test_checkpoint_of_another_run_is_refused(X, tmp_path):
     ({"policy": lambda x, g: x, "policy_params": {"std": 1}}, "policy_params=.* only be used"),
     ({"policy": lambda x, g: x[:, :2]}, "changed the shape of a batch from \\(1, 6\\) to \\(1, 2\\)"),
     ({"policy": "gaussian_noise", "policy_params": {"sigma": 1}}, "does not accept policy_params"),
+    ({"callbacks": ["nope"]}, "callbacks\\[0\\] must be a skorch Callback or a \\(name, Callback\\) pair"),
 ])
 def test_bad_parameters(X, params, match):
     with pytest.raises((ValueError, InvalidParameterError), match=match):

@@ -207,3 +207,16 @@ def test_error_wrong_number_of_embeddings_is_named(digits):
     bad = FunctionTransformer(lambda X: X[:10])
     with pytest.raises(ValueError, match="candidate 'short': returned 10 embeddings for 300"):
         KNNModelSelector([("short", bad)]).fit(X, y)
+
+
+def test_tables_with_string_columns_go_to_the_candidates():
+    pd = pytest.importorskip("pandas")
+    from sklearn.preprocessing import OneHotEncoder
+
+    df = pd.DataFrame({"colour": ["red", "blue"] * 10, "noise": ["a", "b", "c", "d", "e"] * 4})
+    y = np.array([0, 1] * 10)
+    sel = KNNModelSelector([("colour", make_pipeline(
+        FunctionTransformer(lambda d: d[["colour"]]), OneHotEncoder())),
+        ("noise", make_pipeline(FunctionTransformer(lambda d: d[["noise"]]), OneHotEncoder()))],
+        n_select=1).fit(df, y)
+    assert sel.scores_["colour"] == 1.0 and sel.selected_ == ["colour"]

@@ -15,7 +15,7 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted, check_memory
 
 from .._fitted import as_embedding, fit_embed
-from .._inputs import check_inputs
+from .._inputs import check_member_inputs
 
 
 def _transform_one(transformer, X):
@@ -189,7 +189,7 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
     def fit_transform(self, X, y=None):
         """Fit every member and return the combined training output, float32."""
         members = self._check_members()
-        check_inputs(self, X)
+        check_member_inputs(self, X)
         fit_one = check_memory(self.memory).cache(fit_embed)
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(fit_one)(member, X, y) for _, member in members
@@ -289,7 +289,7 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
     def transform(self, X):
         """Apply every fitted member to X and combine the blocks, float32."""
         check_is_fitted(self)
-        check_inputs(self, X, reset=False)
+        check_member_inputs(self, X, reset=False)
         blocks = self._member_outputs(X)
         return self._combine(blocks)[:, self.selected_features_]
 

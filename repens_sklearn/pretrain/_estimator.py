@@ -271,7 +271,7 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                                            round(warmup * steps_per_epoch))),
             ("collapse", CollapseMonitor()),
             *self._knn_callbacks(X_val, y_val),
-            *list(self.callbacks or []),
+            *self._user_callbacks(),
         ]
         if checkpoint is not None:
             callbacks.append(("checkpoint", checkpoint))
@@ -279,6 +279,20 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             callbacks.append(("progress", ProgressBar()))
         # last, so that the printed table holds every column recorded above
         return [*callbacks, ("log", PrintLog())]
+
+    def _user_callbacks(self):
+        from skorch.callbacks import Callback
+
+        user = list(self.callbacks or [])
+        for i, item in enumerate(user):
+            callback = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+            if not (isinstance(callback, Callback)
+                    or (isinstance(callback, type) and issubclass(callback, Callback))):
+                raise ValueError(
+                    f"callbacks[{i}] must be a skorch Callback or a (name, Callback) pair, "
+                    f"got {item!r}"
+                )
+        return user
 
     def _resolve_policy(self):
         params = dict(self.policy_params or {})

@@ -19,7 +19,7 @@ from sklearn.utils.validation import (
 
 from .._device import seed_from
 from .._fitted import as_embedding, fit_embed
-from .._inputs import check_inputs
+from .._inputs import check_member_inputs
 from ._candidates import (
     as_transformer,
     check_named_list,
@@ -162,12 +162,12 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
         self : KNNModelSelector
         """
         candidates = check_named_list(self.candidates, "candidates")
-        inputs = check_inputs(self, X)
-        y = _check_classification_y(self, y, inputs.n_samples)
-        if self.n_neighbors > inputs.n_samples - 1:
+        n_samples = check_member_inputs(self, X)
+        y = _check_classification_y(self, y, n_samples)
+        if self.n_neighbors > n_samples - 1:
             raise ValueError(
                 f"n_neighbors={self.n_neighbors} needs at least {self.n_neighbors + 1} samples "
-                f"for leave-one-out kNN, got n_samples = {inputs.n_samples}"
+                f"for leave-one-out kNN, got n_samples = {n_samples}"
             )
         seed = None if self.random_state is None else seed_from(self.random_state)
         transformers = [(name, as_transformer(c, name, seed)) for name, c in candidates]
@@ -206,7 +206,7 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
             Embeddings side by side, in selection order (best first).
         """
         check_is_fitted(self)
-        check_inputs(self, X, reset=False)
+        check_member_inputs(self, X, reset=False)
         blocks = make_parallel(self.n_jobs, self.verbose)(
             delayed(_transform_one)(name, t, X) for name, t in self.selected_candidates_
         )
