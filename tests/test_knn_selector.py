@@ -99,6 +99,16 @@ def test_fitted_candidates_are_used_as_they_are(digits):
     np.testing.assert_allclose(got["unfitted"].components_, PCA(5).fit(X).components_, atol=1e-5)
 
 
+def test_frozen_candidates_stay_fitted_through_clone(digits):
+    from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
+
+    X, y = digits
+    pretrained = PCA(5).fit(X[::-1][:50])
+    sel = clone(KNNModelSelector([("frozen", FrozenEstimator(pretrained))])).fit(X, y)
+    np.testing.assert_allclose(sel.transform(X[:10]), pretrained.transform(X[:10]), rtol=1e-5)
+
+
 def test_backbone_name_is_wrapped_in_mean_tta_embedder(digits):
     from repens_sklearn import MeanTTAEmbedder
 

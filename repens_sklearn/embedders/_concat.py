@@ -79,8 +79,10 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         name (wrapped as ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``),
         ``"passthrough"`` (X itself) or ``"drop"``. Unfitted members are cloned and
         fitted in ``fit``; a fitted member (e.g. a pretrained
-        :class:`EnSiamPretrainer`) is used as it is. ``get_params`` /
-        ``set_params`` reach them as ``name__param``.
+        :class:`EnSiamPretrainer`) is used as it is. ``clone`` (and so
+        ``GridSearchCV``, ``cross_val_score``) resets fitted members; wrap one in
+        ``sklearn.frozen.FrozenEstimator`` to keep it fitted there. ``get_params``
+        / ``set_params`` reach them as ``name__param``.
     normalize : bool, default=True
         L2-normalise each block per row before anything else.
     weights : dict of {str: float}, default=None

@@ -134,7 +134,8 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         The ensemble: each a transformer of this library or scikit-learn (an
         unfitted one, e.g. a :class:`MeanTTAEmbedder`, is cloned and fitted on
         X; a fitted one, e.g. a pretrained :class:`EnSiamPretrainer`, is used as
-        it is) or a registered backbone name (wrapped as
+        it is, and kept so through ``clone`` when wrapped in
+        ``sklearn.frozen.FrozenEstimator``) or a registered backbone name (wrapped as
         ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``). None: X already
         holds the features of the backbones side by side (widths in
         ``feature_groups``).

@@ -50,7 +50,9 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
     ----------
     candidates : list of (str, object)
         Named candidates. A candidate is a scikit-learn transformer (fitted ones
-        are used as they are, unfitted ones are cloned and fitted on ``(X, y)``),
+        are used as they are, unfitted ones are cloned and fitted on ``(X, y)``;
+        ``clone`` resets fitted ones unless wrapped in
+        ``sklearn.frozen.FrozenEstimator``),
         a registered backbone name or a ``torch.nn.Module``; the last two are
         wrapped in ``MeanTTAEmbedder(backbone=..., n_augmentations=0)``.
     n_neighbors : int, default=1
