@@ -65,7 +65,7 @@ def test_history_records_cosine_per_epoch_and_phase(features):
     assert len(cos) == 30
     np.testing.assert_allclose(cos, 1 - np.asarray(emb.history_[:, "train_loss"]))
     assert emb.history_[:, "phase"] == ["warmup"] * 15 + ["joint"] * 15
-    assert cos[-1] > cos[0] + 0.05 and cos[-1] > 0.9
+    assert cos[-1] > cos[0] + 0.05 and cos[-1] > 0.85
 
 
 def test_warmup_keeps_the_vectors_fixed(features):
@@ -76,6 +76,36 @@ def test_warmup_keeps_the_vectors_fixed(features):
         moved[fraction] = np.abs(emb.embedding_ - init).mean()
     # 4 joint epochs move the vectors much more than 1 joint epoch after 3 of warm-up
     assert moved[0.75] < 0.6 * moved[0.0]
+
+
+def test_only_the_rows_of_a_batch_move(features, monkeypatch):
+    """Training vectors get one Adam step per epoch, like new vectors in transform:
+    rows outside the batch must not drift on leftover momentum."""
+    from skorch.callbacks import Callback
+
+    from repens_sklearn.embedders import _learned
+
+    moved_outside, moved_inside = [], []
+
+    class Watch(Callback):
+        def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+            self.before = net.module_.bank.weight.detach().clone()
+
+        def on_batch_end(self, net, batch=None, training=False, **kwargs):
+            if not training:
+                return
+            delta = (net.module_.bank.weight.detach() - self.before).abs().sum(1)
+            inside = torch.zeros(len(delta), dtype=torch.bool)
+            inside[batch[0]] = True
+            moved_outside.append(float(delta[~inside].max()))
+            moved_inside.append(float(delta[inside].max()))
+
+    original = _learned._callbacks
+    monkeypatch.setattr(_learned, "_callbacks",
+                        lambda *a: original(*a) + [("watch", Watch())])
+    _fast(max_epochs=4, batch_size=16, warmup_fraction=0.25).fit(features)
+    assert max(moved_outside) == 0.0
+    assert max(moved_inside) > 0.0  # the joint epochs do move the batch's rows
 
 
 def test_transform_improves_recovery_and_is_per_sample(features):

@@ -12,6 +12,7 @@ from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
+from skorch import NeuralNet
 from skorch.callbacks import Callback
 from torch.nn import functional as F
 
@@ -26,7 +27,8 @@ class _Recoverer(nn.Module):
 
     def __init__(self, init, widths, hidden_dim, depth, final_activation):
         super().__init__()
-        self.bank = nn.Embedding.from_pretrained(torch.as_tensor(init), freeze=False)
+        # sparse gradients: only the rows of a batch get a gradient (see _RecoveryNet)
+        self.bank = nn.Embedding.from_pretrained(torch.as_tensor(init), freeze=False, sparse=True)
         dim = init.shape[1]
         self.mlps = nn.ModuleList(
             _mlp(dim, hidden_dim, width, depth, final_activation) for width in widths
@@ -65,6 +67,29 @@ class _CosineRecoveryLoss(nn.Module):
 
     def forward(self, y_pred, y_true):
         return 1.0 - _block_cosines(y_pred, y_true, self.widths).mean()
+
+
+class _RecoveryNet(NeuralNet):
+    """Adam on the MLPs, SparseAdam on the memory bank.
+
+    With dense Adam on the bank, rows absent from a batch would keep moving on their
+    momentum, so a training vector would get many updates per epoch where a new vector
+    in ``transform`` gets one. SparseAdam updates (and keeps moments for) only the rows
+    of the batch: every vector gets one Adam step per epoch, in ``fit`` as in ``transform``.
+    """
+
+    def initialize_optimizer(self, *args, **kwargs):
+        mlps = [(n, p) for n, p in self.get_all_learnable_params() if not n.startswith("bank.")]
+        opt_args, opt_kwargs = self.get_params_for_optimizer("optimizer", mlps)
+        self.optimizer_ = self.optimizer(*opt_args, **opt_kwargs)
+        self.bank_optimizer_ = torch.optim.SparseAdam(self.module_.bank.parameters(), lr=self.lr)
+        return self
+
+    def _step_optimizer(self, step_fn):
+        # one forward/backward for both optimizers (skorch would run the closure per optimizer)
+        step_fn()
+        for name in self._optimizers:
+            getattr(self, name + "_").step()
 
 
 def _callbacks(n_warmup, nonnegative, verbose):
@@ -350,20 +375,17 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return [int(g) for g in groups]
 
     def _train(self, init, targets, seed, device):
-        from skorch import NeuralNet
-
         n_warmup = int(self.warmup_fraction * self.max_epochs)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = _Recoverer(init, self.feature_groups_, self.hidden_dim or init.shape[1],
                                 self.mlp_depth, self.final_activation)
-        net = NeuralNet(
+        net = _RecoveryNet(
             module,
             criterion=_CosineRecoveryLoss,
             criterion__widths=self.feature_groups_,
             optimizer=torch.optim.Adam,
-            optimizer__weight_decay=self.weight_decay,
-            optimizer__param_groups=[("bank.*", {"weight_decay": 0.0})],
+            optimizer__weight_decay=self.weight_decay,  # MLPs only; the bank has its own
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
