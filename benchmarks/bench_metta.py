@@ -8,11 +8,11 @@ for ``mean`` and ``gem``. Mean and spread over seeds; ratio = accuracy gain in
 points over the centre embedding of the same seed.
 
 Speed (same run): MeTTA with S views / (S x plain embedding time), the plain
-embedding taken on the S x N views themselves and on the N originals; MeTTA against the per-image loop a user
-writes by hand (PIL + torchvision transforms, one image at a time), and the
-augmentation alone (kornia on batches of 256 against PIL view by view); peak
-extra memory (resident set growth during ``transform``, in a fresh process) for
-S=1 vs S=32.
+embedding taken on the S x N views themselves and on the N originals; MeTTA
+against the per-image loop a user writes by hand (PIL + torchvision transforms,
+one image at a time), and the augmentation alone (kornia on batches of 256
+against PIL view by view); peak extra memory (resident set growth during
+``transform``, in a fresh process) for S=1 vs S=32.
 
 Shrunk to fit about 10 minutes on a shared 2-core CPU: backbone width 16 (64-d
 embeddings), 4,000 training images and 2 epochs, 250 + 250 images for linear
@@ -116,25 +116,27 @@ def _timed(*fns, repeats=3):
     return best
 
 
-def _hand_augment(X, n_views):
-    """The hand loop's augmentation alone: PIL + torchvision, one view at a time."""
-    from PIL import Image
+def _pil_transform(size):
+    """The hand loop's per-view augmentation: torchvision transforms on a PIL image."""
     from torchvision import transforms as T
 
-    size = X.shape[-1]
-    transform = T.Compose([T.RandomResizedCrop(size, scale=POLICY_PARAMS["scale"]),
-                           T.RandomHorizontalFlip(), T.ToTensor()])
+    return T.Compose([T.RandomResizedCrop(size, scale=POLICY_PARAMS["scale"]),
+                      T.RandomHorizontalFlip(), T.ToTensor()])
+
+
+def _hand_augment(X, n_views):
+    """The hand loop's augmentation alone, one view at a time."""
+    from PIL import Image
+
+    transform = _pil_transform(X.shape[-1])
     return [transform(Image.fromarray(image[0])) for image in X for _ in range(n_views)]
 
 
 def _hand_loop(backbone, X, n_views):
     """What a user writes by hand: PIL image, torchvision transforms, one image at a time."""
     from PIL import Image
-    from torchvision import transforms as T
 
-    size = X.shape[-1]
-    transform = T.Compose([T.RandomResizedCrop(size, scale=POLICY_PARAMS["scale"]),
-                           T.RandomHorizontalFlip(), T.ToTensor()])
+    transform = _pil_transform(X.shape[-1])
     out = []
     with torch.no_grad():
         for image in X:
@@ -177,7 +179,7 @@ def speed(args, backbone, X):
                                           lambda: plain.transform(X), lambda: emb.transform(X))
         n_hand = max(10, n // 5)
         t_hand = _time_once(lambda: _hand_loop(backbone.eval(), X[:n_hand], s)) * n / n_hand
-        t_policy = min(_time_once(lambda: _views(emb.policy_, X, s)) for _ in range(3))
+        t_policy, = _timed(lambda: _views(emb.policy_, X, s))
         t_pil = _time_once(lambda: _hand_augment(X[:n_hand], s)) * n / n_hand
         rows.append([s, f"{t_views * 1000:.0f}", f"{s * t_orig * 1000:.0f}",
                      f"{t_metta * 1000:.0f}",
@@ -235,8 +237,7 @@ def memory(args, X, tmp="benchmarks/.cache/metta_mem.npy"):
         res = json.loads(out.stdout.strip().splitlines()[-1])
         peak[s] = res["peak"] / 2**20
         growth[s] = (res["peak"] - res["base"]) / 2**20
-        rows.append([s, f"{res['base'] / 2**20:.0f}", f"{peak[s]:.0f}",
-                     f"{(res['peak'] - res['base']) / 2**20:.1f}"])
+        rows.append([s, f"{res['base'] / 2**20:.0f}", f"{peak[s]:.0f}", f"{growth[s]:.1f}"])
     os.remove(tmp)
     print(f"\n### Peak memory of transform on {len(X)} images "
           "(resident set sampled every 2 ms, fresh process, batch_size=256)\n")

@@ -154,6 +154,9 @@ def test_relu_head_warns_about_negative_targets(features):
     with pytest.warns(UserWarning, match=r"final_activation='relu' cannot reproduce the "
                                          r"negative values of 'block 1' \(\d+% of"):
         _fast(max_epochs=1).fit(signed)
+    with pytest.warns(UserWarning, match="negative values of 'pca'"):  # "drop" not counted
+        _fast(max_epochs=1, feature_groups=None,
+              backbones=[("gone", "drop"), ("raw", "passthrough"), ("pca", PCA(2))]).fit(features)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _fast(max_epochs=1).fit(features)  # non-negative: no warning

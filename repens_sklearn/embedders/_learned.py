@@ -345,8 +345,8 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         """A final ReLU outputs no negative value: say so instead of silently underfitting."""
         if self.final_activation != "relu":
             return
-        names = ([name for name, _ in self.backbones] if self.backbones is not None
-                 else [f"block {i}" for i in range(len(self.feature_groups_))])
+        names = ([name for name, _ in self.targets_.embedders_] if self.targets_ is not None
+                 else [f"block {i}" for i in range(len(self.feature_groups_))])  # "drop" left out
         bounds = np.cumsum([0, *self.feature_groups_])
         for name, a, b in zip(names, bounds[:-1], bounds[1:]):
             share = float(np.mean(targets[:, a:b] < 0))
