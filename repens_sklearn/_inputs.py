@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.utils.validation import _num_samples, validate_data
+from sklearn.utils.validation import validate_data
+
+from ._compat import _num_samples
 
 _CHANNEL_COUNTS = (1, 3, 4)
 

@@ -7,13 +7,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import TransformerMixin, _fit_context
+from sklearn.base import TransformerMixin
 from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted, check_memory
 
+from .._compat import _BaseComposition, _fit_context, HasMethods, Interval, StrOptions
 from .._fitted import as_embedding, fit_embed
 from .._inputs import check_member_inputs
 

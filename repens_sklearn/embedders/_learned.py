@@ -7,15 +7,15 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import normalize as _l2_normalize
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from torch.nn import functional as F
 
+from .._compat import _fit_context, HasMethods, Interval, StrOptions
 from .._device import make_generator, resolve_device, seed_from
 from ._concat import ConcatEmbedder
 

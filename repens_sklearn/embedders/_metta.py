@@ -8,11 +8,11 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .._compat import _fit_context, HasMethods, Interval, StrOptions
 from .. import aggregate as _aggregate
 from .._device import autocast, embed_inputs, make_generator, resolve_device, seed_from
 from .._inputs import check_inputs

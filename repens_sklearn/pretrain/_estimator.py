@@ -11,10 +11,10 @@ import warnings
 from numbers import Integral, Real
 
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .._compat import _fit_context, Interval, StrOptions
 from .._device import embed_inputs, resolve_device, seed_from
 from .._inputs import check_inputs
 from .._plugins import create_augmentation_policy

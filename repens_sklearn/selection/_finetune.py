@@ -8,12 +8,12 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 
+from .._compat import _fit_context, HasMethods, Interval, StrOptions
 from .._device import make_generator, resolve_device, seed_from
 from .._inputs import check_inputs
 from .._plugins import create_augmentation_policy

@@ -8,14 +8,13 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 from joblib import delayed
-from sklearn.base import ClassifierMixin, _fit_context, clone
+from sklearn.base import ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold, train_test_split
-from sklearn.utils import Bunch, _safe_indexing, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .._compat import _BaseComposition, _fit_context, _num_samples, _safe_indexing, Interval, StrOptions
 from .._device import seed_from
 from .._fitted import temperature_calibrated, temperature_calibrated_prefit
 from ._candidates import check_named_list, make_parallel, raise_naming

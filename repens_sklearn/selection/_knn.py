@@ -6,9 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib import delayed
-from sklearn.base import TransformerMixin, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.base import TransformerMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_consistent_length,
@@ -17,6 +15,7 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
+from .._compat import _BaseComposition, _fit_context, HasMethods, Interval, StrOptions
 from .._device import seed_from
 from .._fitted import as_embedding, fit_embed
 from .._inputs import check_member_inputs
