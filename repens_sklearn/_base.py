@@ -6,12 +6,21 @@ resolution, seeding through private generators, and the input pipeline.
 
 from __future__ import annotations
 
-from numbers import Integral
+import contextlib
+import copy
+import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
+from torch import nn
 
-from ._compat import Interval, StrOptions
+from ._compat import HasMethods, Interval, StrOptions
+from ._device import embed_inputs, make_generator, resolve_device, seed_from
+from ._inputs import check_inputs
+from ._plugins import create_augmentation_policy
+from ._preprocess import ImagePreprocessor, data_config
+from .backbones import build_backbone, check_backbone_accepts
 
 # One definition per shared parameter, so every estimator accepts the same values.
 DEVICE_CONSTRAINT = [StrOptions({"auto"}), str, torch.device, None]
@@ -22,3 +31,154 @@ COMMON_CONSTRAINTS = {
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
+
+
+BACKBONE_CONSTRAINTS = {
+    "backbone": [str, nn.Module, HasMethods(["as_backbone"])],
+    "backbone_params": [dict, None],
+    "policy": [str, callable],
+    "policy_params": [dict, None],
+    "preprocess": ["boolean"],
+    "img_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
+    "crop_pct": [Interval(Real, 0, 1, closed="right"), None],
+    "num_workers": [Interval(Integral, 0, None, closed="left")],
+    **COMMON_CONSTRAINTS,
+}
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int):
+    """Run the body (module initialisation) with torch's CPU RNG seeded, then restore it.
+
+    Only the CPU default generator is seeded (``torch.manual_seed`` would also
+    reseed every CUDA generator, which ``fork_rng(devices=[])`` does not restore):
+    the caller's random state, CPU and CUDA, is the same afterwards.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(int(seed))
+        yield
+
+
+class TorchEstimatorMixin:
+    """What the backbone-based estimators share (scikit-learn's ``BaseSGD`` pattern).
+
+    Subclasses define the parameters named in :data:`BACKBONE_CONSTRAINTS` and
+    call :meth:`_fit_backbone` in ``fit``; it validates X, builds the backbone
+    seeded from ``random_state``, resolves the preprocessing of a pretrained
+    backbone and probes the backbone (and policy) on one prepared example.
+    """
+
+    def _resolved_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+    def _seed(self) -> int:
+        return seed_from(self.random_state)
+
+    def _backbone_name(self) -> str:
+        return self.backbone if isinstance(self.backbone, str) else type(self.backbone).__name__
+
+    def _fit_backbone(self, X, *, seed=None):
+        """Validate X and build the backbone; returns ``(inputs, module)``.
+
+        Sets ``input_shape_``, ``n_features_in_``, ``preprocess_`` (None unless the
+        backbone carries ``pretrained_cfg`` and ``preprocess=True``) and
+        ``embedding_dim_``.
+        """
+        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=True)
+        with seeded_init(self._seed() if seed is None else seed):
+            module = build_backbone(self.backbone, self.backbone_params, inputs.sample_shape)
+        if not isinstance(self.backbone, (str, nn.Module)):
+            module = copy.deepcopy(module)  # never move/eval the estimator's own module
+        config = data_config(module, preprocess=self.preprocess, img_size=self.img_size,
+                             crop_pct=self.crop_pct)
+        self.preprocess_ = None if config is None else ImagePreprocessor.from_config(config)
+        if self.preprocess_ is not None:
+            if not inputs.is_image:
+                raise ValueError(
+                    f"backbone {self._backbone_name()!r} is pretrained on images "
+                    f"{config['input_size']} but X holds vectors of shape {inputs.sample_shape};"
+                    " pass images, or input_shape=(C, H, W) for flattened images"
+                )
+            if inputs.sources is not None:  # image files: decoded at the backbone's size
+                inputs = inputs.with_loader(self.preprocess_)
+                self.input_shape_ = inputs.sample_shape
+                self.n_features_in_ = int(math.prod(inputs.sample_shape))
+        self.embedding_dim_ = check_backbone_accepts(
+            module, self._normalize(self._prepare(inputs.example())),
+            backbone_name=self._backbone_name())
+        return inputs, module
+
+    def _transform_inputs(self, X):
+        """Validate X against what ``fit`` saw (image files decoded as in fit)."""
+        return check_inputs(self, X, input_shape=self.input_shape, reset=False,
+                            loader=getattr(self, "preprocess_", None))
+
+    def _prepare(self, x):
+        """[0, 1] images at the data's resolution -> at the backbone's (pretrained only)."""
+        return x if self.preprocess_ is None else self.preprocess_.prepare(x)
+
+    def _normalize(self, x):
+        return x if self.preprocess_ is None else self.preprocess_.normalize(x)
+
+    def _resolve_policy(self, *, allow_none=False):
+        """The policy callable (or None where allowed), its parameters applied."""
+        params = dict(self.policy_params or {})
+        if self.policy is None and allow_none:
+            if params:
+                raise ValueError(f"policy_params={params!r} was given but policy=None")
+            return None
+        if isinstance(self.policy, str):
+            try:
+                return create_augmentation_policy(self.policy, **params)
+            except (ValueError, TypeError) as exc:
+                given = f" with policy_params={params!r}" if params else ""
+                raise ValueError(f"policy={self.policy!r}{given}: {exc}") from exc
+        if params:
+            raise ValueError(
+                f"policy_params={params!r} can only be used when policy is a registered "
+                f"name, not a {type(self.policy).__name__}"
+            )
+        return self.policy
+
+    def _check_policy_keeps_shape(self, policy, example):
+        """Run ``policy`` once on a prepared example; it must return the same shape."""
+        try:
+            out = policy(example.clone(), make_generator(0, example.device))
+        except Exception as exc:
+            raise ValueError(
+                f"policy={self.policy!r} cannot make views of inputs of shape "
+                f"{tuple(example.shape[1:])}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(out, torch.Tensor) or out.shape != example.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"policy={self.policy!r} must return a tensor of the input's shape "
+                f"{tuple(example.shape)}, got {got}"
+            )
+        return out
+
+    def _embed(self, module, inputs, device, desc):
+        """Plain embeddings of ``inputs`` through the preprocessing; float32 numpy."""
+        return embed_inputs(module, inputs, batch_size=self.batch_size, device=device,
+                            verbose=self.verbose, desc=desc, num_workers=self.num_workers,
+                            preprocess=self.preprocess_)
+
+    def __sklearn_tags__(self):
+        # Never resolve the device here: tags must not depend on the hardware.
+        return super().__sklearn_tags__()
+
+
+def module_on(module: nn.Module, device) -> nn.Module:
+    """``module`` itself when it is on ``device``, else a copy moved there.
+
+    Used at transform time, so predicting never moves a fitted estimator's module.
+    """
+    device = torch.device(device)
+    tensor = next(iter(module.state_dict().values()), None)
+    if tensor is None or _same_device(tensor.device, device):
+        return module
+    return copy.deepcopy(module).to(device)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index or 0) == (b.index or 0)

@@ -43,11 +43,14 @@ def autocast(device):
 
 
 @torch.no_grad()
-def embed_inputs(module, inputs, *, batch_size=256, device="cpu", verbose=False, desc="embedding"):
+def embed_inputs(module, inputs, *, batch_size=256, device="cpu", verbose=False,
+                 desc="embedding", num_workers=0, preprocess=None):
     """Embed every sample of ``inputs`` with ``module`` in eval mode; ``(N, D)`` float32 numpy.
 
-    Batches are streamed to ``device`` and run under :func:`autocast`; the
-    module's train/eval mode is restored afterwards.
+    Batches are streamed to ``device`` (image files decoded by ``num_workers``
+    processes), go through ``preprocess`` (a pretrained backbone's
+    :class:`~repens_sklearn._preprocess.ImagePreprocessor`) when given, and run
+    under :func:`autocast`; the module's train/eval mode is restored afterwards.
     """
     from tqdm.auto import tqdm
 
@@ -56,9 +59,11 @@ def embed_inputs(module, inputs, *, batch_size=256, device="cpu", verbose=False,
     module.eval()
     chunks = []
     try:
-        batches = inputs.iter_batches(batch_size, device)
+        batches = inputs.iter_batches(batch_size, device, num_workers)
         total = -(-inputs.n_samples // batch_size)
         for _, batch in tqdm(batches, total=total, desc=desc, disable=not verbose, leave=False):
+            if preprocess is not None:
+                batch = preprocess(batch)
             with autocast(device):
                 out = module(batch)
             chunks.append(out.float().reshape(len(batch), -1).cpu())

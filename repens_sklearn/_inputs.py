@@ -26,11 +26,17 @@ _CHANNEL_COUNTS = (1, 3, 4)
 
 @dataclass
 class Inputs:
-    """Validated samples: an array ``(N, *sample_shape)`` or a list of image sources."""
+    """Validated samples: an array ``(N, *sample_shape)`` or a list of image sources.
+
+    Image sources are decoded at ``sample_shape``, or with ``loader`` (an
+    :class:`~repens_sklearn._preprocess.ImagePreprocessor`) at a pretrained
+    backbone's resolution with its resize and centre crop.
+    """
 
     sample_shape: tuple
     array: np.ndarray | None = None
     sources: list | None = None
+    loader: object = None
 
     @property
     def n_samples(self) -> int:
@@ -40,32 +46,106 @@ class Inputs:
     def is_image(self) -> bool:
         return len(self.sample_shape) == 3
 
+    def with_loader(self, loader):
+        """Image sources decoded by ``loader`` at its ``input_size``; arrays unchanged."""
+        if self.sources is None or loader is None:
+            return self
+        return Inputs(sample_shape=tuple(loader.input_size), sources=self.sources, loader=loader)
+
+    def raw(self, indices) -> torch.Tensor:
+        """Samples ``indices`` as a CPU tensor; uint8 images stay uint8 (see :func:`to_float`)."""
+        if self.sources is not None:
+            return torch.from_numpy(np.stack([
+                _load_image(self.sources[i], self.sample_shape, i, self.loader) for i in indices
+            ]))
+        if isinstance(indices, slice):
+            return torch.from_numpy(np.ascontiguousarray(self.array[indices]))
+        return torch.from_numpy(np.ascontiguousarray(self.array[np.asarray(indices)]))
+
     def batch(self, start: int, stop: int) -> torch.Tensor:
         """Samples ``start:stop`` as a float32 CPU tensor of shape ``(B, *sample_shape)``."""
-        if self.sources is not None:
-            arr = np.stack([
-                _load_image(self.sources[i], self.sample_shape, i) for i in range(start, stop)
-            ])
-        else:
-            arr = self.array[start:stop]
-        tensor = torch.from_numpy(np.ascontiguousarray(arr))
-        if tensor.dtype == torch.uint8:
-            tensor = tensor.float().div_(255.0)
-        tensor = tensor.float()
+        return self.to_device(self.raw(range(start, stop) if self.sources is not None
+                                       else slice(start, stop)), "cpu")
+
+    def to_device(self, raw: torch.Tensor, device) -> torch.Tensor:
+        """A raw batch on ``device`` as float32 in [0, 1] (uint8) at ``sample_shape``."""
+        device = torch.device(device)
+        tensor = to_float(raw.to(device, non_blocking=device.type == "cuda"))
         if self.is_image and tuple(tensor.shape[1:]) != self.sample_shape:
             tensor = _resize(tensor, self.sample_shape)
         return tensor
 
-    def iter_batches(self, batch_size: int, device="cpu"):
-        """Yield ``(start, tensor_on_device)`` for consecutive batches."""
+    def iter_batches(self, batch_size: int, device="cpu", num_workers: int = 0):
+        """Yield ``(start, float tensor on device)`` for consecutive batches.
+
+        Arrays are sliced in place (no copy beyond the batch). Image files are
+        decoded by ``num_workers`` DataLoader processes that prefetch the next
+        batches while the current one is embedded (pinned memory on CUDA).
+        """
         device = torch.device(device)
-        for start in range(0, self.n_samples, batch_size):
-            stop = min(start + batch_size, self.n_samples)
-            yield start, self.batch(start, stop).to(device, non_blocking=device.type == "cuda")
+        if self.sources is None or num_workers == 0:
+            for start in range(0, self.n_samples, batch_size):
+                stop = min(start + batch_size, self.n_samples)
+                yield start, self.to_device(self.raw(range(start, stop) if self.sources is not None
+                                                     else slice(start, stop)), device)
+            return
+        loader = make_loader(InputsDataset(self), batch_size, num_workers=num_workers,
+                             device=device)
+        start = 0
+        for raw in loader:
+            yield start, self.to_device(raw, device)
+            start += len(raw)
 
     def example(self) -> torch.Tensor:
         """The first sample as a batch of one (to probe a backbone)."""
         return self.batch(0, 1)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1]; other dtypes -> float32."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+class InputsDataset(torch.utils.data.Dataset):
+    """The one dataset of the library: samples of :class:`Inputs` (and labels) in batches.
+
+    ``__getitems__`` fetches a whole batch with one indexing operation (image
+    files are decoded in the DataLoader's workers); uint8 stays uint8 until the
+    device. ``order`` replays samples in a fixed order (a step schedule), and
+    with ``y`` every batch is ``(x, y)``, as skorch expects.
+    """
+
+    def __init__(self, inputs, y=None, order=None):
+        self.inputs, self.y, self.order = inputs, y, order
+
+    def __len__(self):
+        return self.inputs.n_samples if self.order is None else len(self.order)
+
+    def __getitem__(self, index):
+        batch = self.__getitems__([index])
+        return tuple(part[0] for part in batch) if isinstance(batch, tuple) else batch[0]
+
+    def __getitems__(self, indices):
+        indices = np.asarray(indices) if self.order is None else self.order[np.asarray(indices)]
+        x = self.inputs.raw(indices)
+        if self.y is None:
+            return x
+        return x, torch.as_tensor(np.asarray(self.y)[indices])
+
+
+def _whole_batch(batch):
+    return batch  # __getitems__ already returns the batch
+
+
+def make_loader(dataset, batch_size, *, num_workers=0, device="cpu", shuffle=False,
+                generator=None):
+    """A DataLoader over :class:`InputsDataset` that keeps its batches as they are."""
+    workers = {"persistent_workers": False, "prefetch_factor": 2} if num_workers else {}
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+        collate_fn=_whole_batch, num_workers=num_workers,
+        pin_memory=torch.device(device).type == "cuda", **workers,
+    )
 
 
 def check_member_inputs(estimator, X, *, reset=True) -> int:
@@ -89,7 +169,7 @@ def _is_non_numeric_table(X):
     return isinstance(X, np.ndarray) and X.dtype.kind in "OUS"
 
 
-def check_inputs(estimator, X, *, input_shape=None, reset=True) -> Inputs:
+def check_inputs(estimator, X, *, input_shape=None, reset=True, loader=None) -> Inputs:
     """Validate ``X`` for ``estimator`` and return :class:`Inputs`.
 
     With ``reset=True`` it records ``n_features_in_`` (and ``feature_names_in_``
@@ -101,7 +181,7 @@ def check_inputs(estimator, X, *, input_shape=None, reset=True) -> Inputs:
         if not reset and input_shape is None:
             # Image files are resized to what the estimator was fitted on, not to the first one.
             input_shape = getattr(estimator, "input_shape_", None)
-        inputs = _image_list_inputs(X, input_shape)
+        inputs = _image_list_inputs(X, input_shape).with_loader(loader)
         if reset:
             estimator.n_features_in_ = int(math.prod(inputs.sample_shape))
     else:
@@ -256,16 +336,30 @@ def _open_image(source, index):
         raise ValueError(f"cannot read image {os.fspath(source)!r} (X[{index}]): {exc}") from exc
 
 
-def _load_image(source, sample_shape, index) -> np.ndarray:
+def _load_image(source, sample_shape, index, loader=None) -> np.ndarray:
     from PIL import Image
 
     channels, height, width = sample_shape
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-    image = _open_image(source, index).convert(mode)
+    image = _to_mode(_open_image(source, index), mode)
+    if loader is not None:
+        image = loader.load_image(image)
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
     arr = np.asarray(image, dtype=np.uint8)
     return arr[None] if channels == 1 else np.moveaxis(arr, -1, 0)
+
+
+def _to_mode(image, mode):
+    """``image.convert(mode)``, with 16-bit grey scaled to 8 bits (PIL would clip it)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        from PIL import Image
+
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = values / 257.0  # 65535 -> 255
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+    return image.convert(mode)
 
 
 def _resize(tensor, sample_shape):

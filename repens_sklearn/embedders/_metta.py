@@ -10,17 +10,17 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 
-from .._compat import _fit_context, HasMethods, Interval, StrOptions
 from .. import aggregate as _aggregate
-from .._device import autocast, embed_inputs, make_generator, resolve_device, seed_from
-from .._inputs import check_inputs
-from .._plugins import create_aggregation, create_augmentation_policy
-from ..backbones import build_backbone, check_backbone_accepts
+from .._base import BACKBONE_CONSTRAINTS, TorchEstimatorMixin, module_on
+from .._compat import Interval, _fit_context
+from .._device import autocast, make_generator
+from .._plugins import create_aggregation
+from ..backbones import check_backbone_accepts
 
 
-class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                      BaseEstimator):
     """Embeddings of a frozen backbone averaged over random test-time augmentations (MeTTA).
 
     For every sample ``x`` the transformer returns ``agg_s f(t_s(x))`` over S
@@ -71,11 +71,29 @@ class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Keyword arguments bound to the aggregation (e.g. ``{"p": 3}`` for GeM).
     normalize : bool, default=False
         L2-normalise every output row (each sample on its own).
+    preprocess : bool, default=True
+        Feed a pretrained backbone (one with a ``pretrained_cfg``, as timm's
+        models have) images prepared as in its pretraining: grey to RGB, resized
+        and centre-cropped to its ``input_size`` (timm's evaluation transform),
+        the views drawn at that resolution, then normalised with its
+        ``mean``/``std``. False feeds the pixels as they are. Backbones without
+        ``pretrained_cfg`` are never preprocessed.
+    img_size : int or (H, W), default=None
+        Resolution a pretrained backbone is fed at instead of its
+        ``pretrained_cfg["input_size"]`` (timm's ``img_size``), e.g. 96 on a CPU.
+    crop_pct : float in (0, 1], default=None
+        Centre-crop fraction instead of the backbone's ``pretrained_cfg["crop_pct"]``
+        (1.0: no crop).
     input_shape : tuple (C, H, W), default=None
         Shape of one image when X is 2-D (flattened images) or a list of image
-        files to resize.
+        files to resize (without a pretrained backbone; with one, files are
+        decoded at its resolution).
     batch_size : int, default=256
         Number of views per forward pass.
+    num_workers : int, default=0
+        Processes decoding image files in parallel with the forward passes
+        (torch ``DataLoader`` workers); 0 decodes in the main process. Arrays
+        are always sliced in place.
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available (bfloat16 autocast), else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -99,7 +117,9 @@ class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     embedding_dim_ : int
         Width D of the embeddings.
     input_shape_ : tuple
-        Shape of one sample as seen in ``fit``.
+        Shape of one sample as seen in ``fit`` (image files: as decoded).
+    preprocess_ : ImagePreprocessor or None
+        The pretrained backbone's preprocessing (None when there is none).
     n_features_in_ : int
         ``X.shape[1]`` in ``fit``, as scikit-learn counts features (the channel count
         for 4-D image arrays, the number of values per image for image lists).
@@ -129,26 +149,19 @@ class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     """
 
     _parameter_constraints = {
-        "backbone": [str, nn.Module, HasMethods(["as_backbone"])],
-        "backbone_params": [dict, None],
-        "policy": [str, callable],
-        "policy_params": [dict, None],
+        **BACKBONE_CONSTRAINTS,
         "n_augmentations": [Interval(Integral, 0, None, closed="left")],
         "include_identity": ["boolean"],
         "aggregation": [str, callable],
         "aggregation_params": [dict, None],
         "normalize": ["boolean"],
-        "input_shape": [tuple, list, np.ndarray, None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [StrOptions({"auto"}), str, torch.device, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(self, backbone="convnet_small", *, backbone_params=None, policy="crop_flip",
                  policy_params=None, n_augmentations=10, include_identity=False,
-                 aggregation="mean", aggregation_params=None, normalize=False, input_shape=None,
-                 batch_size=256, device="auto", random_state=None, verbose=False):
+                 aggregation="mean", aggregation_params=None, normalize=False, preprocess=True,
+                 img_size=None, crop_pct=None, input_shape=None, batch_size=256, num_workers=0,
+                 device="auto", random_state=None, verbose=False):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.policy = policy
@@ -158,8 +171,12 @@ class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.aggregation = aggregation
         self.aggregation_params = aggregation_params
         self.normalize = normalize
+        self.preprocess = preprocess
+        self.img_size = img_size
+        self.crop_pct = crop_pct
         self.input_shape = input_shape
         self.batch_size = batch_size
+        self.num_workers = num_workers
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -178,46 +195,14 @@ class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         -------
         self : MeanTTAEmbedder
         """
-        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=True)
-        device = resolve_device(self.device)
-        module = self._build_backbone(inputs.sample_shape)
-        example = inputs.example()
-        self.embedding_dim_ = check_backbone_accepts(module, example,
-                                                     backbone_name=self._backbone_name())
+        inputs, module = self._fit_backbone(X)
         self.policy_ = self._resolve_policy()
         self.aggregation_ = self._resolve_aggregation(self.embedding_dim_)
         self.n_views_ = self._count_views()
         if self.n_augmentations > 0:
-            self._check_policy_accepts(module, example)
-        self.backbone_ = module.eval().to(device)
+            self._check_policy_accepts(module, self._prepare(inputs.example()))
+        self.backbone_ = module.eval().to(self._resolved_device())
         return self
-
-    def _backbone_name(self):
-        return self.backbone if isinstance(self.backbone, str) else type(self.backbone).__name__
-
-    def _build_backbone(self, sample_shape):
-        # Seed the initialisation of a registered backbone from random_state,
-        # without touching the caller's global RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed_from(self.random_state))
-            module = build_backbone(self.backbone, self.backbone_params, sample_shape)
-        if not isinstance(self.backbone, (str, nn.Module)):
-            module = copy.deepcopy(module)  # never move/eval the estimator's own module
-        return module
-
-    def _resolve_policy(self):
-        params = dict(self.policy_params or {})
-        if isinstance(self.policy, str):
-            try:
-                return create_augmentation_policy(self.policy, **params)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"policy={self.policy!r} with policy_params={params!r}: {exc}") from exc
-        if params:
-            raise ValueError(
-                f"policy_params={params!r} can only be used when policy is a registered name, "
-                f"not a {type(self.policy).__name__}"
-            )
-        return self.policy
 
     def _resolve_aggregation(self, dim):
         params = dict(self.aggregation_params or {})
@@ -260,29 +245,20 @@ class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return n_aug + int(bool(self.include_identity))
 
     def _check_policy_accepts(self, module, example):
-        generator = make_generator(0, example.device)
+        n_det = self._deterministic_views()
+        if n_det is None:
+            self._check_policy_keeps_shape(self.policy_, example)
+            return
         try:
-            if self._deterministic_views() is not None:
-                for index in range(self._deterministic_views()):
-                    view = self.policy_.view(example, index)
-                    check_backbone_accepts(module, view, backbone_name=self._backbone_name())
-                return
-            out = self.policy_(example.clone(), generator)
-        except Exception as exc:
-            hint = ""
-            if hasattr(self.policy_, "resize_back") and not self.policy_.resize_back:
-                hint = (" (for a backbone that needs a fixed input size use "
-                        "policy_params={'resize_back': True})")
-            raise ValueError(
-                f"policy={self.policy!r} cannot make views of inputs of shape "
-                f"{tuple(example.shape[1:])}{hint}: {exc}"
-            ) from exc
-        if not isinstance(out, torch.Tensor) or out.shape != example.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"policy={self.policy!r} must return a tensor of the input's shape "
-                f"{tuple(example.shape)}, got {got}"
-            )
+            for index in range(n_det):  # each deterministic view at its own resolution
+                view = self._normalize(self.policy_.view(example, index))
+                check_backbone_accepts(module, view, backbone_name=self._backbone_name())
+        except ValueError as exc:
+            hint = ("" if getattr(self.policy_, "resize_back", True) else
+                    " (for a backbone that needs a fixed input size use "
+                    "policy_params={'resize_back': True})")
+            raise ValueError(f"policy={self.policy!r} cannot make views of inputs of shape "
+                             f"{tuple(example.shape[1:])}{hint}: {exc}") from exc
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
@@ -297,33 +273,33 @@ class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         X_new : ndarray of shape (n_samples, embedding_dim_), float32
         """
         check_is_fitted(self)
-        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=False)
-        device = resolve_device(self.device)
-        self.backbone_.to(device)
+        inputs = self._transform_inputs(X)
+        device = self._resolved_device()
+        module = module_on(self.backbone_, device)
         if self.n_augmentations == 0:
-            out = embed_inputs(self.backbone_, inputs, batch_size=self.batch_size, device=device,
-                               verbose=self.verbose, desc="MeanTTAEmbedder")
+            out = self._embed(module, inputs, device, desc="MeanTTAEmbedder")
         else:
-            out = self._embed_views(inputs, device)
+            out = self._embed_views(module, inputs, device)
         if self.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out = out / np.maximum(norms, np.finfo(np.float32).tiny)
         return out.astype(np.float32, copy=False)
 
     @torch.no_grad()
-    def _embed_views(self, inputs, device):
+    def _embed_views(self, module, inputs, device):
         from tqdm.auto import tqdm
 
-        generator = make_generator(seed_from(self.random_state), device)
+        generator = make_generator(self._seed(), device)
         chunk = max(1, self.batch_size // self.n_views_)
         total = -(-inputs.n_samples // chunk)
         out = np.empty((inputs.n_samples, self.embedding_dim_), dtype=np.float32)
-        batches = inputs.iter_batches(chunk, device)
+        batches = inputs.iter_batches(chunk, device, self.num_workers)
         for start, batch in tqdm(batches, total=total, desc="MeanTTAEmbedder",
                                  disable=not self.verbose, leave=False):
             acc = _accumulator(self.aggregation_)
-            for views in self._view_groups(batch, generator):
-                acc.add(self._forward(views).reshape(-1, len(batch), self.embedding_dim_))
+            for views in self._view_groups(self._prepare(batch), generator):
+                views = self._forward(module, self._normalize(views))
+                acc.add(views.reshape(-1, len(batch), self.embedding_dim_))
             out[start:start + len(batch)] = acc.result().cpu().numpy()
         return out
 
@@ -345,10 +321,10 @@ class MeanTTAEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             remaining, identity = remaining - k, False
             yield torch.cat(parts) if len(parts) > 1 else parts[0]
 
-    def _forward(self, views):
-        device = views.device
-        with autocast(device):
-            return self.backbone_(views).float()
+    @staticmethod
+    def _forward(module, views):
+        with autocast(views.device):
+            return module(views).float()
 
     def as_backbone(self):
         """A deep copy of the fitted backbone (eval mode, CPU), usable wherever a backbone is.
