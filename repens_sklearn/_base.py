@@ -163,6 +163,21 @@ class TorchEstimatorMixin:
                             verbose=self.verbose, desc=desc, num_workers=self.num_workers,
                             preprocess=self.preprocess_)
 
+    def _export_backbone(self, module):
+        """A CPU, eval-mode copy of ``module`` usable as another estimator's backbone.
+
+        It declares ``embedding_dim``, and its ``pretrained_cfg`` is the
+        preprocessing it was used with here (img_size / crop_pct applied), or
+        None when it was fed raw pixels, so the next estimator feeds it alike.
+        """
+        module = copy.deepcopy(module).cpu().eval()
+        module.embedding_dim = self.embedding_dim_
+        cfg = getattr(module, "pretrained_cfg", None)
+        if cfg:
+            config = self.preprocess_.config if self.preprocess_ is not None else None
+            module.pretrained_cfg = None if config is None else {**cfg, **config}
+        return module
+
     def __sklearn_tags__(self):
         # Never resolve the device here: tags must not depend on the hardware.
         return super().__sklearn_tags__()
@@ -182,3 +197,10 @@ def module_on(module: nn.Module, device) -> nn.Module:
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index or 0) == (b.index or 0)
+
+
+# Shared by the estimators that train: 0 epochs is an untrained model (a baseline).
+TRAINING_CONSTRAINTS = {
+    "max_epochs": [Interval(Integral, 0, None, closed="left")],
+    "momentum": [Interval(Real, 0, 1, closed="left")],  # SGD diverges at momentum 1
+}

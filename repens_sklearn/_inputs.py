@@ -133,8 +133,9 @@ class InputsDataset(torch.utils.data.Dataset):
         return x, torch.as_tensor(np.asarray(self.y)[indices])
 
 
-def _whole_batch(batch):
-    return batch  # __getitems__ already returns the batch
+def keep_batch(batch):
+    """``collate_fn`` for :class:`InputsDataset`: its ``__getitems__`` already made the batch."""
+    return batch
 
 
 def make_loader(dataset, batch_size, *, num_workers=0, device="cpu", shuffle=False,
@@ -143,7 +144,7 @@ def make_loader(dataset, batch_size, *, num_workers=0, device="cpu", shuffle=Fal
     workers = {"persistent_workers": False, "prefetch_factor": 2} if num_workers else {}
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-        collate_fn=_whole_batch, num_workers=num_workers,
+        collate_fn=keep_batch, num_workers=num_workers,
         pin_memory=torch.device(device).type == "cuda", **workers,
     )
 

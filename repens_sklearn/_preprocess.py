@@ -103,6 +103,13 @@ class ImagePreprocessor(nn.Module):
         return cls(**config)
 
     @property
+    def config(self):
+        """The data config (timm's keys) this preprocessor applies."""
+        return {"input_size": self.input_size, "mean": tuple(self.mean.flatten().tolist()),
+                "std": tuple(self.std.flatten().tolist()), "interpolation": self.interpolation,
+                "crop_pct": self.crop_pct}
+
+    @property
     def scale_size(self):
         """The size the shorter edge is resized to before the centre crop (timm's rule)."""
         _, height, width = self.input_size

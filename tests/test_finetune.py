@@ -89,9 +89,10 @@ def test_policy_runs_on_training_batches_only(digits):
 
     clf = FineTuneClassifier("mlp", backbone_params=SMALL, max_steps=7, batch_size=16,
                              policy=policy, device="cpu", random_state=0).fit(X, y)
-    assert calls == [(16, "cpu", "cpu")] * 7
+    # one probe in fit checks that the policy keeps the shape, then one call per step
+    assert calls == [(1, "cpu", "cpu")] + [(16, "cpu", "cpu")] * 7
     clf.predict(X)
-    assert len(calls) == 7
+    assert len(calls) == 8
 
 
 def test_registered_policy_by_name(digits):

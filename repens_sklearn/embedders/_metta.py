@@ -332,10 +332,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         Test-time augmentation is not part of it: it is the plain embedding.
         """
         check_is_fitted(self, "backbone_")
-        module = copy.deepcopy(self.backbone_).cpu().eval()
-        if getattr(module, "embedding_dim", None) is None:
-            module.embedding_dim = self.embedding_dim_
-        return module
+        return self._export_backbone(self.backbone_)
 
     # ---------------------------------------------------------- sklearn API
     @property

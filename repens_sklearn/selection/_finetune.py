@@ -13,11 +13,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 
-from .._compat import _fit_context, HasMethods, Interval, StrOptions
-from .._device import make_generator, resolve_device, seed_from
-from .._inputs import check_inputs
-from .._plugins import create_augmentation_policy
-from ..backbones import build_backbone, check_backbone_accepts
+from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, seeded_init
+from .._compat import Interval, StrOptions, _fit_context
+from .._device import make_generator
+from .._inputs import InputsDataset, keep_batch, to_float
 
 
 class PaperSchedule:
@@ -44,24 +43,29 @@ class _Constant:
 
 
 class _FineTuneModule(nn.Module):
-    """Backbone -> linear head; train-time augmentation applied on the batch's device."""
+    """Preprocessing -> backbone -> linear head, on the batch's device.
 
-    def __init__(self, backbone, embedding_dim, n_classes, policy=None, seed=0):
+    Train-time augmentation is drawn on [0, 1] images at the backbone's
+    resolution, between the pretrained preprocessing's resize and its
+    normalisation (an identity without ``pretrained_cfg``).
+    """
+
+    def __init__(self, backbone, embedding_dim, n_classes, policy=None, seed=0, preprocess=None):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(embedding_dim, n_classes)
         self.policy = policy
         self.seed = seed
+        self.preprocess = preprocess if preprocess is not None else _NoPreprocess()
         self._generator = None
 
     def forward(self, x):
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
+        x = self.preprocess.prepare(to_float(x))
         if self.training and self.policy is not None:
             if self._generator is None or self._generator.device != x.device:
                 self._generator = make_generator(self.seed, x.device)
             x = self.policy(x, self._generator)
-        return self.head(self.backbone(x).flatten(1))
+        return self.head(self.backbone(self.preprocess.normalize(x)).flatten(1))
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -69,27 +73,15 @@ class _FineTuneModule(nn.Module):
         return state
 
 
-class _StepsDataset(torch.utils.data.Dataset):
-    """Samples of ``inputs`` in a fixed order: ``max_steps * batch_size`` draws, one epoch.
+class _NoPreprocess(nn.Module):
+    def prepare(self, x):
+        return x
 
-    Concatenated seeded permutations make skorch's single epoch exactly
-    ``max_steps`` optimiser steps (the paper counts steps, not epochs).
-    """
-
-    def __init__(self, inputs, y=None, order=None):
-        self.inputs, self.y = inputs, y
-        self.order = np.arange(inputs.n_samples) if order is None else order
-
-    def __len__(self):
-        return len(self.order)
-
-    def __getitem__(self, i):
-        j = int(self.order[i])
-        x = self.inputs.batch(j, j + 1)[0]
-        return x, (int(self.y[j]) if self.y is not None else 0)
+    def normalize(self, x):
+        return x
 
 
-class FineTuneClassifier(ClassifierMixin, BaseEstimator):
+class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Fine-tune a backbone with a new linear head (cross-entropy, SGD with momentum).
 
     Step 2 of the paper's algorithm (section 2.3 and appendix A.1.1): a new
@@ -132,9 +124,20 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         ``policy(x, generator)`` callable, applied to each batch on the device.
     policy_params : dict or None, default=None
         Keyword arguments for the policy factory.
+    preprocess : bool, default=True
+        Feed a pretrained backbone (one with ``pretrained_cfg``) images as in its
+        pretraining: grey to RGB, resized and centre-cropped to its
+        ``input_size``, the policy applied at that resolution, then normalised
+        with its ``mean``/``std``. False feeds the pixels as they are.
+    img_size : int or (H, W), default=None
+        Resolution for a pretrained backbone instead of its ``input_size``.
+    crop_pct : float in (0, 1], default=None
+        Centre-crop fraction instead of the backbone's ``crop_pct``.
     input_shape : tuple (C, H, W) or None, default=None
         Shape of one image when X holds flattened images.
-    device : str, default="auto"
+    num_workers : int, default=0
+        DataLoader processes decoding image files in parallel with training.
+    device : str or torch.device, default="auto"
         Torch device; "auto" is CUDA when available, else CPU.
     random_state : int, RandomState or None, default=None
         Seeds the head, a backbone built from a name, the batch order and the
@@ -172,26 +175,19 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "backbone": [str, nn.Module, HasMethods(["as_backbone"])],
-        "backbone_params": [dict, None],
+        **BACKBONE_CONSTRAINTS,
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_steps": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "schedule": [StrOptions({"paper", "constant"}), callable],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "momentum": TRAINING_CONSTRAINTS["momentum"],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "policy": [str, callable, None],
-        "policy_params": [dict, None],
-        "input_shape": ["array-like", None],
-        "device": [str, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(self, backbone, *, backbone_params=None, lr=0.01, max_steps=2500,
                  batch_size=512, schedule="paper", momentum=0.9, weight_decay=0.0,
-                 policy=None, policy_params=None, input_shape=None, device="auto",
-                 random_state=None, verbose=False):
+                 policy=None, policy_params=None, preprocess=True, img_size=None, crop_pct=None,
+                 input_shape=None, num_workers=0, device="auto", random_state=None, verbose=False):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.lr = lr
@@ -202,7 +198,11 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.policy = policy
         self.policy_params = policy_params
+        self.preprocess = preprocess
+        self.img_size = img_size
+        self.crop_pct = crop_pct
         self.input_shape = input_shape
+        self.num_workers = num_workers
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -224,11 +224,16 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         """
         from skorch import NeuralNetClassifier
 
-        inputs = check_inputs(self, X, input_shape=self.input_shape)
+        seed = self._seed()
+        inputs, backbone = self._fit_backbone(X, seed=seed)
         y_idx = self._encode_y(y, inputs.n_samples)
-        device = resolve_device(self.device)
-        seed = seed_from(self.random_state)
-        module = self._build_module(inputs, seed)
+        policy = self._resolve_policy(allow_none=True)
+        if policy is not None:
+            self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))
+        with seeded_init(seed):
+            module = _FineTuneModule(backbone, self.embedding_dim_, len(self.classes_), policy,
+                                     seed, self.preprocess_)
+        device = self._resolved_device()
         self.net_ = NeuralNetClassifier(
             module,
             criterion=nn.CrossEntropyLoss,
@@ -238,7 +243,11 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             lr=self.lr,
             max_epochs=1,
             batch_size=self.batch_size,
-            iterator_train__shuffle=False,  # the order is drawn in _StepsDataset
+            iterator_train__shuffle=False,  # the step order is drawn in _step_order
+            iterator_train__collate_fn=keep_batch,
+            iterator_valid__collate_fn=keep_batch,
+            iterator_train__num_workers=self.num_workers,
+            iterator_valid__num_workers=self.num_workers,
             train_split=None,
             classes=list(range(len(self.classes_))),
             callbacks=self._callbacks(),
@@ -246,9 +255,8 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             verbose=int(bool(self.verbose)),
         )
         order = _step_order(inputs.n_samples, self.max_steps * self.batch_size, seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # dropout etc. reproducible without touching global state
-            self.net_.fit(_StepsDataset(inputs, y_idx, order), None)
+        with seeded_init(seed):  # dropout etc. reproducible without touching global state
+            self.net_.fit(InputsDataset(inputs, y_idx, order), None)
         return self
 
     def _encode_y(self, y, n_samples):
@@ -267,26 +275,6 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
                 f"({self.classes_[0]!r})"
             )
         return y_idx
-
-    def _build_module(self, inputs, seed):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            backbone = build_backbone(self.backbone, self.backbone_params, inputs.sample_shape)
-            self.embedding_dim_ = check_backbone_accepts(
-                backbone, inputs.example(), backbone_name=_describe(self.backbone))
-            return _FineTuneModule(backbone, self.embedding_dim_, len(self.classes_),
-                                   self._policy(), seed)
-
-    def _policy(self):
-        if self.policy is None:
-            if self.policy_params:
-                raise ValueError(f"policy_params={self.policy_params!r} given but policy=None")
-            return None
-        if isinstance(self.policy, str):
-            return create_augmentation_policy(self.policy, **(self.policy_params or {}))
-        if self.policy_params:
-            raise ValueError("policy_params can only be used when policy is a registered name")
-        return self.policy
 
     def _callbacks(self):
         from skorch.callbacks import LRScheduler, ProgressBar
@@ -315,8 +303,10 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             Columns follow ``classes_``.
         """
         check_is_fitted(self)
-        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=False)
-        proba = np.asarray(self.net_.predict_proba(_StepsDataset(inputs)), dtype=np.float64)
+        inputs = self._transform_inputs(X)
+        no_labels = np.zeros(inputs.n_samples, dtype=np.int64)  # skorch's datasets yield (X, y)
+        proba = np.asarray(self.net_.predict_proba(InputsDataset(inputs, no_labels)),
+                           dtype=np.float64)
         return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 +- 1e-7
 
     def predict(self, X):
@@ -335,26 +325,18 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def as_backbone(self):
-        """A copy of the fine-tuned backbone (eval mode), e.g. for an embedder."""
-        check_is_fitted(self)
-        backbone = copy.deepcopy(self.net_.module_.backbone).cpu().eval()
-        backbone.embedding_dim = self.embedding_dim_
-        return backbone
+        """A copy of the fine-tuned backbone (eval mode, CPU), e.g. for an embedder.
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = resolve_device(self.device).type == "cuda"
-        return tags
+        Its ``pretrained_cfg`` describes the preprocessing it was fine-tuned with.
+        """
+        check_is_fitted(self)
+        return self._export_backbone(self.net_.module_.backbone)
 
 
 def _step_order(n_samples, n_draws, seed):
     rng = np.random.default_rng(seed)
     n_perms = math.ceil(n_draws / n_samples)
     return np.concatenate([rng.permutation(n_samples) for _ in range(n_perms)])[:n_draws]
-
-
-def _describe(backbone):
-    return backbone if isinstance(backbone, str) else type(backbone).__name__
 
 
 def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), **params):
