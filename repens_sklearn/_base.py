@@ -157,11 +157,11 @@ class TorchEstimatorMixin:
             )
         return out
 
-    def _embed(self, module, inputs, device, desc):
+    def _embed(self, module, inputs, device, desc, verbose=None):
         """Plain embeddings of ``inputs`` through the preprocessing; float32 numpy."""
         return embed_inputs(module, inputs, batch_size=self.batch_size, device=device,
-                            verbose=self.verbose, desc=desc, num_workers=self.num_workers,
-                            preprocess=self.preprocess_)
+                            verbose=self.verbose if verbose is None else verbose, desc=desc,
+                            num_workers=self.num_workers, preprocess=self.preprocess_)
 
     def _export_backbone(self, module):
         """A CPU, eval-mode copy of ``module`` usable as another estimator's backbone.

@@ -330,7 +330,7 @@ def test_resume_without_random_state_and_with_a_callable_policy(X, tmp_path, mon
     saved_seed = json.loads((tmp_path / "ensiam_config.json").read_text())["seed"]
     resumed = small(**{**params, "policy": _noise_policy()}).fit(X)
     assert resumed.n_epochs_ == 3
-    monkeypatch.setattr(repens_sklearn.pretrain._estimator, "seed_from", lambda _: saved_seed)
+    monkeypatch.setattr(repens_sklearn._base, "seed_from", lambda _: saved_seed)
     full = small(**{**params, "checkpoint_dir": None}).fit(X)  # uninterrupted, same seed
     np.testing.assert_allclose(resumed.history_[:, "train_loss"], full.history_[:, "train_loss"],
                                rtol=1e-6)
@@ -369,8 +369,9 @@ def test_checkpoint_of_another_run_is_refused(X, tmp_path):
     ({"backbone": "no_such_net", "backbone_params": None}, "no_such_net"),
     ({"policy": "no_such_policy"}, "no_such_policy"),
     ({"policy": lambda x, g: x, "policy_params": {"std": 1}}, "policy_params=.* only be used"),
-    ({"policy": lambda x, g: x[:, :2]}, "changed the shape of a batch from \\(1, 6\\) to \\(1, 2\\)"),
-    ({"policy": "gaussian_noise", "policy_params": {"sigma": 1}}, "does not accept policy_params"),
+    ({"policy": lambda x, g: x[:, :2]}, "must return a tensor of the input's shape \\(1, 6\\), got \\(1, 2\\)"),
+    ({"policy": "gaussian_noise", "policy_params": {"sigma": 1}},
+     "policy='gaussian_noise' with policy_params=\\{'sigma': 1\\}: .*sigma"),
     ({"callbacks": ["nope"]}, "callbacks\\[0\\] must be a skorch Callback or a \\(name, Callback\\) pair"),
 ])
 def test_bad_parameters(X, params, match):

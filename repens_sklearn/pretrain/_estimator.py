@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -14,16 +13,14 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._compat import _fit_context, Interval, StrOptions
-from .._device import embed_inputs, resolve_device, seed_from
-from .._inputs import check_inputs
-from .._plugins import create_augmentation_policy
-from ..backbones import build_backbone, check_backbone_accepts
+from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, seeded_init
+from .._base import module_on
+from .._compat import Interval, StrOptions, _fit_context
+from .._inputs import InputsDataset
 from ._losses import TARGETS, SiameseLoss
 from ._modules import SiameseNetwork
 from ._net import (
     CollapseMonitor,
-    InputsDataset,
     KNNMonitor,
     NonFiniteLossError,
     SiameseNet,
@@ -35,7 +32,8 @@ _PAPER_WARMUP_FRACTION = 10 / 200
 _CONFIG_FILE = "ensiam_config.json"
 
 
-class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                       BaseEstimator):
     """Self-supervised pretraining of a backbone with EnSiam or SimSiam K-aug.
 
     Each sample gets ``n_views`` (K) augmented views; they pass through the
@@ -89,8 +87,19 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Linear warm-up before the cosine schedule (sec. 4.1: 10 of 200 epochs).
         Short runs scale it down to the paper's ratio:
         ``min(warmup_epochs, max_epochs / 20)``.
+    preprocess : bool, default=True
+        Feed a pretrained backbone (one with ``pretrained_cfg``) images as in its
+        pretraining: grey to RGB, resized and centre-cropped to its
+        ``input_size``, the K views drawn at that resolution, then normalised
+        with its ``mean``/``std``. False feeds the pixels as they are.
+    img_size : int or (H, W), default=None
+        Resolution for a pretrained backbone instead of its ``input_size``.
+    crop_pct : float in (0, 1], default=None
+        Centre-crop fraction instead of the backbone's ``crop_pct``.
     input_shape : tuple (C, H, W), default=None
         Shape of one image when X holds flattened images or image files.
+    num_workers : int, default=0
+        DataLoader processes decoding image files in parallel with training.
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available (bf16 autocast), else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -142,35 +151,27 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     """
 
     _parameter_constraints = {
-        "backbone": "no_validation",
-        "backbone_params": [dict, None],
+        **BACKBONE_CONSTRAINTS,
+        **TRAINING_CONSTRAINTS,
         "n_views": [Interval(Integral, 2, None, closed="left")],
         "target": [StrOptions(set(TARGETS))],
-        "policy": [str, callable],
-        "policy_params": [dict, None],
         "projector_layers": [Interval(Integral, 1, None, closed="left")],
         "projector_dim": [Interval(Integral, 1, None, closed="left")],
         "predictor_hidden_dim": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "base_lr": [Interval(Real, 0, None, closed="left")],
-        "momentum": [Interval(Real, 0, 1, closed="both")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "warmup_epochs": [Interval(Real, 0, None, closed="left")],
-        "input_shape": [tuple, list, None],
-        "device": [str, torch.device, None],
-        "random_state": ["random_state"],
         "callbacks": [list, None],
         "checkpoint_dir": [str, os.PathLike, None],
-        "verbose": ["verbose"],
     }
 
     def __init__(self, backbone="resnet18_cifar", *, backbone_params=None, n_views=4,
                  target="ensemble", policy="simsiam", policy_params=None, projector_layers=2,
                  projector_dim=2048, predictor_hidden_dim=512, max_epochs=200, batch_size=256,
                  base_lr=0.1, momentum=0.9, weight_decay=1e-4, warmup_epochs=10,
-                 input_shape=None, device="auto", random_state=None, callbacks=None,
-                 checkpoint_dir=None, verbose=0):
+                 preprocess=True, img_size=None, crop_pct=None, input_shape=None, num_workers=0,
+                 device="auto", random_state=None, callbacks=None, checkpoint_dir=None,
+                 verbose=0):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.n_views = n_views
@@ -186,7 +187,11 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.warmup_epochs = warmup_epochs
+        self.preprocess = preprocess
+        self.img_size = img_size
+        self.crop_pct = crop_pct
         self.input_shape = input_shape
+        self.num_workers = num_workers
         self.device = device
         self.random_state = random_state
         self.callbacks = callbacks
@@ -218,11 +223,19 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 f"target='pair' (SimSiam K-aug) pairs views 1<->2, 3<->4, ...: n_views must "
                 f"be even, got n_views={self.n_views}"
             )
-        inputs = check_inputs(self, X, input_shape=self.input_shape)
-        device = resolve_device(self.device)
         seed = self._run_seed()
+        inputs, encoder = self._fit_backbone(X, seed=seed)
+        if inputs.n_samples < 2:
+            raise ValueError(
+                f"EnSiamPretrainer needs at least 2 samples to train (BatchNorm in the projector "
+                f"normalises over a batch); got {inputs.n_samples} sample"
+            )
+        device = self._resolved_device()
         policy = self._resolve_policy()
-        module, self.embedding_dim_ = self._build_module(inputs, policy, seed)
+        self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))
+        with seeded_init(seed + 1):  # projector/predictor draws must not repeat the encoder's
+            module = SiameseNetwork(encoder, self.embedding_dim_, self.projector_dim,
+                                    self.projector_layers, self.predictor_hidden_dim)
         self.effective_batch_size_ = int(min(self.batch_size, inputs.n_samples))
         self.lr_ = self.base_lr * self.effective_batch_size_ / 256  # sec. 4.1
         checkpoint = self._checkpoint()
@@ -234,6 +247,7 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             train_split=None, callbacks__print_log=None, device=str(device),
             callbacks=self._callbacks(inputs.n_samples, X_val, y_val, checkpoint),
             verbose=int(self.verbose), policy=policy, n_views=self.n_views, seed=seed,
+            preprocess=self.preprocess_, num_workers=self.num_workers,
         )
         self.net_.initialize()
         done = self._resume(checkpoint, inputs, seed)
@@ -294,51 +308,12 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 )
         return user
 
-    def _resolve_policy(self):
-        params = dict(self.policy_params or {})
-        if isinstance(self.policy, str):
-            try:
-                return create_augmentation_policy(self.policy, **params)
-            except TypeError as exc:
-                raise ValueError(
-                    f"policy={self.policy!r} does not accept policy_params={params!r}: {exc}"
-                ) from exc
-        if params:
-            raise ValueError(
-                f"policy_params={params!r} can only be used when policy is a registered "
-                "name, not a callable"
-            )
-        return self.policy
-
-    def _build_module(self, inputs, policy, seed):
-        name = self.backbone if isinstance(self.backbone, str) else type(self.backbone).__name__
-        example = inputs.example()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # same initialisation for the same random_state
-            encoder = build_backbone(self.backbone, self.backbone_params, inputs.sample_shape)
-            dim = check_backbone_accepts(encoder, example, backbone_name=name)
-            module = SiameseNetwork(encoder, dim, self.projector_dim, self.projector_layers,
-                                    self.predictor_hidden_dim)
-        try:
-            views = policy(example, torch.Generator().manual_seed(0))
-        except Exception as exc:
-            raise ValueError(
-                f"policy={self.policy!r} cannot augment inputs of shape "
-                f"{tuple(example.shape[1:])}: {type(exc).__name__}: {exc}"
-            ) from exc
-        if tuple(views.shape) != tuple(example.shape):
-            raise ValueError(
-                f"policy={self.policy!r} changed the shape of a batch from "
-                f"{tuple(example.shape)} to {tuple(views.shape)}; it must keep it"
-            )
-        return module, int(dim)
-
     def _knn_callbacks(self, X_val, y_val):
         if X_val is None and y_val is None:
             return []
         if X_val is None or y_val is None:
             raise ValueError("the kNN monitor needs both X_val and y_val; got only one of them")
-        inputs = check_inputs(self, X_val, input_shape=self.input_shape, reset=False)
+        inputs = self._transform_inputs(X_val)
         y_val = column_or_1d(y_val)
         if len(y_val) != inputs.n_samples:
             raise ValueError(
@@ -346,7 +321,7 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             )
         if inputs.n_samples < 2:
             raise ValueError("the kNN monitor needs at least 2 samples in X_val")
-        return [("knn", KNNMonitor(inputs, y_val))]
+        return [("knn", KNNMonitor(inputs, y_val, preprocess=self.preprocess_))]
 
     def _checkpoint(self):
         if self.checkpoint_dir is None:
@@ -367,7 +342,7 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 saved = None
             if isinstance(saved, int):
                 return saved
-        return seed_from(self.random_state)
+        return self._seed()
 
     def _resume(self, checkpoint, inputs, seed):
         """Load the checkpoint in ``checkpoint_dir`` if there is one; return the epochs done.
@@ -418,18 +393,16 @@ class EnSiamPretrainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def transform(self, X):
         """Encoder embeddings of X (eval mode, batched), shape ``(n_samples, embedding_dim_)``."""
         check_is_fitted(self, "net_")
-        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=False)
-        return embed_inputs(self.net_.module_.encoder, inputs, batch_size=self.batch_size,
-                            device=self.net_.device, verbose=self.verbose >= 2,
-                            desc="EnSiam embedding")
+        inputs = self._transform_inputs(X)
+        device = self._resolved_device()
+        encoder = module_on(self.net_.module_.encoder, device)
+        return self._embed(encoder, inputs, device, desc="EnSiam embedding",
+                           verbose=self.verbose >= 2)
 
     def as_backbone(self):
         """A deep copy of the trained encoder (eval mode, CPU) with ``.embedding_dim``."""
         check_is_fitted(self, "net_")
-        encoder = copy.deepcopy(self.net_.module_.encoder).cpu().eval()
-        if getattr(encoder, "embedding_dim", None) is None:
-            encoder.embedding_dim = self.embedding_dim_
-        return encoder
+        return self._export_backbone(self.net_.module_.encoder)
 
     @property
     def _n_features_out(self):

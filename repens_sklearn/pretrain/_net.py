@@ -9,9 +9,8 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
-from torch.utils.data import DataLoader, Dataset
-
 from .._device import autocast, embed_inputs, make_generator
+from .._inputs import make_loader, to_float
 from ._knn import weighted_knn_accuracy
 from ._losses import collapse_std
 
@@ -22,37 +21,6 @@ class NonFiniteLossError(FloatingPointError):
 
 class CollapseWarning(UserWarning):
     """The std of the L2-normalised projections fell towards 0 (SimSiam's collapse)."""
-
-
-class InputsDataset(Dataset):
-    """Samples of an :class:`~repens_sklearn._inputs.Inputs` as raw tensors (uint8 stays uint8).
-
-    ``__getitems__`` fetches a whole batch with one indexing operation; the
-    conversion to float happens on the device (:func:`to_float`).
-    """
-
-    def __init__(self, inputs):
-        self.inputs = inputs
-
-    def __len__(self):
-        return self.inputs.n_samples
-
-    def __getitem__(self, index):
-        return self.__getitems__([index])[0]
-
-    def __getitems__(self, indices):
-        if self.inputs.array is not None:
-            return torch.from_numpy(np.ascontiguousarray(self.inputs.array[np.asarray(indices)]))
-        return torch.cat([self.inputs.batch(i, i + 1) for i in indices])
-
-
-def _collate(batch):
-    return batch if isinstance(batch, torch.Tensor) else torch.stack(batch)
-
-
-def to_float(x):
-    """uint8 images -> float in [0, 1] (as :meth:`Inputs.batch`); floats unchanged."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 class _GeneratorStates:
@@ -77,11 +45,13 @@ class SiameseNet(NeuralNet):
     device and sends all of them through the network in one forward pass.
     """
 
-    def __init__(self, *args, policy, n_views, seed=0, **kwargs):
+    def __init__(self, *args, policy, n_views, seed=0, preprocess=None, num_workers=0, **kwargs):
         super().__init__(*args, **kwargs)
         self.policy = policy
         self.n_views = n_views
         self.seed = seed
+        self.preprocess = preprocess
+        self.num_workers = num_workers
 
     def initialize(self):
         super().initialize()
@@ -93,13 +63,20 @@ class SiameseNet(NeuralNet):
     def get_iterator(self, dataset, training=False):
         if not training:
             return super().get_iterator(dataset, training=False)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True,
-                          generator=self.shuffle_generator_, collate_fn=_collate,
-                          pin_memory=torch.device(self.device).type == "cuda")
+        return make_loader(dataset, self.batch_size, shuffle=True,
+                           generator=self.shuffle_generator_, num_workers=self.num_workers,
+                           device=self.device)
 
     def make_views(self, x):
-        """The K augmented views of a batch, concatenated view by view: ``(K * B, ...)``."""
-        return torch.cat([self.policy(x, self.augment_generator_) for _ in range(self.n_views)])
+        """The K augmented views of a batch, concatenated view by view: ``(K * B, ...)``.
+
+        With a pretrained backbone the views are drawn on [0, 1] images at its
+        resolution and normalised afterwards.
+        """
+        if self.preprocess is not None:
+            x = self.preprocess.prepare(x)
+        views = torch.cat([self.policy(x, self.augment_generator_) for _ in range(self.n_views)])
+        return views if self.preprocess is None else self.preprocess.normalize(views)
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
@@ -186,8 +163,10 @@ class KNNMonitor(Callback):
     layers use their running statistics), after every ``every`` epochs.
     """
 
-    def __init__(self, inputs, y, k=200, temperature=0.1, every=1, batch_size=256):
+    def __init__(self, inputs, y, k=200, temperature=0.1, every=1, batch_size=256,
+                 preprocess=None):
         self.inputs = inputs
+        self.preprocess = preprocess
         self.y = y
         self.k = k
         self.temperature = temperature
@@ -198,6 +177,6 @@ class KNNMonitor(Callback):
         if len(net.history) % self.every:
             return
         emb = embed_inputs(net.module_.encoder, self.inputs, batch_size=self.batch_size,
-                           device=net.device)
+                           device=net.device, preprocess=self.preprocess)
         acc = weighted_knn_accuracy(emb, self.y, k=self.k, temperature=self.temperature)
         net.history.record("knn_acc", acc)

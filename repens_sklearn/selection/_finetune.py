@@ -230,7 +230,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         policy = self._resolve_policy(allow_none=True)
         if policy is not None:
             self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))
-        with seeded_init(seed):
+        with seeded_init(seed + 1):  # the head's draws must not repeat the backbone's
             module = _FineTuneModule(backbone, self.embedding_dim_, len(self.classes_), policy,
                                      seed, self.preprocess_)
         device = self._resolved_device()
