@@ -185,3 +185,17 @@ def center_crop(x: torch.Tensor, size) -> torch.Tensor:
     crop_h, crop_w = size
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
     return x[..., top:top + crop_h, left:left + crop_w]
+
+
+class NoPreprocessing(nn.Module):
+    """Stands in for :class:`ImagePreprocessor` when a backbone has no ``pretrained_cfg``."""
+
+    def prepare(self, x):
+        return x
+
+    def normalize(self, x):
+        return x
+
+
+def preprocessing_or_identity(preprocess):
+    return preprocess if preprocess is not None else NoPreprocessing()

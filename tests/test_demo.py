@@ -7,6 +7,8 @@ import pytest
 from repens_sklearn import _demo
 from repens_sklearn.cli import main
 
+pytestmark = pytest.mark.slow  # the demo end to end
+
 
 def test_demo_quick_runs_every_method_and_writes_report(tmp_path, capsys):
     out = tmp_path / "report"

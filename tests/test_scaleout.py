@@ -29,6 +29,7 @@ def _members():
             ("lr", LogisticRegression(max_iter=200))]
 
 
+@pytest.mark.slow  # starts a dask cluster
 def test_dask_backend_gives_the_local_results(data):
     distributed = pytest.importorskip("distributed")
     X, y = data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import os
 
 import torch
 from torch import nn
@@ -32,6 +33,7 @@ def build_backbone(backbone, backbone_params, sample_shape, *, param_name="backb
                 f"{param_name}={backbone!r} does not accept {param_name}_params="
                 f"{backbone_params!r}: {exc}"
             ) from exc
+        _match_cfg_channels(module, params.get("in_chans"))
     elif isinstance(backbone, nn.Module):
         _reject_params(params, param_name, "an nn.Module")
         module = copy.deepcopy(backbone)
@@ -64,9 +66,33 @@ def _infer_input_params(factory, params, sample_shape):
     is_vector = len(sample_shape) == 1
     if "in_features" in accepted and params.get("in_features") is None:
         params["in_features"] = int(math.prod(sample_shape))
-    if "in_chans" in accepted and "in_chans" not in params and not is_vector:
+    if ("in_chans" in accepted and "in_chans" not in params and not is_vector
+            and not _asks_for_pretrained(params)):
         params["in_chans"] = int(sample_shape[0])
     return params
+
+
+def _match_cfg_channels(module, in_chans):
+    """A network built for ``in_chans`` channels whose ``pretrained_cfg`` still names 3
+    (a timm model from random weights on grey images) is fed ``in_chans`` channels."""
+    cfg = getattr(module, "pretrained_cfg", None)
+    if not cfg or in_chans is None or "input_size" not in cfg or cfg["input_size"][0] == in_chans:
+        return
+    cfg = dict(cfg, input_size=(int(in_chans), *cfg["input_size"][1:]))
+    for key in ("mean", "std"):
+        if key in cfg and len(cfg[key]) != in_chans:
+            cfg[key] = (sum(cfg[key]) / len(cfg[key]),) * int(in_chans)
+    module.pretrained_cfg = cfg
+
+
+def _asks_for_pretrained(params):
+    """Pretrained weights (``pretrained=True`` or a weights *name* such as torchvision's
+    ``"DEFAULT"``) fix the input channels: grey images are repeated to RGB by the
+    preprocessing instead of changing the network's first layer."""
+    weights = params.get("weights")
+    named_weights = isinstance(weights, str) and not os.path.exists(weights) and (
+        os.sep not in weights and "." not in weights)
+    return bool(params.get("pretrained")) or named_weights
 
 
 def check_backbone_accepts(module, example, *, backbone_name="backbone"):

@@ -215,7 +215,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
             fn = functools.partial(self.aggregation, **params)
         else:
             fn = self.aggregation
-        probe = torch.rand(2, 3, dim)
+        probe = torch.rand(2, 3, dim, generator=torch.Generator().manual_seed(0))
         try:
             out = fn(probe)
         except Exception as exc:

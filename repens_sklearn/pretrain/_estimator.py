@@ -235,7 +235,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))
         with seeded_init(seed + 1):  # projector/predictor draws must not repeat the encoder's
             module = SiameseNetwork(encoder, self.embedding_dim_, self.projector_dim,
-                                    self.projector_layers, self.predictor_hidden_dim)
+                                    self.projector_layers, self.predictor_hidden_dim,
+                                    self.preprocess_)
         self.effective_batch_size_ = int(min(self.batch_size, inputs.n_samples))
         self.lr_ = self.base_lr * self.effective_batch_size_ / 256  # sec. 4.1
         checkpoint = self._checkpoint()
@@ -247,7 +248,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             train_split=None, callbacks__print_log=None, device=str(device),
             callbacks=self._callbacks(inputs.n_samples, X_val, y_val, checkpoint),
             verbose=int(self.verbose), policy=policy, n_views=self.n_views, seed=seed,
-            preprocess=self.preprocess_, num_workers=self.num_workers,
+            num_workers=self.num_workers,
         )
         self.net_.initialize()
         done = self._resume(checkpoint, inputs, seed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from .._preprocess import preprocessing_or_identity
+
 
 def projection_mlp(in_dim, dim=2048, n_layers=2):
     """SimSiam's projection MLP: ``n_layers - 1`` Linear-BN-ReLU blocks, then Linear-BN.
@@ -37,8 +39,10 @@ class SiameseNetwork(nn.Module):
     """
 
     def __init__(self, encoder, embedding_dim, projector_dim=2048, projector_layers=2,
-                 predictor_hidden_dim=512):
+                 predictor_hidden_dim=512, preprocess=None):
         super().__init__()
+        # a pretrained encoder's preprocessing (prepare / normalize around the views)
+        self.preprocess = preprocessing_or_identity(preprocess)
         self.encoder = encoder
         self.projector = projection_mlp(embedding_dim, projector_dim, projector_layers)
         self.predictor = prediction_mlp(projector_dim, predictor_hidden_dim)

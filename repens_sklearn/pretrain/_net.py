@@ -45,12 +45,11 @@ class SiameseNet(NeuralNet):
     device and sends all of them through the network in one forward pass.
     """
 
-    def __init__(self, *args, policy, n_views, seed=0, preprocess=None, num_workers=0, **kwargs):
+    def __init__(self, *args, policy, n_views, seed=0, num_workers=0, **kwargs):
         super().__init__(*args, **kwargs)
         self.policy = policy
         self.n_views = n_views
         self.seed = seed
-        self.preprocess = preprocess
         self.num_workers = num_workers
 
     def initialize(self):
@@ -73,10 +72,10 @@ class SiameseNet(NeuralNet):
         With a pretrained backbone the views are drawn on [0, 1] images at its
         resolution and normalised afterwards.
         """
-        if self.preprocess is not None:
-            x = self.preprocess.prepare(x)
+        preprocess = self.module_.preprocess
+        x = preprocess.prepare(x)
         views = torch.cat([self.policy(x, self.augment_generator_) for _ in range(self.n_views)])
-        return views if self.preprocess is None else self.preprocess.normalize(views)
+        return preprocess.normalize(views)
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)

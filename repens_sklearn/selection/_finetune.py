@@ -17,6 +17,7 @@ from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMi
 from .._compat import Interval, StrOptions, _fit_context
 from .._device import make_generator
 from .._inputs import InputsDataset, keep_batch, to_float
+from .._preprocess import preprocessing_or_identity
 
 
 class PaperSchedule:
@@ -56,7 +57,7 @@ class _FineTuneModule(nn.Module):
         self.head = nn.Linear(embedding_dim, n_classes)
         self.policy = policy
         self.seed = seed
-        self.preprocess = preprocess if preprocess is not None else _NoPreprocess()
+        self.preprocess = preprocessing_or_identity(preprocess)
         self._generator = None
 
     def forward(self, x):
@@ -71,14 +72,6 @@ class _FineTuneModule(nn.Module):
         state = self.__dict__.copy()
         state["_generator"] = None  # generators do not pickle; a fresh one is seeded on use
         return state
-
-
-class _NoPreprocess(nn.Module):
-    def prepare(self, x):
-        return x
-
-    def normalize(self, x):
-        return x
 
 
 class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):

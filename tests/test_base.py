@@ -1,0 +1,112 @@
+"""What the torch estimators share behaves the same in each (the shared base)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import is_classifier
+from sklearn.frozen import FrozenEstimator
+from torch import nn
+
+import repens_sklearn
+from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, MeanTTAEmbedder
+from repens_sklearn._base import module_on
+
+SMALL = {"hidden_dim": 16, "embedding_dim": 8}
+ESTIMATORS = {
+    "metta": lambda **kw: MeanTTAEmbedder("mlp", backbone_params=SMALL, policy="gaussian_noise",
+                                          n_augmentations=2, **kw),
+    "finetune": lambda **kw: FineTuneClassifier("mlp", backbone_params=SMALL, max_steps=2,
+                                                batch_size=8, **kw),
+    "ensiam": lambda **kw: EnSiamPretrainer("mlp", backbone_params=SMALL, policy="gaussian_noise",
+                                            max_epochs=1, projector_dim=8,
+                                            predictor_hidden_dim=4, **kw),
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(24, 6)).astype(np.float32), np.arange(24) % 2
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+@pytest.mark.parametrize("device", [None, "cpu", torch.device("cpu"), "auto"])
+def test_every_estimator_accepts_the_same_devices(name, device, data):
+    X, y = data
+    est = ESTIMATORS[name](device=device, random_state=0).fit(X, y)
+    assert est.transform(X).shape[0] == 24 if hasattr(est, "transform") else est.predict(X).shape
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_tags_repr_and_freezing_do_not_depend_on_the_hardware(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    est = ESTIMATORS[name](device="cuda")
+    assert "device='cuda'" in repr(est)
+    assert est.__sklearn_tags__() is not None
+    assert is_classifier(est) == (name == "finetune")
+    FrozenEstimator(est)
+    with pytest.raises(ValueError, match="device='cuda' was requested but CUDA is not available"):
+        est.fit(np.zeros((4, 6), np.float32), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_fit_leaves_the_callers_random_state_alone(name, data, monkeypatch):
+    X, y = data
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    cuda_seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: cuda_seeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: cuda_seeded.append(seed))
+    ESTIMATORS[name](device="cpu", random_state=0).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert cuda_seeded == []  # torch.manual_seed would have reseeded every CUDA generator
+
+
+@pytest.mark.parametrize("key", ["device", "input_shape", "batch_size", "random_state",
+                                 "verbose", "backbone", "backbone_params", "policy_params",
+                                 "preprocess", "img_size", "crop_pct", "num_workers"])
+def test_shared_parameters_have_one_constraint(key):
+    constraints = [ESTIMATORS[name]()._parameter_constraints[key] for name in ESTIMATORS]
+    assert all(c is constraints[0] or c == constraints[0] for c in constraints)
+
+
+def test_momentum_and_max_epochs_agree():
+    ensiam = EnSiamPretrainer._parameter_constraints
+    finetune = FineTuneClassifier._parameter_constraints
+    assert ensiam["momentum"] == finetune["momentum"]
+    with pytest.raises(Exception, match="momentum"):
+        EnSiamPretrainer(momentum=1.0).fit(np.zeros((4, 6), np.float32))
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_bad_policy_params_name_the_policy_in_every_estimator(name, data):
+    X, y = data
+    est = ESTIMATORS[name](device="cpu").set_params(policy="gaussian_noise",
+                                                    policy_params={"sigma": 1})
+    with pytest.raises(ValueError, match=r"policy='gaussian_noise' with policy_params="
+                                         r"\{'sigma': 1\}: .*sigma"):
+        est.fit(X, y)
+
+
+def test_module_on_never_moves_the_fitted_module():
+    module = nn.Linear(2, 2)
+    assert module_on(module, "cpu") is module
+    moved = module_on(module, torch.device("meta"))
+    assert moved is not module and moved.weight.device.type == "meta"
+    assert module.weight.device.type == "cpu"
+
+
+def test_transform_uses_the_fitted_backbone_in_place_on_its_device(data):
+    X, _ = data
+    est = ESTIMATORS["metta"](device="cpu", random_state=0).fit(X)
+    backbone = est.backbone_
+    est.transform(X)
+    assert est.backbone_ is backbone
+
+
+def test_all_names_are_importable_public_objects():
+    for name in repens_sklearn.__all__:
+        obj = getattr(repens_sklearn, name)
+        assert not name.startswith("_") or name == "__version__"
+        if name not in ("__version__", "hookimpl"):
+            assert obj.__module__.startswith("repens_sklearn"), name
