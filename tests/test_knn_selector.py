@@ -230,3 +230,164 @@ def test_tables_with_string_columns_go_to_the_candidates():
         ("noise", make_pipeline(FunctionTransformer(lambda d: d[["noise"]]), OneHotEncoder()))],
         n_select=1).fit(df, y)
     assert sel.scores_["colour"] == 1.0 and sel.selected_ == ["colour"]
+
+
+# --------------------------------------------------------------------------- scoring (issue 17)
+
+from functools import partial  # noqa: E402
+
+from repens_sklearn.selection import hscore, knn_loo_score, linear_cv_score, logme_score  # noqa: E402
+
+_SCORES = {"knn_loo": knn_loo_score, "logme": logme_score, "hscore": hscore,
+           "linear_cv": linear_cv_score}
+
+
+def _three(X):
+    """Candidates of clearly different quality on digits (scaled to [0, 1])."""
+    return [("pca2", PCA(2)), ("raw", FunctionTransformer()), ("pca20", PCA(20))]
+
+
+@pytest.mark.parametrize("scoring", list(_SCORES))
+def test_scoring_names_give_the_public_functions_scores(digits, scoring):
+    X, y = digits
+    X = X / 16
+    sel = KNNModelSelector(_three(X), scoring=scoring, n_select=2).fit(X, y)
+    for name, fitted in [("raw", FunctionTransformer()), ("pca20", PCA(20).fit(X))]:
+        Z = fitted.transform(X).astype(np.float32)
+        assert sel.scores_[name] == pytest.approx(_SCORES[scoring](Z, y), rel=1e-6)
+    assert sel.ranking_[-1] == "pca2"  # every score puts 2 PCA components last
+    assert sel.selected_ == sel.ranking_[:2]
+
+
+def test_callable_scoring_gets_the_embeddings_and_labels(digits):
+    X, y = digits
+    names = np.array(list("abcdefghij"))[y]
+    seen = []
+
+    def width_score(Z, labels):
+        seen.append((Z.dtype, Z.shape, labels))
+        return Z.shape[1]
+
+    sel = KNNModelSelector(_three(X), scoring=width_score, n_select=1).fit(X, names)
+    assert sel.scores_ == {"pca2": 2.0, "raw": 64.0, "pca20": 20.0}
+    assert sel.selected_ == ["raw"]
+    assert all(dtype == np.float32 and shape[0] == len(X) and np.array_equal(labels, names)
+               for dtype, shape, labels in seen)
+
+
+def test_callable_scoring_pickles_for_parallel_workers(digits):
+    X, y = digits
+    scoring = partial(hscore, shrinkage=0)
+    sel = KNNModelSelector(_three(X), scoring=scoring, n_jobs=2).fit(X, y)
+    assert sel.scores_["raw"] == pytest.approx(hscore(X.astype(np.float32), y, shrinkage=0))
+
+
+@pytest.mark.parametrize("bad", [np.nan, "high", None, [0.1, 0.2]])
+def test_error_callable_scoring_must_return_a_number(digits, bad):
+    X, y = digits
+    with pytest.raises(ValueError, match=r"candidate 'pca2': scoring callable .*<lambda> "
+                                         r"returned .*one finite real number"):
+        KNNModelSelector([("pca2", PCA(2))], scoring=lambda Z, y: bad).fit(X, y)
+
+
+def test_error_unknown_scoring_names_the_parameter(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="'scoring' parameter of KNNModelSelector"):
+        KNNModelSelector([("a", PCA(2))], scoring="accuracy").fit(X, y)
+
+
+def test_threshold_is_min_max_for_unbounded_scores(digits):
+    X, y = digits
+    X = X / 16
+    candidates = _three(X) + [("pca5", PCA(5))]
+    full = KNNModelSelector(candidates, scoring="logme", n_select=None).fit(X, y)
+    assert full.threshold_score_ is None and len(full.selected_) == 4
+    scores = np.array(list(full.scores_.values()))
+    # LogME of both signs here: "a fraction of the best" would be meaningless
+    assert (scores < 0).any() and (scores > 0).any()
+    lo, hi = scores.min(), scores.max()
+    for threshold in (0.0, 0.5, 0.9, 1.0):
+        sel = KNNModelSelector(candidates, scoring="logme", threshold=threshold,
+                               n_select=None).fit(X, y)
+        assert sel.threshold_score_ == pytest.approx(lo + threshold * (hi - lo))
+        normalised = {n: (s - lo) / (hi - lo) for n, s in full.scores_.items()}
+        expected = [n for n in full.ranking_ if normalised[n] >= threshold - 1e-12]
+        assert sel.selected_ == expected
+    assert len(KNNModelSelector(candidates, scoring="logme", threshold=0.0,
+                                n_select=None).fit(X, y).selected_) == 4
+    assert KNNModelSelector(candidates, scoring="logme", threshold=1.0,
+                            n_select=None).fit(X, y).selected_ == full.ranking_[:1]
+
+
+def test_threshold_is_a_fraction_of_the_best_for_accuracies(digits):
+    X, y = digits
+    for scoring in ("knn_loo", "linear_cv"):
+        sel = KNNModelSelector(_three(X), scoring=scoring, threshold=0.9, n_select=None).fit(X, y)
+        best = max(sel.scores_.values())
+        assert sel.threshold_score_ == pytest.approx(0.9 * best)
+        assert sel.selected_ == [n for n in sel.ranking_ if sel.scores_[n] >= 0.9 * best]
+
+
+def test_threshold_one_keeps_the_best_despite_rounding():
+    # lo + 1.0 * (hi - lo) rounds above hi for these values
+    X = np.zeros((6, 1))
+    y = np.array([0, 1] * 3)
+    fixed = {"a": -0.7, "b": -0.1}
+    candidates = [(n, FunctionTransformer(lambda X, v=v: X + v)) for n, v in fixed.items()]
+    sel = KNNModelSelector(candidates, scoring=lambda Z, y: float(Z[0, 0]), threshold=1.0,
+                           n_select=None).fit(X, y)
+    assert -0.7 + 1.0 * (-0.1 + 0.7) > -0.1
+    assert sel.selected_ == ["b"]
+
+
+def test_n_neighbors_only_constrains_knn_loo(digits):
+    X, y = digits
+    sel = KNNModelSelector([("a", PCA(2))], scoring="logme", n_neighbors=5).fit(X[:5], y[:5])
+    assert np.isfinite(sel.scores_["a"])
+
+
+def test_fitted_attributes_end_with_an_underscore(digits):
+    X, y = digits
+    for params in ({}, {"scoring": "logme", "threshold": 0.5}):
+        sel = KNNModelSelector(_three(X), **params)
+        before = set(vars(sel))
+        sel.fit(X, y)
+        added = set(vars(sel)) - before
+        assert added, "fit must add fitted attributes"
+        assert all(a.endswith("_") and not a.startswith("_") for a in added), sorted(added)
+        assert sel.embedding_widths_ == {"pca2": 2, "raw": 64, "pca20": 20}
+
+
+def test_feature_names_follow_the_selection(digits):
+    X, y = digits
+    sel = KNNModelSelector(_three(X), n_select=2).fit(X, y)
+    names = sel.get_feature_names_out()
+    widths = [sel.embedding_widths_[n] for n in sel.selected_]
+    assert list(names[:2]) == [f"{sel.selected_[0]}__0", f"{sel.selected_[0]}__1"]
+    assert len(names) == sum(widths) == sel.transform(X).shape[1]
+
+
+def test_other_scoring_reuses_the_cached_embeddings(digits, tmp_path):
+    from joblib import Memory
+
+    X, y = digits
+    memory = Memory(str(tmp_path), verbose=0)
+    _CountingScaler.fits = 0
+    scores = {}
+    for scoring in ("knn_loo", "logme", "hscore"):
+        sel = KNNModelSelector([("counted", _CountingScaler())], scoring=scoring,
+                               memory=memory).fit(X, y)
+        scores[scoring] = sel.scores_["counted"]
+    assert _CountingScaler.fits == 1  # embedded once, scored three ways
+    Z = StandardScaler().fit_transform(X).astype(np.float32)
+    assert scores["logme"] == pytest.approx(logme_score(Z, y), rel=1e-6)
+
+
+class _CountingScaler(StandardScaler):
+    """StandardScaler counting its fits (class-level: not part of joblib's cache key)."""
+
+    fits = 0
+
+    def fit(self, X, y=None, sample_weight=None):
+        type(self).fits += 1
+        return super().fit(X, y, sample_weight)

@@ -1,7 +1,9 @@
 """Model selection and ensembles of several pre-trained models.
 
-Paper: deep-ensembles-low-data-transfer (kNN selection -> fine-tuning sweep ->
-greedy ensemble).
+Paper: "Deep Ensembles for Low-Data Transfer Learning" (kNN selection ->
+fine-tuning sweep -> greedy ensemble), with the transferability scores
+LogME, H-score and a cross-validated linear probe as alternatives to the
+leave-one-out kNN accuracy.
 """
 
 from ._caruana import greedy_selection
@@ -9,6 +11,7 @@ from ._finetune import FineTuneClassifier, PaperSchedule, make_finetune_sweep
 from ._greedy import GreedyEnsembleClassifier
 from ._knn import KNNModelSelector
 from ._loo import loo_knn_accuracy, loo_knn_predict
+from ._transferability import hscore, knn_loo_score, linear_cv_score, logme_score
 
 __all__ = [
     "FineTuneClassifier",
@@ -16,6 +19,10 @@ __all__ = [
     "KNNModelSelector",
     "PaperSchedule",
     "greedy_selection",
+    "hscore",
+    "knn_loo_score",
+    "linear_cv_score",
+    "logme_score",
     "loo_knn_accuracy",
     "loo_knn_predict",
     "make_finetune_sweep",

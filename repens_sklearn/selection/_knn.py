@@ -1,4 +1,4 @@
-"""KNNModelSelector: rank candidate embedders by leave-one-out kNN accuracy."""
+"""KNNModelSelector: rank candidate embedders by a transferability score; keep the best."""
 
 from __future__ import annotations
 
@@ -26,24 +26,41 @@ from ._candidates import (
     make_parallel,
     raise_naming,
 )
-from ._loo import loo_knn_accuracy
+from ._transferability import hscore, knn_loo_score, linear_cv_score, logme_score
+
+# name -> (score function, whether it is an accuracy in [0, 1])
+_SCORINGS = {
+    "knn_loo": (knn_loo_score, True),
+    "linear_cv": (linear_cv_score, True),
+    "logme": (logme_score, False),
+    "hscore": (hscore, False),
+}
 
 
 class KNNModelSelector(TransformerMixin, _BaseComposition):
-    """Rank candidate representations by leave-one-out kNN accuracy; keep the best.
+    """Rank candidate representations by a transferability score; keep the best.
 
-    Step 1 of the paper's algorithm (section 2.3; Puigcerver et al., 2020): every
-    candidate embeds the downstream training data and is scored by the accuracy
-    of a kNN classifier evaluated leave-one-out on those embeddings, a cheap
-    proxy for the accuracy after fine-tuning. The ``n_select`` best are kept
-    (the paper uses K = 15), or, with ``threshold``, every candidate whose score
-    is at least ``threshold`` times the best one, at most ``n_select``
-    (section 2.3.1 uses tau = 2 %, i.e. ``threshold=0.98``).
+    Step 1 of the algorithm of "Deep Ensembles for Low-Data Transfer Learning"
+    (Mustafa et al., 2020), section 2.3: every candidate embeds the downstream
+    training data once and is scored on those embeddings by a cheap proxy for
+    its accuracy after fine-tuning. The paper's proxy (after Puigcerver et al.,
+    2020, "Scalable Transfer Learning with Expert Models") is the leave-one-out
+    kNN accuracy (``scoring="knn_loo"``, the default); LogME, the H-score and a
+    cross-validated linear probe are the alternatives, and any
+    ``score(Z, y) -> float`` can be given. The ``n_select`` best are kept (the
+    paper uses K = 15), or, with ``threshold``, every candidate close enough to
+    the best, at most ``n_select`` (section 2.3.1 keeps those within tau = 2 %
+    of the best kNN accuracy, i.e. ``threshold=0.98``).
 
-    Scores come from blocked similarity matrix products with each sample's own
-    entry excluded: no loop over samples and no refit per sample. ``transform``
-    concatenates the selected candidates' embeddings, so the selector is also a
-    feature step in a :class:`~sklearn.pipeline.Pipeline`.
+    All scores are computed from the one embedding of each candidate, inside
+    the worker that made it (only numbers travel back); with ``memory`` a refit
+    with another ``scoring`` does not embed again. ``transform`` concatenates
+    the selected candidates' embeddings, so the selector is also a feature step
+    in a :class:`~sklearn.pipeline.Pipeline`.
+
+    Which score to use when (measured by ``benchmarks/bench_transferability.py``):
+
+    SCORE_TABLE_PLACEHOLDER
 
     Parameters
     ----------
@@ -54,21 +71,44 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
         ``sklearn.frozen.FrozenEstimator``),
         a registered backbone name or a ``torch.nn.Module``; the last two are
         wrapped in ``MeanTTAEmbedder(backbone=..., n_augmentations=0)``.
+    scoring : {"knn_loo", "logme", "hscore", "linear_cv"} or callable, default="knn_loo"
+        Transferability score, larger is better:
+
+        - ``"knn_loo"``: leave-one-out kNN accuracy (:func:`knn_loo_score` with
+          ``n_neighbors`` and ``metric``), the paper's;
+        - ``"logme"``: LogME, the maximum log evidence per sample of a Bayesian
+          linear model (:func:`logme_score`);
+        - ``"hscore"``: H-score with Ledoit-Wolf shrinkage (:func:`hscore`);
+        - ``"linear_cv"``: 5-fold accuracy of a standardised logistic
+          regression (:func:`linear_cv_score`);
+        - a callable ``score(Z, y) -> float`` on a candidate's float32
+          embeddings ``(n_samples, width)`` and the labels as given, e.g.
+          ``functools.partial(hscore, shrinkage=0)``. It runs in the joblib
+          workers, so it must pickle when ``n_jobs`` dispatches.
     n_neighbors : int, default=1
-        Neighbours voting in the kNN classifier. Equal vote counts go to the
-        class of the nearest neighbour among the tied classes.
+        Neighbours voting in the kNN classifier of ``scoring="knn_loo"``
+        (unused otherwise). Equal vote counts go to the class of the nearest
+        neighbour among the tied classes.
     metric : {"cosine", "euclidean"}, default="cosine"
-        Similarity of the kNN classifier (cosine normalises the embeddings once).
+        Similarity of the kNN classifier of ``scoring="knn_loo"`` (unused
+        otherwise; cosine normalises the embeddings once).
     n_select : int or None, default=15
         Most candidates kept (paper: K = 15). None keeps all (or all within
         ``threshold``).
     threshold : float in [0, 1] or None, default=None
-        Keep the candidates scoring at least ``threshold * best score``.
+        Keep the candidates scoring at least ``floor + threshold * (best -
+        floor)``, where ``floor`` is 0 for the accuracies (``"knn_loo"``,
+        ``"linear_cv"``: ``threshold`` is the paper's fraction of the best
+        score) and the worst candidate's score for the unbounded scores
+        (``"logme"``, which can be negative, ``"hscore"`` and callables: a
+        fraction of the range on min-max normalised scores, so 1 keeps the
+        best only and 0 keeps all). The best candidate is always kept.
     memory : str, joblib.Memory or None, default=None
         Caches each candidate's fit and embedding (as in ``Pipeline``), so a
-        refit with other selection settings does not embed again.
+        refit with other selection settings (``scoring`` included) does not
+        embed again.
     n_jobs : int or None, default=None
-        Candidates embedded in parallel by ``joblib.Parallel``; use
+        Candidates embedded (and scored) in parallel by ``joblib.Parallel``; use
         ``joblib.parallel_config(backend="dask")`` to run them on a cluster.
     random_state : int, RandomState instance or None, default=None
         Seeds the backbones built for candidates given as registered names
@@ -79,13 +119,18 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
     Attributes
     ----------
     scores_ : dict
-        ``{name: leave-one-out kNN accuracy}`` in candidate order.
+        ``{name: score}`` in candidate order (the leave-one-out kNN accuracy
+        with the default ``scoring``).
     ranking_ : list of str
         Candidate names, best first; equal scores keep candidate order.
+    threshold_score_ : float or None
+        The least score ``threshold`` kept (None without ``threshold``).
     selected_ : list of str
         Names of the kept candidates, best first.
     selected_candidates_ : list of (str, transformer)
         The kept candidates, fitted, best first.
+    embedding_widths_ : dict
+        ``{name: embedding width}`` of every candidate, in candidate order.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of str
@@ -95,6 +140,7 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
 
     See Also
     --------
+    knn_loo_score, logme_score, hscore, linear_cv_score : the scores.
     GreedyEnsembleClassifier : step 3 of the paper's algorithm.
     make_finetune_sweep : step 2, fine-tuning the selected backbones.
 
@@ -112,6 +158,9 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
     ['raw', 'pca20']
     >>> selector.transform(X).shape
     (1797, 84)
+    >>> KNNModelSelector([("raw", FunctionTransformer()), ("pca2", PCA(2))],
+    ...                  scoring="logme", n_select=1).fit(X / 16, y).selected_
+    ['raw']
     """
 
     _parameter_constraints = {
@@ -120,15 +169,18 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
         "metric": [StrOptions({"cosine", "euclidean"})],
         "n_select": [Interval(Integral, 1, None, closed="left"), None],
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
+        "scoring": [StrOptions(set(_SCORINGS)), callable],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
 
-    def __init__(self, candidates, *, n_neighbors=1, metric="cosine", n_select=15,
-                 threshold=None, memory=None, n_jobs=None, random_state=None, verbose=False):
+    def __init__(self, candidates, *, scoring="knn_loo", n_neighbors=1, metric="cosine",
+                 n_select=15, threshold=None, memory=None, n_jobs=None, random_state=None,
+                 verbose=False):
         self.candidates = candidates
+        self.scoring = scoring
         self.n_neighbors = n_neighbors
         self.metric = metric
         self.n_select = n_select
@@ -165,7 +217,7 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
         candidates = check_named_list(self.candidates, "candidates")
         n_samples = check_member_inputs(self, X)
         y = _check_classification_y(self, y, n_samples)
-        if self.n_neighbors > n_samples - 1:
+        if self.scoring == "knn_loo" and self.n_neighbors > n_samples - 1:
             raise ValueError(
                 f"n_neighbors={self.n_neighbors} needs at least {self.n_neighbors + 1} samples "
                 f"for leave-one-out kNN, got n_samples = {n_samples}"
@@ -173,24 +225,32 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
         seed = None if self.random_state is None else seed_from(self.random_state)
         transformers = [(name, as_transformer(c, name, seed)) for name, c in candidates]
         cached = check_memory(self.memory).cache(fit_embed)
-        score = _LOOScore(self.n_neighbors, self.metric, y)
+        score = _Scorer(self.scoring, self.n_neighbors, self.metric, y)
         results = make_parallel(self.n_jobs, self.verbose)(
             delayed(embed_candidate)(cached, name, t, X, y, score) for name, t in transformers
         )
-        self.scores_ = {name: s[0] for (name, _), (_, s) in zip(transformers, results)}
-        widths = {name: s[1] for (name, _), (_, s) in zip(transformers, results)}
-        fitted = {name: est for (name, _), (est, _) in zip(transformers, results)}
+        names = [name for name, _ in transformers]
+        self.scores_ = {name: s for name, (_, (s, _)) in zip(names, results)}
+        self.embedding_widths_ = {name: width for name, (_, (_, width)) in zip(names, results)}
+        fitted = {name: est for name, (est, _) in zip(names, results)}
         self.ranking_ = _rank(self.scores_)
-        self.selected_ = self._select(self.ranking_, self.scores_)
+        self.threshold_score_ = self._cutoff(self.scores_)
+        self.selected_ = self._select(self.ranking_, self.scores_, self.threshold_score_)
         self.selected_candidates_ = [(name, fitted[name]) for name in self.selected_]
-        self._widths = [(name, widths[name]) for name in self.selected_]
         return self
 
-    def _select(self, ranking, scores):
+    def _cutoff(self, scores):
+        """Least score kept by ``threshold``: a fraction of the best, or of the best - worst range."""
+        if self.threshold is None:
+            return None
+        values = np.asarray(list(scores.values()), dtype=np.float64)
+        floor = 0.0 if _is_accuracy(self.scoring) else values.min()
+        return float(floor + self.threshold * (values.max() - floor))
+
+    def _select(self, ranking, scores, cutoff):
         keep = list(ranking)
-        if self.threshold is not None:
-            best = scores[ranking[0]]
-            keep = [name for name in keep if scores[name] >= self.threshold * best]
+        if cutoff is not None:  # the best is always kept (rounding in the cutoff)
+            keep = [name for name in keep if name == ranking[0] or scores[name] >= cutoff]
         return keep[: self.n_select] if self.n_select is not None else keep
 
     def transform(self, X):
@@ -216,7 +276,8 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
     def get_feature_names_out(self, input_features=None):
         """Output feature names ``"<candidate>__<i>"``, in the order of :meth:`transform`."""
         check_is_fitted(self)
-        names = [f"{name}__{i}" for name, width in self._widths for i in range(width)]
+        names = [f"{name}__{i}" for name in self.selected_
+                 for i in range(self.embedding_widths_[name])]
         return np.asarray(names, dtype=object)
 
     def __sklearn_tags__(self):
@@ -226,19 +287,45 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
         return tags
 
 
-class _LOOScore:
-    """Picklable scorer run inside the joblib worker, so only a number travels back."""
+def _is_accuracy(scoring):
+    return isinstance(scoring, str) and _SCORINGS[scoring][1]
 
-    def __init__(self, n_neighbors, metric, y):
-        self.n_neighbors, self.metric, self.y = n_neighbors, metric, y
+
+class _Scorer:
+    """Picklable scorer run inside the joblib worker, so only numbers travel back."""
+
+    def __init__(self, scoring, n_neighbors, metric, y):
+        self.scoring, self.n_neighbors, self.metric, self.y = scoring, n_neighbors, metric, y
 
     def __call__(self, Z):
         if len(Z) != len(self.y):
             raise ValueError(f"returned {len(Z)} embeddings for {len(self.y)} samples")
         if not np.isfinite(Z).all():
             raise ValueError("returned embeddings holding NaN or infinity")
-        score = loo_knn_accuracy(Z, self.y, n_neighbors=self.n_neighbors, metric=self.metric)
-        return score, Z.shape[1]
+        return self._score(Z), Z.shape[1]
+
+    def _score(self, Z):
+        if self.scoring == "knn_loo":
+            return knn_loo_score(Z, self.y, n_neighbors=self.n_neighbors, metric=self.metric)
+        if isinstance(self.scoring, str):
+            return _SCORINGS[self.scoring][0](Z, self.y)
+        return _as_score(self.scoring(Z, self.y), self.scoring)
+
+
+def _as_score(value, fn):
+    """``value`` as a float, or an error naming the scoring callable."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
+        raise ValueError(
+            f"scoring callable {_callable_name(fn)} returned {value!r}; it must return one "
+            "finite real number"
+        )
+    return float(value)
+
+
+def _callable_name(fn):
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
 
 
 def _transform_one(name, transformer, X):

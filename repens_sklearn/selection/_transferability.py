@@ -71,7 +71,7 @@ def knn_loo_score(Z, y, *, n_neighbors=1, metric="cosine"):
     >>> from repens_sklearn.selection import knn_loo_score
     >>> X, y = load_digits(return_X_y=True)
     >>> round(knn_loo_score(X, y), 3)
-    0.988
+    0.989
     """
     Z, y_idx, _ = _check_Zy(Z, y, score="knn_loo_score")
     return loo_knn_accuracy(Z, y_idx, n_neighbors=n_neighbors, metric=metric)
@@ -100,8 +100,13 @@ def logme_score(Z, y, *, max_iter=100, tol=1e-6):
     classes iterate together as columns of one array. The evidence is the paper's formula evaluated
     exactly at the final ``(alpha, beta)``, including the ``d - n`` zero
     eigenvalues of ``Z'Z`` when ``d > n``, so it equals the Gaussian log density
-    ``log N(y_c; 0, I / beta + Z Z' / alpha) / n``. Features are used as given
-    (no centring or scaling), as in the paper.
+    ``log N(y_c; 0, I / beta + Z Z' / alpha) / n``. When the evidence keeps
+    growing as the noise vanishes (``beta -> inf``; a class that is a linear
+    function of the features, always possible when ``n <= d``), the iteration
+    stops at ``alpha / beta = eps * s_max`` (``eps = max(n, d)`` machine
+    epsilons, ``s_max`` the largest eigenvalue), which gives that noise-free
+    limit; likewise for ``alpha -> inf``. Features are used as given (no
+    centring or scaling), as in the paper.
 
     Parameters
     ----------
@@ -155,7 +160,7 @@ def _logme_per_class(Z, y, *, max_iter=100, tol=1e-6):
     sigma = (s**2)[:, None]  # (k, 1) eigenvalues of Z'Z that can be non-zero
     x2 = (u.T @ Y) ** 2  # (k, C) squared coordinates of each target in Z's column space
     outside = np.maximum((Y**2).sum(axis=0) - x2.sum(axis=0), 0.0)  # part no w can fit
-    alpha, beta = _logme_fixed_point(sigma, x2, outside, n, max_iter, tol)
+    alpha, beta = _logme_fixed_point(sigma, x2, outside, n, d, max_iter, tol)
     m2, res2 = _posterior_terms(alpha / beta, sigma, x2, outside)
     log_det = np.log(alpha + beta * sigma).sum(axis=0) + (d - len(s)) * np.log(alpha)
     evidence = (n * np.log(beta) + d * np.log(alpha) - n * np.log(2 * np.pi)
@@ -171,18 +176,30 @@ def _posterior_terms(t, sigma, x2, outside):
     return m2, res2
 
 
-def _logme_fixed_point(sigma, x2, outside, n, max_iter, tol):
-    """MacKay's fixed point for every class at once (LogME Algorithm 1, inner loop)."""
-    alpha = np.ones(x2.shape[1])
-    beta = np.ones(x2.shape[1])
-    tiny = np.finfo(np.float64).tiny
+def _logme_fixed_point(sigma, x2, outside, n, d, max_iter, tol):
+    """MacKay's fixed point for every class at once (LogME Algorithm 1, inner loop).
+
+    ``t = alpha / beta`` is kept within ``[eps, 1 / eps]`` times the largest
+    eigenvalue (``eps = max(n, d) * machine epsilon``): where the evidence keeps
+    growing as the noise vanishes (a target that is a linear function of the
+    features, always possible when n <= d) or as the weights vanish (features
+    unrelated to the target), the iteration stops at that limit.
+    """
+    k = len(sigma)
+    eps = max(n, d) * np.finfo(np.float64).eps
+    scale = sigma.max() if sigma.max() > 0 else 1.0
+    alpha, beta = np.ones(x2.shape[1]), np.ones(x2.shape[1])
     for _ in range(max_iter):
         t = alpha / beta
-        gamma = (sigma / (sigma + t)).sum(axis=0)
+        ratio = t / (sigma + t)
+        gamma = (1 - ratio).sum(axis=0)
+        n_minus_gamma = (n - k) + ratio.sum(axis=0)  # no cancellation when gamma ~ n
         m2, res2 = _posterior_terms(t, sigma, x2, outside)
         # m'm = 0 only when Z is all zeros: alpha then does not change the evidence
-        alpha = np.where(m2 > 0, gamma / np.maximum(m2, tiny), alpha)
-        beta = (n - gamma) / np.maximum(res2, tiny)
+        alpha = np.where(m2 > 0, gamma / np.where(m2 > 0, m2, 1.0), alpha)
+        beta = n_minus_gamma / res2
+        beta = np.minimum(beta, alpha / (eps * scale))
+        alpha = np.minimum(alpha, beta * scale / eps)
         if np.all(np.abs(alpha / beta - t) <= tol * t):
             break
     return alpha, beta
@@ -355,9 +372,9 @@ def _n_folds(cv, y, y_idx):
         raise ValueError(f"linear_cv_score: cv must be >= 2 folds, got {cv!r}")
     counts = np.bincount(y_idx)
     if counts.min() < 2:
-        rare = np.asarray(column_or_1d(y))[np.flatnonzero(y_idx == counts.argmin())[0]]
+        rare = np.unique(column_or_1d(y))[counts.argmin()]
         raise ValueError(
             f"linear_cv_score needs at least 2 samples of every class in y for "
-            f"cross-validation; class {rare!r} has 1"
+            f"cross-validation; class {getattr(rare, 'item', lambda: rare)()!r} has 1"
         )
     return int(min(cv, counts.min()))
