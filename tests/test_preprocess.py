@@ -166,3 +166,23 @@ def test_knn_selector_ranks_a_contract_backbone_on_raw_grey_images(grey28):
     selector = KNNModelSelector([("raw", raw)]).fit(grey28, y)
     by_hand_sel = KNNModelSelector([("hand", hand)]).fit(prepared.numpy(), y)
     assert selector.scores_["raw"] == pytest.approx(by_hand_sel.scores_["hand"])
+
+
+def test_library_preprocessing_agrees_with_timm_for_a_timm_model():
+    timm = pytest.importorskip("timm")
+    from sklearn.datasets import load_sample_images
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=0).eval()
+    config = timm.data.resolve_model_data_config(model)
+    transform = timm.data.create_transform(**config, is_training=False)
+    photos = [Image.fromarray(image).resize((320, 240)) for image in load_sample_images().images]
+    with torch.no_grad():
+        by_timm = model(torch.stack([transform(photo) for photo in photos])).numpy()
+    cross = (by_timm[0] @ by_timm[1]) / np.linalg.norm(by_timm[0]) / np.linalg.norm(by_timm[1])
+    assert cross < 0.9  # two different photos: the test can tell preprocessings apart
+    array = np.stack([np.asarray(photo) for photo in photos])  # (N, H, W, 3) uint8
+    for X in (array, photos):  # image arrays (resized on the device) and PIL images (in PIL)
+        ours = MeanTTAEmbedder(model, n_augmentations=0, device="cpu").fit_transform(X)
+        cosine = (ours * by_timm).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(by_timm, axis=1)
+        assert cosine.min() > 0.99, cosine
