@@ -177,9 +177,28 @@ def test_sweep_from_selected_modules_keeps_the_module(digits):
     X, y = digits
     module = create_backbone("mlp", in_features=64, **SMALL)
     sel = KNNModelSelector([("mine", module)]).fit(X[:60], y[:60])
-    (name, est), = make_finetune_sweep(sel, lrs=(0.1,), steps=(3,), device="cpu")
+    (name, est), = make_finetune_sweep(sel, lrs=(0.1,), steps=(3,), device="cpu", augment=False)
     assert name == "mine-lr0.1-steps3" and isinstance(est.backbone, type(module))
     for p0, p1 in zip(module.parameters(), est.backbone.parameters()):  # same weights (a clone)
         assert torch.equal(p0, p1)
     est.fit(X[:60], y[:60])
     assert est.predict(X[:3]).shape == (3,)
+
+
+def test_sweep_follows_the_papers_recipe(digits):
+    (_, est), = make_finetune_sweep(["convnet_small"], lrs=(0.1,), steps=(5,))
+    assert (est.momentum, est.head_init, est.policy) == (0.99, "zeros", "crop_flip")
+    assert est.policy_params == {"scale": (0.87890625, 0.87890625), "ratio": (1.0, 1.0),
+                                 "flip_p": 0.5}  # (480 / 512) ** 2: a 480 crop of 512
+    (_, plain), = make_finetune_sweep(["mlp"], lrs=(0.1,), steps=(5,), augment=False,
+                                      momentum=0.9)
+    assert (plain.policy, plain.momentum) == (None, 0.9)
+
+
+def test_zero_head_starts_from_uniform_probabilities(digits):
+    X, y = digits
+    clf = FineTuneClassifier("mlp", backbone_params=SMALL, head_init="zeros", lr=1e-12,
+                             max_steps=1, batch_size=8, device="cpu", random_state=0)
+    np.testing.assert_allclose(clf.fit(X[:40], y[:40]).predict_proba(X[:5]), 0.1, atol=1e-6)
+    default = clf.set_params(head_init="default").fit(X[:40], y[:40]).predict_proba(X[:5])
+    assert np.abs(default - 0.1).max() > 1e-3

@@ -246,7 +246,8 @@ def test_with_a_finetune_sweep(data):
 
     X, y = data
     X = (X / 16.0).astype(np.float32)
-    sweep = make_finetune_sweep(["mlp"], lrs=(0.1, 1e-6), steps=(40,), batch_size=32,
+    sweep = make_finetune_sweep(["mlp"], lrs=(0.1, 1e-6), steps=(40,), batch_size=32, augment=False,
+                                momentum=0.9, head_init="default",
                                 backbone_params={"hidden_dim": 32, "embedding_dim": 16},
                                 device="cpu", random_state=0)
     clf = GreedyEnsembleClassifier(sweep, max_size=2, random_state=0).fit(X, y)

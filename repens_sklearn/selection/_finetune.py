@@ -51,10 +51,14 @@ class _FineTuneModule(nn.Module):
     normalisation (an identity without ``pretrained_cfg``).
     """
 
-    def __init__(self, backbone, embedding_dim, n_classes, policy=None, seed=0, preprocess=None):
+    def __init__(self, backbone, embedding_dim, n_classes, policy=None, seed=0, preprocess=None,
+                 head_init="default"):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(embedding_dim, n_classes)
+        if head_init == "zeros":  # BiT: a zero head starts every class at the same logit
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         self.policy = policy
         self.seed = seed
         self.preprocess = preprocessing_or_identity(preprocess)
@@ -109,7 +113,12 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         used as the ``lr_lambda`` of ``LambdaLR`` (it must pickle to pickle
         the model).
     momentum : float, default=0.9
-        SGD momentum (the paper used 0.99 at batch size 512).
+        SGD momentum (the paper used 0.99 at batch size 512; :func:`make_finetune_sweep`
+        uses it).
+    head_init : {"default", "zeros"}, default="default"
+        Initialisation of the new head: PyTorch's ``nn.Linear`` default, or
+        zeros as in BiT ("Big Transfer (BiT): General Visual Representation
+        Learning", sec. 3.3), which :func:`make_finetune_sweep` uses.
     weight_decay : float, default=0.0
         SGD weight decay.
     policy : str, callable or None, default=None
@@ -175,11 +184,12 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         "momentum": TRAINING_CONSTRAINTS["momentum"],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "policy": [str, callable, None],
+        "head_init": [StrOptions({"default", "zeros"})],
     }
 
     def __init__(self, backbone, *, backbone_params=None, lr=0.01, max_steps=2500,
                  batch_size=512, schedule="paper", momentum=0.9, weight_decay=0.0,
-                 policy=None, policy_params=None, preprocess=True, img_size=None, crop_pct=None,
+                 head_init="default", policy=None, policy_params=None, preprocess=True, img_size=None, crop_pct=None,
                  input_shape=None, num_workers=0, device="auto", random_state=None, verbose=False):
         self.backbone = backbone
         self.backbone_params = backbone_params
@@ -189,6 +199,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.schedule = schedule
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.head_init = head_init
         self.policy = policy
         self.policy_params = policy_params
         self.preprocess = preprocess
@@ -225,7 +236,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))
         with seeded_init(seed + 1):  # the head's draws must not repeat the backbone's
             module = _FineTuneModule(backbone, self.embedding_dim_, len(self.classes_), policy,
-                                     seed, self.preprocess_)
+                                     seed, self.preprocess_, self.head_init)
         device = self._resolved_device()
         self.net_ = NeuralNetClassifier(
             module,
@@ -332,12 +343,28 @@ def _step_order(n_samples, n_draws, seed):
     return np.concatenate([rng.permutation(n_samples) for _ in range(n_perms)])[:n_draws]
 
 
-def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), **params):
+# "Deep Ensembles for Low-Data Transfer Learning", appendix A.1.1: SGD with momentum 0.99,
+# a new zero-initialised head (BiT), BiT-HyperRule train-time augmentation: resize to
+# 512, random 480 crop (93.75 % of each side), random horizontal flip.
+PAPER_RECIPE = {
+    "momentum": 0.99,
+    "head_init": "zeros",
+    "policy": "crop_flip",
+    "policy_params": {"scale": ((480 / 512) ** 2,) * 2, "ratio": (1.0, 1.0), "flip_p": 0.5},
+}
+
+
+def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), *, augment=True,
+                        **params):
     """The paper's default fine-tuning sweep for several backbones (appendix A.1.1).
 
     Every backbone is fine-tuned with every learning rate and schedule length
     (paper: {0.1, 0.01} x {2,500, 10,000} steps, i.e. L = 4K models for K
-    backbones); the result feeds :class:`GreedyEnsembleClassifier`.
+    backbones); the result feeds :class:`GreedyEnsembleClassifier`. Each model
+    follows the paper's recipe ("Deep Ensembles for Low-Data Transfer
+    Learning", appendix A.1.1): SGD with momentum 0.99, a new head
+    initialised to zeros as in BiT, and BiT-HyperRule's train-time random
+    crop (480 of 512 pixels) and horizontal flip (:data:`PAPER_RECIPE`).
 
     Parameters
     ----------
@@ -349,8 +376,12 @@ def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), **param
         Learning rates.
     steps : sequence of int, default=(2500, 10000)
         Schedule lengths in optimiser steps.
+    augment : bool, default=True
+        BiT-HyperRule's crop and flip during training (image data only); False
+        trains on the inputs as they are (vector data, or to turn it off).
     **params
-        Other :class:`FineTuneClassifier` parameters, shared by all.
+        Other :class:`FineTuneClassifier` parameters, shared by all; they
+        override the paper's recipe (e.g. ``momentum=0.9``).
 
     Returns
     -------
@@ -360,9 +391,15 @@ def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), **param
     Examples
     --------
     >>> from repens_sklearn import make_finetune_sweep
-    >>> [name for name, _ in make_finetune_sweep(["mlp"], steps=(100, 400))]
+    >>> sweep = make_finetune_sweep(["mlp"], steps=(100, 400), augment=False)
+    >>> [name for name, _ in sweep]
     ['mlp-lr0.1-steps100', 'mlp-lr0.1-steps400', 'mlp-lr0.01-steps100', 'mlp-lr0.01-steps400']
+    >>> sweep[0][1].momentum, sweep[0][1].head_init
+    (0.99, 'zeros')
     """
+    recipe = dict(PAPER_RECIPE)
+    if not augment:
+        recipe.update(policy=None, policy_params=None)
     named = _named_backbones(backbones)
     sweep = []
     for name, backbone in named:
@@ -371,7 +408,8 @@ def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), **param
             backbone, extra = backbone.backbone, backbone.params
         for lr in lrs:
             for n in steps:
-                est = FineTuneClassifier(backbone, lr=lr, max_steps=n, **{**extra, **params})
+                est = FineTuneClassifier(backbone, lr=lr, max_steps=n,
+                                         **{**recipe, **extra, **params})
                 sweep.append((f"{name}-lr{lr:g}-steps{n}", est))
     return sweep
 
