@@ -13,6 +13,7 @@ from .datasets import load_digits_images, load_fashion_mnist, load_image_folder
 from .embedders import ConcatEmbedder, LearnedEnsembleEmbedder, MeanTTAEmbedder
 from .hookspecs import hookimpl
 from .pretrain import EnSiamPretrainer
+from ._stream import embed_files
 from .selection import (
     FineTuneClassifier,
     GreedyEnsembleClassifier,
@@ -43,4 +44,5 @@ __all__ = [
     "load_digits_images",
     "load_fashion_mnist",
     "load_image_folder",
+    "embed_files",
 ]

@@ -1,48 +1,140 @@
 """The ``repens`` command: ``plugins``, ``embed``, ``rank`` and ``demo``.
 
 Every failure the user can cause (bad path, unreadable image, unknown name)
-ends in one line on stderr and exit status 2, never a traceback.
+ends in one line on stderr and exit status 2, never a traceback; messages name
+the command's options (``--data-home``, ``repens plugins``), not the library's.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import fnmatch
+import inspect
 import os
 import sys
 from pathlib import Path
 
 from . import _plugins
-from .datasets import IMAGE_EXTENSIONS, load_image_folder
+from .datasets import (
+    IMAGE_EXTENSIONS,
+    _check_image_decodes,
+    _common_input_shape,
+    _iter_image_files,
+    _read_image_header,
+    load_image_folder,
+)
+
+# How the command calls the options that library errors mention (see _stream.LIBRARY_WORDS).
+CLI_WORDS = {"resume": "--resume", "skip": "--skip-unreadable", "chunk_size": "--chunk-size"}
+INLINE_NAMES = 12  # `repens plugins` shows a plugin's names inline up to this many
 
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+def _note(command, message):
+    print(f"repens {command}: note: {message}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ repens plugins
+_SECTIONS = [
+    ("Backbones", "backbone", _plugins.list_backbones),
+    ("Augmentation policies", "augmentation policy", _plugins.list_augmentation_policies),
+    ("Aggregations", "aggregation", _plugins.list_aggregations),
+]
+
+
+def matches(name: str, patterns) -> bool:
+    """fnmatch ``name`` against any pattern, case-insensitively.
+
+    A pattern without ``/`` also matches the part of a name after its plugin's
+    prefix, so ``resnet*`` finds ``resnet18`` and ``timm/resnet18`` alike.
+    """
+    name = name.lower()
+    short = name.split("/", 1)[1] if "/" in name else None
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if fnmatch.fnmatchcase(name, pattern):
+            return True
+        if short is not None and "/" not in pattern and fnmatch.fnmatchcase(short, pattern):
+            return True
+    return False
+
+
 def _cmd_plugins(args) -> int:
-    sections = [
-        ("Backbones", "backbone", _plugins.list_backbones),
-        ("Augmentation policies", "augmentation policy", _plugins.list_augmentation_policies),
-        ("Aggregations", "aggregation", _plugins.list_aggregations),
-    ]
-    for title, kind, lister in sections:
-        names = lister(args.filter)
+    if args.filter or args.all:
+        return _list_names(args.filter)
+    sections = []
+    for title, kind, lister in _SECTIONS:
+        by_plugin = {}
+        for name in lister():
+            by_plugin.setdefault(_plugins.plugin_of(kind, name), []).append(name)
+        sections.append((title, by_plugin))
+    width = max((len(p) + 2 for _, groups in sections for p in groups), default=0)
+    for title, by_plugin in sections:
+        print(f"{title} ({sum(len(m) for m in by_plugin.values())}):")
+        for plugin, members in by_plugin.items():
+            print(f"  {'[' + plugin + ']':<{width}}  {len(members):>5}  {_shown(members)}")
+    print("\nList names with: repens plugins --filter PATTERN (e.g. 'resnet*', which also "
+          "matches timm/resnet*), or all of them with: repens plugins --all")
+    return 0
+
+
+def _shown(members):
+    """A plugin's names inline when they are few, else the command that lists them."""
+    if len(members) <= INLINE_NAMES:
+        return ", ".join(members)
+    prefix = os.path.commonprefix(members)
+    if "/" in prefix:
+        return f"list them with: repens plugins --filter '{prefix.split('/')[0]}/*'"
+    return "list them with: repens plugins --all"
+
+
+def _list_names(patterns):
+    total = 0
+    for title, kind, lister in _SECTIONS:
+        names = [n for n in lister() if not patterns or matches(n, patterns)]
+        total += len(names)
         print(f"{title} ({len(names)}):")
         width = max((len(n) for n in names), default=0)
         for name in names:
             print(f"  {name:<{width}}  [{_plugins.plugin_of(kind, name)}]")
+    if patterns and total == 0:
+        shown = " or ".join(repr(p) for p in patterns)
+        print(f"\nno registered name matches {shown}; patterns are fnmatch globs "
+              "(e.g. 'resnet*'); repens plugins --all lists every name")
     return 0
 
 
+def _check_name(kind, name, option):
+    """An unknown registered name, in the command's words, with close matches."""
+    lister = {k: fn for _, k, fn in _SECTIONS}[kind]
+    names = lister()
+    if name in names:
+        return
+    short = {n.split("/", 1)[1]: n for n in names if "/" in n}
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    close += [short[n] for n in difflib.get_close_matches(name, list(short), n=5, cutoff=0.8)
+              if short[n] not in close]
+    hint = f" Closest registered names: {', '.join(close[:5])}." if close else ""
+    stem = name.split("/")[-1].rstrip("0123456789_") or name
+    raise CLIError(f"Unknown {kind} {name!r} ({option}).{hint} See them with: repens plugins "
+                   f"--filter '{stem}*' (or --all for all {len(names)})")
+
+
+# -------------------------------------------------------------------- embedding
 def _collect_images(paths) -> list[str]:
-    """Expand files and folders (recursively, sorted) into image file paths."""
+    """Expand files and folders (recursively, sorted, hidden files left out) into image files."""
     files = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = list(_iter_image_files(path))
             if not found:
-                raise CLIError(f"folder {raw!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+                raise CLIError(f"folder {raw!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                               "hidden files and folders are left out")
             files += found
         elif path.is_file():
             files.append(str(path))
@@ -58,75 +150,138 @@ def _parse_shape(text):
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
         raise CLIError(f"--input-shape must be C,H,W (e.g. 3,224,224), got {text!r}") from None
-    if len(shape) != 3:
-        raise CLIError(f"--input-shape must be C,H,W (e.g. 3,224,224), got {text!r}")
+    if len(shape) != 3 or min(shape) < 1 or shape[0] not in (1, 3, 4):
+        raise CLIError(f"--input-shape must be C,H,W with C in 1, 3, 4 (e.g. 3,224,224), "
+                       f"got {text!r}")
     return shape
 
 
-def _embedder(backbone, weights, args, policy="identity", n_views=0, aggregation="mean"):
+def _input_shape(args, files, skip_unreadable):
+    """--input-shape, else the size most images have (from their headers, not their pixels).
+
+    A backbone with a ``pretrained_cfg`` reads files at its own resolution whatever
+    this says; the channel count also sets a fresh backbone's input channels.
+    """
+    shape = _parse_shape(args.input_shape)
+    if shape is not None:
+        return shape
+    headers = []
+    for path in files:
+        try:
+            headers.append(_read_image_header(path))
+        except ValueError as exc:
+            if not skip_unreadable:
+                raise CLIError(f"{exc} (--skip-unreadable leaves such files out)") from None
+    if not headers:
+        raise CLIError(f"none of the {len(files)} files is a readable image")
+    return _common_input_shape(headers)
+
+
+def _weights_default(factory):
+    """True / False when the factory's signature says it loads weights by default; else None."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return None
+    if "pretrained" in params:
+        return bool(params["pretrained"].default)
+    if "weights" in params:
+        return params["weights"].default is not None
+    return None
+
+
+def _accepts(factory, name):
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _embedder(backbone, weights, args, input_shape, policy="identity", n_views=0,
+              aggregation="mean", command="embed"):
     from .embedders import MeanTTAEmbedder
 
-    if weights is not None and not os.path.isfile(weights):
-        raise CLIError(f"weights file {weights!r} does not exist")
-    _plugins._lookup("backbone", backbone)  # unknown names fail before any image is read
+    _check_name("backbone", backbone, "--backbone" if command == "embed" else "--candidate")
+    factory = _plugins._lookup("backbone", backbone)
+    if weights is not None:
+        if not os.path.isfile(weights):
+            raise CLIError(f"weights file {weights!r} does not exist")
+        if not _accepts(factory, "weights"):
+            raise CLIError(f"backbone {backbone!r} takes no weights file (--weights)")
+    elif _weights_default(factory) is False:
+        _note(command, f"backbone {backbone!r} has no pretrained weights of its own and no "
+                       f"--weights was given: using random weights (seeded by --seed "
+                       f"{args.seed})")
     return MeanTTAEmbedder(
         backbone=backbone,
         backbone_params={"weights": weights} if weights else None,
         policy=policy,
         n_augmentations=n_views,
         aggregation=aggregation,
-        input_shape=_parse_shape(args.input_shape),
+        input_shape=input_shape,
         batch_size=args.batch_size,
+        num_workers=args.num_workers,
         device=args.device,
         random_state=args.seed,
-        verbose=True,
     )
 
 
+def _check_output(text):
+    from ._stream import FORMATS, check_writer_available
+
+    out = Path(text)
+    if out.suffix.lower() not in FORMATS:
+        raise CLIError(f"-o/--output must end in .npy, .csv or .parquet, got {text!r}")
+    check_writer_available(out.suffix.lower())  # before any image is embedded, not after
+    return out
+
+
 def _cmd_embed(args) -> int:
+    from ._stream import EmbedFilesError, embed_files
+
     files = _collect_images(args.paths)
-    out = Path(args.output)
-    if out.suffix not in (".npy", ".csv", ".parquet"):
-        raise CLIError(f"-o/--output must end in .npy, .csv or .parquet, got {args.output!r}")
-    _check_writer_available(out)  # before any image is embedded, not after
+    out = _check_output(args.output)
     if (args.policy is None) != (args.n_augmentations == 0):
         raise CLIError("--policy and -S/--n-augmentations go together: give both (e.g. "
                        "--policy crop_flip -S 10) or neither (the plain embedding)")
-    embedder = _embedder(args.backbone, args.weights, args, args.policy or "identity",
+    if args.policy is not None:
+        _check_name("augmentation policy", args.policy, "--policy")
+    _check_name("aggregation", args.aggregation, "--aggregation")
+    if args.chunk_size < 1:
+        raise CLIError(f"--chunk-size must be at least 1, got {args.chunk_size}")
+    shape = _input_shape(args, files, args.skip_unreadable)
+    embedder = _embedder(args.backbone, args.weights, args, shape, args.policy or "identity",
                          args.n_augmentations, args.aggregation)
-    embeddings = embedder.fit_transform(files)
-    _write_embeddings(out, files, embeddings)
-    print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {out}")
+    try:
+        report = embed_files(embedder, files, out, chunk_size=args.chunk_size,
+                             resume=args.resume,
+                             on_error="skip" if args.skip_unreadable else "raise",
+                             verbose=not args.quiet)
+    except EmbedFilesError as exc:
+        raise CLIError(exc.render(CLI_WORDS)) from exc
+    except KeyboardInterrupt:
+        parts = out.with_name(out.name + ".parts")
+        if parts.is_dir():
+            print(f"repens embed: the chunks done are kept in {parts}; run the same command "
+                  "with --resume to continue", file=sys.stderr)
+        raise
+    if report.n_chunks_resumed == report.n_chunks and args.resume:
+        print(f"{out} is already complete ({report.n_embedded} x {report.embedding_dim}): "
+              "nothing to do")
+    else:
+        resumed = (f", {report.n_chunks_resumed} of {report.n_chunks} chunks from the "
+                   "interrupted run" if report.n_chunks_resumed else "")
+        listing = f" (files listed in {out.with_suffix('.files.txt')})" \
+            if out.suffix.lower() == ".npy" else ""
+        print(f"wrote {report.n_embedded} x {report.embedding_dim} embeddings to "
+              f"{out}{listing}{resumed}")
+    if report.skipped:
+        print(f"repens embed: {report.skipped_summary()}", file=sys.stderr)
     return 0
 
 
-def _check_writer_available(out: Path):
-    from importlib.util import find_spec
-
-    if out.suffix in (".csv", ".parquet") and find_spec("pandas") is None:
-        raise CLIError(f"writing {out.suffix} needs pandas: pip install pandas (or use .npy)")
-    if out.suffix == ".parquet" and not (find_spec("pyarrow") or find_spec("fastparquet")):
-        raise CLIError("writing .parquet needs pyarrow: pip install pyarrow (or use .npy / .csv)")
-
-
-def _write_embeddings(out: Path, files, embeddings):
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        import numpy as np
-
-        np.save(out, embeddings)
-        out.with_suffix(".files.txt").write_text("\n".join(files) + "\n")
-        return
-    import pandas as pd
-
-    frame = pd.DataFrame(embeddings, columns=[f"emb{i}" for i in range(embeddings.shape[1])])
-    frame.insert(0, "file", files)
-    if out.suffix == ".csv":
-        frame.to_csv(out, index=False)
-    else:
-        frame.to_parquet(out, index=False)
-
-
+# ------------------------------------------------------------------- ranking
 def _parse_candidate(text):
     name, _, weights = text.partition(":")
     if not name:
@@ -134,77 +289,186 @@ def _parse_candidate(text):
     return name, (weights or None)
 
 
+def _load_labelled_folder(folder, skip_unreadable):
+    on_error = "skip" if skip_unreadable else "raise"
+    try:
+        data = load_image_folder(folder, on_error=on_error)
+    except FileNotFoundError:
+        raise CLIError(f"folder {folder!r} does not exist") from None
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("on_error='skip'", "--skip-unreadable")) from None
+    skipped = list(data.skipped)
+    if skip_unreadable:  # headers were checked; pixels too, as the embedding would
+        keep = []
+        for i, path in enumerate(data.paths):
+            reason = _check_image_decodes(path)
+            if reason is None:
+                keep.append(i)
+            else:
+                skipped.append((path, reason))
+        data.paths = [data.paths[i] for i in keep]
+        data.target = data.target[keep]
+    present = sorted(set(data.target.tolist()))
+    if len(present) < 2:
+        only = data.target_names[present[0]] if present else None
+        raise CLIError(f"folder {folder!r} has one class, {only!r}: repens rank needs at "
+                       "least two sub-folders, one per class, of labelled images")
+    return data, skipped
+
+
 def _cmd_rank(args) -> int:
     from .selection import KNNModelSelector
 
-    folder = load_image_folder(args.folder)
+    data, skipped = _load_labelled_folder(args.folder, args.skip_unreadable)
+    if args.n_neighbors < 1 or args.n_neighbors >= len(data.paths):
+        raise CLIError(f"-k/--n-neighbors must be between 1 and {len(data.paths) - 1} (the "
+                       f"images but one), got {args.n_neighbors}")
+    shape = _parse_shape(args.input_shape) or data.input_shape
     candidates = []
     for text in args.candidate:
         name, weights = _parse_candidate(text)
         label = text if weights is None else f"{name}:{Path(weights).name}"
-        candidates.append((label, _embedder(name, weights, args)))
+        embedder = _embedder(name, weights, args, shape, command="rank")
+        candidates.append((label, embedder.set_params(verbose=not args.quiet)))
     selector = KNNModelSelector(candidates, n_neighbors=args.n_neighbors,
-                                n_select=len(candidates), verbose=True)
-    selector.fit(folder.paths, folder.target)
-    print(f"leave-one-out {args.n_neighbors}-NN accuracy on {len(folder.paths)} images, "
-          f"{len(folder.target_names)} classes:")
+                                n_select=len(candidates), verbose=not args.quiet)
+    try:
+        selector.fit(data.paths, data.target)
+    except ValueError as exc:
+        if "cannot read image" in str(exc):
+            raise CLIError(f"{exc} (--skip-unreadable leaves such files out)") from None
+        raise
+    print(f"leave-one-out {args.n_neighbors}-NN accuracy on {len(data.paths)} images, "
+          f"{len(data.target_names)} classes:")
     width = max(len(name) for name in selector.ranking_)
     for rank, name in enumerate(selector.ranking_, 1):
         print(f"{rank:>3}. {name:<{width}}  {selector.scores_[name]:.4f}")
+    if skipped:
+        names = ", ".join(p for p, _ in skipped[:3])
+        print(f"repens rank: {len(skipped)} unreadable file(s) skipped: {names}"
+              f"{', ...' if len(skipped) > 3 else ''}", file=sys.stderr)
     return 0
 
 
+# --------------------------------------------------------------------- demo
 def _cmd_demo(args) -> int:
     from ._demo import run_demo
+    from .datasets import FASHION_MNIST_HOME, _fashion_mnist_missing
 
+    if args.dataset == "fashion-mnist":
+        missing = _fashion_mnist_missing(args.data_home)
+        if missing:
+            home = args.data_home or FASHION_MNIST_HOME
+            raise CLIError(f"Fashion-MNIST file {missing[0]}[.gz] not found in {home!r}: install "
+                           "the data with `sudo apt-get install dataset-fashion-mnist` "
+                           "(Debian/Ubuntu), or point --data-home at a folder holding the IDX files")
     return run_demo(dataset=args.dataset, quick=args.quick, output=args.output,
                     data_home=args.data_home)
 
 
+# ------------------------------------------------------------------- parser
 def _add_runtime_options(parser):
-    parser.add_argument("--input-shape", default=None, help="C,H,W to resize images to "
-                        "(default: the first image's size and mode)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the augmentations")
+    parser.add_argument("--input-shape", default=None, metavar="C,H,W",
+                        help="channels,height,width every image is resized to (default: the "
+                             "size most of the images have, RGB unless all are grey; a "
+                             "backbone with a pretrained_cfg uses its own resolution)")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N",
+                        help="images per forward pass (views with -S; default: %(default)s)")
+    parser.add_argument("--num-workers", type=int, default=_default_workers(), metavar="N",
+                        help="processes decoding image files while the model runs (0: decode "
+                             "in the main process; default: %(default)s)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the random initial weights of a backbone used without "
+                             "--weights and the augmentation draws of -S (default: %(default)s)")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="leave out image files that cannot be decoded (reported at the "
+                             "end) instead of stopping at the first")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _default_workers():
+    """Parallel decoding by default, leaving a core to the model (at most 4 processes)."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="repens", description="Ensembles of neural-network representations for scikit-learn."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    plugins = sub.add_parser("plugins", help="list registered backbones, policies and aggregations")
-    plugins.add_argument("--filter", default=None, help="fnmatch pattern, e.g. 'resnet*'")
+    text = ("List the registered backbones, augmentation policies and aggregations: by "
+            "default how many each plugin gives; the names with --filter or --all.")
+    plugins = sub.add_parser("plugins", help="list registered backbones, policies and "
+                             "aggregations", description=text)
+    plugins.add_argument("--filter", action="append", default=None, metavar="PATTERN",
+                         help="list the names matching an fnmatch pattern, case-insensitively; "
+                              "'resnet*' also matches timm/resnet* (repeatable)")
+    plugins.add_argument("--all", action="store_true", help="list every name")
     plugins.set_defaults(func=_cmd_plugins)
 
-    embed = sub.add_parser("embed", help="embed images (files or folders) with a backbone")
-    embed.add_argument("paths", nargs="+", help="image files or folders")
-    embed.add_argument("--backbone", required=True, help="registered backbone name")
-    embed.add_argument("--weights", default=None, help="local weights file for the backbone")
+    text = ("Embed image files (and folders, recursively) with a backbone into .parquet, "
+            ".npy or .csv. Files are embedded chunk by chunk, so memory stays flat; an "
+            "interrupted run continues with --resume.")
+    embed = sub.add_parser("embed", help="embed images (files or folders) with a backbone",
+                           description=text)
+    embed.add_argument("paths", nargs="+", help="image files or folders (searched recursively; "
+                                                "hidden files and folders left out)")
+    embed.add_argument("--backbone", required=True,
+                       help="registered backbone name (see: repens plugins)")
+    embed.add_argument("--weights", default=None, metavar="FILE",
+                       help="local weights file for the backbone (default: its own weights, "
+                            "random for backbones that have none)")
     embed.add_argument("--policy", default=None,
-                       help="test-time augmentation policy (with -S; default: none)")
-    embed.add_argument("-S", "--n-augmentations", type=int, default=0,
+                       help="test-time augmentation policy, with -S (default: none)")
+    embed.add_argument("-S", "--n-augmentations", type=int, default=0, metavar="S",
                        help="number of augmented views to average (0: plain embedding)")
-    embed.add_argument("--aggregation", default="mean", help="mean, gem, median, max, ...")
-    embed.add_argument("-o", "--output", required=True, help="out.npy, out.csv or out.parquet")
+    embed.add_argument("--aggregation", default="mean",
+                       help="how the views are combined: mean, gem, median, max, ... "
+                            "(default: %(default)s)")
+    embed.add_argument("-o", "--output", required=True, metavar="FILE",
+                       help="out.parquet (columns file, emb0, ...), out.npy (+ out.files.txt) "
+                            "or out.csv")
+    embed.add_argument("--chunk-size", type=int, default=1024, metavar="N",
+                       help="files embedded and saved at a time: memory and the work lost to "
+                            "an interruption grow with it (default: %(default)s)")
+    embed.add_argument("--resume", action="store_true",
+                       help="continue the interrupted run of this output (same files, options "
+                            "and --chunk-size); the result is that of an uninterrupted run")
     _add_runtime_options(embed)
     embed.set_defaults(func=_cmd_embed)
 
-    rank = sub.add_parser("rank", help="rank backbones by leave-one-out kNN on a labelled folder")
+    text = ("Rank backbones by leave-one-out k-nearest-neighbour accuracy of their embeddings "
+            "on a labelled image folder (one sub-folder per class), best first.")
+    rank = sub.add_parser("rank", help="rank backbones by leave-one-out kNN on a labelled folder",
+                          description=text)
     rank.add_argument("folder", help="folder with one sub-folder of images per class")
-    rank.add_argument("--candidate", action="append", required=True,
-                      help="NAME or NAME:WEIGHTS (repeat for each candidate)")
-    rank.add_argument("-k", "--n-neighbors", type=int, default=1)
+    rank.add_argument("--candidate", action="append", required=True, metavar="NAME[:WEIGHTS]",
+                      help="a backbone name, optionally with a weights file (repeat for each "
+                           "candidate)")
+    rank.add_argument("-k", "--n-neighbors", type=int, default=1, metavar="K",
+                      help="neighbours that vote for each image's class (default: %(default)s)")
     _add_runtime_options(rank)
     rank.set_defaults(func=_cmd_rank)
 
-    demo = sub.add_parser("demo", help="run all five methods end to end and write a report")
-    demo.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
+    text = ("Run the five methods end to end on digits or Fashion-MNIST and write a report "
+            "(tables and figures).")
+    demo = sub.add_parser("demo", help="run all five methods end to end and write a report",
+                          description=text)
+    demo.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits",
+                      help="digits: scikit-learn's 8x8 digits; fashion-mnist: the Debian "
+                           "package dataset-fashion-mnist or --data-home (default: %(default)s)")
     demo.add_argument("--quick", action="store_true", help="sub-minute smoke run")
-    demo.add_argument("--output", default=None, help="report folder (default: ./repens_report)")
-    demo.add_argument("--data-home", default=None, help="folder of the Fashion-MNIST IDX files")
+    demo.add_argument("--output", default=None, metavar="FOLDER",
+                      help="report folder (default: ./repens_report)")
+    demo.add_argument("--data-home", default=None, metavar="FOLDER",
+                      help="folder of the Fashion-MNIST IDX files (default: "
+                           "/usr/share/datasets/fashion-mnist)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
@@ -217,6 +481,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"repens {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `repens plugins | head`: the reader has gone, stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:  # one line for the user, never a traceback
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"repens {args.command}: error: {message}", file=sys.stderr)

@@ -72,9 +72,9 @@ def load_fashion_mnist(data_home=None, split="train", *, return_X_y=False):
 
 
 def _find_idx(home: Path, name: str) -> Path:
-    for candidate in (home / (name + ".gz"), home / name):
-        if candidate.is_file():
-            return candidate
+    found = _find_idx_or_none(home, name)
+    if found is not None:
+        return found
     raise FileNotFoundError(
         f"Fashion-MNIST file {name}[.gz] not found in {str(home)!r}. Install the data with "
         "`sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or pass "
@@ -97,25 +97,171 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(tuple(dims))
 
 
-def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS):
+def _find_idx_or_none(home: Path, name: str):
+    for candidate in (home / (name + ".gz"), home / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _fashion_mnist_missing(data_home=None):
+    """Names of the Fashion-MNIST IDX files missing from ``data_home`` (empty when all are there).
+
+    Lets a caller (the ``repens`` command) check before it starts and word its
+    own message.
+    """
+    home = Path(data_home if data_home is not None else FASHION_MNIST_HOME)
+    names = [name for pair in _FASHION_FILES.values() for name in pair]
+    return [name for name in names if _find_idx_or_none(home, name) is None]
+
+
+# ---------------------------------------------------------------- image folders
+_ON_ERROR = ("raise", "skip")
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+# Tools leave these beside images: macOS zip archives and Finder, Jupyter, version control.
+_IGNORED_DIRS = ("__MACOSX",)
+
+
+def _is_ignored(name: str) -> bool:
+    """Hidden files and folders (``.ipynb_checkpoints``, macOS ``._x.jpg``) and ``__MACOSX``."""
+    return name.startswith(".") or name in _IGNORED_DIRS
+
+
+def _iter_image_files(root, extensions=IMAGE_EXTENSIONS):
+    """Image files under ``root``, recursively, in sorted order.
+
+    Hidden files and folders (names starting with a dot: macOS ``._*``
+    resource forks, ``.ipynb_checkpoints``, ``.git``) and ``__MACOSX`` folders
+    are left out, as are files whose extension is not in ``extensions``
+    (compared case-insensitively).
+    """
+    extensions = tuple(e.lower() for e in extensions)
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not _is_ignored(d))
+        for file in sorted(files):
+            if not _is_ignored(file) and file.lower().endswith(extensions):
+                yield os.path.join(dirpath, file)
+
+
+def _check_on_error(on_error, name="on_error"):
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"{name} must be 'raise' or 'skip', got {on_error!r}")
+
+
+def _read_image_header(path):
+    """``(mode, (width, height))`` of an image file from its header, without decoding pixels.
+
+    Raises ``ValueError`` naming the file when it is not a readable image.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.mode, image.size
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
+        raise ValueError(f"cannot read image {os.fspath(path)!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_image_decodes(path):
+    """``None`` when ``path`` decodes as an image, else the reason (a one-line string).
+
+    Decodes every pixel (a truncated JPEG has a valid header; only decoding finds it).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return None
+
+
+def _common_input_shape(headers):
+    """The fixed image shape ``(C, H, W)`` for a collection of ``(mode, (width, height))`` headers.
+
+    The size most of the images have (ties: the larger area, then the larger
+    width), so no single file - the first, say - decides it; one channel when
+    every image is grey, three (RGB) otherwise. ``None`` for no headers.
+    """
+    from collections import Counter
+
+    headers = list(headers)
+    if not headers:
+        return None
+    counts = Counter(size for _, size in headers)
+    width, height = max(counts, key=lambda s: (counts[s], s[0] * s[1], s[0]))
+    channels = 1 if all(mode in _GREY_MODES for mode, _ in headers) else 3
+    return (channels, int(height), int(width))
+
+
+def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, on_error="raise"):
     """List the images of ``root/<class>/<image>`` like torchvision's ImageFolder.
 
-    Returns a Bunch with ``paths`` (sorted list of str), ``target`` (int array)
-    and ``target_names`` (sorted class folder names).
+    Every file's header is read (not its pixels) to check that it is an image
+    and to find the most common image size. Hidden files and folders (names
+    starting with a dot: macOS ``._*`` files, ``.ipynb_checkpoints``) and
+    ``__MACOSX`` folders are ignored, as torchvision ignores files whose
+    extension it does not know.
+
+    Parameters
+    ----------
+    root : str or path
+        Folder with one sub-folder of images per class (nested folders allowed).
+    extensions : tuple of str, default=IMAGE_EXTENSIONS
+        File name endings of images, compared case-insensitively.
+    on_error : {"raise", "skip"}, default="raise"
+        What to do with a file whose header cannot be read: raise a
+        ``ValueError`` naming it, or leave it out (listed in ``skipped``, with a
+        warning). Files with a valid header but broken pixels (a truncated
+        JPEG) are only found when decoded: see
+        :func:`repens_sklearn.embed_files` ``on_error``.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``paths`` (sorted list of str), ``target`` (int array), ``target_names``
+        (sorted class folder names), ``input_shape`` (``(C, H, W)``: the size
+        most images have, ties to the larger; one channel when all are grey,
+        else three - pass it as an estimator's ``input_shape`` so that no single
+        file decides the size) and ``skipped`` (list of ``(path, reason)``).
     """
+    import warnings
+
+    _check_on_error(on_error)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_ignored(p.name))
     if not classes:
         raise ValueError(f"image folder {str(root)!r} has no class sub-folders")
-    paths, target = [], []
+    paths, target, headers, skipped = [], [], [], []
+    empty = []
     for label, name in enumerate(classes):
-        for dirpath, _, files in sorted(os.walk(root / name)):
-            for file in sorted(files):
-                if file.lower().endswith(tuple(extensions)):
-                    paths.append(os.path.join(dirpath, file))
-                    target.append(label)
+        n_before = len(paths)
+        for path in _iter_image_files(root / name, extensions):
+            try:
+                headers.append(_read_image_header(path))
+            except ValueError as exc:
+                if on_error == "raise":
+                    raise ValueError(f"{exc} (in image folder {str(root)!r}; on_error='skip' "
+                                     "leaves such files out)") from exc
+                skipped.append((path, str(exc)))
+                continue
+            paths.append(path)
+            target.append(label)
+        if len(paths) == n_before:
+            empty.append(name)
     if not paths:
-        raise ValueError(f"image folder {str(root)!r} holds no images with extensions {extensions}")
-    return Bunch(paths=paths, target=np.asarray(target, dtype=np.int64), target_names=classes)
+        raise ValueError(f"image folder {str(root)!r} holds no images with extensions "
+                         f"{', '.join(extensions)}")
+    if empty:
+        raise ValueError(f"class folder(s) {empty} of image folder {str(root)!r} hold no "
+                         f"readable images with extensions {', '.join(extensions)}")
+    if skipped:
+        first = ", ".join(repr(p) for p, _ in skipped[:3])
+        warnings.warn(f"load_image_folder skipped {len(skipped)} unreadable file(s) in "
+                      f"{str(root)!r}: {first}{', ...' if len(skipped) > 3 else ''}",
+                      UserWarning, stacklevel=2)
+    return Bunch(paths=paths, target=np.asarray(target, dtype=np.int64), target_names=classes,
+                 input_shape=_common_input_shape(headers), skipped=skipped)

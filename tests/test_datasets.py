@@ -86,3 +86,59 @@ def test_image_folder(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="no class sub-folders"):
         load_image_folder(empty)
+
+
+def _png(path, size=(4, 4), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size).save(path)
+
+
+def test_image_folder_ignores_hidden_files_and_folders(tmp_path):
+    _png(tmp_path / "cat" / "0.png")
+    _png(tmp_path / "cat" / "1.PNG")  # extensions compare case-insensitively
+    _png(tmp_path / "dog" / "0.png")
+    (tmp_path / "dog" / "._0.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    _png(tmp_path / "dog" / ".ipynb_checkpoints" / "0-checkpoint.png")
+    _png(tmp_path / ".ipynb_checkpoints" / "x.png")  # not a class either
+    _png(tmp_path / "__MACOSX" / "cat" / "._0.png")
+    bunch = load_image_folder(tmp_path)
+    assert bunch.target_names == ["cat", "dog"]
+    assert [os.path.relpath(p, tmp_path) for p in bunch.paths] == [
+        os.path.join("cat", "0.png"), os.path.join("cat", "1.PNG"), os.path.join("dog", "0.png")]
+    assert bunch.skipped == []
+
+
+def test_image_folder_on_error(tmp_path):
+    _png(tmp_path / "cat" / "0.png")
+    _png(tmp_path / "dog" / "0.png")
+    (tmp_path / "dog" / "1.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"cannot read image '.*dog/1.png'.*on_error='skip'"):
+        load_image_folder(tmp_path)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable file"):
+        bunch = load_image_folder(tmp_path, on_error="skip")
+    assert len(bunch.paths) == 2 and bunch.skipped[0][0].endswith("1.png")
+    with pytest.raises(ValueError, match="on_error must be 'raise' or 'skip', got 'ignore'"):
+        load_image_folder(tmp_path, on_error="ignore")
+
+
+def test_image_folder_input_shape_is_the_common_size_not_the_first(tmp_path):
+    _png(tmp_path / "a" / "0.png", size=(300, 200))  # sorted first, an odd one out
+    for i in range(1, 4):
+        _png(tmp_path / "a" / f"{i}.png", size=(32, 24), mode="L")
+    _png(tmp_path / "b" / "0.png", size=(32, 24), mode="L")
+    bunch = load_image_folder(tmp_path)
+    assert bunch.input_shape == (3, 24, 32)  # (C, H, W); one colour image makes it RGB
+
+
+def test_image_folder_grey_and_ties(tmp_path):
+    _png(tmp_path / "a" / "0.png", size=(8, 8), mode="L")
+    _png(tmp_path / "b" / "0.png", size=(16, 16), mode="L")
+    assert load_image_folder(tmp_path).input_shape == (1, 16, 16)  # a tie goes to the larger
+
+
+def test_image_folder_empty_class_is_named(tmp_path):
+    _png(tmp_path / "cat" / "0.png")
+    (tmp_path / "dog").mkdir()
+    (tmp_path / "dog" / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['dog'\].*hold no readable images"):
+        load_image_folder(tmp_path)
