@@ -206,3 +206,65 @@ def test_tables_with_string_columns_go_to_the_members():
     np.testing.assert_array_equal(Z[:, -1], np.arange(20.0))
     with pytest.raises(ValueError, match="Feature names seen at fit time, yet now missing"):
         emb.transform(df[["colour"]])
+
+
+class _FitRecorder(TransformerMixin, BaseEstimator):
+    """A member that records every fit (and fails, when asked to)."""
+
+    fits = 0
+
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def fit(self, X, y=None):
+        type(self).fits += 1
+        if self.fail:
+            raise RuntimeError("this member must not be fitted")
+        self.n_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        return X
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(weights={"zz": 2.0}), r"weights names unknown members \['zz'\]"),
+    (dict(weights={"b": 2.0}), r"weights names unknown members \['b'\]"),  # "b" is dropped
+    (dict(fractions={"q": 0.5}), r"fractions names unknown members \['q'\]"),
+    (dict(fractions={"a": 0.0}), r"fractions\['a'\] must be in \(0, 1\]"),
+    (dict(weights={"a": float("inf")}), r"weights\['a'\] must be a finite number"),
+    (dict(combine="mean", fractions=0.5), "fractions cannot be used with combine='mean'"),
+])
+def test_parameters_are_checked_before_any_member_is_fitted(X, kwargs, match):
+    _FitRecorder.fits = 0
+    members = [("a", _FitRecorder(fail=True)), ("b", "drop"), ("c", _FitRecorder(fail=True))]
+    with pytest.raises(ValueError, match=match):
+        ConcatEmbedder(members, **kwargs).fit(X)
+    assert _FitRecorder.fits == 0
+
+
+def test_equal_widths_for_mean_need_the_fitted_members(X):
+    _FitRecorder.fits = 0
+    with pytest.raises(ValueError, match="combine='mean' needs members of equal width"):
+        ConcatEmbedder([("a", _FitRecorder()), ("b", PCA(3))], combine="mean").fit(X)
+    assert _FitRecorder.fits == 1
+
+
+def test_random_state_fixes_named_backbones(X):
+    def run(seed, members=(("a", "mlp"),)):
+        return ConcatEmbedder(list(members), random_state=seed).fit_transform(X)
+
+    np.testing.assert_array_equal(run(0), run(0))
+    assert np.abs(run(0) - run(1)).max() > 1e-3
+    # two members naming one backbone are two initialisations, not one twice
+    twice = run(0, [("a", "mlp"), ("b", "mlp")])
+    assert np.abs(twice[:, :64] - twice[:, 64:]).max() > 1e-3
+    np.testing.assert_array_equal(twice, run(0, [("a", "mlp"), ("b", "mlp")]))
+    # dropping a member leaves the other members' seeds alone
+    dropped = run(0, [("a", "drop"), ("b", "mlp")])
+    np.testing.assert_array_equal(dropped, twice[:, 64:])
+    seeds = [m.random_state for _, m in ConcatEmbedder(
+        [("a", "mlp"), ("b", "mlp")], random_state=0).fit(X).embedders_]
+    assert all(isinstance(s, int) for s in seeds) and seeds[0] != seeds[1]
+    unseeded = ConcatEmbedder([("a", "mlp")]).fit(X).embedders_[0][1]
+    assert unseeded.random_state is None

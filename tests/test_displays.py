@@ -89,7 +89,8 @@ def test_pairwise_display_bad_matrix():
 def test_confidence_display_groups_and_theta(digits, models):
     _, _, _, _, X_te, y_te = digits
     a, b = models["logreg"], models["nb"]
-    disp = ConfidenceDisplay.from_estimators(a, b, X_te, y_te, name_a="lr", name_b="nb")
+    disp = ConfidenceDisplay.from_estimators(a, b, X_te, y_te, name_a="lr", name_b="nb",
+                                             calibrate=False)
     ca, cb = a.predict(X_te) == y_te, b.predict(X_te) == y_te
     counts = {"both correct": np.sum(ca & cb), "only lr correct": np.sum(ca & ~cb),
               "only nb correct": np.sum(~ca & cb), "neither correct": np.sum(~ca & ~cb)}
@@ -116,7 +117,8 @@ def test_confidence_display_from_predictions_values_and_ax():
                                               plot_kw={"include_consistent": True, "bins": 4})
     assert disp.ax_[1] is axes[1]
     assert len(disp.hist_) == 4 and len(disp.hist_["both correct"]) == 4
-    np.testing.assert_allclose(disp.theta, np.pi / 4 - np.arctan2(pb.max(1), pa.max(1)))
+    # theta is the angle about (1, 1), from the diagonal
+    np.testing.assert_allclose(disp.theta, np.arctan2(1 - pb.max(1), 1 - pa.max(1)) - np.pi / 4)
     with pytest.raises(ValueError, match="sequence of 2 Axes"):
         disp.plot(ax=[axes[0]])
 
@@ -201,3 +203,40 @@ def test_missing_matplotlib_names_the_plot_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"SelectionDisplay.plot requires matplotlib.*\[plot\]"):
         SelectionDisplay({"a": 1.0}).plot()
+
+
+def test_confidence_display_draws_the_thresholds_and_calibrates_by_default(digits, models):
+    _, _, X_cal, y_cal, X_te, y_te = digits
+    a, b = models["logreg"], models["nb"]
+    disp = ConfidenceDisplay.from_estimators(a, b, X_te, y_te, X_calib=X_cal, y_calib=y_cal)
+    from repens_sklearn.diversity import calibrate_temperature
+
+    expected = calibrate_temperature(b, X_cal, y_cal).predict_proba(X_te).max(1)
+    np.testing.assert_allclose(disp.confidence_b, expected)
+    assert not np.allclose(disp.confidence_b, b.predict_proba(X_te).max(1))
+    line_a, line_b, vline_pos, vline_neg = disp.threshold_lines_
+    # c_b = 2 c_a - 1 and c_a = 2 c_b - 1, both through (1, 1)
+    np.testing.assert_allclose(np.c_[line_a.get_xdata(), line_a.get_ydata()], [[.5, 0], [1, 1]])
+    np.testing.assert_allclose(np.c_[line_b.get_xdata(), line_b.get_ydata()], [[0, .5], [1, 1]])
+    assert vline_pos.get_xdata()[0] == pytest.approx(np.arctan(2) - np.pi / 4)
+    assert vline_neg.get_xdata()[0] == pytest.approx(np.pi / 4 - np.arctan(2))
+
+
+def test_pairwise_display_matches_the_calibrated_table(digits, models):
+    from repens_sklearn.diversity import pairwise_diversity
+
+    _, _, _, _, X_te, y_te = digits
+    tables = {}
+    for averaging in ("proba", "logit"):
+        disp = PairwiseDiversityDisplay.from_estimators(
+            models, X_te, y_te, metric="ensemble_accuracy", averaging=averaging,
+            plot_kw={"include_values": False, "colorbar": False})
+        tables[averaging] = pairwise_diversity(models, X_te, y_te, averaging=averaging)
+        m = disp.im_.get_array()
+        np.testing.assert_allclose([m[0, 1], m[0, 2], m[1, 2]],
+                                   tables[averaging]["ensemble_accuracy"])
+    raw = pairwise_diversity(models, X_te, y_te, calibrate=False)
+    assert not np.allclose(raw["ensemble_accuracy"], tables["proba"]["ensemble_accuracy"])
+    neither = PairwiseDiversityDisplay.from_estimators(
+        models, X_te, y_te, metric="conversion_rate_neither", plot_kw={"colorbar": False})
+    np.testing.assert_allclose(np.diag(neither.im_.get_array()), 0.0)

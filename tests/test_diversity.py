@@ -144,12 +144,13 @@ def test_probability_metrics_errors():
 
 
 def test_specialization_angle_geometry():
-    pa = np.array([[1.0, 0.0], [0.5, 0.5], [0.8, 0.2], [0.5, 0.5]])
-    pb = np.array([[0.5, 0.5], [1.0, 0.0], [0.2, 0.8], [0.5, 0.5]])
+    pa = np.array([[1.0, 0.0], [0.5, 0.5], [0.8, 0.2], [0.5, 0.5], [1.0, 0.0], [0.6, 0.4]])
+    pb = np.array([[0.5, 0.5], [1.0, 0.0], [0.2, 0.8], [0.5, 0.5], [0.0, 1.0], [0.9, 0.1]])
     theta = specialization_angle(pa, pb)
-    # (1, .5): pi/4 - atan(.5); symmetric for B; equal confidences -> 0
-    np.testing.assert_allclose(theta, [np.pi / 4 - np.arctan(0.5), np.arctan(0.5) - np.pi / 4,
-                                       0, 0], atol=1e-12)
+    # measured about (1, 1): A certain -> +pi/4, B certain -> -pi/4, equal confidences
+    # (the corner included) -> 0; (0.6, 0.9) is atan2(0.1, 0.4) - pi/4
+    np.testing.assert_allclose(theta, [np.pi / 4, -np.pi / 4, 0, 0, 0,
+                                       np.arctan(0.25) - np.pi / 4], atol=1e-12)
     assert np.all(np.abs(specialization_angle(_onehot(Y, .9), _onehot(Y, .4), Y)) <= np.pi / 4)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         specialization_angle(pa, pb, [0, 1])
@@ -246,7 +247,7 @@ def test_calibrate_probas_matches_estimator_calibration(digits_models):
 # --------------------------------------------------------------------------- pairwise
 def test_pairwise_diversity_from_probas_matches_metrics():
     probas = {"a": _onehot(PRED_A, 0.7), "b": _onehot(PRED_B, 0.6), "c": _onehot(Y, 0.5)}
-    df = pairwise_diversity(probas, y=Y)
+    df = pairwise_diversity(probas, y=Y, calibrate=False)
     assert list(df["model_a"]) == ["a", "a", "b"] and list(df["model_b"]) == ["b", "c", "c"]
     row = df.iloc[0]
     assert row["error_inconsistency"] == pytest.approx(3 / 8)
@@ -255,16 +256,15 @@ def test_pairwise_diversity_from_probas_matches_metrics():
     assert row["ensemble_gain"] == pytest.approx(
         ensemble_gain(Y, probas["a"], probas["b"]))
     assert row["ensemble_accuracy"] - (6 / 8 + 5 / 8) / 2 == pytest.approx(row["ensemble_gain"])
-    ref = pairwise_diversity(list(probas.items()), y=Y, reference="c")
+    ref = pairwise_diversity(list(probas.items()), y=Y, reference="c", calibrate=False)
     assert list(ref["model_b"]) == ["a", "b"]
     assert np.all(ref["model_a"] == "c")
 
 
 def test_pairwise_diversity_from_estimators_with_calibration(digits_models):
     X, y, tr, cal, te, models = digits_models
-    raw = pairwise_diversity(models, X[te], y[te])
-    calibrated = pairwise_diversity(models, X[te], y[te], calibrate=True, X_calib=X[cal],
-                                    y_calib=y[cal])
+    raw = pairwise_diversity(models, X[te], y[te], calibrate=False)
+    calibrated = pairwise_diversity(models, X[te], y[te], X_calib=X[cal], y_calib=y[cal])
     acc_lr = np.mean(models["logreg"].predict(X[te]) == y[te])
     assert raw.loc[0, "accuracy_a"] == pytest.approx(acc_lr)
     # calibration keeps every model's top-1 predictions: accuracies and inconsistency equal
@@ -276,8 +276,7 @@ def test_pairwise_diversity_from_estimators_with_calibration(digits_models):
     # stored arrays with stored held-out arrays give the same calibrated table
     probas = {n: m.predict_proba(X[te]) for n, m in models.items()}
     held = {n: m.predict_proba(X[cal]) for n, m in models.items()}
-    from_arrays = pairwise_diversity(probas, y=y[te], calibrate=True, X_calib=held,
-                                     y_calib=y[cal])
+    from_arrays = pairwise_diversity(probas, y=y[te], X_calib=held, y_calib=y[cal])
     assert from_arrays.loc[0, "ensemble_accuracy"] == pytest.approx(
         calibrated.loc[0, "ensemble_accuracy"], abs=2 / len(y[te]))
 
@@ -305,8 +304,13 @@ def test_pairwise_diversity_errors(digits_models):
         pairwise_diversity({"a": p, "b": p})
     with pytest.raises(ValueError, match="X is required"):
         pairwise_diversity(models, y=y[te])
-    with pytest.raises(ValueError, match="calibrate=True needs held-out data"):
-        pairwise_diversity({"a": p, "b": p}, y=Y, calibrate=True)
+    with pytest.raises(ValueError, match="X_calib and y_calib go together.*only X_calib"):
+        pairwise_diversity({"a": p, "b": p}, y=Y, X_calib={"a": p, "b": p})
+    with pytest.raises(ValueError, match=r"needs at least 2 samples of every class; "
+                                         r"classes \[2\] have fewer"):
+        pairwise_diversity({"a": p[:-1], "b": p[:-1]}, y=[0, 0, 1, 1, 2, 0, 0])
+    with pytest.raises(ValueError, match="averaging must be one of"):
+        pairwise_diversity({"a": p, "b": p}, y=Y, averaging="median")
     with pytest.raises(ValueError, match="X_calib has no held-out probabilities for 'b'"):
         pairwise_diversity({"a": p, "b": p}, y=Y, calibrate=True, X_calib={"a": p},
                            y_calib=Y)
@@ -321,3 +325,155 @@ def test_pairwise_diversity_errors(digits_models):
         pairwise_diversity({"a": models["nb"], "b": other}, X[te], y[te])
     with pytest.raises(NotFittedError, match="classifier 'b' is not fitted"):
         pairwise_diversity({"a": models["nb"], "b": LogisticRegression()}, X[te], y[te])
+
+
+# --------------------------------------------------------------------------- theta thresholds
+def test_specialization_angle_is_constant_along_the_thresholds():
+    """Fig. 9: theta aligns with the lines c_b = 2 c_a - 1 and c_a = 2 c_b - 1 (through (1, 1))
+    beyond which the more confident model's top-1 class always wins the average."""
+    def top1(conf, n=10):  # top-1 confidence ``conf``, the rest spread over n - 1 classes
+        return np.column_stack([conf] + [(1 - conf) / (n - 1)] * (n - 1))
+
+    ca = np.array([0.7, 0.8, 0.9, 0.95, 0.99])
+    cb = 2 * ca - 1
+    pa, pb = top1(ca), top1(cb)
+    np.testing.assert_allclose(pb.max(1), cb)
+    # the angle about the origin ran from 0.27 to 0.005 along this line
+    np.testing.assert_allclose(specialization_angle(pa, pb), np.arctan(2) - np.pi / 4,
+                               rtol=1e-12)
+    np.testing.assert_allclose(specialization_angle(pb, pa), np.pi / 4 - np.arctan(2),
+                               rtol=1e-12)
+    # any line through (1, 1) is a level set of theta
+    t = np.linspace(0.05, 0.5, 6)
+    theta = specialization_angle(top1(1 - t), top1(1 - 0.3 * t))
+    np.testing.assert_allclose(theta, np.arctan2(0.3, 1) - np.pi / 4, rtol=1e-12)
+
+
+def test_theta_threshold_separates_where_the_confident_model_always_wins():
+    rng = np.random.default_rng(0)
+    pa, pb = rng.dirichlet(np.ones(4) * 0.3, size=2000), rng.dirichlet(np.ones(4) * 0.3, 2000)
+    theta = specialization_angle(pa, pb)
+    wins = ensemble_proba(pa, pb).argmax(1) == pa.argmax(1)
+    beyond = theta > np.arctan(2) - np.pi / 4
+    assert beyond.sum() > 100 and wins[beyond].all()
+
+
+# --------------------------------------------------------------------------- averaging, neither
+# s0: neither right; the probability average picks class 0, the logit average class 1
+# s1: neither right; both averages right.  s2: only A right.  s3: both right.
+# s4: neither right, and no average rescues it.
+_PA = np.array([[0.6, 0.35, 0.05], [0.4, 0.5, 0.1], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1],
+                [0.8, 0.1, 0.1]])
+_PB = np.array([[0.2, 0.35, 0.45], [0.4, 0.1, 0.5], [0.1, 0.5, 0.4], [0.6, 0.3, 0.1],
+                [0.15, 0.1, 0.75]])
+_Y = np.array([1, 0, 2, 0, 1])
+
+
+def test_logit_averaging_is_the_normalised_geometric_mean():
+    logit = ensemble_proba(_PA, _PB, averaging="logit")
+    geo = np.sqrt(_PA * _PB)
+    np.testing.assert_allclose(logit, geo / geo.sum(1, keepdims=True), rtol=1e-9)
+    assert ensemble_proba(_PA, _PB).argmax(1).tolist() == [0, 0, 2, 0, 0]
+    assert logit.argmax(1).tolist() == [1, 0, 2, 0, 0]
+    np.testing.assert_allclose(ensemble_proba(_PA[:1], _PB[:1], averaging="logit"),
+                               [[np.sqrt(.12), .35, .15]] / np.sum([np.sqrt(.12), .35, .15]))
+    with pytest.raises(ValueError, match="averaging must be one of \\['proba', 'logit'\\]"):
+        ensemble_proba(_PA, _PB, averaging="max")
+
+
+def test_conversion_rate_of_neither_correct_samples():
+    # neither right on s0, s1, s4: the probability average converts s1, the logit one s0, s1
+    assert conversion_rate(_Y, _PA, _PB, among="neither") == pytest.approx(1 / 3)
+    assert conversion_rate(_Y, _PA, _PB, among="neither", averaging="logit") == pytest.approx(
+        2 / 3)
+    assert conversion_rate(_Y, _PA, _PB) == 1.0  # s2, the only inconsistent sample
+    assert ensemble_gain(_Y, _PA, _PB, averaging="logit") == pytest.approx(4 / 5 - 3 / 10)
+    with pytest.warns(UndefinedMetricWarning, match="no sample has both models wrong"):
+        assert np.isnan(conversion_rate(_Y[2:4], _PA[2:4], _PB[2:4], labels=[0, 1, 2],
+                                        among="neither"))
+    with pytest.raises(ValueError, match="among must be one of"):
+        conversion_rate(_Y, _PA, _PB, among="both")
+
+
+def test_pairwise_diversity_pins_averaging_and_neither_columns():
+    probas = {"a": _PA, "b": _PB}
+    raw = pairwise_diversity(probas, y=_Y, calibrate=False).iloc[0]
+    logit = pairwise_diversity(probas, y=_Y, calibrate=False, averaging="logit").iloc[0]
+    assert (raw["accuracy_a"], raw["accuracy_b"]) == (pytest.approx(2 / 5), pytest.approx(1 / 5))
+    assert raw["error_inconsistency"] == pytest.approx(1 / 5)
+    assert raw["ensemble_accuracy"] == pytest.approx(3 / 5)
+    assert logit["ensemble_accuracy"] == pytest.approx(4 / 5)
+    assert raw["conversion_rate"] == logit["conversion_rate"] == 1.0
+    assert raw["conversion_rate_neither"] == pytest.approx(1 / 3)
+    assert logit["conversion_rate_neither"] == pytest.approx(2 / 3)
+
+
+# --------------------------------------------------------------------------- calibrated default
+def _binary(pred, conf):
+    p = np.full((len(pred), 2), 1 - conf)
+    p[np.arange(len(pred)), pred] = conf
+    return p
+
+
+def _confident_vs_calibrated(kinds):
+    """A says 0.99 and is right 60% of the time; B says 0.8 and is right 80% of the time.
+
+    ``kinds`` lists per sample which models are right ("RW": A only, "WR": B only, ...).
+    """
+    y = np.arange(len(kinds)) % 2
+    right_a = np.array([k[0] == "R" for k in kinds])
+    right_b = np.array([k[1] == "R" for k in kinds])
+    pa = _binary(np.where(right_a, y, 1 - y), 0.99)
+    pb = _binary(np.where(right_b, y, 1 - y), 0.8)
+    return y, pa, pb
+
+
+def test_pairwise_diversity_calibrates_by_default_with_held_out_data():
+    # held out: A right on 6 of 10 -> its temperature brings 0.99 down to 0.6; B stays 0.8
+    y_cal, pa_cal, pb_cal = _confident_vs_calibrated(["RR"] * 4 + ["RW"] * 2 + ["WR"] * 4)
+    # evaluated: A alone right once, B alone right three times
+    y, pa, pb = _confident_vs_calibrated(["RW"] + ["WR"] * 3)
+    np.testing.assert_allclose(calibrate_probas(pa_cal, y_cal, pa).max(1), 0.6, atol=1e-4)
+    np.testing.assert_allclose(calibrate_probas(pb_cal, y_cal, pb).max(1), 0.8, atol=1e-4)
+    held = {"a": pa_cal, "b": pb_cal}
+    default = pairwise_diversity({"a": pa, "b": pb}, y=y, X_calib=held, y_calib=y_cal).iloc[0]
+    raw = pairwise_diversity({"a": pa, "b": pb}, y=y, calibrate=False).iloc[0]
+    # raw: the over-confident A always wins the average; calibrated: the more accurate B
+    assert raw["ensemble_accuracy"] == 0.25 and raw["conversion_rate"] == 0.25
+    assert default["ensemble_accuracy"] == 0.75 and default["conversion_rate"] == 0.75
+    assert default["accuracy_a"] == raw["accuracy_a"] == 0.25  # top-1 never changes
+    assert default["error_inconsistency"] == raw["error_inconsistency"] == 1.0
+
+
+def test_pairwise_diversity_cross_fits_the_temperature_without_held_out_data():
+    # 20 samples: A right on 12 (0.99 sure), B right on 16 (0.8 sure). Each fold is scaled
+    # with temperatures fitted on the other 16 samples, where A is right 50-70% of the time
+    # and B 75-85%: B becomes the more confident, and wins every disagreement.
+    kinds = ["RR", "RW", "WR", "RR", "WR"] * 4
+    y, pa, pb = _confident_vs_calibrated(kinds)
+    default = pairwise_diversity({"a": pa, "b": pb}, y=y).iloc[0]
+    raw = pairwise_diversity({"a": pa, "b": pb}, y=y, calibrate=False).iloc[0]
+    assert (raw["accuracy_a"], raw["accuracy_b"]) == (0.6, 0.8)
+    assert raw["ensemble_accuracy"] == pytest.approx(0.6)  # A: RR + RW
+    assert default["ensemble_accuracy"] == pytest.approx(0.8)  # B: RR + WR
+    assert default["conversion_rate"] == pytest.approx(8 / 12)
+    from repens_sklearn.diversity._calibration import calibration_folds, cross_fitted_probas
+
+    folds = calibration_folds(y)
+    assert np.bincount(folds).tolist() == [4] * 5
+    assert all(set(y[folds != k]) == {0, 1} for k in range(5))
+    scaled = cross_fitted_probas(pa, y, np.array([0, 1]))
+    for k in range(5):  # each fold: the temperature of the other folds, nothing else
+        test = folds == k
+        np.testing.assert_allclose(
+            scaled[test], calibrate_probas(pa[~test], y[~test], pa[test]), rtol=1e-12)
+
+
+def test_calibration_needs_every_class_in_the_held_out_labels(digits_models):
+    X, y, tr, cal, te, models = digits_models
+    keep = y[cal] != 3
+    with pytest.raises(ValueError, match=r"y_calib must contain every class.*\[3\] missing"):
+        calibrate_temperature(models["nb"], X[cal][keep], y[cal][keep])
+    p = models["nb"].predict_proba(X[cal])
+    with pytest.raises(ValueError, match=r"y_calib must contain every class.*\[3\] missing"):
+        calibrate_probas(p[keep], y[cal][keep], p, labels=np.arange(10))

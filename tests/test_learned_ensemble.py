@@ -1,4 +1,8 @@
-"""LearnedEnsembleEmbedder: memory bank + MLPs trained with a cosine loss (learned-ensemble paper)."""
+"""LearnedEnsembleEmbedder: memory bank + MLPs trained with a cosine loss.
+
+The method of "Learning Rich Nearest Neighbor Representations from Self-supervised
+Ensembles" (section 3).
+"""
 
 import pickle
 import warnings
@@ -244,3 +248,138 @@ def test_clone_keeps_params():
     emb = _fast(backbones=[("pca", PCA(2))], feature_groups=None, mlp_depth=3)
     cloned = clone(emb)
     assert cloned.get_params()["pca__n_components"] == 2 and cloned.mlp_depth == 3
+
+
+# --------------------------------------------------------------------------- step parity
+def _init(X):
+    return normalize(normalize(X[:, :6]) + np.pad(normalize(X[:, 6:]), ((0, 0), (0, 2))))
+
+
+def test_a_rows_first_update_has_the_same_size_in_fit_and_transform(features):
+    """Every vector's first Adam step moves each coordinate by lr, in fit as in transform.
+
+    (With a tensor-wide step count, the rows of a later batch of the epoch moved by
+    0.58-0.74 lr in fit, 1.0 lr in transform.)
+    """
+    lr = 1e-3
+    emb = _fast(max_epochs=1, warmup_fraction=0.0, lr=lr, batch_size=16).fit(features)
+    init = _init(features)
+    fit_step = np.abs(emb.embedding_ - init).max(axis=1) / lr
+    transform_step = np.abs(emb.set_params(transform_epochs=1).transform(features)
+                            - init).max(axis=1) / lr
+    np.testing.assert_allclose(fit_step, 1.0, rtol=1e-3)
+    np.testing.assert_allclose(transform_step, 1.0, rtol=1e-3)
+
+
+def test_a_rows_kth_update_in_fit_is_torch_adam_on_that_row_alone(features, monkeypatch):
+    """Replaying each row's own gradients through torch.optim.Adam on that row alone (what
+    transform does for a new vector) gives the trained bank: the per-row step count, not the
+    number of batches seen by the whole bank, sets the bias correction."""
+    from skorch.callbacks import Callback
+
+    from repens_sklearn.embedders import _learned
+
+    grads = []
+
+    class Grab(Callback):
+        def on_grad_computed(self, net, named_parameters, X=None, y=None, training=False,
+                             **kwargs):
+            grad = net.module_.bank.weight.grad
+            if grad is not None:
+                grads.append(grad.coalesce().clone())
+
+    original = _learned._callbacks
+    monkeypatch.setattr(_learned, "_callbacks", lambda *a: original(*a) + [("grab", Grab())])
+    lr = 1e-2
+    emb = _fast(max_epochs=4, warmup_fraction=0.25, lr=lr, batch_size=16).fit(features)
+    assert len(grads) == 3 * 6  # 3 joint epochs of 6 batches
+    expected = torch.as_tensor(_init(features))
+    for row in range(len(expected)):
+        vector = torch.nn.Parameter(expected[row].clone())
+        adam = torch.optim.Adam([vector], lr=lr)
+        for grad in grads:
+            hit = torch.nonzero(grad.indices()[0] == row).flatten()
+            if len(hit):
+                vector.grad = grad.values()[hit[0]].clone()
+                adam.step()
+        expected[row] = vector.detach()
+    np.testing.assert_allclose(emb.embedding_, expected.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_row_adam_is_torch_adam_per_row():
+    from repens_sklearn.embedders._learned import _RowAdam
+
+    rng = np.random.default_rng(0)
+    grads = [torch.as_tensor(rng.normal(size=(3, 4)), dtype=torch.float32) for _ in range(5)]
+    dense = torch.nn.Parameter(torch.ones(3, 4))
+    reference = torch.nn.Parameter(torch.ones(3, 4))
+    ours, adam = _RowAdam([dense], lr=0.1), torch.optim.Adam([reference], lr=0.1)
+    for g in grads:  # dense gradients: plain Adam
+        dense.grad, reference.grad = g.clone(), g.clone()
+        ours.step()
+        adam.step()
+    np.testing.assert_allclose(dense.detach(), reference.detach(), rtol=1e-6)
+    # sparse gradients: row 1 is only updated from the third step on, as Adam's first step
+    sparse = torch.nn.Parameter(torch.ones(3, 4))
+    ours = _RowAdam([sparse], lr=0.1)
+    for k, g in enumerate(grads):
+        rows = torch.tensor([0, 2] if k < 2 else [0, 1, 2])
+        sparse.grad = torch.sparse_coo_tensor(rows[None], g[rows], (3, 4),
+                                              check_invariants=True)
+        ours.step()
+    row1 = torch.nn.Parameter(torch.ones(4))
+    adam = torch.optim.Adam([row1], lr=0.1)
+    for g in grads[2:]:
+        row1.grad = g[1].clone()
+        adam.step()
+    np.testing.assert_allclose(sparse.detach()[1], row1.detach(), rtol=1e-6)
+    np.testing.assert_allclose(sparse.detach()[[0, 2]], reference.detach()[[0, 2]], rtol=1e-6)
+    assert ours.state[sparse]["step"].tolist() == [5, 3, 5]
+
+
+# --------------------------------------------------------------------------- composition, device
+def test_params_come_from_base_composition(features):
+    from repens_sklearn._compat import _BaseComposition
+
+    emb = _fast(feature_groups=None, backbones=[("pca", PCA(2)), ("raw", "passthrough")])
+    assert isinstance(emb, _BaseComposition)
+    params = emb.get_params()
+    assert params["pca"] is emb.backbones[0][1] and params["pca__n_components"] == 2
+    assert "pca" not in emb.get_params(deep=False)
+    emb.set_params(backbones=[("pca", PCA(3))], pca__whiten=True)
+    assert emb.backbones[0][1].n_components == 3 and emb.backbones[0][1].whiten
+    assert _fast().get_params()["feature_groups"] == [6, 4]  # no backbones: plain params
+
+
+@pytest.mark.parametrize("device", [None, "auto", "cpu", torch.device("cpu")])
+def test_device_accepts_none_strings_and_torch_devices(features, device):
+    emb = _fast(max_epochs=1, device=device).fit(features)
+    assert emb.transform(features[:3]).shape == (3, 6)
+
+
+def test_errors_about_X_name_this_estimator(features):
+    backbones = [("raw", "passthrough")]
+    with pytest.raises(ValueError, match="0 sample.*required by LearnedEnsembleEmbedder"):
+        _fast(feature_groups=None, backbones=backbones).fit(features[:0])
+    emb = _fast(feature_groups=None, backbones=backbones, max_epochs=1).fit(features)
+    with pytest.raises(ValueError, match="X has 5 features, but LearnedEnsembleEmbedder is "
+                                         "expecting 10"):
+        emb.transform(features[:, :5])
+    assert emb.n_features_in_ == 10
+
+
+def test_random_state_fixes_named_backbones(features):
+    def run(seed):
+        return _fast(feature_groups=None, backbones=[("net", "mlp")], max_epochs=2,
+                     final_activation="identity", random_state=seed).fit_transform(features)
+
+    first, again, other = run(0), run(0), run(1)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+
+
+def test_feature_names_out(features):
+    emb = _fast(max_epochs=1).fit(features)
+    names = emb.get_feature_names_out()
+    assert list(names) == [f"learnedensembleembedder{i}" for i in range(6)]
+    assert "_n_features_out" not in vars(emb)  # derived from embedding_, not stored

@@ -1,9 +1,12 @@
 """Temperature calibration through scikit-learn's ``CalibratedClassifierCV``.
 
-The paper calibrates every model with temperature scaling before ensembling
-(§3.2; Guo et al., 2017). We never optimise the temperature ourselves:
+"No One Representation to Rule Them All" (Gontijo-Lopes et al., ICLR 2022)
+calibrates every model with temperature scaling before ensembling (§3.2: "we
+found it necessary to calibrate all models"; Guo et al., 2017). We never
+optimise the temperature ourselves:
 ``CalibratedClassifierCV(FrozenEstimator(model), method="temperature")`` fits it
-on held-out data.
+on held-out data, or, without held-out data, on the other folds of the
+evaluated samples (:func:`cross_fitted_probas`).
 """
 
 from __future__ import annotations
@@ -54,7 +57,20 @@ def calibrate_temperature(estimator, X_calib, y_calib):
             "estimator must be a fitted classifier with predict_proba or "
             f"decision_function; got {type(estimator).__name__}."
         )
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None:
+        _check_every_class(_check_labels_1d(y_calib, "y_calib"), np.asarray(classes))
     return temperature_calibrated_prefit(estimator, X_calib, y_calib)
+
+
+def _check_every_class(y_calib, labels):
+    """``CalibratedClassifierCV`` needs every class among the calibration labels."""
+    missing = np.setdiff1d(labels, y_calib)
+    if len(missing):
+        raise ValueError(
+            f"y_calib must contain every class to fit a temperature; {missing.tolist()} "
+            f"missing (classes: {np.asarray(labels).tolist()})."
+        )
 
 
 class _ProbaPassthrough(ClassifierMixin, BaseEstimator):
@@ -116,5 +132,62 @@ def calibrate_probas(proba_calib, y_calib, proba, *, labels=None):
             f"{proba.shape[1]} and {proba_calib.shape[1]}."
         )
     labels = _resolve_labels(y_calib, proba_calib.shape[1], labels, "proba_calib")
+    _check_every_class(y_calib, labels)
     model = _ProbaPassthrough(labels).fit(proba_calib)
     return temperature_calibrated_prefit(model, proba_calib, y_calib).predict_proba(proba)
+
+
+CALIBRATION_FOLDS = 5
+
+
+def calibration_folds(y, n_folds=CALIBRATION_FOLDS):
+    """Fold index of every sample: stratified, balanced and deterministic.
+
+    Samples sorted by class (stable) are dealt to the folds in turn, so fold
+    sizes differ by at most one and a class with at least two samples appears
+    in every fold's complement. ``min(n_folds, n_samples)`` folds.
+    """
+    y = np.asarray(y)
+    folds = np.empty(len(y), dtype=np.intp)
+    folds[np.argsort(y, kind="stable")] = np.arange(len(y)) % min(n_folds, len(y))
+    return folds
+
+
+def cross_fitted_probas(proba, y, labels, n_folds=CALIBRATION_FOLDS):
+    """Temperature-scale ``proba`` without held-out data, by cross-fitting.
+
+    Each fold's probabilities are scaled with a temperature fitted (by
+    :func:`calibrate_probas`) on the other folds, so no sample's own label sets
+    its temperature.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_samples, n_classes)
+        Validated probabilities of one model on the evaluated samples.
+    y : ndarray of shape (n_samples,)
+        Their labels; every class needs at least two samples.
+    labels : ndarray of shape (n_classes,)
+        The class of each column.
+    n_folds : int, default=5
+        Number of folds (at most ``n_samples``).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+    """
+    classes, counts = np.unique(y, return_counts=True)
+    if len(y) < 2 or counts.min() < 2 or len(classes) < len(labels):
+        few = classes[counts < 2].tolist() if len(classes) == len(labels) else \
+            np.setdiff1d(labels, classes).tolist()
+        raise ValueError(
+            "calibrate=True without held-out data fits each model's temperature on the "
+            "other folds of the evaluated samples, which needs at least 2 samples of every "
+            f"class; classes {few} have fewer. Pass held-out data (X_calib, y_calib) or "
+            "calibrate=False."
+        )
+    folds = calibration_folds(y, n_folds)
+    out = np.empty_like(proba)
+    for k in np.unique(folds):
+        test = folds == k
+        out[test] = calibrate_probas(proba[~test], y[~test], proba[test], labels=labels)
+    return out

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._metrics import _check_probas, _correct, specialization_angle
+from ._metrics import _THETA_ALWAYS_WINS, _check_probas, _correct, specialization_angle
 from ._pairwise import COLUMNS, collect_probas, pairwise_diversity
 
-# Diagonal of a pairwise matrix: a model paired with itself.
+# Diagonal of a pairwise matrix: a model paired with itself (no sample has exactly one of
+# the two right; "conversion_rate_neither" is 0, set from the accuracies).
 _DIAGONAL = {"error_inconsistency": 0.0, "error_consistency": 1.0, "kappa": 1.0,
              "ensemble_gain": 0.0, "conversion_rate": np.nan}
 _GROUPS = ("both correct", "only {a} correct", "only {b} correct", "neither correct")
@@ -90,36 +91,48 @@ class PairwiseDiversityDisplay:
         m = np.full((len(names), len(names)), diag, dtype=float)
         if metric == "ensemble_accuracy":  # a model "ensembled" with itself
             m[np.diag_indices(len(names))] = accuracies
+        elif metric == "conversion_rate_neither":  # converts none of its own errors
+            m[np.diag_indices(len(names))] = np.where(np.asarray(accuracies) < 1, 0.0, np.nan)
         for a, b, v in zip(table["model_a"], table["model_b"], table[metric]):
             m[index[a], index[b]] = m[index[b], index[a]] = v
         return cls(m, list(names), metric=metric).plot(ax=ax, **(plot_kw or {}))
 
     @classmethod
     def from_predictions(cls, y_true, probas, *, metric="error_inconsistency", labels=None,
-                         calibrate=False, proba_calib=None, y_calib=None, ax=None,
-                         plot_kw=None):
+                         calibrate=True, proba_calib=None, y_calib=None, averaging="proba",
+                         ax=None, plot_kw=None):
         """Compute the matrix from stored probabilities and plot it.
 
-        ``probas`` is a dict or list of (name, probability array) pairs; with
-        ``calibrate=True``, ``proba_calib`` gives held-out probabilities per name.
-        Other parameters as in :func:`pairwise_diversity`; ``plot_kw`` goes to
+        ``probas`` is a dict or list of (name, probability array) pairs;
+        ``proba_calib`` gives held-out probabilities per name for calibration
+        (without it the temperatures are cross-fitted on ``y_true``). Other
+        parameters as in :func:`pairwise_diversity`; ``plot_kw`` goes to
         :meth:`plot`.
         """
         names, ps, y, labels = collect_probas(probas, None, y_true, calibrate=calibrate,
                                               X_calib=proba_calib, y_calib=y_calib,
                                               labels=labels)
-        table = pairwise_diversity(list(zip(names, ps)), y=y, labels=labels)
-        acc = [_correct(y, p, labels).mean() for p in ps]
-        return cls._from_table(table, names, metric, ax, plot_kw, acc)
+        return cls._from_probas(names, ps, y, labels, metric, averaging, ax, plot_kw)
 
     @classmethod
     def from_estimators(cls, estimators, X, y, *, metric="error_inconsistency",
-                        calibrate=False, X_calib=None, y_calib=None, ax=None, plot_kw=None):
-        """Compute the matrix from fitted classifiers (dict or list of pairs) and plot it."""
+                        calibrate=True, X_calib=None, y_calib=None, averaging="proba",
+                        ax=None, plot_kw=None):
+        """Compute the matrix from fitted classifiers (dict or list of pairs) and plot it.
+
+        Parameters as in :func:`pairwise_diversity` (calibrated by default);
+        ``plot_kw`` goes to :meth:`plot`.
+        """
         names, ps, y, labels = collect_probas(estimators, X, y, calibrate=calibrate,
                                               X_calib=X_calib, y_calib=y_calib)
-        table = pairwise_diversity(list(zip(names, ps)), y=y, labels=labels)
-        acc = [_correct(y, p, labels).mean() for p in ps]
+        return cls._from_probas(names, ps, y, labels, metric, averaging, ax, plot_kw)
+
+    @classmethod
+    def _from_probas(cls, names, probas, y, labels, metric, averaging, ax, plot_kw):
+        # the probabilities are calibrated already (or deliberately not)
+        table = pairwise_diversity(list(zip(names, probas)), y=y, labels=labels,
+                                   calibrate=False, averaging=averaging)
+        acc = [_correct(y, p, labels).mean() for p in probas]
         return cls._from_table(table, names, metric, ax, plot_kw, acc)
 
     def plot(self, *, ax=None, cmap="viridis", include_values=True, values_format=".3f",
@@ -174,8 +187,13 @@ class ConfidenceDisplay:
     """Confidence-confidence scatter and histogram of theta (the paper's Fig. 3).
 
     Left: each sample at (top-1 confidence of A, top-1 confidence of B),
-    coloured by which models are right. Right: histograms of the specialisation
-    angle theta per group; theta > 0 where A is the more confident.
+    coloured by which models are right, with the dotted thresholds
+    ``c_b = 2 c_a - 1`` and ``c_a = 2 c_b - 1`` beyond which the more confident
+    model's top-1 class always wins the probability average. Right: histograms
+    of the specialisation angle theta per group; theta > 0 where A is the more
+    confident, and the same thresholds are the dotted lines
+    ``theta = +-(arctan 2 - pi/4)`` ("No One Representation to Rule Them All",
+    Fig. 3 and 9).
 
     Parameters
     ----------
@@ -192,6 +210,8 @@ class ConfidenceDisplay:
     ----------
     scatter_ : dict {group label: PathCollection}
     hist_ : dict {group label: list of patches}
+    threshold_lines_ : list of four matplotlib Line2D
+        The two thresholds in the scatter, then in the histogram.
     ax_ : ndarray of two matplotlib Axes
     figure_ : matplotlib Figure
 
@@ -221,8 +241,13 @@ class ConfidenceDisplay:
 
     @classmethod
     def from_estimators(cls, estimator_a, estimator_b, X, y, *, name_a=None, name_b=None,
-                        calibrate=False, X_calib=None, y_calib=None, ax=None, plot_kw=None):
-        """Same from two fitted classifiers (optionally temperature-calibrated first)."""
+                        calibrate=True, X_calib=None, y_calib=None, ax=None, plot_kw=None):
+        """Same from two fitted classifiers, temperature-calibrated first by default.
+
+        Calibration as in :func:`pairwise_diversity`: on ``X_calib, y_calib``
+        when given, else cross-fitted on ``X, y``; ``calibrate=False`` plots the
+        raw confidences.
+        """
         name_a = name_a or type(estimator_a).__name__
         name_b = name_b or type(estimator_b).__name__
         if name_a == name_b:
@@ -274,6 +299,13 @@ class ConfidenceDisplay:
                                            alpha=alpha, color=color, label=label)
                 self.hist_[label] = list(patches)
         ax[0].plot([0, 1], [0, 1], ls=":", color="gray")
+        # beyond these lines through (1, 1) the more confident model's top-1 class wins
+        self.threshold_lines_ = [
+            ax[0].plot([0.5, 1], [0, 1], ls=":", color="black", lw=0.8)[0],
+            ax[0].plot([0, 1], [0.5, 1], ls=":", color="black", lw=0.8)[0],
+            ax[1].axvline(_THETA_ALWAYS_WINS, ls=":", color="black", lw=0.8),
+            ax[1].axvline(-_THETA_ALWAYS_WINS, ls=":", color="black", lw=0.8),
+        ]
         ax[0].set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel=f"{self.name_a} confidence",
                   ylabel=f"{self.name_b} confidence")
         ax[0].legend(fontsize="small")

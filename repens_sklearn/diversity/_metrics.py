@@ -1,4 +1,7 @@
-"""Pairwise diversity metrics between two classifiers (Gontijo-Lopes et al., ICLR 2022).
+"""Pairwise diversity metrics between two classifiers.
+
+From Gontijo-Lopes et al., "No One Representation to Rule Them All:
+Overlapping Features of Training Methods" (ICLR 2022).
 
 Inputs are validated like :mod:`sklearn.metrics`: 1-D label vectors, probability
 matrices of shape ``(n_samples, n_classes)`` whose columns follow ``labels``
@@ -122,6 +125,20 @@ def _correct(y_true, proba, labels):
     return labels[np.argmax(proba, axis=1)] == y_true
 
 
+_AVERAGING = ("proba", "logit")
+_LOG_EPS = 1e-12  # as scikit-learn's temperature scaling turns probabilities into logits
+
+# The specialisation angle beyond which the more confident model's top-1 class always
+# wins the probability average: the lines c_b = 2 c_a - 1 and c_a = 2 c_b - 1 (Fig. 9).
+_THETA_ALWAYS_WINS = float(np.arctan(2.0) - np.pi / 4)
+
+
+def _check_option(name, value, options):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}; got {value!r}.")
+    return value
+
+
 # --------------------------------------------------------------------------- metrics
 def error_inconsistency(y_true, y_pred_a, y_pred_b):
     """Fraction of samples on which exactly one of two models is right.
@@ -206,21 +223,63 @@ def error_consistency(y_true, y_pred_a, y_pred_b):
     return ErrorConsistency(observed, expected, float(kappa))
 
 
-def ensemble_proba(proba_a, proba_b, weights=None):
-    """Weighted average of two probability matrices (equal weights by default).
+def ensemble_proba(proba_a, proba_b, weights=None, *, averaging="proba"):
+    """Probabilities of the two-model ensemble: averaged probabilities or averaged logits.
 
-    The paper ensembles by averaging calibrated predictions (§3.3, Fig. 11).
+    ``averaging="proba"`` is the weighted mean of the probabilities;
+    ``averaging="logit"`` the softmax of the weighted mean of the logits, taken
+    as ``log(p + 1e-12)`` (log-probabilities differ from a model's logits by a
+    constant per sample, which the softmax removes): the normalised weighted
+    geometric mean of the probabilities. The paper averages the logits of
+    temperature-calibrated models and finds equal weights as good as any
+    (§3.2, appendix Fig. 11).
+
+    Parameters
+    ----------
+    proba_a, proba_b : array-like of shape (n_samples, n_classes)
+        Predicted probabilities of the two models.
+    weights : array-like of shape (2,), default=None
+        Weights of A and B; equal by default.
+    averaging : {"proba", "logit"}, default="proba"
+        Average the probabilities or the logits.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+        Rows sum to one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from repens_sklearn.diversity import ensemble_proba
+    >>> pa, pb = np.array([[0.9, 0.1]]), np.array([[0.2, 0.8]])
+    >>> ensemble_proba(pa, pb).round(3)
+    array([[0.55, 0.45]])
+    >>> ensemble_proba(pa, pb, averaging="logit").round(3)
+    array([[0.6, 0.4]])
     """
+    _check_option("averaging", averaging, _AVERAGING)
     w = 0.5 if weights is None else float(weights[0]) / float(np.sum(weights))
-    return w * np.asarray(proba_a) + (1 - w) * np.asarray(proba_b)
+    pa, pb = np.asarray(proba_a, dtype=np.float64), np.asarray(proba_b, dtype=np.float64)
+    if averaging == "proba":
+        return w * pa + (1 - w) * pb
+    logits = w * np.log(pa + _LOG_EPS) + (1 - w) * np.log(pb + _LOG_EPS)
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(axis=1, keepdims=True)
 
 
-def conversion_rate(y_true, proba_a, proba_b, *, labels=None):
-    """Share of the inconsistent samples that the averaged ensemble gets right.
+def conversion_rate(y_true, proba_a, proba_b, *, labels=None, among="inconsistent",
+                    averaging="proba"):
+    """Share of the samples the members get wrong that the ensemble gets right.
 
-    Among the samples where exactly one of the two models is right (its top-1
-    class), the fraction where the argmax of the averaged probabilities is the
-    true class (§4.2, Fig. 2 right).
+    With ``among="inconsistent"`` (the paper's conversion rate, §4.2, Fig. 2
+    right): among the samples where exactly one of the two models is right (its
+    top-1 class), the fraction where the ensemble's top-1 class is the true
+    class. With ``among="neither"`` (appendix Fig. 10): among the samples where
+    neither model is right, the fraction the ensemble gets right all the same
+    (the paper counts 94 of 7154 for two ResNet-50 reinitialisations, 355 of
+    5192 for ResNet-50 with CLIP).
 
     Parameters
     ----------
@@ -230,12 +289,17 @@ def conversion_rate(y_true, proba_a, proba_b, *, labels=None):
         Predicted probabilities; columns follow ``labels``.
     labels : array-like of shape (n_classes,), default=None
         The class of each probability column; default ``np.unique(y_true)``.
+    among : {"inconsistent", "neither"}, default="inconsistent"
+        The samples to convert: those exactly one model gets right, or those
+        both get wrong.
+    averaging : {"proba", "logit"}, default="proba"
+        How the ensemble combines the models (:func:`ensemble_proba`).
 
     Returns
     -------
     float
-        In ``[0, 1]``; NaN with an ``UndefinedMetricWarning`` when no sample is
-        inconsistent.
+        In ``[0, 1]``; NaN with an ``UndefinedMetricWarning`` when there is no
+        such sample.
 
     See Also
     --------
@@ -249,19 +313,25 @@ def conversion_rate(y_true, proba_a, proba_b, *, labels=None):
     >>> pb = np.array([[0.4, 0.6], [0.1, 0.9]])
     >>> conversion_rate([0, 1], pa, pb)
     1.0
+    >>> p3a = np.array([[0.5, 0.4, 0.1]])
+    >>> p3b = np.array([[0.1, 0.4, 0.5]])
+    >>> conversion_rate([1], p3a, p3b, labels=[0, 1, 2], among="neither")
+    1.0
     """
+    _check_option("among", among, ("inconsistent", "neither"))
+    _check_option("averaging", averaging, _AVERAGING)
     y_true, pa, pb, labels = _check_probas(y_true, proba_a, proba_b, labels)
     ca, cb = _correct(y_true, pa, labels), _correct(y_true, pb, labels)
-    inconsistent = ca != cb
-    if not inconsistent.any():
+    subset = (ca != cb) if among == "inconsistent" else (~ca & ~cb)
+    if not subset.any():
+        what = "has exactly one model right" if among == "inconsistent" else "has both models wrong"
         warnings.warn(
-            "conversion_rate is undefined: no sample has exactly one model right. "
-            "Returning nan.",
+            f"conversion_rate is undefined: no sample {what}. Returning nan.",
             UndefinedMetricWarning,
         )
         return float("nan")
-    ens = _correct(y_true, ensemble_proba(pa, pb), labels)
-    return float(ens[inconsistent].mean())
+    ens = _correct(y_true, ensemble_proba(pa, pb, averaging=averaging), labels)
+    return float(ens[subset].mean())
 
 
 def specialization_angle(proba_a, proba_b, y_true=None, *, labels=None):
@@ -269,10 +339,25 @@ def specialization_angle(proba_a, proba_b, y_true=None, *, labels=None):
 
     With ``c_a`` and ``c_b`` the top-1 confidences (largest probability) of the
     two models, a sample is the point ``(c_a, c_b)`` of the confidence-confidence
-    plane and ``theta = pi/4 - arctan2(c_b, c_a)``: 0 on the diagonal (equally
-    confident), up to ``+pi/4`` when model A is the more confident, down to
-    ``-pi/4`` when model B is. Unlike ``c_a - c_b`` it follows the lines where
-    one model's top-1 class wins the average (Fig. 9).
+    plane. In the averaged probabilities, A's top-1 class gets at least
+    ``c_a / 2`` and any other class at most ``((1 - c_a) + c_b) / 2``, so A's
+    top-1 class wins whatever the other probabilities are exactly when
+    ``c_b < 2 c_a - 1`` (and B's when ``c_a < 2 c_b - 1``). These thresholds,
+    the dotted lines of Fig. 9, are lines through ``(1, 1)``, the corner where
+    both models are certain. So theta is the angle measured about ``(1, 1)``,
+    from the diagonal to the sample::
+
+        theta = arctan2(1 - c_b, 1 - c_a) - pi/4
+
+    0 on the diagonal (equally confident, and at ``(1, 1)``), up to ``+pi/4``
+    when model A is the more confident, down to ``-pi/4`` when model B is. It is
+    constant along every line through ``(1, 1)``, so the thresholds are the
+    fixed angles ``+-(arctan 2 - pi/4) = +-0.3218``:
+    beyond them the more confident model's top-1 class is the ensemble's, as
+    Fig. 9 asks of theta ("measures distances in a way that aligns with these
+    thresholds"). An angle about the origin, like ``c_a - c_b``, does not: along
+    the threshold ``c_b = 2 c_a - 1`` it runs from 0.27 at ``c_a = 0.7`` to 0.005
+    at ``c_a = 0.99``.
 
     Parameters
     ----------
@@ -298,13 +383,23 @@ def specialization_angle(proba_a, proba_b, y_true=None, *, labels=None):
     >>> import numpy as np
     >>> from repens_sklearn.diversity import specialization_angle
     >>> specialization_angle([[0.9, 0.1]], [[0.5, 0.5]]).round(3)
-    array([0.278])
+    array([0.588])
+    >>> # two points of the threshold c_b = 2 c_a - 1: the same angle
+    >>> pa = np.array([[0.7, 0.1, 0.1, 0.1], [0.9, 0.1, 0.0, 0.0]])
+    >>> pb = np.array([[0.4, 0.2, 0.2, 0.2], [0.8, 0.2, 0.0, 0.0]])
+    >>> specialization_angle(pa, pb).round(4)
+    array([0.3218, 0.3218])
     """
     _, pa, pb, _ = _check_probas(y_true, proba_a, proba_b, labels)
-    return np.pi / 4 - np.arctan2(pb.max(axis=1), pa.max(axis=1))
+    # distances from the corner (1, 1); at the corner itself arctan2(0, 0) = 0 would
+    # give -pi/4, but both models are equally (fully) confident there: theta = 0
+    da, db = 1.0 - pa.max(axis=1), 1.0 - pb.max(axis=1)
+    corner = (da == 0) & (db == 0)
+    return np.where(corner, 0.0, np.arctan2(db, da) - np.pi / 4)
 
 
-def ensemble_gain(y_true, proba_a, proba_b, *, labels=None, baseline="mean"):
+def ensemble_gain(y_true, proba_a, proba_b, *, labels=None, baseline="mean",
+                  averaging="proba"):
     """Accuracy of the averaged ensemble minus the accuracy of its members.
 
     The paper's ensemble performance improvement relative to the mean accuracy
@@ -321,6 +416,8 @@ def ensemble_gain(y_true, proba_a, proba_b, *, labels=None, baseline="mean"):
         The class of each probability column; default ``np.unique(y_true)``.
     baseline : {"mean", "max"}, default="mean"
         Which member accuracy to subtract.
+    averaging : {"proba", "logit"}, default="proba"
+        How the ensemble combines the models (:func:`ensemble_proba`).
 
     Returns
     -------
@@ -342,10 +439,11 @@ def ensemble_gain(y_true, proba_a, proba_b, *, labels=None, baseline="mean"):
     """
     if baseline not in ("mean", "max"):
         raise ValueError(f"baseline must be 'mean' or 'max'; got {baseline!r}.")
+    _check_option("averaging", averaging, _AVERAGING)
     y_true, pa, pb, labels = _check_probas(y_true, proba_a, proba_b, labels)
     acc_a = _correct(y_true, pa, labels).mean()
     acc_b = _correct(y_true, pb, labels).mean()
-    acc_ens = _correct(y_true, ensemble_proba(pa, pb), labels).mean()
+    acc_ens = _correct(y_true, ensemble_proba(pa, pb, averaging=averaging), labels).mean()
     ref = (acc_a + acc_b) / 2 if baseline == "mean" else max(acc_a, acc_b)
     return float(acc_ens - ref)
 

@@ -12,7 +12,9 @@ from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted, check_memory
 
+from .._base import COMMON_CONSTRAINTS
 from .._compat import _BaseComposition, _fit_context, HasMethods, Interval, StrOptions
+from .._device import seed_from
 from .._fitted import as_embedding, fit_embed
 from .._inputs import check_member_inputs
 
@@ -21,12 +23,15 @@ def _transform_one(transformer, X):
     return as_embedding(transformer.transform(X))
 
 
-def _resolve_member(name, member):
-    """A registered backbone name becomes ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``."""
+def _resolve_member(name, member, seed=None):
+    """A registered backbone name becomes ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``.
+
+    ``seed`` is that embedder's ``random_state`` (the backbone's initialisation).
+    """
     if isinstance(member, str) and member not in ("drop", "passthrough"):
         from ._metta import MeanTTAEmbedder  # lazy: avoids a cycle at import time
 
-        return MeanTTAEmbedder(backbone=member, n_augmentations=0)
+        return MeanTTAEmbedder(backbone=member, n_augmentations=0, random_state=seed)
     if member == "passthrough":
         from sklearn.preprocessing import FunctionTransformer
 
@@ -46,8 +51,9 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
     Like :class:`sklearn.pipeline.FeatureUnion`, every member transformer sees
     the same ``X`` and the outputs are concatenated, one block per member. Each
     block is L2-normalised per row first ("we find it useful to normalize each
-    representation before any operations", no-one-representation paper,
-    appendix A.5). Then, in this order:
+    representation before any operations", Gontijo-Lopes et al., "No One
+    Representation to Rule Them All: Overlapping Features of Training Methods",
+    ICLR 2022, appendix A.5). Then, in this order:
 
     1. ``weights`` scales each normalised block;
     2. ``fractions`` keeps a random share of each block's dimensions, drawn once
@@ -62,9 +68,14 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
 
     With ``combine="mean"`` the normalised (weighted) blocks are averaged
     instead and the result is L2-normalised again: the averaging baseline of
-    the learned-ensemble paper (section 3.1, "Averaging"), the initialisation of
+    "Learning Rich Nearest Neighbor Representations from Self-supervised
+    Ensembles" (section 3.1, "Averaging"), the initialisation of
     :class:`LearnedEnsembleEmbedder`. All members must then give the same
     width.
+
+    Every parameter that can be checked without the members' outputs
+    (``weights`` and ``fractions`` names and values, ``fractions`` with
+    ``combine="mean"``) is checked before any member is fitted.
 
     Members are fitted with ``joblib.Parallel(n_jobs)`` (switch the backend
     with ``joblib.parallel_config``); with ``memory`` their fitted state and
@@ -75,13 +86,14 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
     embedders : list of (str, transformer)
         Named members, as in ``FeatureUnion``. A member may be any scikit-learn
         transformer (e.g. a :class:`MeanTTAEmbedder`), a registered backbone
-        name (wrapped as ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``),
-        ``"passthrough"`` (X itself) or ``"drop"``. Unfitted members are cloned and
-        fitted in ``fit``; a fitted member (e.g. a pretrained
-        :class:`EnSiamPretrainer`) is used as it is. ``clone`` (and so
-        ``GridSearchCV``, ``cross_val_score``) resets fitted members; wrap one in
-        ``sklearn.frozen.FrozenEstimator`` to keep it fitted there. ``get_params``
-        / ``set_params`` reach them as ``name__param``.
+        name (wrapped as ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``,
+        seeded from ``random_state``), ``"passthrough"`` (X itself) or
+        ``"drop"``. Unfitted members are cloned and fitted in ``fit``; a fitted
+        member (e.g. a pretrained :class:`EnSiamPretrainer`) is used as it is.
+        ``clone`` (and so ``GridSearchCV``, ``cross_val_score``) resets fitted
+        members; wrap one in ``sklearn.frozen.FrozenEstimator`` to keep it
+        fitted there. ``get_params`` / ``set_params`` reach them as
+        ``name__param``.
     normalize : bool, default=True
         L2-normalise each block per row before anything else.
     weights : dict of {str: float}, default=None
@@ -94,12 +106,15 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         ``{"resnet": 0.25, "clip": 0.75}`` is the paper's 25/75 combination.
     n_components : int, default=None
         Keep only this many dimensions of the combined output, the ones with
-        the highest variance over the training data (paper section 4.6). None
-        keeps all.
+        the highest variance over the training data ("No One Representation
+        to Rule Them All", section 4.6). None keeps all.
     combine : {"concat", "mean"}, default="concat"
         Concatenate the blocks, or average them (then L2-normalise).
     random_state : int, RandomState instance or None, default=None
-        Seeds the draw of ``fractions``.
+        Seeds the draw of ``fractions`` and the backbones built from registered
+        names (each member its own seed, drawn in member order, so two members
+        naming the same backbone are two initialisations): equal seeds give
+        equal outputs.
     n_jobs : int, default=None
         Members fitted / applied in parallel by ``joblib.Parallel``.
     memory : str, joblib.Memory or None, default=None
@@ -121,6 +136,10 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         ``n_components`` (most diverse first); all of them otherwise.
     n_features_in_ : int
         Number of features seen in ``fit`` (per sample, flattened).
+    feature_names_in_ : ndarray of str
+        Column names seen in ``fit``, when X was a DataFrame with string columns.
+    input_shape_ : tuple
+        Shape of one sample seen in ``fit`` (numeric arrays and images).
 
     See Also
     --------
@@ -148,7 +167,7 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         "fractions": [Interval(Real, 0, 1, closed="right"), dict, None],
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "combine": [StrOptions({"concat", "mean"})],
-        "random_state": ["random_state"],
+        "random_state": COMMON_CONSTRAINTS["random_state"],
         "n_jobs": [Integral, None],
         "memory": [None, str, HasMethods(["cache"])],
     }
@@ -167,11 +186,34 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         self.memory = memory
 
     def get_params(self, deep=True):
-        """Parameters of this estimator and, with ``deep``, of each member (``name__param``)."""
+        """Get the parameters of this estimator and, with ``deep``, of its members.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return each member as ``name`` and its parameters as
+            ``name__param``.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
         return self._get_params("embedders", deep=deep)
 
     def set_params(self, **params):
-        """Set parameters, including members (``name``) and their parameters (``name__param``)."""
+        """Set parameters, including members (``name``) and their parameters (``name__param``).
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters; a member's name replaces that member
+            (``"drop"`` leaves it out).
+
+        Returns
+        -------
+        self : ConcatEmbedder
+        """
         self._set_params("embedders", **params)
         return self
 
@@ -182,14 +224,42 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
-        """Fit every member on X and draw the kept dimensions; return self."""
+        """Fit every member on X and draw the kept dimensions.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame, or list of image paths / PIL images
+            Training inputs (n_samples first), passed unchanged to every member.
+        y : array-like of shape (n_samples,), default=None
+            Passed to every member's ``fit``.
+
+        Returns
+        -------
+        self : ConcatEmbedder
+            The fitted embedder.
+        """
         self.fit_transform(X, y)
         return self
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit_transform(self, X, y=None):
-        """Fit every member and return the combined training output, float32."""
-        members = self._check_members()
+        """Fit every member and return the combined training output.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame, or list of image paths / PIL images
+            Training inputs (n_samples first), passed unchanged to every member.
+        y : array-like of shape (n_samples,), default=None
+            Passed to every member's ``fit``.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_output_features), float32
+            The members' blocks normalised, weighted, sampled and combined.
+        """
+        rng = check_random_state(self.random_state)
+        members = self._check_members(rng)
+        self._check_weights_and_fractions([name for name, _ in members])
         check_member_inputs(self, X)
         fit_one = check_memory(self.memory).cache(fit_embed)
         results = Parallel(n_jobs=self.n_jobs)(
@@ -200,13 +270,14 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         for (name, _), out in zip(members, blocks):
             _check_block(name, out, None)
         self.block_widths_ = [out.shape[1] for out in blocks]
-        self._check_weights_and_fractions()
-        self.block_columns_ = self._draw_block_columns()
+        self._check_equal_widths()
+        self.block_columns_ = self._draw_block_columns(rng)
         combined = self._combine(blocks)
         self._select_features(combined)
         return combined[:, self.selected_features_]
 
-    def _check_members(self):
+    def _check_members(self, rng):
+        """The members to fit, named backbones resolved; ``rng`` seeds those backbones."""
         if not self.embedders:
             raise ValueError("embedders must be a non-empty list of (name, transformer) pairs")
         try:
@@ -216,14 +287,19 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
                 f"embedders must be a list of (name, transformer) pairs, got {self.embedders!r}"
             ) from None
         self._validate_names(names)
-        members = [(name, _resolve_member(name, m)) for name, m in self.embedders if
-                   not (isinstance(m, str) and m == "drop")]
+        # one seed per member position ("drop" included), so dropping a member leaves the
+        # others' seeds alone; None keeps named backbones unseeded
+        seeds = ([None] * len(names) if self.random_state is None
+                 else [seed_from(rng) for _ in names])
+        members = [(name, _resolve_member(name, m, seed))
+                   for (name, m), seed in zip(self.embedders, seeds)
+                   if not (isinstance(m, str) and m == "drop")]
         if not members:
             raise ValueError("embedders: every member is 'drop'; at least one must embed")
         return members
 
-    def _check_weights_and_fractions(self):
-        names = [name for name, _ in self.embedders_]
+    def _check_weights_and_fractions(self, names):
+        """Everything about ``weights`` / ``fractions`` that needs no member output."""
         for param in ("weights", "fractions"):
             value = getattr(self, param)
             if isinstance(value, dict):
@@ -235,32 +311,33 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         for name, w in (self.weights or {}).items():
             if not isinstance(w, Real) or not np.isfinite(w):
                 raise ValueError(f"weights[{name!r}] must be a finite number, got {w!r}")
-        for name, f in self._fraction_per_member().items():
+        for name, f in self._fraction_per_member(names).items():
             if not isinstance(f, Real) or not 0 < f <= 1:
                 raise ValueError(f"fractions[{name!r}] must be in (0, 1], got {f!r}")
-        if self.combine == "mean":
-            if self.fractions is not None:
-                raise ValueError(
-                    "fractions cannot be used with combine='mean': the blocks would no "
-                    "longer share dimensions; use combine='concat'"
-                )
-            if len(set(self.block_widths_)) > 1:
-                raise ValueError(
-                    "combine='mean' needs members of equal width, but they give "
-                    f"{dict(zip(names, self.block_widths_))}; use combine='concat'"
-                )
+        if self.combine == "mean" and self.fractions is not None:
+            raise ValueError(
+                "fractions cannot be used with combine='mean': the blocks would no "
+                "longer share dimensions; use combine='concat'"
+            )
 
-    def _fraction_per_member(self):
-        names = [name for name, _ in self.embedders_]
+    def _check_equal_widths(self):
+        """``combine='mean'`` averages blocks: the fitted members must agree on the width."""
+        if self.combine == "mean" and len(set(self.block_widths_)) > 1:
+            names = [name for name, _ in self.embedders_]
+            raise ValueError(
+                "combine='mean' needs members of equal width, but they give "
+                f"{dict(zip(names, self.block_widths_))}; use combine='concat'"
+            )
+
+    def _fraction_per_member(self, names):
         if self.fractions is None:
             return {}
         if isinstance(self.fractions, dict):
             return dict(self.fractions)
         return {name: self.fractions for name in names}
 
-    def _draw_block_columns(self):
-        rng = check_random_state(self.random_state)
-        fractions = self._fraction_per_member()
+    def _draw_block_columns(self, rng):
+        fractions = self._fraction_per_member([name for name, _ in self.embedders_])
         columns = []
         for (name, _), width in zip(self.embedders_, self.block_widths_):
             fraction = fractions.get(name, 1.0)
@@ -288,7 +365,18 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
-        """Apply every fitted member to X and combine the blocks, float32."""
+        """Apply every fitted member to X and combine the blocks.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame, or list of image paths / PIL images
+            Inputs shaped like the training inputs.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_output_features), float32
+            The members' blocks normalised, weighted, sampled and combined as in ``fit``.
+        """
         check_is_fitted(self)
         check_member_inputs(self, X, reset=False)
         blocks = self._member_outputs(X)
@@ -321,7 +409,19 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         return np.ascontiguousarray(combined, dtype=np.float32)
 
     def get_feature_names_out(self, input_features=None):
-        """``"{member}__{i}"`` for each kept dimension i of a member's block (``"mean__{i}"``)."""
+        """Names of the output features.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored; the names come from the members.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            ``"{member}__{i}"`` for each kept dimension i of a member's block
+            (``"mean__{i}"`` with ``combine="mean"``), in output order.
+        """
         check_is_fitted(self)
         if self.combine == "mean":
             names = [f"mean__{i}" for i in range(self.block_widths_[0])]

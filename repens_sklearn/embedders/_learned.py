@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
@@ -15,11 +15,76 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from torch.nn import functional as F
 
-from .._compat import _fit_context, HasMethods, Interval, StrOptions
+from .._base import COMMON_CONSTRAINTS, seeded_init
+from .._compat import _BaseComposition, _fit_context, HasMethods, Interval, StrOptions
 from .._device import make_generator, resolve_device, seed_from
+from .._inputs import check_member_inputs
 from ._concat import ConcatEmbedder
 
 _ACTIVATIONS = {"relu": nn.ReLU, "identity": nn.Identity}
+
+
+class _RowAdam(torch.optim.Optimizer):
+    """Adam whose step counter (and so bias correction) is kept per row of a 2-D tensor.
+
+    Each row is updated exactly as :class:`torch.optim.Adam` would update a
+    tensor holding that row alone, counting only the steps in which the row had
+    a gradient. A sparse gradient (``nn.Embedding(sparse=True)``) updates the
+    rows it holds and leaves the others, their moments and their counters,
+    untouched; a dense gradient updates every row.
+
+    The same optimiser runs on the memory bank in ``fit`` and on the new vectors
+    in ``transform``, so a vector's k-th update is computed alike in both.
+    (``torch.optim.SparseAdam`` corrects the bias with the tensor-wide step
+    count: a row's first update in ``fit`` would be 0.58-0.93 times the first
+    update of a new vector in ``transform`` with 4 batches per epoch, and later
+    ones several times larger.)
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    self._update(param, group)
+        return loss
+
+    def _update(self, param, group):
+        beta1, beta2 = group["betas"]
+        rows, grad = _rows_of(param.grad)
+        state = self.state[param]
+        if not state:
+            # float64 counters: 1 - beta2 ** k loses digits in float32 (MPS has no float64)
+            dtype = torch.float32 if param.device.type == "mps" else torch.float64
+            state["step"] = torch.zeros(param.shape[0], dtype=dtype, device=param.device)
+            state["exp_avg"] = torch.zeros_like(param)
+            state["exp_avg_sq"] = torch.zeros_like(param)
+        step = state["step"][rows] + 1
+        exp_avg = state["exp_avg"][rows].mul_(beta1).add_(grad, alpha=1 - beta1)
+        exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        state["step"][rows] = step
+        state["exp_avg"][rows] = exp_avg
+        state["exp_avg_sq"][rows] = exp_avg_sq
+        # torch.optim.Adam's formula, with each row's own step count
+        bias1 = (1 - beta1 ** step).to(param.dtype).unsqueeze(1)
+        bias2_sqrt = (1 - beta2 ** step).sqrt().to(param.dtype).unsqueeze(1)
+        denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(group["eps"])
+        param[rows] = param[rows] - group["lr"] / bias1 * exp_avg / denom
+
+
+def _rows_of(grad):
+    """``(rows, values)``: the rows a gradient touches and its values there."""
+    if grad.is_sparse:
+        grad = grad.coalesce()  # a row listed twice in a batch gets the sum, once
+        return grad.indices()[0], grad.values()
+    return slice(None), grad
 
 
 class _Recoverer(nn.Module):
@@ -70,19 +135,21 @@ class _CosineRecoveryLoss(nn.Module):
 
 
 class _RecoveryNet(NeuralNet):
-    """Adam on the MLPs, SparseAdam on the memory bank.
+    """Adam on the MLPs, a row-wise Adam (:class:`_RowAdam`) on the memory bank.
 
     With dense Adam on the bank, rows absent from a batch would keep moving on their
     momentum, so a training vector would get many updates per epoch where a new vector
-    in ``transform`` gets one. SparseAdam updates (and keeps moments for) only the rows
-    of the batch: every vector gets one Adam step per epoch, in ``fit`` as in ``transform``.
+    in ``transform`` gets one. The bank's optimiser updates (and keeps moments and a
+    step count for) only the rows of the batch: every vector gets one Adam step per
+    epoch, and its k-th step in ``fit`` is computed as the k-th step of a new vector
+    in ``transform``, which runs the same optimiser.
     """
 
     def initialize_optimizer(self, *args, **kwargs):
         mlps = [(n, p) for n, p in self.get_all_learnable_params() if not n.startswith("bank.")]
         opt_args, opt_kwargs = self.get_params_for_optimizer("optimizer", mlps)
         self.optimizer_ = self.optimizer(*opt_args, **opt_kwargs)
-        self.bank_optimizer_ = torch.optim.SparseAdam(self.module_.bank.parameters(), lr=self.lr)
+        self.bank_optimizer_ = _RowAdam(self.module_.bank.parameters(), lr=self.lr)
         return self
 
     def _step_optimizer(self, step_fn):
@@ -126,19 +193,20 @@ class _ClampBank(Callback):
                 net.module_.bank.weight.clamp_(min=0)
 
 
-class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                              _BaseComposition):
     """One vector per sample, learned so that small MLPs recover every backbone's features.
 
     The method of "Learning Rich Nearest Neighbor Representations from
-    Self-supervised Ensembles" (the learned-ensemble paper). For M frozen
-    backbones with L2-normalised features ``z^(j)``, ``fit`` keeps a memory bank
-    of one vector ``psi_i`` per training sample, initialised at the normalised
-    average of the ``z_i^(j)``, and one MLP ``phi_j`` per backbone; both are
-    trained with Adam to maximise ``cos(phi_j(psi_i), z_i^(j))`` (section 3).
-    The first ``warmup_fraction`` of the epochs train the MLPs alone, the rest
-    MLPs and vectors together (section 3.1). ``transform`` freezes the MLPs and
-    optimises a new vector per sample from its normalised average, with the
-    same loss (section 3, "Once training is completed ...").
+    Self-supervised Ensembles" (ICLR 2022 submission). For M frozen backbones
+    with L2-normalised features ``z^(j)``, ``fit`` keeps a memory bank of one
+    vector ``psi_i`` per training sample, initialised at the normalised average
+    of the ``z_i^(j)``, and one MLP ``phi_j`` per backbone; both are trained with
+    Adam to maximise ``cos(phi_j(psi_i), z_i^(j))`` (section 3). The first
+    ``warmup_fraction`` of the epochs train the MLPs alone, the rest MLPs and
+    vectors together (section 3.1). ``transform`` freezes the MLPs and optimises
+    a new vector per sample from its normalised average, with the same loss
+    (section 3, "Once training is completed ...").
 
     When the backbones' widths differ, each normalised block is zero-padded to
     the widest one before averaging: the bank has the widest width and the
@@ -148,10 +216,12 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     Training runs through skorch (``net_``); the memory bank is frozen during
     warm-up with skorch's ``Freezer`` / ``Unfreezer``, so the MLPs train alone.
-    In ``transform``, each sample's vector is optimised on its own (the loss is
-    a sum over samples and Adam acts per coordinate), all samples of a batch in
-    parallel, so a sample's result does not depend on the other rows of X or on
-    the batch size.
+    Every vector, in ``fit`` as in ``transform``, gets one Adam step per epoch
+    from an Adam that counts steps per vector: a vector's k-th update is
+    computed alike in both (the MLPs get plain Adam). In ``transform``, each
+    sample's vector is optimised on its own (the loss is a sum over samples and
+    Adam acts per coordinate), all samples of a batch in parallel, so a
+    sample's result does not depend on the other rows of X or on the batch size.
 
     Parameters
     ----------
@@ -161,9 +231,10 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         X; a fitted one, e.g. a pretrained :class:`EnSiamPretrainer`, is used as
         it is, and kept so through ``clone`` when wrapped in
         ``sklearn.frozen.FrozenEstimator``) or a registered backbone name (wrapped as
-        ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``). None: X already
-        holds the features of the backbones side by side (widths in
-        ``feature_groups``).
+        ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``, seeded from
+        ``random_state``). None: X already holds the features of the backbones
+        side by side (widths in ``feature_groups``). ``get_params`` /
+        ``set_params`` reach the backbones as ``name`` and ``name__param``.
     feature_groups : list of int or None, default=None
         With ``backbones=None``, the widths of the feature blocks in X's
         columns; they must sum to the number of columns. None: one block, the
@@ -194,11 +265,12 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     nonnegative : bool, default=False
         Keep the learned vectors in the non-negative orthant (projection after
         each step; the constrained variant of section 5.2).
-    device : str, default="auto"
-        "auto" (CUDA when available, else CPU) or a torch device.
+    device : "auto", str, torch.device or None, default="auto"
+        "auto" or None: CUDA when available, else CPU; otherwise a torch device.
     random_state : int, RandomState instance or None, default=None
-        Seeds MLP initialisation and batch order; ``transform`` itself draws
-        nothing, so equal seeds give equal outputs.
+        Seeds the backbones built from registered names, MLP initialisation and
+        batch order; ``transform`` itself draws nothing, so equal seeds give
+        equal outputs.
     memory : str, joblib.Memory or None, default=None
         Caches the backbones' fitted state and features (``joblib.Memory``).
     verbose : bool, default=False
@@ -221,6 +293,10 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         ``backbones`` is given.
     n_features_in_ : int
         Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Column names seen in ``fit``, when X was a DataFrame with string columns.
+    input_shape_ : tuple
+        Shape of one sample seen in ``fit`` (with ``backbones``).
 
     See Also
     --------
@@ -248,15 +324,15 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "transform_epochs": [Interval(Integral, 0, None, closed="left"), None],
         "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": COMMON_CONSTRAINTS["batch_size"],
         "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "final_activation": [StrOptions({"relu", "identity"}), None],
         "nonnegative": ["boolean"],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
+        "device": COMMON_CONSTRAINTS["device"],
+        "random_state": COMMON_CONSTRAINTS["random_state"],
         "memory": [None, str, HasMethods(["cache"])],
-        "verbose": ["verbose"],
+        "verbose": COMMON_CONSTRAINTS["verbose"],
     }
 
     def __init__(self, backbones=None, *, feature_groups=None, mlp_depth=2, hidden_dim=None,
@@ -282,46 +358,90 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         self.verbose = verbose
 
     def get_params(self, deep=True):
-        """Parameters, and with ``deep`` those of each backbone (``name__param``)."""
-        out = super().get_params(deep=deep)
-        if deep and isinstance(self.backbones, list):
-            for name, backbone in _pairs(self.backbones):
-                out[name] = backbone
-                if hasattr(backbone, "get_params"):
-                    for key, value in backbone.get_params(deep=True).items():
-                        out[f"{name}__{key}"] = value
-        return out
+        """Get the parameters of this estimator and, with ``deep``, of its backbones.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return each backbone as ``name`` and its parameters as
+            ``name__param``.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        return self._get_params("backbones", deep=deep)
 
     def set_params(self, **params):
-        """Set parameters, including backbones (``name``) and theirs (``name__param``)."""
-        if "backbones" in params:
-            self.backbones = params.pop("backbones")
-        names = [name for name, _ in _pairs(self.backbones)]
-        for key in [k for k in params if k in names]:
-            self.backbones = [(n, params.pop(key) if n == key else b) for n, b in self.backbones]
-        return super().set_params(**params)
+        """Set parameters, including backbones (``name``) and theirs (``name__param``).
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters; a backbone's name replaces that backbone
+            (``"drop"`` leaves it out).
+
+        Returns
+        -------
+        self : LearnedEnsembleEmbedder
+        """
+        self._set_params("backbones", **params)
+        return self
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
-        """Learn the MLPs and the training vectors; return self."""
+        """Learn the MLPs and the training vectors.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or inputs of the backbones
+            With ``backbones=None``, the backbones' features side by side (block
+            widths in ``feature_groups``); otherwise whatever the backbones take
+            (arrays, images, image paths).
+        y : None
+            Ignored; passed on to the backbones.
+
+        Returns
+        -------
+        self : LearnedEnsembleEmbedder
+            The fitted embedder.
+        """
         self.fit_transform(X, y)
         return self
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit_transform(self, X, y=None):
-        """Fit, then return the learned training vectors (``embedding_``)."""
-        targets = self._fit_targets(X, y)
+        """Fit, then return the learned training vectors (``embedding_``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or inputs of the backbones
+            As in :meth:`fit`.
+        y : None
+            Ignored; passed on to the backbones.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components), float32
+            The learned vector of each training sample.
+        """
+        seed = seed_from(self.random_state)
+        targets = self._fit_targets(X, y, seed)
         self._warn_if_relu_cannot_fit(targets)
         device = resolve_device(self.device)
         init = _average(targets, self.feature_groups_)
-        seed = seed_from(self.random_state)
         self.net_ = self._train(init, targets, seed, device)
         self.history_ = self.net_.history
         self.embedding_ = self.net_.module_.bank.weight.detach().cpu().numpy().astype(np.float32)
-        self._n_features_out = self.embedding_.shape[1]
         return self.embedding_.copy()
 
-    def _fit_targets(self, X, y):
+    @property
+    def _n_features_out(self):
+        """Width of the learned vectors (for ``get_feature_names_out``)."""
+        return self.embedding_.shape[1]
+
+    def _fit_targets(self, X, y, seed):
         """L2-normalised target blocks side by side, float32; sets ``feature_groups_``."""
         if self.backbones is None:
             self.targets_ = None
@@ -333,11 +453,11 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                 "feature_groups is only for precomputed features (backbones=None); with "
                 "backbones the widths come from the backbones' outputs"
             )
-        self.targets_ = ConcatEmbedder(self.backbones, normalize=True, memory=self.memory)
+        check_member_inputs(self, X)  # errors about X name this estimator
+        # the seed reaches the backbones built from registered names
+        self.targets_ = ConcatEmbedder(self.backbones, normalize=True, memory=self.memory,
+                                       random_state=None if self.random_state is None else seed)
         targets = self.targets_.fit_transform(X, y)
-        self.n_features_in_ = self.targets_.n_features_in_
-        if hasattr(self.targets_, "feature_names_in_"):
-            self.feature_names_in_ = self.targets_.feature_names_in_
         self.feature_groups_ = list(self.targets_.block_widths_)
         return targets
 
@@ -362,7 +482,8 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         if self.feature_groups is None:
             return [n_features]
         groups = np.asarray(self.feature_groups)
-        if groups.ndim != 1 or groups.size == 0 or groups.dtype.kind not in "iu" or (groups < 1).any():
+        if (groups.ndim != 1 or groups.size == 0 or groups.dtype.kind not in "iu"
+                or (groups < 1).any()):
             raise ValueError(
                 "feature_groups must be a list of positive ints (the width of each "
                 f"backbone's block of columns), got {self.feature_groups!r}"
@@ -376,8 +497,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     def _train(self, init, targets, seed, device):
         n_warmup = int(self.warmup_fraction * self.max_epochs)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_init(seed):
             module = _Recoverer(init, self.feature_groups_, self.hidden_dim or init.shape[1],
                                 self.mlp_depth, self.final_activation)
         net = _RecoveryNet(
@@ -401,7 +521,22 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
-        """Learn a vector for each sample of X with the MLPs frozen; float32 ``(n, dim)``."""
+        """Learn a vector for each sample of X with the MLPs frozen.
+
+        Each vector starts at the normalised average of the sample's target
+        blocks and gets ``transform_epochs`` Adam steps, computed as the steps
+        of the training vectors in ``fit``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or inputs of the backbones
+            Shaped like the training inputs.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components), float32
+            The learned vector of each sample.
+        """
         check_is_fitted(self)
         targets = self._transform_targets(X)
         init = _average(targets, self.feature_groups_)
@@ -421,6 +556,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         if self.targets_ is None:
             X = validate_data(self, X, dtype=np.float32, reset=False)
             return _normalise_blocks(X, self.feature_groups_)
+        check_member_inputs(self, X, reset=False)  # errors about X name this estimator
         return self.targets_.transform(X)
 
     def __sklearn_tags__(self):
@@ -428,13 +564,6 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.non_deterministic = False
         return tags
-
-
-def _pairs(backbones):
-    try:
-        return [(name, b) for name, b in backbones]
-    except (TypeError, ValueError):
-        return []
 
 
 def _normalise_blocks(X, widths):
@@ -455,12 +584,12 @@ def _average(targets, widths):
 
 
 def _optimise_vectors(module, init, targets, widths, *, steps, lr, nonnegative, device):
-    """Adam on new vectors with the MLPs frozen; returns the optimised vectors (numpy)."""
+    """New vectors optimised with the MLPs frozen, by the bank's optimiser; numpy."""
     vectors = torch.nn.Parameter(torch.as_tensor(init, device=device).clone())
     if steps == 0:
         return init
     target = torch.as_tensor(targets, device=device)
-    optimizer = torch.optim.Adam([vectors], lr=lr)
+    optimizer = _RowAdam([vectors], lr=lr)
     was_training = module.training
     module.eval()
     params = list(module.mlps.parameters())
