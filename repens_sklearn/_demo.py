@@ -2,6 +2,9 @@
 
 Every number printed comes from this run. The settings are sized so that the
 digits demo finishes in a few minutes on 2 CPU cores (``--quick``: under one).
+With a pretrained zoo installed (``plugins/repens-efficientnet-lite``) a sixth
+section runs the papers' setting: rank ImageNet-pretrained networks on the
+small labelled set, MeTTA on the best, combine them, fine-tune and ensemble.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ class DemoSettings:
     tta_views: int
     width: int = 16
     batch_size: int = 64
+    img_size: int = 64  # resolution fed to the pretrained zoo (CPU-friendly)
 
 
 SETTINGS = {
     "full": DemoSettings(n_train=None, n_test=None, finetune_steps=300, pretrain_epochs=20,
-                         learned_epochs=30, tta_views=8),
+                         learned_epochs=30, tta_views=8, img_size=96),
     "quick": DemoSettings(n_train=300, n_test=150, finetune_steps=30, pretrain_epochs=2,
                           learned_epochs=4, tta_views=2),
 }
@@ -100,11 +104,11 @@ def section_metta(s, data, res, device):
     from .selection import FineTuneClassifier
 
     X_tr, y_tr, X_te, y_te = data
-    print("[1/5] supervised backbone + MeTTA vs centre embedding (linear evaluation)", flush=True)
+    print("[1/6] supervised backbone + MeTTA vs centre embedding (linear evaluation)", flush=True)
     supervised = FineTuneClassifier(
         "convnet_small", backbone_params={"width": s.width}, lr=0.05, max_steps=s.finetune_steps,
         batch_size=s.batch_size, policy="crop_flip", policy_params=_crop_params(),
-        device=device, random_state=0, verbose=True,
+        device=device, random_state=0,
     ).fit(X_tr, y_tr)
     res.add("MeTTA", "fine-tuned convnet (its own head)", "test accuracy",
             supervised.score(X_te, y_te))
@@ -122,14 +126,14 @@ def section_ensiam(s, data, res, device):
     from .pretrain import EnSiamPretrainer
 
     X_tr, y_tr, X_te, y_te = data
-    print("[2/5] self-supervised pretraining: EnSiam vs SimSiam K-aug (kNN, k=20)", flush=True)
+    print("[2/6] self-supervised pretraining: EnSiam vs SimSiam K-aug (kNN, k=20)", flush=True)
     encoders = {}
     for target, label in [("ensemble", "EnSiam (K=4)"), ("pair", "SimSiam K-aug (K=4)")]:
         pretrainer = EnSiamPretrainer(
             "convnet_small", backbone_params={"width": s.width}, n_views=4, target=target,
             policy="crop_flip", policy_params=_crop_params(), projector_dim=256,
             predictor_hidden_dim=64, max_epochs=s.pretrain_epochs, batch_size=128,
-            base_lr=0.1, warmup_epochs=1, device=device, random_state=0, verbose=1,
+            base_lr=0.1, warmup_epochs=1, device=device, random_state=0,
         ).fit(X_tr)
         Z_tr, Z_te = pretrainer.transform(X_tr), pretrainer.transform(X_te)
         res.add("EnSiam", label, "kNN accuracy (k=20)", _knn_accuracy(Z_tr, y_tr, Z_te, y_te))
@@ -154,34 +158,37 @@ def _members(supervised, encoders, s, device):
 
 def section_learned(s, data, res, members, device):
     """Learned ensemble (learned-representations paper) vs concatenation vs averaging."""
-    from .embedders import ConcatEmbedder, LearnedEnsembleEmbedder
-
     X_tr, y_tr, X_te, y_te = data
-    print("[3/5] one representation from four backbones (kNN, k=20)", flush=True)
+    print("[3/6] one representation from four backbones (kNN, k=20)", flush=True)
     # Embed once; the three combiners then work on precomputed features side by side.
     blocks_tr = [est.fit_transform(X_tr) for _, est in members]
     blocks_te = [est.transform(X_te) for _, est in members]
-    F_tr, F_te = np.hstack(blocks_tr), np.hstack(blocks_te)
-    widths = [b.shape[1] for b in blocks_tr]
     for (name, _), b_tr, b_te in zip(members, blocks_tr, blocks_te):
         res.add("Learned ensemble", f"individual: {name}", "kNN accuracy (k=20)",
                 _knn_accuracy(b_tr, y_tr, b_te, y_te))
+    _combine_blocks(s, "Learned ensemble", [name for name, _ in members], blocks_tr, blocks_te,
+                    y_tr, y_te, res, device)
+
+
+def _combine_blocks(s, section, names, blocks_tr, blocks_te, y_tr, y_te, res, device):
+    """Concatenation, normalised average and the learned ensemble of precomputed blocks."""
     from sklearn.preprocessing import FunctionTransformer
 
+    from .embedders import ConcatEmbedder, LearnedEnsembleEmbedder
+
+    F_tr, F_te = np.hstack(blocks_tr), np.hstack(blocks_te)
+    widths = [b.shape[1] for b in blocks_tr]
     columns = np.cumsum([0] + widths)
     pickers = [(name, FunctionTransformer(_take_columns, kw_args={"start": int(a), "stop": int(b)}))
-               for (name, _), a, b in zip(members, columns[:-1], columns[1:])]
+               for name, a, b in zip(names, columns[:-1], columns[1:])]
     for combine, label in [("concat", "concatenation"), ("mean", "normalised average")]:
         combiner = ConcatEmbedder(pickers, combine=combine).fit(F_tr)
-        res.add("Learned ensemble", label, "kNN accuracy (k=20)",
+        res.add(section, label, "kNN accuracy (k=20)",
                 _knn_accuracy(combiner.transform(F_tr), y_tr, combiner.transform(F_te), y_te))
     learned = LearnedEnsembleEmbedder(feature_groups=widths, max_epochs=s.learned_epochs,
-                                      batch_size=128, lr=3e-3, device=device, random_state=0,
-                                      verbose=True)
-    Z_tr = learned.fit_transform(F_tr)
-    Z_te = learned.transform(F_te)
-    res.add("Learned ensemble", "learned ensemble", "kNN accuracy (k=20)",
-            _knn_accuracy(Z_tr, y_tr, Z_te, y_te))
+                                      batch_size=128, lr=3e-3, device=device, random_state=0)
+    res.add(section, "learned ensemble", "kNN accuracy (k=20)",
+            _knn_accuracy(learned.fit_transform(F_tr), y_tr, learned.transform(F_te), y_te))
 
 
 def _take_columns(X, start, stop):
@@ -193,7 +200,7 @@ def section_selection(s, data, res, members, device):
     from .selection import GreedyEnsembleClassifier, KNNModelSelector, make_finetune_sweep
 
     X_tr, y_tr, X_te, y_te = data
-    print("[4/5] kNN model ranking -> fine-tune sweep -> greedy ensemble", flush=True)
+    print("[4/6] kNN model ranking -> fine-tune sweep -> greedy ensemble", flush=True)
     selector = KNNModelSelector(members, n_neighbors=1, n_select=3).fit(X_tr, y_tr)
     for name in selector.ranking_:
         res.add("Selection", f"leave-one-out 1-NN: {name}", "train LOO accuracy",
@@ -201,8 +208,7 @@ def section_selection(s, data, res, members, device):
     sweep = make_finetune_sweep(selector, lrs=(0.05, 0.01),
                                 steps=(s.finetune_steps // 2, s.finetune_steps),
                                 batch_size=s.batch_size, policy="crop_flip",
-                                policy_params=_crop_params(), device=device, random_state=0,
-                                verbose=True)
+                                policy_params=_crop_params(), device=device, random_state=0)
     greedy = GreedyEnsembleClassifier(sweep, max_size=len(sweep), validation_fraction=0.2,
                                       random_state=0).fit(X_tr, y_tr)
     # Caruana's first pick is the best single candidate, so it is always a member.
@@ -234,7 +240,7 @@ def section_diversity(data, res, members, selector, greedy, out_dir):
     )
 
     X_tr, y_tr, X_te, y_te = data
-    print("[5/5] pairwise diversity: linear heads on the four differently trained backbones",
+    print("[5/6] pairwise diversity: linear heads on the four differently trained backbones",
           flush=True)
     models = [(name, make_pipeline(FrozenEstimator(embedder), _linear_head())
                .fit(X_tr, y_tr)) for name, embedder in members]
@@ -256,6 +262,67 @@ def section_diversity(data, res, members, selector, greedy, out_dir):
                "ensemble_gain"]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return table[columns]
+
+
+PRETRAINED_ZOO = "efficientnet_lite*"
+
+
+def _pretrained_names():
+    from ._plugins import list_backbones
+
+    return [name for name in list_backbones(PRETRAINED_ZOO) if "/" not in name]
+
+
+def section_pretrained(s, data, res, members, device):
+    """The papers' setting: a zoo of ImageNet-pretrained networks on a small labelled set.
+
+    Rank the zoo (pretrained + the from-scratch members) by leave-one-out kNN
+    (deep-ensembles paper), MeTTA on the best pretrained one (metta paper),
+    concatenation / learned ensemble of the pretrained ones (learned-ensemble
+    paper), then fine-tune the top pretrained ones and build a greedy ensemble.
+    Images reach each network as its pretraining prepared them (grey to RGB,
+    resized to ``s.img_size``, ImageNet-normalised), from the raw grey pixels.
+    """
+    from .embedders import MeanTTAEmbedder
+    from .selection import GreedyEnsembleClassifier, KNNModelSelector, make_finetune_sweep
+
+    X_tr, y_tr, X_te, y_te = data
+    names = _pretrained_names()
+    print(f"[6/6] pretrained zoo ({', '.join(names)} at {s.img_size} px) + from-scratch members",
+          flush=True)
+
+    def pretrained(name, n_views=0):
+        return MeanTTAEmbedder(name, n_augmentations=n_views, img_size=s.img_size,
+                               policy="crop_flip", policy_params={"scale": (0.5, 1.0)},
+                               include_identity=n_views > 0, batch_size=64, device=device,
+                               random_state=0)
+
+    zoo = [(name, pretrained(name)) for name in names] + members
+    selector = KNNModelSelector(zoo, n_neighbors=1, n_select=len(zoo)).fit(X_tr, y_tr)
+    for name in selector.ranking_:
+        res.add("Pretrained zoo", f"leave-one-out 1-NN: {name}", "train LOO accuracy",
+                selector.scores_[name])
+    best = max(names, key=selector.scores_.get)
+    for n_views, label in [(0, f"{best} centre"), (s.tta_views, f"{best} MeTTA S={s.tta_views}")]:
+        embedder = pretrained(best, n_views)
+        Z_tr, Z_te = embedder.fit_transform(X_tr), embedder.transform(X_te)
+        res.add("Pretrained zoo", label, "linear-eval accuracy",
+                _linear_accuracy(Z_tr, y_tr, Z_te, y_te))
+    blocks = [pretrained(name) for name in names]
+    blocks_tr = [embedder.fit_transform(X_tr) for embedder in blocks]
+    blocks_te = [embedder.transform(X_te) for embedder in blocks]
+    _combine_blocks(s, "Pretrained zoo", names, blocks_tr, blocks_te, y_tr, y_te, res, device)
+    top = sorted(names, key=selector.scores_.get, reverse=True)[:2]
+    sweep = make_finetune_sweep(top, lrs=(0.01,), steps=(s.finetune_steps,),
+                                batch_size=s.batch_size, img_size=s.img_size, device=device,
+                                random_state=0)
+    greedy = GreedyEnsembleClassifier(sweep, max_size=len(sweep), validation_fraction=0.2,
+                                      random_state=0).fit(X_tr, y_tr)
+    for name in greedy.candidate_scores_:
+        res.add("Pretrained zoo", f"fine-tuned {name}", "test accuracy",
+                greedy.named_estimators_[name].score(X_te, y_te))
+    res.add("Pretrained zoo", f"greedy ensemble ({len(greedy.ensemble_)} picks)",
+            "test accuracy", greedy.score(X_te, y_te))
 
 
 def _format_table(rows):
@@ -288,8 +355,30 @@ def _check_report_dependencies():
         )
 
 
-def run_demo(dataset="digits", quick=False, output=None, data_home=None, device="auto"):
-    """Run the five sections and write ``report.md`` + PNGs; return the exit status."""
+def run_demo(dataset="digits", quick=False, output=None, data_home=None, device="auto",
+             threads=1):
+    """Run the sections and write ``report.md`` + PNGs; return the exit status.
+
+    ``threads`` caps torch's intra-op threads and the BLAS pools (threadpoolctl)
+    for the run: the demo's networks are small, and on a 2-core machine torch's
+    default of one thread per core oversubscribes as soon as anything else runs
+    (``repens demo --quick`` measured 166 s with the default against 6 s with
+    one thread). None keeps the libraries' defaults.
+    """
+    if threads is None:
+        return _run_demo(dataset, quick, output, data_home, device)
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        with threadpool_limits(limits=int(threads)):
+            return _run_demo(dataset, quick, output, data_home, device)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_demo(dataset, quick, output, data_home, device):
     start = time.perf_counter()
     s = SETTINGS["quick" if quick else "full"]
     _check_report_dependencies()
@@ -309,6 +398,11 @@ def run_demo(dataset="digits", quick=False, output=None, data_home=None, device=
     section_learned(s, data, res, members, device)
     selector, greedy = section_selection(s, data, res, members, device)
     diversity = section_diversity(data, res, members, selector, greedy, out_dir)
+    if _pretrained_names():
+        section_pretrained(s, data, res, members, device)
+    else:
+        res.notes.append("Pretrained zoo skipped: no EfficientNet-Lite backbones registered "
+                         "(pip install ./plugins/repens-efficientnet-lite).")
     seconds = time.perf_counter() - start
     _write_report(out_dir, res, diversity, header, seconds)
     print("\n" + _format_table(res.rows))
