@@ -1,6 +1,6 @@
 """Turn X into validated samples and stream them as batches of tensors on a device.
 
-Accepted X (DESIGN.md "Inputs"):
+Accepted X:
 - 2-D arrays: vectors, or flattened images when ``input_shape=(C, H, W)`` (uint8
   then scaled to [0, 1] as for image arrays);
 - 3-D / 4-D image arrays ``(N, H, W)``, ``(N, H, W, C)``, ``(N, C, H, W)``, uint8

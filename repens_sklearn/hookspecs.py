@@ -1,4 +1,4 @@
-"""Hook specifications of repens_sklearn (the fixed plugin contract of DESIGN.md).
+"""Hook specifications of repens_sklearn (the project's fixed plugin contract).
 
 Every hook returns a mapping from a registered name to an object. The
 registries in :mod:`repens_sklearn._plugins` merge the mappings of all plugins;

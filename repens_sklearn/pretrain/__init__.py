@@ -1,4 +1,5 @@
-"""Self-supervised pretraining: EnSiam and the SimSiam K-aug baseline (ensiam.md)."""
+"""Self-supervised pretraining: EnSiam and the SimSiam K-aug baseline
+("EnSiam: Self-Supervised Learning With Ensemble Representations", Han & Lee)."""
 
 from ._estimator import EnSiamPretrainer
 from ._knn import weighted_knn_accuracy

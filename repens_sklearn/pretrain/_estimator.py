@@ -1,4 +1,4 @@
-"""EnSiamPretrainer: self-supervised pretraining with ensemble targets (ensiam.md)."""
+"""EnSiamPretrainer: self-supervised pretraining with ensemble targets (Han & Lee, "EnSiam: Self-Supervised Learning With Ensemble Representations")."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from ._net import (
     WarmupCosineLR,
 )
 
-# ensiam.md sec. 4.1: 10 warm-up epochs of 200, i.e. 1/20 of the run.
+# EnSiam paper sec. 4.1: 10 warm-up epochs of 200, i.e. 1/20 of the run.
 _PAPER_WARMUP_FRACTION = 10 / 200
 _CONFIG_FILE = "ensiam_config.json"
 
@@ -38,7 +38,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
 
     Each sample gets ``n_views`` (K) augmented views; they pass through the
     encoder, a projection MLP (``f``) and a prediction MLP (``g``). With
-    ``target="ensemble"`` (EnSiam, ensiam.md eq. 4-5) every view's prediction
+    ``target="ensemble"`` (EnSiam paper eq. 4-5) every view's prediction
     is pulled towards the stop-gradient *mean* projection of the K views:
     ``L = (1/K) sum_k D(g_k, sg(mean_k f_k))``, ``D`` the negative cosine.
     With ``target="pair"`` (SimSiam K-aug, eq. 2) view ``k`` predicts the
@@ -52,7 +52,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
     backbone : str, torch.nn.Module or fitted embedder, default="resnet18_cifar"
         The encoder: a registered backbone name (see
         :func:`~repens_sklearn.list_backbones`), a module (deep-copied) or a
-        fitted estimator with ``as_backbone()``. ensiam.md sec. 4.1 uses
+        fitted estimator with ``as_backbone()``. The EnSiam paper (sec. 4.1) uses
         ResNet-18 with a 3x3 stride-1 stem and no max-pool for small images.
     backbone_params : dict, default=None
         Keyword arguments for the backbone factory (registered names only).

@@ -1,4 +1,5 @@
-"""Projector, predictor and the Siamese network of SimSiam / EnSiam (ensiam.md sec. 4.1)."""
+"""Projector, predictor and the Siamese network of SimSiam / EnSiam
+("EnSiam: Self-Supervised Learning With Ensemble Representations", sec. 4.1)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .._preprocess import preprocessing_or_identity
 def projection_mlp(in_dim, dim=2048, n_layers=2):
     """SimSiam's projection MLP: ``n_layers - 1`` Linear-BN-ReLU blocks, then Linear-BN.
 
-    ensiam.md sec. 4.1: 2048 channels; 2 layers for small data sets, 3 for
+    EnSiam paper sec. 4.1: 2048 channels; 2 layers for small data sets, 3 for
     ImageNet. As in SimSiam's code, the output BN has no affine parameters.
     """
     layers, width = [], int(in_dim)
@@ -22,7 +23,7 @@ def projection_mlp(in_dim, dim=2048, n_layers=2):
 
 
 def prediction_mlp(dim=2048, hidden_dim=512):
-    """SimSiam's 2-layer bottleneck predictor ``dim -> hidden_dim -> dim`` (ensiam.md sec. 4.1)."""
+    """SimSiam's 2-layer bottleneck predictor ``dim -> hidden_dim -> dim`` (EnSiam paper sec. 4.1)."""
     return nn.Sequential(
         nn.Linear(dim, hidden_dim, bias=False),
         nn.BatchNorm1d(hidden_dim),

@@ -95,7 +95,7 @@ class SiameseNet(NeuralNet):
 
 
 class WarmupCosineLR(Callback):
-    """Per-batch learning rate: linear warm-up then cosine decay to 0 (ensiam.md sec. 4.1).
+    """Per-batch learning rate: linear warm-up then cosine decay to 0 (EnSiam paper sec. 4.1).
 
     Stateless: the step is recovered from the history, so a run resumed from a
     checkpoint follows exactly the schedule of an uninterrupted one.
