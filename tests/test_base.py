@@ -110,3 +110,18 @@ def test_all_names_are_importable_public_objects():
         assert not name.startswith("_") or name == "__version__"
         if name not in ("__version__", "hookimpl"):
             assert obj.__module__.startswith("repens_sklearn"), name
+
+
+def test_zero_epochs_is_the_untrained_baseline_in_every_trainer(data):
+    from sklearn.preprocessing import normalize
+
+    from repens_sklearn import LearnedEnsembleEmbedder
+
+    X, _ = data
+    X = np.abs(X)
+    learned = LearnedEnsembleEmbedder(feature_groups=[3, 3], max_epochs=0, device="cpu",
+                                      random_state=0)
+    average = normalize(normalize(X[:, :3]) + normalize(X[:, 3:]))
+    np.testing.assert_allclose(learned.fit_transform(X), average, atol=1e-6)
+    encoder = ESTIMATORS["ensiam"](max_epochs=0, device="cpu", random_state=0).fit(X)
+    assert encoder.n_epochs_ == 0

@@ -15,7 +15,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from torch.nn import functional as F
 
-from .._base import COMMON_CONSTRAINTS, seeded_init
+from .._base import COMMON_CONSTRAINTS, TRAINING_CONSTRAINTS, seeded_init
 from .._compat import _BaseComposition, _fit_context, HasMethods, Interval, StrOptions
 from .._device import make_generator, resolve_device, seed_from
 from .._inputs import check_member_inputs
@@ -246,7 +246,8 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         Width of the hidden layers; None = the vector width (section 3: "both of
         output dimension the same as their input").
     max_epochs : int, default=50
-        Training epochs (section 3.1: 50 outside ImageNet, 20 on ImageNet).
+        Training epochs (section 3.1: 50 outside ImageNet, 20 on ImageNet); 0 keeps
+        the initial normalised average.
     transform_epochs : int, default=None
         Optimisation steps per new vector in ``transform`` (each sample gets one
         step per epoch, as in training); None = ``max_epochs``.
@@ -321,7 +322,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         "feature_groups": ["array-like", None],
         "mlp_depth": [Interval(Integral, 1, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left"), None],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": TRAINING_CONSTRAINTS["max_epochs"],
         "transform_epochs": [Interval(Integral, 0, None, closed="left"), None],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": COMMON_CONSTRAINTS["batch_size"],
