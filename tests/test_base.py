@@ -123,5 +123,5 @@ def test_zero_epochs_is_the_untrained_baseline_in_every_trainer(data):
                                       random_state=0)
     average = normalize(normalize(X[:, :3]) + normalize(X[:, 3:]))
     np.testing.assert_allclose(learned.fit_transform(X), average, atol=1e-6)
-    encoder = ESTIMATORS["ensiam"](max_epochs=0, device="cpu", random_state=0).fit(X)
+    encoder = ESTIMATORS["ensiam"](device="cpu", random_state=0).set_params(max_epochs=0).fit(X)
     assert encoder.n_epochs_ == 0
