@@ -70,7 +70,3 @@ def test_every_public_estimator_is_checked():
     missing = sorted(cls.__name__ for cls in _public_estimator_classes() - checked)
     assert not missing, f"public estimators missing from ESTIMATORS: {missing}"
 
-
-@pytest.mark.parametrize("name", repens_sklearn.__all__)
-def test_all_names_resolve(name):
-    assert getattr(repens_sklearn, name) is not None
