@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make .venv and install repens-sklearn with its test and plot extras, and the
-# repens-timm plugin (so its tests run). PyTorch is pinned per architecture to the
-# builds this machine's pip can install without multi-GB downloads (README: Install).
+# repens-timm and repens-efficientnet-lite plugins (so their tests run). PyTorch is
+# pinned per architecture to the builds this machine's pip can install without
+# multi-GB downloads (README: Install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,3 +16,4 @@ esac
 $PIP install -q --disable-pip-version-check $TORCH_PINS
 $PIP install -q --disable-pip-version-check -e ".[test,plot]" $TORCH_PINS
 $PIP install -q --disable-pip-version-check -e ./plugins/repens-timm $TORCH_PINS
+$PIP install -q --disable-pip-version-check -e ./plugins/repens-efficientnet-lite $TORCH_PINS

@@ -136,3 +136,84 @@ def test_unreadable_weights_file(tmp_path):
     path.write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match=r"garbage\.safetensors.*could not be read"):
         create_backbone("mlp", in_features=3, weights=str(path))
+
+
+@pytest.fixture
+def torch_cache(tmp_path, monkeypatch):
+    """An empty torch hub cache under a temporary TORCH_HOME."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    return checkpoints
+
+
+def _fake_cached_resnet18(checkpoints):
+    import torchvision
+    torch.manual_seed(0)
+    full = torchvision.models.resnet18(weights=None).eval()
+    torch.save(full.state_dict(), checkpoints / "resnet18-f37072fd.pth")  # ResNet18_Weights.IMAGENET1K_V1
+    return full
+
+
+@pytest.mark.parametrize("name", ["DEFAULT", "IMAGENET1K_V1", "ResNet18_Weights.IMAGENET1K_V1"])
+def test_torchvision_weight_names_load_from_the_torch_cache(torch_cache, name):
+    full = _fake_cached_resnet18(torch_cache)
+    net = create_backbone("resnet18", weights=name).eval()
+    x = torch.rand(1, 3, 64, 64)
+    full.fc = torch.nn.Identity()
+    assert torch.equal(net(x), full(x))
+    assert net.pretrained_cfg == {
+        "architecture": "resnet18", "tag": "IMAGENET1K_V1", "input_size": (3, 224, 224),
+        "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+        "interpolation": "bilinear", "crop_pct": 0.875, "num_classes": 1000,
+    }
+
+
+def test_torchvision_weights_enum_member_is_accepted(torch_cache):
+    from torchvision.models import ResNet18_Weights
+    _fake_cached_resnet18(torch_cache)
+    assert create_backbone("resnet18", weights=ResNet18_Weights.DEFAULT).pretrained_cfg["tag"] == "IMAGENET1K_V1"
+
+
+def test_pretrained_cfg_follows_the_weights_transforms():
+    from torchvision.models import ResNet50_Weights
+    from repens_sklearn.backbones import torchvision_pretrained_cfg
+    cfg = torchvision_pretrained_cfg("resnet50", ResNet50_Weights.DEFAULT)  # V2: resize 232, crop 224
+    assert cfg["tag"] == "IMAGENET1K_V2" and cfg["input_size"] == (3, 224, 224)
+    assert cfg["crop_pct"] == pytest.approx(224 / 232) and cfg["interpolation"] == "bilinear"
+
+
+def test_torchvision_weights_adapt_to_grey_inputs(torch_cache):
+    full = _fake_cached_resnet18(torch_cache)
+    net = create_backbone("resnet18", in_chans=1, weights="DEFAULT").eval()
+    assert torch.allclose(net.model.conv1.weight, full.conv1.weight.sum(1, keepdim=True))
+    assert net.pretrained_cfg["input_size"] == (1, 224, 224)
+    assert net.pretrained_cfg["mean"] == pytest.approx(((0.485 + 0.456 + 0.406) / 3,))
+    assert net(torch.rand(1, 1, 32, 32)).shape == (1, 512)
+
+
+def test_random_and_file_resnets_carry_no_pretrained_cfg(tmp_path):
+    net = create_backbone("resnet18")
+    assert net.pretrained_cfg is None
+    torch.save(net.state_dict(), tmp_path / "mine.pt")
+    assert create_backbone("resnet18", weights=str(tmp_path / "mine.pt")).pretrained_cfg is None
+
+
+def test_torchvision_weights_missing_from_the_cache_say_where(torch_cache):
+    expected = str(torch_cache / "resnet34-b627a593.pth")
+    with pytest.raises(FileNotFoundError) as info:
+        create_backbone("resnet34", weights="DEFAULT")
+    message = str(info.value)
+    assert "resnet34" in message and "ResNet34_Weights.IMAGENET1K_V1" in message
+    assert expected in message and "nothing is downloaded" in message
+    assert not list(torch_cache.iterdir())
+
+
+def test_unknown_weights_name_lists_the_torchvision_names(torch_cache):
+    with pytest.raises(FileNotFoundError, match=r"weights='IMAGENET1K_V9' for resnet18 is not an existing "
+                       r"file or one of torchvision's resnet18 weights \['IMAGENET1K_V1', 'DEFAULT'\]"):
+        create_backbone("resnet18", weights="IMAGENET1K_V9")
+    with pytest.raises(TypeError, match="weights for resnet18 must be"):
+        create_backbone("resnet18", weights=3)
+    with pytest.raises(ValueError, match="do not fit the 3x3 stem of resnet18_cifar"):
+        create_backbone("resnet18_cifar", weights="DEFAULT")

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 from torch import nn
 
-from ._weights import load_weights
+from ._weights import (
+    adapt_input_conv,
+    load_torchvision_state,
+    load_weights,
+    pretrained_cfg_for_chans,
+    torchvision_cache_path,
+    torchvision_pretrained_cfg,
+    torchvision_weight_names,
+    torchvision_weights,
+)
 
 
 class MLPBackbone(nn.Module):
@@ -58,13 +69,18 @@ class SmallConvNet(nn.Module):
 
 
 class TorchvisionEmbedding(nn.Module):
-    """A torchvision classification model with its head replaced by the identity."""
+    """A torchvision classification model with its head replaced by the identity.
 
-    def __init__(self, model, embedding_dim, in_chans):
+    ``pretrained_cfg`` (timm's keys) is set when the weights are torchvision's
+    named ImageNet weights, None otherwise.
+    """
+
+    def __init__(self, model, embedding_dim, in_chans, pretrained_cfg=None):
         super().__init__()
         self.model = model
         self.embedding_dim = int(embedding_dim)
         self.in_chans = int(in_chans)
+        self.pretrained_cfg = pretrained_cfg
 
     def forward(self, x):
         return self.model(x)
@@ -103,16 +119,59 @@ def convnet_small(in_chans=1, width=32, embedding_dim=None, weights=None):
 def _resnet_factory(arch, cifar_stem=False):
     def factory(in_chans=3, weights=None):
         module = _resnet(arch, in_chans=in_chans, cifar_stem=cifar_stem)
-        # torchvision checkpoints store keys under the bare model and carry an fc head;
-        # this backbone's own state_dict (and as_backbone()'s) has them under "model.".
-        if weights is not None:
+        named = _named_weights(arch, weights, cifar_stem)
+        if named is not None:
+            _load_torchvision_weights(module, arch, named, in_chans)
+        elif weights is not None:
+            # torchvision checkpoints store keys under the bare model and carry an fc head;
+            # this backbone's own state_dict (and as_backbone()'s) has them under "model.".
             load_weights(module.model, weights, ignore_prefixes=("fc.",), strip_prefix="model.")
         return module
 
     factory.__name__ = arch + ("_cifar" if cifar_stem else "")
-    stem = "3x3 stride-1 stem without max-pool (ensiam.md sec. 4.1)" if cifar_stem else "ImageNet stem"
-    factory.__doc__ = f"torchvision {arch} without its classifier head, {stem}; no download."
+    factory.__doc__ = _resnet_doc(arch, cifar_stem)
     return factory
+
+
+def _resnet_doc(arch, cifar_stem):
+    if cifar_stem:
+        return (
+            f"torchvision {arch} without its classifier head, 3x3 stride-1 stem without "
+            "max-pool (ensiam.md sec. 4.1); ``weights``: a local file."
+        )
+    return (
+        f"torchvision {arch} without its classifier head, ImageNet stem.\n\n"
+        "``weights``: a local file, or torchvision's weights name (``'DEFAULT'``, "
+        "``'IMAGENET1K_V1'``, ...) read from torch's hub cache - never downloaded - which "
+        "also sets ``pretrained_cfg`` from those weights' evaluation transform. With "
+        "``in_chans != 3`` the RGB stem kernels are adapted as timm does."
+    )
+
+
+def _named_weights(arch, weights, cifar_stem):
+    """The torchvision weights enum member that ``weights`` names; None for a file or None."""
+    if weights is None or (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):
+        return None
+    named = torchvision_weights(arch, weights)
+    if named is None:
+        expected = f"an existing file or one of torchvision's {arch} weights {torchvision_weight_names(arch)}"
+        if not isinstance(weights, (str, os.PathLike)):
+            raise TypeError(f"weights for {arch} must be {expected}, got {weights!r}")
+        raise FileNotFoundError(f"weights={os.fspath(weights)!r} for {arch} is not {expected}")
+    if cifar_stem:
+        raise ValueError(
+            f"weights={weights!r}: torchvision's ImageNet weights do not fit the 3x3 stem "
+            f"of {arch}_cifar; use backbone {arch!r} or a local weights file"
+        )
+    return named
+
+
+def _load_torchvision_weights(module, arch, named, in_chans):
+    state = load_torchvision_state(arch, named)
+    state["conv1.weight"] = adapt_input_conv(state["conv1.weight"], in_chans)
+    path = torchvision_cache_path(named)
+    load_weights(module.model, path, ignore_prefixes=("fc.",), state=state)
+    module.pretrained_cfg = pretrained_cfg_for_chans(torchvision_pretrained_cfg(arch, named), in_chans)
 
 
 resnet18 = _resnet_factory("resnet18")
