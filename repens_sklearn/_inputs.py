@@ -178,6 +178,7 @@ def check_inputs(estimator, X, *, input_shape=None, reset=True, loader=None) -> 
     matches what the estimator was fitted on.
     """
     input_shape = _check_input_shape(input_shape)
+    X = _paths_as_list(X)
     if _is_image_list(X):
         if not reset and input_shape is None:
             # Image files are resized to what the estimator was fitted on, not to the first one.
@@ -192,6 +193,44 @@ def check_inputs(estimator, X, *, input_shape=None, reset=True, loader=None) -> 
     else:
         _check_same_shape(estimator, inputs)
     return inputs
+
+
+def _paths_as_list(X):
+    """Arrays / Series of paths become lists; one path or a folder gets advice, not a cast."""
+    if isinstance(X, (str, os.PathLike)):
+        what = "a folder" if os.path.isdir(X) else "one path"
+        raise ValueError(
+            f"X is {what} ({os.fspath(X)!r}); pass a list of image paths (for a folder of "
+            "class sub-folders: repens_sklearn.load_image_folder(folder)), or [X] for one image"
+        )
+    if hasattr(X, "dtype") and getattr(X, "ndim", 0) == 1 and getattr(X.dtype, "kind", "O") in "OUS":
+        values = list(X.tolist() if hasattr(X, "tolist") else X)
+        if values and isinstance(values[0], (str, os.PathLike)) or _is_pil(values[0] if values else None):
+            return values
+    return X
+
+
+def _check_not_one_dimensional(X, ndim):
+    if ndim == 1:
+        raise ValueError(
+            f"X is 1-D (shape {np.shape(X)}); pass a 2-D array (n_samples, n_features), "
+            "an image array (N, H, W), (N, H, W, C) or (N, C, H, W), or a list of image paths "
+            "(Reshape your data with X.reshape(1, -1) if it is one vector sample)"
+        )
+
+
+def _check_channels(estimator, arr):
+    """At transform, name a channel or size mismatch (scikit-learn would say 'features')."""
+    fitted = getattr(estimator, "input_shape_", None)
+    if fitted is None or len(fitted) != 3:
+        return
+    shape = tuple(_to_nchw(arr[:1]).shape[1:])
+    if shape[0] != fitted[0]:
+        raise ValueError(
+            f"X has images with {shape[0]} channel(s), but {type(estimator).__name__} was "
+            f"fitted on images with {fitted[0]}"
+        )
+    _check_same_shape(estimator, Inputs(sample_shape=shape))
 
 
 def _check_input_shape(input_shape):
@@ -234,10 +273,13 @@ def _array_inputs(estimator, X, input_shape, reset) -> Inputs:
         _check_not_ragged(X)
     # scikit-learn's _NotAnArray refuses np.ndim; asarray goes through __array__.
     ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
+    _check_not_one_dimensional(X, ndim)
     if ndim >= 3:
         arr = np.asarray(X)
         if arr.dtype != np.uint8:
             arr = arr.astype(np.float32, copy=False)
+        if not reset:
+            _check_channels(estimator, arr)
     else:
         arr = X
     _check_finite(arr)

@@ -174,3 +174,65 @@ def test_device_resolution_and_generators():
     a = torch.rand(3, generator=make_generator(seed_from(0), "cpu"))
     b = torch.rand(3, generator=make_generator(seed_from(0), "cpu"))
     assert torch.equal(a, b)
+
+
+# ---------------------------------------------------- errors that say what to pass
+def test_arrays_and_series_of_paths_are_image_lists(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from repens_sklearn import MeanTTAEmbedder
+
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(paths[-1])
+    expected = MeanTTAEmbedder("convnet_small", n_augmentations=0, random_state=0).fit_transform(paths)
+    for X in (np.array(paths), pd.Series(paths)):
+        out = MeanTTAEmbedder("convnet_small", n_augmentations=0, random_state=0).fit_transform(X)
+        np.testing.assert_allclose(out, expected)
+
+
+@pytest.mark.parametrize("make_X, match", [
+    (lambda d: str(d), r"X is a folder \('.*'\); pass a list of image paths"),
+    (lambda d: str(d / "0.png"), r"X is one path .*or \[X\] for one image"),
+    (lambda d: np.arange(5), r"X is 1-D \(shape \(5,\)\); pass a 2-D array"),
+    (lambda d: [1, 2, 3], r"X is 1-D \(shape \(3,\)\).*list of image paths"),
+])
+def test_one_path_a_folder_or_1d_data_say_what_to_pass(tmp_path, make_X, match):
+    from PIL import Image
+
+    from repens_sklearn import MeanTTAEmbedder
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "0.png")
+    with pytest.raises(ValueError, match=match):
+        MeanTTAEmbedder("convnet_small", n_augmentations=0).fit(make_X(tmp_path))
+
+
+def test_transform_names_channels_and_image_size():
+    from repens_sklearn import MeanTTAEmbedder
+
+    emb = MeanTTAEmbedder("convnet_small", n_augmentations=0).fit(np.zeros((4, 1, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"images with 3 channel\(s\), but MeanTTAEmbedder was "
+                                         r"fitted on images with 1"):
+        emb.transform(np.zeros((4, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(1, 9, 9\), but .* shape \(1, 8, 8\)"):
+        emb.transform(np.zeros((4, 9, 9), np.float32))
+
+
+def test_a_cloned_fitted_backbone_says_to_freeze_it():
+    from sklearn.exceptions import NotFittedError
+    from sklearn.model_selection import cross_val_score
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder
+
+    X = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    y = np.arange(40) % 2
+    encoder = EnSiamPretrainer("mlp", policy="gaussian_noise", max_epochs=1, projector_dim=8,
+                               predictor_hidden_dim=4, random_state=0).fit(X)
+    pipe = make_pipeline(MeanTTAEmbedder(encoder, n_augmentations=0), LogisticRegression())
+    with pytest.raises(NotFittedError, match=r"backbone=EnSiamPretrainer\(...\) is not fitted.*"
+                                             r"FrozenEstimator\(EnSiamPretrainer\).*as_backbone"):
+        cross_val_score(pipe, X, y, cv=2, error_score="raise")

@@ -39,7 +39,7 @@ def build_backbone(backbone, backbone_params, sample_shape, *, param_name="backb
         module = copy.deepcopy(backbone)
     elif callable(getattr(backbone, "as_backbone", None)):
         _reject_params(params, param_name, "a fitted estimator")
-        module = backbone.as_backbone()
+        module = _fitted_backbone(backbone, param_name)
     else:
         raise TypeError(
             f"{param_name} must be a registered backbone name, a torch.nn.Module or a "
@@ -48,6 +48,20 @@ def build_backbone(backbone, backbone_params, sample_shape, *, param_name="backb
     if not isinstance(module, nn.Module):
         raise TypeError(f"{param_name}={backbone!r} built a {type(module).__name__}, not an nn.Module")
     return module
+
+
+def _fitted_backbone(estimator, param_name):
+    from sklearn.exceptions import NotFittedError
+
+    try:
+        return estimator.as_backbone()
+    except NotFittedError as exc:
+        name = type(estimator).__name__
+        raise NotFittedError(
+            f"{param_name}={name}(...) is not fitted: clone() (cross_val_score, GridSearchCV, "
+            f"a Pipeline refit) resets a fitted estimator given as a parameter. Wrap it in "
+            f"sklearn.frozen.FrozenEstimator({name}) or pass fitted.as_backbone() instead"
+        ) from exc
 
 
 def _reject_params(params, param_name, what):
