@@ -37,7 +37,9 @@ _EMBEDDER_FILE = "embedder.joblib"
 
 # How options are called in the library; the `repens` command renders the same
 # errors with its own option names.
-LIBRARY_WORDS = {"resume": "resume=True", "skip": "on_error='skip'", "chunk_size": "chunk_size"}
+# A word may use the error's fields: "where" places an unreadable file in the list.
+LIBRARY_WORDS = {"resume": "resume=True", "skip": "on_error='skip'", "chunk_size": "chunk_size",
+                 "where": "paths[{index}]"}
 
 
 class EmbedFilesError(Exception):
@@ -54,8 +56,19 @@ class EmbedFilesError(Exception):
 
     def render(self, words) -> str:
         """The message with the options called by ``words`` (see :data:`LIBRARY_WORDS`)."""
-        fields = {k: v.format(**words) if k == "what" else v for k, v in self.fields.items()}
+        fields = dict(self.fields)
+        if "index" in fields:
+            fields["number"] = fields["index"] + 1
+        words = {k: _format_if_possible(v, fields) for k, v in words.items()}
+        fields = {k: v.format(**words) if k == "what" else v for k, v in fields.items()}
         return self.template.format(**fields, **words)
+
+
+def _format_if_possible(text, fields):
+    try:
+        return text.format(**fields)
+    except KeyError:  # a word for another error's fields
+        return text
 
 
 def _rebuild_error(cls, fields):
@@ -65,7 +78,7 @@ def _rebuild_error(cls, fields):
 class UnreadableImageError(EmbedFilesError, ValueError):
     """A file could not be decoded and ``on_error="raise"``; the chunks done are kept."""
 
-    template = ("cannot read image {path!r} (paths[{index}]): {reason}. The {n_done} of "
+    template = ("cannot read image {path!r} ({where}): {reason}. The {n_done} of "
                 "{n_chunks} chunks done are kept in {parts!r}: fix or remove the file, or pass "
                 "{skip} with {resume} to leave it out and continue")
 
@@ -240,8 +253,8 @@ def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_er
         manifest = job.read_manifest()
     n_resumed = len(done)
     if verbose and n_resumed:
-        print(f"embed_files: resuming {job.output}: {n_resumed} of {job.n_chunks} chunks "
-              "already done", file=sys.stderr)
+        print(f"resuming {job.output}: {n_resumed} of {job.n_chunks} chunks already done",
+              file=sys.stderr)
     _run_chunks(job, embedder, sorted(set(range(job.n_chunks)) - done), on_error, n_jobs,
                 verbose, manifest)
     manifest = _assemble(job, manifest)
@@ -361,7 +374,7 @@ class _Job:
 
     def unreadable(self, exc):
         return UnreadableImageError(path=exc.path, index=exc.index, reason=exc.reason,
-                                    n_done=len(self.done_chunks()), n_chunks=self.n_chunks,
+                                    n_files=len(self.paths), n_done=len(self.done_chunks()), n_chunks=self.n_chunks,
                                     parts=str(self.parts))
 
     def report(self, manifest, n_resumed):

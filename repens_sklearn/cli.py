@@ -26,7 +26,8 @@ from .datasets import (
 )
 
 # How the command calls the options that library errors mention (see _stream.LIBRARY_WORDS).
-CLI_WORDS = {"resume": "--resume", "skip": "--skip-unreadable", "chunk_size": "--chunk-size"}
+CLI_WORDS = {"resume": "--resume", "skip": "--skip-unreadable", "chunk_size": "--chunk-size",
+             "where": "file {number} of {n_files}"}
 INLINE_NAMES = 12  # `repens plugins` shows a plugin's names inline up to this many
 
 
@@ -248,8 +249,6 @@ def _cmd_embed(args) -> int:
     if args.policy is not None:
         _check_name("augmentation policy", args.policy, "--policy")
     _check_name("aggregation", args.aggregation, "--aggregation")
-    if args.chunk_size < 1:
-        raise CLIError(f"--chunk-size must be at least 1, got {args.chunk_size}")
     shape = _input_shape(args, files, args.skip_unreadable)
     embedder = _embedder(args.backbone, args.weights, args, shape, args.policy or "identity",
                          args.n_augmentations, args.aggregation)
@@ -320,7 +319,7 @@ def _cmd_rank(args) -> int:
     from .selection import KNNModelSelector
 
     data, skipped = _load_labelled_folder(args.folder, args.skip_unreadable)
-    if args.n_neighbors < 1 or args.n_neighbors >= len(data.paths):
+    if args.n_neighbors >= len(data.paths):
         raise CLIError(f"-k/--n-neighbors must be between 1 and {len(data.paths) - 1} (the "
                        f"images but one), got {args.n_neighbors}")
     shape = _parse_shape(args.input_shape) or data.input_shape
@@ -372,9 +371,9 @@ def _add_runtime_options(parser):
                         help="channels,height,width every image is resized to (default: the "
                              "size most of the images have, RGB unless all are grey; a "
                              "backbone with a pretrained_cfg uses its own resolution)")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N",
+    parser.add_argument("--batch-size", type=_count(1), default=64, metavar="N",
                         help="images per forward pass (views with -S; default: %(default)s)")
-    parser.add_argument("--num-workers", type=int, default=_default_workers(), metavar="N",
+    parser.add_argument("--num-workers", type=_count(0), default=_default_workers(), metavar="N",
                         help="processes decoding image files while the model runs (0: decode "
                              "in the main process; default: %(default)s)")
     parser.add_argument("--device", default="auto",
@@ -386,6 +385,20 @@ def _add_runtime_options(parser):
                         help="leave out image files that cannot be decoded (reported at the "
                              "end) instead of stopping at the first")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _count(minimum):
+    """An argparse type: an int of at least ``minimum``, said in the option's terms."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def _default_workers():
@@ -426,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "random for backbones that have none)")
     embed.add_argument("--policy", default=None,
                        help="test-time augmentation policy, with -S (default: none)")
-    embed.add_argument("-S", "--n-augmentations", type=int, default=0, metavar="S",
+    embed.add_argument("-S", "--n-augmentations", type=_count(0), default=0, metavar="S",
                        help="number of augmented views to average (0: plain embedding)")
     embed.add_argument("--aggregation", default="mean",
                        help="how the views are combined: mean, gem, median, max, ... "
@@ -434,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("-o", "--output", required=True, metavar="FILE",
                        help="out.parquet (columns file, emb0, ...), out.npy (+ out.files.txt) "
                             "or out.csv")
-    embed.add_argument("--chunk-size", type=int, default=1024, metavar="N",
+    embed.add_argument("--chunk-size", type=_count(1), default=1024, metavar="N",
                        help="files embedded and saved at a time: memory and the work lost to "
                             "an interruption grow with it (default: %(default)s)")
     embed.add_argument("--resume", action="store_true",
@@ -451,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--candidate", action="append", required=True, metavar="NAME[:WEIGHTS]",
                       help="a backbone name, optionally with a weights file (repeat for each "
                            "candidate)")
-    rank.add_argument("-k", "--n-neighbors", type=int, default=1, metavar="K",
+    rank.add_argument("-k", "--n-neighbors", type=_count(1), default=1, metavar="K",
                       help="neighbours that vote for each image's class (default: %(default)s)")
     _add_runtime_options(rank)
     rank.set_defaults(func=_cmd_rank)

@@ -321,6 +321,7 @@ def test_embed_skip_unreadable_reports_and_leaves_the_file_out(tmp_path, capsys)
     assert len(err.splitlines()) == 2  # the random-weights note and the one-line error
     assert "2b.jpg" in err and "truncated" in err and "The 1 of 3 chunks done are kept" in err
     assert "--skip-unreadable with --resume" in err and "on_error" not in err
+    assert "2b.jpg' (file 4 of 9)" in err and "paths[" not in err
 
     assert main(argv + ["--skip-unreadable", "--resume"]) == 0
     captured = capsys.readouterr()
