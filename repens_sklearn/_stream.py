@@ -238,9 +238,8 @@ def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_er
         raise ValueError(f"resume must be True or False, got {resume!r}")
     manifest = job.read_manifest()
     if resume and manifest is not None and manifest.get("status") == "complete" \
-            and job.output.exists():
-        job.check_same_job(manifest, embedder)
-        return job.report(manifest, n_resumed=job.n_chunks)
+            and job.output.exists() and job.is_same_job(manifest, embedder):
+        return job.report(manifest, n_resumed=job.n_chunks)  # nothing left to do
     done = job.done_chunks()
     if done and not resume:
         raise InterruptedRunError(parts=str(job.parts), n_done=len(done), n_chunks=job.n_chunks)
@@ -344,6 +343,13 @@ class _Job:
         return {"format": self.format, "n_files": len(self.paths),
                 "paths_sha256": self.paths_sha256, "chunk_size": self.chunk_size}
 
+    def is_same_job(self, manifest, embedder):
+        try:
+            self.check_same_job(manifest, embedder)
+        except ResumeMismatchError:
+            return False  # a complete output of another job: it is simply redone
+        return True
+
     def check_same_job(self, manifest, embedder):
         fields = {"output": str(self.output), "parts": str(self.parts),
                   "manifest": str(self.manifest_path)}
@@ -433,9 +439,12 @@ def _start_fresh(job, embedder, on_error):
     if not _is_fitted(embedder):
         try:
             start, paths = job.chunk(0)
-            _with_readable_files(embedder.fit, paths, start, on_error)
+            _, kept, _ = _with_readable_files(embedder.fit, paths, start, on_error)
         except _UnreadableFile as exc:
             raise job.unreadable(exc) from exc.__cause__
+        if not kept:
+            raise ValueError(f"none of the {len(paths)} files of the first chunk could be read, "
+                             "so the embedder could not be fitted on them: fit it first")
     job.parts.mkdir(parents=True)
     tmp = job.parts / (_EMBEDDER_FILE + ".tmp")
     joblib.dump(embedder, tmp)
@@ -607,7 +616,7 @@ def _part_info(job, index):
     path = job.part_path(index)
     try:
         with np.load(path, allow_pickle=False) as part:
-            header = part["rows"], part["skipped_rows"], part["skipped_reasons"]
+            skipped_rows, reasons = part["skipped_rows"], part["skipped_reasons"]
             # the shape and dtype of the embeddings without loading them
             with part.zip.open("embeddings.npy") as f:
                 fmt = np.lib.format
@@ -617,8 +626,7 @@ def _part_info(job, index):
     except FileNotFoundError:
         raise FileNotFoundError(f"part {str(path)!r} of chunk {index} is missing: resume the run "
                                 "to embed it") from None
-    rows, skipped_rows, reasons = header
-    return {"start": start, "shape": shape, "dtype": dtype, "rows": rows,
+    return {"start": start, "shape": shape, "dtype": dtype,
             "skipped_rows": skipped_rows.tolist(), "skipped_reasons": reasons.tolist()}
 
 

@@ -130,6 +130,10 @@ def test_resume_embeds_only_the_missing_chunks(tmp_path, paths, monkeypatch):
     calls = _fail_after(monkeypatch, 0)
     report = embed_files(_embedder(), paths, output, chunk_size=CHUNK, resume=True)
     assert calls["n"] == 0 and report.n_chunks_resumed == report.n_chunks == 5
+    # ... unless it is another job: there is no interrupted work to keep, so it is redone
+    monkeypatch.undo()
+    report = embed_files(_embedder(), paths[:-2], output, chunk_size=CHUNK, resume=True)
+    assert report.n_chunks_resumed == 0 and np.load(output).shape == (N_FILES - 2, 128)
 
 
 def test_resume_uses_the_interrupted_runs_embedder(tmp_path, paths, monkeypatch):
