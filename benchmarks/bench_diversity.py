@@ -19,84 +19,50 @@ temperature calibration (``CalibratedClassifierCV(method="temperature")`` on a
 held-out split, §3.2); then the §4.6 linear evaluation of concatenated
 embeddings with ``ConcatEmbedder`` fractions 0/25/50/75/100 of the base.
 
-Trained backbones are cached under benchmarks/.cache (``_zoo.train_backbone``).
+Backbones are trained by ``FineTuneClassifier`` and ``EnSiamPretrainer`` and cached
+under benchmarks/.cache (``benchmarks._common.train_backbone`` / ``ensiam_backbone``);
+their features come from ``MeanTTAEmbedder(n_augmentations=0)``.
 
-    python benchmarks/bench_diversity.py            # default (~10 min on 2 shared cores, cold cache)
-    python benchmarks/bench_diversity.py --quick    # seconds-scale smoke run
+    python -m benchmarks.bench_diversity            # default (~10 min on 2 shared cores, cold cache)
+    python -m benchmarks.bench_diversity --quick    # seconds-scale smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
-from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _zoo import CACHE, machine_description, print_table, train_backbone  # noqa: E402
-
-from repens_sklearn import load_fashion_mnist  # noqa: E402
-from repens_sklearn.diversity import (  # noqa: E402
+from benchmarks._common import (
+    CACHE,
+    embed,
+    ensiam_backbone,
+    fashion_pools,
+    machine_description,
+    print_table,
+    set_threads,
+    train_backbone,
+)
+from repens_sklearn.diversity import (
     ConfidenceDisplay,
     PairwiseDiversityDisplay,
     linear_cka,
     pairwise_diversity,
 )
+from repens_sklearn.embedders import ConcatEmbedder
 
 CATEGORIES = ["reinit", "hparam", "arch", "framework", "data-samples", "data-classes"]
+SPLITS = ("train", "calib", "test")
 
 
 def split(n_train, n_calib, n_test, seed=0):
     """Disjoint pools of the training split (base, calibration, other data) and a test subset."""
-    X, y = load_fashion_mnist(split="train", return_X_y=True)
-    X_te, y_te = load_fashion_mnist(split="test", return_X_y=True)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(X))
-    base, cal = perm[:n_train], perm[n_train:n_train + n_calib]
-    other = perm[n_train + n_calib:2 * n_train + n_calib]
-    te = rng.permutation(len(X_te))[:n_test]
-    return dict(train=(X[base], y[base]), calib=(X[cal], y[cal]),
-                other=(X[other], y[other]), test=(X_te[te], y_te[te]))
-
-
-def embed(module, X, batch_size=512):
-    module.eval()
-    with torch.no_grad():
-        return np.concatenate([
-            module(torch.from_numpy(X[i:i + batch_size].astype(np.float32) / 255.0)).numpy()
-            for i in range(0, len(X), batch_size)])
-
-
-def ensiam_features(data, epochs, seed=0):
-    """Self-supervised EnSiam convnet_small; its features on every split (cached on disk)."""
-    from repens_sklearn.pretrain import EnSiamPretrainer
-
-    X, _ = data["train"]
-    params = dict(backbone="convnet_small", n_views=2, policy="simsiam", projector_dim=256,
-                  predictor_hidden_dim=64, max_epochs=epochs, batch_size=128, base_lr=0.05,
-                  warmup_epochs=0, device="cpu", random_state=seed)
-    key = hashlib.sha1(json.dumps({**params, "n": len(X), "x": hashlib.sha1(
-        X[:64].tobytes()).hexdigest()}, sort_keys=True).encode()).hexdigest()[:16]
-    path = CACHE / f"ensiam-features-{key}.npz"
-    if path.exists():
-        return dict(np.load(path))
-    start = time.perf_counter()
-    pre = EnSiamPretrainer(**params).fit(X)
-    print(f"  [framework] EnSiam pretraining {time.perf_counter() - start:.0f}s", flush=True)
-    feats = {name: pre.transform(data[name][0]) for name in ("train", "calib", "test")}
-    CACHE.mkdir(exist_ok=True)
-    np.savez(path, **feats)
-    return feats
+    return fashion_pools({"train": n_train, "calib": n_calib, "other": n_train}, n_test, seed)
 
 
 def build_zoo(data, epochs):
@@ -116,13 +82,11 @@ def build_zoo(data, epochs):
     for name, (Xb, yb, kw) in specs.items():
         start = time.perf_counter()
         module = train_backbone(Xb, yb, name=f"div-{name}", **{**common, **kw})
-        zoo[name] = {s: embed(module, data[s][0]) for s in ("train", "calib", "test")}
+        zoo[name] = {s: embed(module, data[s][0]) for s in SPLITS}
         print(f"  {name}: {zoo[name]['test'].shape[1]} dims "
               f"({time.perf_counter() - start:.0f}s)", flush=True)
-    try:
-        zoo["framework"] = ensiam_features(data, epochs)
-    except ImportError as exc:  # EnSiamPretrainer is another engineer's module
-        print(f"  framework: skipped, EnSiamPretrainer unavailable ({exc})")
+    encoder = ensiam_backbone(X, epochs=epochs)  # self-supervised: labels unused
+    zoo["framework"] = {s: embed(encoder, data[s][0]) for s in SPLITS}
     return {k: zoo[k] for k in ["base"] + CATEGORIES if k in zoo}
 
 
@@ -136,8 +100,6 @@ def _cols(Z, start, stop):
 
 def concat_accuracy(base, other, y_train, y_test, fraction_base, seed=0):
     """§4.6: random `fraction_base` of the base dims + the rest of the other's, linear eval."""
-    from repens_sklearn.embedders import ConcatEmbedder
-
     d0, d1 = base["train"].shape[1], other["train"].shape[1]
     members = [("base", FunctionTransformer(_cols, kw_args=dict(start=0, stop=d0))),
                ("other", FunctionTransformer(_cols, kw_args=dict(start=d0, stop=d0 + d1)))]
@@ -164,16 +126,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     n_train, n_calib, n_test, epochs = ((800, 400, 500, 1) if args.quick
                                         else (args.n_train, 1000, 2000, args.epochs))
-    torch.manual_seed(0)
+    set_threads(1)
     print(f"# Diversity of a model zoo on Fashion-MNIST\n\n{machine_description()}; "
           f"{n_train} train / {n_calib} calibration / {n_test} test images, {epochs} epochs\n")
     start = time.perf_counter()
     data = split(n_train, n_calib, n_test)
     zoo = build_zoo(data, epochs)
-    # Multi-threaded BLAS thrashes on a shared, oversubscribed CPU (a 50x slowdown
-    # of LogisticRegression measured here); the linear algebra below is small.
-    with threadpool_limits(limits=1, user_api="blas"):
-        analyse(zoo, data, args.out, start)
+    analyse(zoo, data, args.out, start)
 
 
 def analyse(zoo, data, out, start):

@@ -1,41 +1,37 @@
 """EnSiamPretrainer benchmarks: training speed vs a hand-written loop, and representation quality.
 
 Speed: images/s of ``EnSiamPretrainer.fit`` against a minimal PyTorch loop that
-trains the identical network (same initialisation, same policy, same views,
-same SGD + warm-up/cosine schedule) in the same run. Target: overhead <= 10%.
+trains the identical network (the pretrainer's initialised ``net_.module_``,
+the same policy, the same SGD + warm-up/cosine schedule) in the same run.
+Target: overhead <= 10%.
 
-Quality (ensiam.md Table 1, scaled down to a CPU budget): EnSiam (K=4) vs
-SimSiam 4-aug vs SimSiam (K=2) pretrained on a Fashion-MNIST subset, then
-weighted cosine kNN (k=20, k=200, tau=0.1) and linear evaluation (logistic
-regression on frozen, standardised embeddings) on a test subset; mean +- std
-over seeds. A random, untrained encoder is the floor.
+Quality ("EnSiam: Self-Supervised Learning With Ensemble Representations",
+Table 1, scaled down to a CPU budget): EnSiam (K=4) vs SimSiam 4-aug vs SimSiam
+(K=2) pretrained on a Fashion-MNIST subset, then weighted cosine kNN (k=20,
+k=200, tau=0.1) and linear evaluation (logistic regression on frozen,
+standardised embeddings) on a test subset; mean +- std over seeds. A random,
+untrained encoder is the floor.
 
-    python benchmarks/bench_ensiam.py            # default, <= 10 min on 2 shared cores
-    python benchmarks/bench_ensiam.py --quick    # seconds
+    python -m benchmarks.bench_ensiam            # default, <= 10 min on 2 shared cores
+    python -m benchmarks.bench_ensiam --quick    # seconds
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
+import math
 import time
 
 import numpy as np
 import torch
+from skorch.callbacks import Callback
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from _zoo import fashion_subset, machine_description, print_table  # noqa: E402
-from skorch.callbacks import Callback  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-
-from repens_sklearn import EnSiamPretrainer  # noqa: E402
-from repens_sklearn.pretrain import weighted_knn_accuracy  # noqa: E402
-from repens_sklearn.pretrain._net import WarmupCosineLR, to_float  # noqa: E402
+from benchmarks._common import fashion_subset, machine_description, print_table, set_threads
+from repens_sklearn import EnSiamPretrainer, create_augmentation_policy
+from repens_sklearn.pretrain import ensemble_loss, pair_loss, weighted_knn_accuracy
 
 METHODS = {  # name -> (n_views, target)
     "EnSiam (K=4)": (4, "ensemble"),
@@ -54,20 +50,27 @@ class _CPUTimer(Callback):
         net.history.record("cpu_dur", time.process_time() - self.start_)
 
 
-def hand_loop(pre, X, epochs):
+def cosine_lr(lr, step, total_steps):
+    """Cosine decay to 0 without warm-up (the pretrainer's schedule with warmup_epochs=0)."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
+
+
+def hand_loop(pre, X, epochs, policy, policy_params):
     """The same training as ``pre.fit`` without skorch: returns (wall, CPU) seconds.
 
-    ``pre`` is an initialised (fitted for 0 epochs) pretrainer, so the network,
-    policy, generators and schedule are exactly those ``fit`` would use.
+    ``pre`` is an initialised (fitted for 0 epochs) pretrainer: its
+    ``net_.module_`` (encoder + projector + predictor) is trained here with the
+    same policy, loss, optimiser and schedule that ``fit`` uses, from public names
+    only.
     """
-    net = pre.net_
-    module, policy, gen = net.module_, net.policy, net.augment_generator_
-    crit = net.criterion_
+    module = pre.net_.module_
+    policy = create_augmentation_policy(policy, **(policy_params or {}))
+    gen = torch.Generator().manual_seed(0)
+    loss_fn = ensemble_loss if pre.target == "ensemble" else pair_loss
     opt = torch.optim.SGD(module.parameters(), lr=pre.lr_, momentum=pre.momentum,
                           weight_decay=pre.weight_decay)
     bs = pre.effective_batch_size_
-    steps = -(-len(X) // bs)
-    sched = WarmupCosineLR(pre.lr_, epochs * steps, 0)
+    total = epochs * -(-len(X) // bs)
     data = torch.from_numpy(X)
     shuffle = torch.Generator().manual_seed(0)
     module.train()
@@ -75,12 +78,13 @@ def hand_loop(pre, X, epochs):
     for _ in range(epochs):
         order = torch.randperm(len(data), generator=shuffle)
         for i in range(0, len(data), bs):
-            x = to_float(data[order[i:i + bs]])
+            x = data[order[i:i + bs]]
+            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
             views = torch.cat([policy(x, gen) for _ in range(pre.n_views)])
             z, p = module(views)
-            loss = crit(z, p)
+            loss = loss_fn(z.view(pre.n_views, len(x), -1), p.view(pre.n_views, len(x), -1))
             for group in opt.param_groups:
-                group["lr"] = sched.lr_at(step)
+                group["lr"] = cosine_lr(pre.lr_, step, total)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -90,13 +94,15 @@ def hand_loop(pre, X, epochs):
 
 def bench_speed(X, args, title, **model):
     params = dict(n_views=4, projector_dim=args.proj, predictor_hidden_dim=args.pred,
-                  batch_size=args.batch_size, device="cpu", random_state=0, **model)
+                  batch_size=args.batch_size, warmup_epochs=0, device="cpu", random_state=0,
+                  **model)
     ours_t, epochs_t, hand_t = [], [], []
     for rep in range(args.repeats):  # interleaved, order alternated, best of: the machine is shared
         for which in (("ours", "hand") if rep % 2 == 0 else ("hand", "ours")):
             if which == "hand":
                 init = EnSiamPretrainer(max_epochs=0, **params).fit(X)
-                hand_t.append(hand_loop(init, X, args.speed_epochs))
+                hand_t.append(hand_loop(init, X, args.speed_epochs, model["policy"],
+                                        model.get("policy_params")))
                 continue
             pre = EnSiamPretrainer(max_epochs=args.speed_epochs, callbacks=[_CPUTimer()],
                                    **params)
@@ -175,10 +181,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, help="override the pretraining epochs")
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    # BLAS/OpenMP spin-waiting on a loaded machine made one logistic regression take 29 s
-    # instead of 0.2 s with 2 threads; keep numpy/scikit-learn at the same thread count.
-    threadpool_limits(args.threads)
+    set_threads(args.threads)  # torch, numpy and scikit-learn alike
     if args.quick:
         cfg = dict(n_train=256, n_test=256, epochs=1, seeds=1, width=8, proj=64, pred=16,
                    batch_size=128, speed_n=256, speed_epochs=1, repeats=2)

@@ -1,22 +1,22 @@
 """Learned ensemble vs concatenation / averaging / individual backbones, kNN on Fashion-MNIST.
 
-Learned-ensemble paper (learned-nn-representations-from-ensembles.txt): a vector
-per image learned so that one MLP per frozen backbone recovers its features
-(section 3), compared with concatenation, averaging and the individual models
+"Learning Rich Nearest Neighbor Representations from Self-supervised Ensembles"
+(the learned-ensemble paper): a vector per image learned so that one MLP per
+frozen backbone recovers its features (section 3), compared with concatenation, averaging and the individual models
 (section 3.1 "Baselines"), by cosine kNN accuracy (k = 1 and 20); plus the
 single-model case for the best backbone (section 4.2). The paper reports about
 +2 points over concatenation / averaging. The "best" backbone is chosen on the
 training split only (leave-one-out cosine kNN accuracy, k = 20, of each
 backbone's training features, ``loo_knn_accuracy``), never on the test split.
 
-Backbones (``_zoo.train_backbone``, cached in ``benchmarks/.cache``; the
-configurations of ``bench_diversity.py``): convnet_small trained on all classes
+Backbones (``benchmarks._common.train_backbone``, i.e. ``FineTuneClassifier``,
+cached in ``benchmarks/.cache``; the configurations of ``bench_diversity``): convnet_small trained on all classes
 (``base``), with other hyper-parameters (``hparam``), on 5 of the 10 classes
 (``data-classes``), a narrower convnet_small (``arch``, width 16 -> 64 dims), a
 random-initialised convnet_small (``random``) and a self-supervised one
-(``ensiam``: ``EnSiamPretrainer`` on convnet_small, the settings of
-``bench_diversity.ensiam_features``; its encoder, cached in ``benchmarks/.cache``
-too, is embedded like the other backbones).
+(``ensiam``: ``EnSiamPretrainer`` on convnet_small,
+``benchmarks._common.ensiam_backbone`` as in ``bench_diversity``; its encoder,
+cached in ``benchmarks/.cache`` too, is embedded like the other backbones).
 
 Shrunk for a shared 2-core CPU: the backbones train 2 epochs on 1,000 images
 (a resnet18 or 3 epochs on 6,000 take many minutes here); kNN on 5,000 training
@@ -24,47 +24,37 @@ Shrunk for a shared 2-core CPU: the backbones train 2 epochs on 1,000 images
 paper's settings (50 epochs, Adam 3e-4, batch 256, half warm-up). Three seeds
 of the learned ensemble (the baselines are deterministic).
 
-    python benchmarks/bench_learned_ensemble.py            # default (minutes)
-    python benchmarks/bench_learned_ensemble.py --quick    # smoke run (seconds)
+    python -m benchmarks.bench_learned_ensemble            # default (minutes)
+    python -m benchmarks.bench_learned_ensemble --quick    # smoke run (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
-import sys
-import threading
 import time
 
 import numpy as np
-import psutil
-import torch
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import normalize
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _zoo import CACHE, machine_description, print_table, train_backbone  # noqa: E402
-
-from repens_sklearn import (  # noqa: E402
-    EnSiamPretrainer,
-    LearnedEnsembleEmbedder,
-    MeanTTAEmbedder,
-    create_backbone,
-    load_fashion_mnist,
+from benchmarks._common import (
+    PeakRSS,
+    embed,
+    ensiam_backbone,
+    fashion_pools,
+    machine_description,
+    print_table,
+    set_threads,
+    train_backbone,
 )
-from repens_sklearn.selection._loo import loo_knn_accuracy  # noqa: E402
+from repens_sklearn import LearnedEnsembleEmbedder
+from repens_sklearn.selection import loo_knn_accuracy
 
 
 def split(n_train, n_test, seed=0):
-    """The training / test pools of bench_diversity.py (same draw, so the zoo cache is shared)."""
-    X, y = load_fashion_mnist(split="train", return_X_y=True)
-    X_te, y_te = load_fashion_mnist(split="test", return_X_y=True)
-    rng = np.random.default_rng(seed)
-    base = rng.permutation(len(X))[:n_train]
-    te = rng.permutation(len(X_te))[:n_test]
-    return X[base], y[base], X_te[te], y_te[te]
+    """The training / test pools of bench_diversity (same draw, so the zoo cache is shared)."""
+    pools = fashion_pools({"train": n_train}, n_test, seed)
+    return (*pools["train"], *pools["test"])
 
 
 def build_zoo(X, y, epochs):
@@ -78,62 +68,13 @@ def build_zoo(X, y, epochs):
     }
     zoo = {name: train_backbone(X, y, name=f"div-{name}", **{**common, **kw})
            for name, kw in specs.items()}
-    zoo["ensiam"] = ensiam_backbone(X, epochs)
+    zoo["ensiam"] = ensiam_backbone(X, epochs=epochs)
     return zoo
-
-
-def ensiam_backbone(X, epochs, seed=0):
-    """Self-supervised EnSiam convnet_small (labels unused); its encoder, cached on disk.
-
-    The settings of ``bench_diversity.ensiam_features``; the encoder's weights are
-    cached (not its features) so that it is embedded like the other backbones.
-    """
-    params = dict(backbone="convnet_small", n_views=2, policy="simsiam", projector_dim=256,
-                  predictor_hidden_dim=64, max_epochs=epochs, batch_size=128, base_lr=0.05,
-                  warmup_epochs=0, device="cpu", random_state=seed)
-    key = hashlib.sha1(json.dumps({**params, "n": len(X), "x": hashlib.sha1(
-        np.ascontiguousarray(X[:64]).tobytes()).hexdigest()}, sort_keys=True).encode()
-    ).hexdigest()[:16]
-    path = CACHE / f"ensiam-encoder-{key}.pt"
-    backbone = create_backbone("convnet_small", in_chans=X.shape[1])
-    if path.exists():
-        backbone.load_state_dict(torch.load(path, weights_only=True))
-        return backbone.eval()
-    start = time.perf_counter()
-    encoder = EnSiamPretrainer(**params).fit(X).as_backbone()
-    print(f"  [ensiam] EnSiam pretraining {time.perf_counter() - start:.0f}s", flush=True)
-    backbone.load_state_dict(encoder.state_dict())
-    CACHE.mkdir(exist_ok=True)
-    torch.save(backbone.state_dict(), path)
-    return backbone.eval()
 
 
 def knn_accuracy(F_train, y_train, F_test, y_test, k):
     knn = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
     return 100.0 * knn.fit(F_train, y_train).score(F_test, y_test)
-
-
-class PeakRSS:
-    """Peak resident memory growth of this process while the block runs (sampled every 5 ms)."""
-
-    def __enter__(self):
-        self.proc = psutil.Process()
-        self.start = self.peak = self.proc.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.mib = (self.peak - self.start) / 2**20
 
 
 def main(argv=None):
@@ -142,12 +83,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 is fastest for these small MLPs on a busy machine)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     # backbones train on the first n_zoo training images; kNN uses all n_train / n_test
     n_zoo, n_train, n_test, zoo_epochs = (800, 800, 300, 1) if args.quick else (1000, 5000, 2000, 2)
     le_params = dict(max_epochs=4, batch_size=128) if args.quick else dict(max_epochs=50)
     seeds = [0] if args.quick else [0, 1, 2]
-    torch.manual_seed(0)
     print(f"# Learned ensemble on Fashion-MNIST\n\n{machine_description()}; backbones trained "
           f"{zoo_epochs} epochs on {n_zoo} images; kNN on {n_train} train / {n_test} test images; "
           f"learned ensemble {le_params}, seeds {seeds}\n", flush=True)
@@ -158,8 +98,7 @@ def main(argv=None):
     feats, embed_s = {}, 0.0
     for name, module in zoo.items():
         t0 = time.perf_counter()
-        emb = MeanTTAEmbedder(backbone=module, n_augmentations=0, device="cpu").fit(X_tr[:1])
-        feats[name] = (emb.transform(X_tr), emb.transform(X_te))
+        feats[name] = (embed(module, X_tr), embed(module, X_te))
         embed_s += time.perf_counter() - t0
     names = list(feats)
     widths = [feats[n][0].shape[1] for n in names]

@@ -1,6 +1,7 @@
 """EnSiam self-supervised pretraining on Fashion-MNIST (or digits), then reuse the encoder.
 
-1. Pretrain a small CNN with EnSiam (K=4 views, ensemble target, ensiam.md),
+1. Pretrain a small CNN with EnSiam (K=4 views, ensemble target; "EnSiam:
+   Self-Supervised Learning With Ensemble Representations", sec. 3.2),
    watching a kNN monitor on held-out labelled images and checkpointing every
    epoch (stop it with Ctrl-C and run it again: it resumes where it stopped).
 2. Linear evaluation: logistic regression on the frozen embeddings.

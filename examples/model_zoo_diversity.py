@@ -1,4 +1,5 @@
-"""Diversity of a small model zoo on Fashion-MNIST (Gontijo-Lopes et al., ICLR 2022).
+"""Diversity of a small model zoo on Fashion-MNIST ("No One Representation to Rule Them All:
+Overlapping Features of Training Methods", Gontijo-Lopes et al., ICLR 2022).
 
 A base classifier and one model per category of the paper (§3.1): reinit
 (other seed), hyper-parameters, architecture, framework (unsupervised PCA
@@ -9,7 +10,7 @@ the gain of the averaged pair, before and after temperature calibration
 four displays of ``repens_sklearn.diversity`` into PNG files.
 
 This example uses scikit-learn models on raw pixels so that it runs in about a
-minute on a CPU; ``benchmarks/bench_diversity.py`` runs the same study on
+minute on a CPU; ``python -m benchmarks.bench_diversity`` runs the same study on
 trained neural backbones.
 
     python examples/model_zoo_diversity.py [--quick] [--out FOLDER]
