@@ -380,8 +380,8 @@ class _Job:
 
     def unreadable(self, exc):
         return UnreadableImageError(path=exc.path, index=exc.index, reason=exc.reason,
-                                    n_files=len(self.paths), n_done=len(self.done_chunks()), n_chunks=self.n_chunks,
-                                    parts=str(self.parts))
+                                    n_files=len(self.paths), n_done=len(self.done_chunks()),
+                                    n_chunks=self.n_chunks, parts=str(self.parts))
 
     def report(self, manifest, n_resumed):
         return EmbedReport(

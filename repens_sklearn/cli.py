@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import fnmatch
+import functools
 import inspect
 import os
 import sys
@@ -252,11 +253,12 @@ def _cmd_embed(args) -> int:
     shape = _input_shape(args, files, args.skip_unreadable)
     embedder = _embedder(args.backbone, args.weights, args, shape, args.policy or "identity",
                          args.n_augmentations, args.aggregation)
+    run = functools.partial(embed_files, embedder, files, out, chunk_size=args.chunk_size,
+                            resume=args.resume,
+                            on_error="skip" if args.skip_unreadable else "raise",
+                            verbose=not args.quiet)
     try:
-        report = embed_files(embedder, files, out, chunk_size=args.chunk_size,
-                             resume=args.resume,
-                             on_error="skip" if args.skip_unreadable else "raise",
-                             verbose=not args.quiet)
+        report = _on_dask(args.dask_scheduler, run) if args.dask_scheduler else run()
     except EmbedFilesError as exc:
         raise CLIError(exc.render(CLI_WORDS)) from exc
     except KeyboardInterrupt:
@@ -278,6 +280,23 @@ def _cmd_embed(args) -> int:
     if report.skipped:
         print(f"repens embed: {report.skipped_summary()}", file=sys.stderr)
     return 0
+
+
+def _on_dask(address, run):
+    """``run(n_jobs=-1)`` with joblib's Dask backend on the scheduler at ``address``."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise CLIError("--dask-scheduler needs Dask: pip install 'repens-sklearn[dask]' "
+                       "(dask[distributed])") from None
+    from joblib import parallel_config
+
+    try:
+        client = Client(address, timeout="30s")
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"--dask-scheduler {address!r}: cannot connect: {exc}") from None
+    with client, parallel_config(backend="dask"):
+        return run(n_jobs=-1)
 
 
 # ------------------------------------------------------------------- ranking
@@ -360,7 +379,8 @@ def _cmd_demo(args) -> int:
             home = args.data_home or FASHION_MNIST_HOME
             raise CLIError(f"Fashion-MNIST file {missing[0]}[.gz] not found in {home!r}: install "
                            "the data with `sudo apt-get install dataset-fashion-mnist` "
-                           "(Debian/Ubuntu), or point --data-home at a folder holding the IDX files")
+                           "(Debian/Ubuntu), or point --data-home at a folder holding the IDX "
+                           "files")
     return run_demo(dataset=args.dataset, quick=args.quick, output=args.output,
                     data_home=args.data_home)
 
@@ -450,6 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--chunk-size", type=_count(1), default=1024, metavar="N",
                        help="files embedded and saved at a time: memory and the work lost to "
                             "an interruption grow with it (default: %(default)s)")
+    embed.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                       help="embed the chunks on the workers of a running Dask cluster (e.g. "
+                            "tcp://host:8786); files and output must be on a filesystem they "
+                            "share (needs pip install 'repens-sklearn[dask]')")
     embed.add_argument("--resume", action="store_true",
                        help="continue the interrupted run of this output (same files, options "
                             "and --chunk-size); the result is that of an uninterrupted run")

@@ -159,7 +159,8 @@ def _read_image_header(path):
         with Image.open(path) as image:
             return image.mode, image.size
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
-        raise ValueError(f"cannot read image {os.fspath(path)!r}: {type(exc).__name__}: {exc}") from exc
+        raise ValueError(f"cannot read image {os.fspath(path)!r}: "
+                         f"{type(exc).__name__}: {exc}") from exc
 
 
 def _check_image_decodes(path):

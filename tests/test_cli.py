@@ -397,3 +397,27 @@ def test_killed_embed_resumes_to_the_uninterrupted_output(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"{n_done} of 12 chunks from the interrupted run" in result.stdout
     assert out.read_bytes() == reference.read_bytes()
+
+
+def test_dask_scheduler_without_dask_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # import fails
+    folder = _image_folder(tmp_path / "imgs")
+    assert main(["embed", str(folder), "--backbone", "mlp", "--dask-scheduler", "tcp://x:1",
+                 "-q", "-o", str(tmp_path / "x.npy")]) == 2
+    assert "--dask-scheduler needs Dask: pip install 'repens-sklearn[dask]'" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_embed_on_a_dask_scheduler_gives_the_local_output(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    folder = _image_folder(tmp_path / "imgs")
+    argv = ["embed", str(folder), "--backbone", "convnet_small", "--policy", "crop_flip",
+            "-S", "2", "--chunk-size", "3", "-q", "-o"]
+    assert main(argv + [str(tmp_path / "local.npy")]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  protocol="tcp", host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        assert main(argv + [str(tmp_path / "dask.npy"), "--dask-scheduler",
+                            cluster.scheduler_address]) == 0
+    assert (tmp_path / "dask.npy").read_bytes() == (tmp_path / "local.npy").read_bytes()
