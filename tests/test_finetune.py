@@ -202,3 +202,25 @@ def test_zero_head_starts_from_uniform_probabilities(digits):
     np.testing.assert_allclose(clf.fit(X[:40], y[:40]).predict_proba(X[:5]), 0.1, atol=1e-6)
     default = clf.set_params(head_init="default").fit(X[:40], y[:40]).predict_proba(X[:5])
     assert np.abs(default - 0.1).max() > 1e-3
+
+
+def test_batchnorm_statistics_are_recalibrated_after_training(digits):
+    X, y = digits
+    X = X.reshape(-1, 1, 8, 8)
+
+    def fit(recalibrate):
+        return FineTuneClassifier("convnet_small", backbone_params={"width": 4}, lr=0.05,
+                                  max_steps=3, batch_size=16, recalibrate_bn=recalibrate,
+                                  device="cpu", random_state=0).fit(X[:64], y[:64])
+
+    stale, fresh = fit(False), fit(True)
+    bn_stale = stale.net_.module_.backbone.features[1]
+    bn_fresh = fresh.net_.module_.backbone.features[1]
+    # the same trained weights; only the running statistics differ
+    torch.testing.assert_close(bn_stale.weight, bn_fresh.weight)
+    with torch.no_grad():
+        first = fresh.net_.module_.backbone.features[0]
+        acts = first(torch.as_tensor(X[:64], dtype=torch.float32))
+    torch.testing.assert_close(bn_fresh.running_mean, acts.mean(dim=(0, 2, 3)), atol=1e-4,
+                               rtol=1e-3)
+    assert not torch.allclose(bn_stale.running_mean, acts.mean(dim=(0, 2, 3)), atol=1e-3)

@@ -16,7 +16,7 @@ from torch import nn
 from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, seeded_init
 from .._compat import Interval, StrOptions, _fit_context
 from .._device import make_generator
-from .._inputs import InputsDataset, keep_batch, to_float
+from .._inputs import InputsDataset, keep_batch, make_loader, to_float
 from .._preprocess import preprocessing_or_identity
 
 
@@ -115,6 +115,15 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
     momentum : float, default=0.9
         SGD momentum (the paper used 0.99 at batch size 512; :func:`make_finetune_sweep`
         uses it).
+    recalibrate_bn : bool, default=True
+        After training, re-estimate the BatchNorm running statistics with one
+        pass over the (un-augmented) training data
+        (``torch.optim.swa_utils.update_bn``). Short fine-tuning runs move the
+        weights far faster than running statistics with a small momentum
+        follow (TF-ported networks such as EfficientNet-Lite use 0.01): on
+        digits, EfficientNet-Lite0 fine-tuned 30 steps at lr 0.1 predicts at
+        0.16 test accuracy with its stale statistics and 0.89 recalibrated.
+        No effect on networks without BatchNorm.
     head_init : {"default", "zeros"}, default="default"
         Initialisation of the new head: PyTorch's ``nn.Linear`` default, or
         zeros as in BiT ("Big Transfer (BiT): General Visual Representation
@@ -185,11 +194,12 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "policy": [str, callable, None],
         "head_init": [StrOptions({"default", "zeros"})],
+        "recalibrate_bn": ["boolean"],
     }
 
     def __init__(self, backbone, *, backbone_params=None, lr=0.01, max_steps=2500,
                  batch_size=512, schedule="paper", momentum=0.9, weight_decay=0.0,
-                 head_init="default", policy=None, policy_params=None, preprocess=True, img_size=None, crop_pct=None,
+                 recalibrate_bn=True, head_init="default", policy=None, policy_params=None, preprocess=True, img_size=None, crop_pct=None,
                  input_shape=None, num_workers=0, device="auto", random_state=None, verbose=False):
         self.backbone = backbone
         self.backbone_params = backbone_params
@@ -199,6 +209,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.schedule = schedule
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.recalibrate_bn = recalibrate_bn
         self.head_init = head_init
         self.policy = policy
         self.policy_params = policy_params
@@ -261,7 +272,24 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         order = _step_order(inputs.n_samples, self.max_steps * self.batch_size, seed)
         with seeded_init(seed):  # dropout etc. reproducible without touching global state
             self.net_.fit(InputsDataset(inputs, y_idx, order), None)
+        if self.recalibrate_bn:
+            self._recalibrate_batchnorm(inputs, device)
         return self
+
+    @torch.no_grad()
+    def _recalibrate_batchnorm(self, inputs, device):
+        """BatchNorm running statistics re-estimated on the plain training data."""
+        from torch.optim.swa_utils import update_bn
+
+        module = self.net_.module_
+        policy, module.policy = module.policy, None  # statistics of the plain inputs
+        try:
+            loader = make_loader(InputsDataset(inputs), self.batch_size,
+                                 num_workers=self.num_workers, device=device)
+            update_bn(loader, module, device=device)
+        finally:
+            module.policy = policy
+            module.eval()
 
     def _encode_y(self, y, n_samples):
         if y is None:
