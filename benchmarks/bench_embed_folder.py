@@ -13,7 +13,8 @@ everywhere: ``convnet_small`` (random weights, seed 0) at 1 x 112 x 112.
    - the same with ``num_workers=0`` (sequential decoding);
    - ``MeanTTAEmbedder.transform`` on the whole list at once (no chunks, no file);
    - the loop a user writes by hand: ``torchvision.datasets.ImageFolder`` +
-     ``DataLoader(num_workers=2)`` + the same module, embeddings in a list.
+     ``DataLoader(num_workers=2)`` + the same module, embeddings in a list;
+   - for scale, the decoding and resizing alone (PIL, one process, no model).
 2. Peak resident memory of the embedding process for 1,000 and for all images
    (flat: within 10 %), with the peak of one decoding worker beside it.
 3. ``repens embed`` as a command (``--chunk-size 250``): a full run, a run
@@ -26,7 +27,8 @@ may be shared.
 
     python benchmarks/bench_embed_folder.py [--quick] [--n-images 5000] [--workdir DIR]
 
-``--quick`` uses 600 images (memory at 200 vs 600) and takes about a minute.
+``--quick`` uses 600 images (memory at 200 vs 600): about two minutes on a busy
+2-core machine, most of it starting processes that import torch.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ BATCH_SIZE = 64
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="600 images, about a minute")
+    parser.add_argument("--quick", action="store_true", help="600 images, a couple of minutes")
     parser.add_argument("--n-images", type=int, default=5000, help="images in the folder")
     parser.add_argument("--n-small", type=int, default=1000,
                         help="the smaller run of the memory comparison")
@@ -81,13 +83,15 @@ def write_folder(root: Path, n_images: int, seed=0):
 
     images, labels = load_fashion_mnist(split="train", return_X_y=True)
     data = load_fashion_mnist(split="test")  # class names only
-    names = [f"{k}_{n.replace('/', '-').replace(' ', '_')}" for k, n in enumerate(data.target_names)]
+    names = [f"{k}_{n.replace('/', '-').replace(' ', '_')}"
+             for k, n in enumerate(data.target_names)]
     rng = np.random.default_rng(seed)
     sizes = rng.integers(96, 129, size=n_images)
     for name in names:
         (root / name).mkdir(parents=True, exist_ok=True)
     for i in range(n_images):
-        image = Image.fromarray(images[i, 0]).resize((int(sizes[i]),) * 2, Image.Resampling.BICUBIC)
+        size = (int(sizes[i]),) * 2
+        image = Image.fromarray(images[i, 0]).resize(size, Image.Resampling.BICUBIC)
         image.save(root / names[labels[i]] / f"{i:05d}.jpg", quality=90)
     return root
 
@@ -155,6 +159,15 @@ def run_child(args):
         elapsed = time.perf_counter() - start
     elif kind == "hand":
         elapsed, values = _hand_loop(root, paths, workers)
+    elif kind == "decode":  # the decoding work alone, in this process: no model
+        from PIL import Image
+
+        start = time.perf_counter()
+        for path in paths:
+            with Image.open(path) as image:
+                np.asarray(image.convert("L").resize(INPUT_SHAPE[:0:-1], Image.Resampling.BILINEAR))
+        elapsed = time.perf_counter() - start
+        values = np.zeros((len(paths), 0), dtype=np.float32)
     else:
         raise SystemExit(f"unknown child {args.child!r}")
     np.save(Path(args.workdir) / "out" / f"values-{kind}-{len(paths)}.npy", values)
@@ -178,7 +191,7 @@ def child(args, name, limit=None):
 
 # ---------------------------------------------------------------- the command
 def cli(args, output, *extra, kill_at=None):
-    """Run `repens embed` on the folder; with kill_at, SIGKILL it once that many chunks are saved."""
+    """`repens embed` on the folder; with kill_at, SIGKILL it once that many chunks are saved."""
     cmd = [sys.executable, "-m", "repens_sklearn.cli", "embed", str(Path(args.workdir) / "images"),
            "--backbone", BACKBONE, "--input-shape", ",".join(map(str, INPUT_SHAPE)),
            "--batch-size", str(BATCH_SIZE), "--num-workers", str(args.num_workers),
@@ -232,6 +245,7 @@ def main(argv=None):
             ("embed_files, num_workers=0 (sequential decoding)", "embed_files:0"),
             (f"MeanTTAEmbedder.transform, whole list, num_workers={w}", f"transform:{w}"),
             ("by hand: ImageFolder + DataLoader(num_workers=2)", "hand:2"),
+            ("decoding + resizing alone (PIL, one process, no model)", "decode:0"),
         ]
         rows, results = [], {}
         for label, name in runs:
@@ -251,8 +265,8 @@ def main(argv=None):
         large = results[f"embed_files:{w}"]
         growth = large["peak_mb"] / small["peak_mb"] - 1
         print(f"\n### Peak memory of embed_files (num_workers={w}, chunk_size={args.chunk_size})\n")
-        print_table([[f"{args.n_small}", f"{small['peak_mb']:.0f}", f"{small['worker_peak_mb']:.0f}"],
-                     [f"{n}", f"{large['peak_mb']:.0f}", f"{large['worker_peak_mb']:.0f}"]],
+        print_table([[f"{m}", f"{r['peak_mb']:.0f}", f"{r['worker_peak_mb']:.0f}"]
+                     for m, r in ((args.n_small, small), (n, large))],
                     ["images", "main process peak RSS (MB)", "one decoding worker peak (MB)"])
         print(f"\ngrowth {args.n_small} -> {n} images: {100 * growth:+.1f} % "
               f"({'flat' if abs(growth) <= 0.10 else 'NOT flat'}: within 10 %)")
@@ -261,8 +275,9 @@ def main(argv=None):
         args.cli_chunk = max(1, n // 20)
         n_chunks = -(-n // args.cli_chunk)
         full_out, resumed_out = work / "out" / "full.npy", work / "out" / "resumed.npy"
-        for stale in list((work / "out").glob("full.npy*")) + list((work / "out").glob("resumed.npy*")):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        for pattern in ("full.npy*", "resumed.npy*"):
+            for stale in (work / "out").glob(pattern):
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         full_time, _ = cli(args, full_out)
         killed_time, _ = cli(args, resumed_out, kill_at=n_chunks // 2)
         parts = resumed_out.with_name(resumed_out.name + ".parts")
@@ -273,7 +288,8 @@ def main(argv=None):
               f"--chunk-size {args.cli_chunk}, --num-workers {w})\n")
         print_table([
             ["full run", f"{full_time:.1f}", f"{n_chunks} of {n_chunks}"],
-            ["run killed (SIGKILL) half-way", f"{killed_time:.1f}", f"{n_saved} of {n_chunks} saved"],
+            ["run killed (SIGKILL) half-way", f"{killed_time:.1f}",
+             f"{n_saved} of {n_chunks} saved"],
             ["--resume of the killed run", f"{resume_time:.1f}",
              f"{n_chunks - n_saved} of {n_chunks}"],
         ], ["command", "seconds (process start included)", "chunks embedded"])
