@@ -13,12 +13,21 @@ from .hookspecs import hookimpl
 
 
 def mean(views: torch.Tensor) -> torch.Tensor:
-    """Arithmetic mean over the views (MeTTA, metta paper sec. 3)."""
+    """Arithmetic mean over the views: MeTTA (Ashukha et al., "Mean Embeddings with
+    Test-Time Data Augmentation for Ensembling of Representations", sec. 1, eq. 3)."""
     return views.mean(dim=0)
 
 
 def gem(views: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """Generalised (power) mean ``(mean_s x_s^p)^(1/p)``, cirtorch's multi-scale ``msp``.
+    """Generalised (power) mean ``(mean_s x_s^p)^(1/p)`` over the views.
+
+    This is the power mean of cirtorch's multi-scale extraction (``msp``;
+    Radenovic et al., the image-retrieval use of multi-scale views in sec. 4 of
+    "Mean Embeddings with Test-Time Data Augmentation for Ensembling of
+    Representations"). cirtorch applies it to L2-normalised per-scale
+    descriptors and L2-normalises the result; ``MeanTTAEmbedder`` does both
+    around this function for ``policy="multiscale"`` (``normalize_views`` and
+    ``normalize``), this function alone is the power mean of what it is given.
 
     Features are clamped at ``eps`` first, as GeM pooling does, so ``p`` may be
     any positive real; ``p=1`` is the mean and large ``p`` tends to the max. It

@@ -12,7 +12,7 @@ from repens_sklearn import (
     list_aggregations,
     list_augmentation_policies,
 )
-from repens_sklearn.augment import seeded_global_rng
+from repens_sklearn.augment import content_seeds, derive_seeds, seeded_global_rng, uniform
 
 IMAGE_POLICIES = [
     ("crop_flip", {}),
@@ -167,3 +167,113 @@ def test_aggregations_values():
         create_aggregation("gem", p=0)(views)
     with pytest.warns(UserWarning, match=r"aggregation='gem' expects non-negative features.*33%"):
         create_aggregation("gem")(torch.tensor([[[1.0, -4.0]], [[3.0, 2.0]], [[2.0, -9.0]]]))
+
+
+# ------------------------------------------------------------ per-sample seeds
+SEEDED_POLICIES = IMAGE_POLICIES + [("identity", {})]
+
+
+@pytest.mark.parametrize("name,params", SEEDED_POLICIES)
+def test_seeded_rows_depend_on_their_own_seed_only(name, params):
+    """Row i of policy.seeded(x, seeds) is the same alone, in another batch, in any order."""
+    policy = create_augmentation_policy(name, **params)
+    x = _images(n=12)
+    seeds = derive_seeds(torch.arange(12), 0)
+    out = policy.seeded(x, seeds)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    torch.testing.assert_close(policy.seeded(x[3:4], seeds[3:4]), out[3:4], rtol=1e-5, atol=1e-6)
+    order = torch.randperm(12, generator=_gen(0))
+    torch.testing.assert_close(policy.seeded(x[order], seeds[order]), out[order],
+                               rtol=1e-5, atol=1e-6)
+    if name != "identity":
+        assert not torch.equal(policy.seeded(x, derive_seeds(torch.arange(12), 1)), out)
+
+
+def test_gaussian_noise_seeded_rows():
+    policy = create_augmentation_policy("gaussian_noise", std=0.5)
+    x = torch.zeros(6, 5)
+    seeds = derive_seeds(torch.arange(6), 0)
+    out = policy.seeded(x, seeds)
+    assert torch.equal(policy.seeded(x[2:3], seeds[2:3]), out[2:3])
+    assert not torch.equal(out[0], out[1])
+
+
+def test_content_seeds_are_per_row_and_exact(monkeypatch):
+    x = _images(n=9, channels=3, size=16)
+    keys = content_seeds(x, 5)
+    assert keys.dtype == torch.int64 and keys.shape == (9,) and bool((keys >= 0).all())
+    assert torch.equal(content_seeds(x[4:6], 5), keys[4:6])  # the same row, another batch
+    assert torch.equal(content_seeds(x.flip(0), 5), keys.flip(0))
+    assert len(set(keys.tolist())) == 9  # different rows, different keys
+    assert not torch.equal(content_seeds(x, 6), keys)  # another seed
+    # hashed in blocks of columns (more of them with more rows) and folded per span of
+    # values: one row alone gives what it gives in a batch
+    from repens_sklearn.augment import _seeds
+
+    monkeypatch.setattr(_seeds, "_HASH_BLOCK", 100)
+    monkeypatch.setattr(_seeds, "_HASH_SPAN", 300)
+    small = content_seeds(x, 5)
+    assert torch.equal(content_seeds(x[2:3], 5), small[2:3])
+    assert torch.equal(content_seeds(x[:4], 5), small[:4])
+
+
+def test_uniform_and_derive_seeds():
+    seeds = derive_seeds(torch.arange(1000), 3)
+    u = uniform(seeds, 4)
+    assert u.shape == (1000, 4) and 0 <= u.min() and u.max() < 1
+    assert abs(u.mean().item() - 0.5) < 0.02 and abs(u.std().item() - 12 ** -0.5) < 0.01
+    torch.testing.assert_close(uniform(seeds[7:8], 4), u[7:8])
+    assert not torch.equal(derive_seeds(torch.arange(5), 0), derive_seeds(torch.arange(5), 1))
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_crop_flip_boxes_are_crops_resized_as_torchvision(size):
+    """The crop of a box, resized bilinearly to (H, W) (torchvision's resized crop), flipped."""
+    from repens_sklearn.augment._image import _CROP_DRAWS, _crop_boxes
+
+    policy = create_augmentation_policy("crop_flip", scale=(0.2, 0.9))
+    x = _images(n=16, channels=3, size=size)
+    seeds = derive_seeds(torch.arange(16), 0)
+    out = policy.seeded(x, seeds)
+    u = uniform(seeds, _CROP_DRAWS)
+    boxes = _crop_boxes(u, size, size, (0.2, 0.9), (3 / 4, 4 / 3))
+    top, left, h, w = (a.astype(int) for a in boxes)
+    flips = u[:, -1].numpy() < 0.5
+    assert 0 < flips.sum() < 16
+    for i in range(16):
+        crop = x[i:i + 1, :, top[i]:top[i] + h[i], left[i]:left[i] + w[i]]
+        expected = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
+        expected = expected.flip(-1) if flips[i] else expected
+        torch.testing.assert_close(out[i:i + 1], expected, rtol=0, atol=1e-5)
+    area = h * w / size**2
+    assert area.min() >= 0.2 - 0.1 and area.max() <= 0.9 + 0.1  # rounding to whole pixels
+
+
+# ------------------------------------------------------- crop area for small images
+def test_crop_flip_auto_scale_follows_the_image_size():
+    from repens_sklearn.augment import auto_crop_scale
+
+    assert auto_crop_scale(8, 8) == pytest.approx((0.8, 1.0))
+    assert auto_crop_scale(28, 40) == pytest.approx((0.8, 1.0))
+    assert auto_crop_scale(224, 224) == pytest.approx((0.08, 1.0))
+    assert auto_crop_scale(512, 300) == pytest.approx((0.08, 1.0))
+    assert auto_crop_scale(96, 96)[0] == pytest.approx(0.39, abs=0.01)
+    lows = [auto_crop_scale(s, s)[0] for s in (16, 32, 48, 64, 96, 128, 224)]
+    assert lows == sorted(lows, reverse=True)
+    policy = create_augmentation_policy("crop_flip")
+    assert policy.scale == "auto" and policy.scale_for(8, 8) == pytest.approx((0.8, 1.0))
+    paper = create_augmentation_policy("crop_flip_paper")
+    assert paper.scale == (0.08, 1.0) and paper.scale_for(8, 8) == (0.08, 1.0)
+    assert "crop_flip_paper" in list_augmentation_policies()
+
+
+def test_crop_flip_default_keeps_most_of_a_small_image():
+    from repens_sklearn.augment._image import _CROP_DRAWS, _crop_boxes
+
+    seeds = derive_seeds(torch.arange(500), 0)
+    u = uniform(seeds, _CROP_DRAWS)
+    policy = create_augmentation_policy("crop_flip")
+    _, _, h, w = _crop_boxes(u, 8, 8, policy.scale_for(8, 8), policy.ratio)
+    assert (h * w / 64).min() >= 0.55  # at least 80% of the area, up to whole-pixel rounding
+    _, _, h, w = _crop_boxes(u, 8, 8, (0.08, 1.0), policy.ratio)
+    assert (h * w / 64).min() < 0.2

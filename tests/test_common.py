@@ -35,16 +35,7 @@ ESTIMATORS = [
 ]
 
 # {estimator class name: {check name: reason}} for checks that cannot apply.
-EXPECTED_FAILED_CHECKS = {
-    "MeanTTAEmbedder": {
-        "check_methods_subset_invariance": (
-            "the random test-time views are drawn per batch from one seeded generator, so a "
-            "sample's views depend on its position in X (n_augmentations=0 is invariant)"),
-        "check_methods_sample_order_invariance": (
-            "the random test-time views are drawn per batch from one seeded generator, so a "
-            "sample's views depend on its position in X (n_augmentations=0 is invariant)"),
-    },
-}
+EXPECTED_FAILED_CHECKS = {}
 
 
 def _expected_failed_checks(estimator):

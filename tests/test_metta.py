@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from repens_sklearn import MeanTTAEmbedder, create_aggregation, load_digits_images
 
@@ -106,6 +107,7 @@ def test_same_random_state_same_output_across_calls_and_instances(digits):
     assert not np.allclose(Z, other.transform(X))
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_same_output_in_another_process(digits, tmp_path):
     X, _ = digits
     script = (
@@ -279,3 +281,192 @@ def test_fitted_embedder_is_a_backbone():
     assert module is not first.backbone_ and module.embedding_dim == 64
     with torch.no_grad():
         np.testing.assert_allclose(module(torch.from_numpy(X)).numpy(), plain.transform(X), rtol=1e-5)
+
+
+# ------------------------------------------- an embedding depends on its sample only
+class _NoSeeds:
+    """A user policy with the plain contract only (no ``seeded``): called per sample."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, generator):
+        self.calls += 1
+        shift = torch.randint(-1, 2, (len(x),), generator=generator, device=generator.device)
+        return torch.stack([row.roll(int(s), dims=-1) for row, s in zip(x, shift)])
+
+
+@pytest.mark.parametrize("policy,params", [("crop_flip", {}), ("simsiam", {}),
+                                           (_NoSeeds(), {"include_identity": True})])
+def test_embedding_does_not_depend_on_other_rows(digits, policy, params):
+    """transform(X[:1]) == transform(X)[:1]; any order, any subset, any batch_size (issue 16)."""
+    X, _ = digits
+    X = X[:20]
+    emb = MeanTTAEmbedder("convnet_small", policy=policy, n_augmentations=4, random_state=0,
+                          **params).fit(X)
+    Z = emb.transform(X)
+    np.testing.assert_allclose(emb.transform(X[:1]), Z[:1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(emb.transform(X[7:12]), Z[7:12], rtol=1e-5, atol=1e-6)
+    order = np.random.default_rng(0).permutation(20)
+    np.testing.assert_allclose(emb.transform(X[order]), Z[order], rtol=1e-5, atol=1e-6)
+    for batch_size in (1, 3, 7):
+        np.testing.assert_allclose(clone(emb).set_params(batch_size=batch_size).fit(X).transform(X),
+                                   Z, rtol=1e-5, atol=1e-6)
+    # image by image, as a retrieval index built one query at a time
+    one_by_one = np.vstack([emb.transform(X[i:i + 1]) for i in range(20)])
+    np.testing.assert_allclose(one_by_one, Z, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(Z, clone(emb).set_params(random_state=1).fit(X).transform(X))
+
+
+def test_vector_views_do_not_depend_on_other_rows():
+    X = np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32)
+    emb = MeanTTAEmbedder("mlp", policy="gaussian_noise", n_augmentations=5, batch_size=8,
+                          random_state=0).fit(X)
+    Z = emb.transform(X)
+    np.testing.assert_allclose(emb.transform(X[10:11]), Z[10:11], rtol=1e-5, atol=1e-6)
+    reverse = np.ascontiguousarray(X[::-1])
+    np.testing.assert_allclose(emb.transform(reverse), Z[::-1], rtol=1e-5, atol=1e-6)
+    duplicated = emb.transform(np.vstack([X[:1], X[:1]]))  # the same sample, the same views
+    np.testing.assert_array_equal(duplicated[0], duplicated[1])
+
+
+def test_policy_without_seeds_is_called_once_per_sample(digits):
+    X, _ = digits
+    policy = _NoSeeds()
+    emb = MeanTTAEmbedder("convnet_small", policy=policy, n_augmentations=6, batch_size=24,
+                          random_state=0).fit(X[:10])
+    policy = emb.policy_
+    before = policy.calls
+    emb.transform(X[:10])
+    assert policy.calls - before == 10  # one call per sample makes its 6 views
+
+
+# ----------------------------------------------------------- training protocol
+def _single_views(emb, X):
+    """Hand computation: the policy's view of each row from derive_seeds(key, -1)."""
+    from repens_sklearn.augment import content_seeds, derive_seeds
+
+    x = torch.as_tensor(X)
+    keys = content_seeds(x, emb._seed())
+    views = emb.policy_.seeded(x, derive_seeds(keys, -1))
+    return _plain(emb, views.numpy())
+
+
+def test_fit_output_single_view_and_plain(digits):
+    """fit_transform: one augmented view (paper eq. 5) or the plain embedding; transform: the mean."""
+    X, _ = digits
+    params = dict(policy="crop_flip", n_augmentations=4, random_state=0)
+    mean = MeanTTAEmbedder("convnet_small", **params).fit(X).transform(X)
+    single = MeanTTAEmbedder("convnet_small", fit_output="single_view", **params)
+    Z = single.fit_transform(X)
+    np.testing.assert_allclose(Z, _single_views(single, X), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(Z, mean, atol=1e-3)
+    np.testing.assert_allclose(single.transform(X), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(single.fit_transform(X[:7]), Z[:7], rtol=1e-5, atol=1e-6)
+    plain = MeanTTAEmbedder("convnet_small", fit_output="plain", **params)
+    np.testing.assert_allclose(plain.fit_transform(X), _plain(plain, X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(plain.transform(X), mean, rtol=1e-5, atol=1e-6)
+    # the paper's conventional baseline: trained on augmented views, tested on the centre
+    centre = MeanTTAEmbedder("convnet_small", fit_output="single_view",
+                             **{**params, "n_augmentations": 0})
+    np.testing.assert_allclose(centre.fit_transform(X), Z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(centre.transform(X), _plain(centre, X), rtol=1e-5, atol=1e-6)
+
+
+def test_pipeline_trains_the_head_on_single_views(digits):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    X, y = digits
+    emb = MeanTTAEmbedder("convnet_small", n_augmentations=3, fit_output="single_view",
+                          random_state=0)
+    pipe = make_pipeline(emb, LogisticRegression(max_iter=500)).fit(X, y)
+    fitted = pipe[0]
+    head = LogisticRegression(max_iter=500).fit(_single_views(fitted, X), y)
+    np.testing.assert_allclose(pipe[-1].coef_, head.coef_, rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(pipe.predict(X), head.predict(fitted.transform(X)))
+
+
+def test_fit_output_deterministic_multiview_picks_one_view_per_sample():
+    X = np.random.default_rng(0).random((12, 1, 16, 16), dtype=np.float32)
+    emb = MeanTTAEmbedder("convnet_small", policy="multiscale", n_augmentations=3,
+                          fit_output="single_view", aggregation="mean", random_state=0)
+    Z = emb.fit_transform(X)
+    x = torch.as_tensor(X)
+    with torch.no_grad():
+        per_scale = [emb.backbone_(emb.policy_.view(x, i)).numpy() for i in range(3)]
+    picked = [int(np.argmin([np.abs(z - v[i]).max() for v in per_scale])) for i, z in enumerate(Z)]
+    for i, index in enumerate(picked):
+        np.testing.assert_allclose(Z[i], per_scale[index][i], rtol=1e-4, atol=1e-5)
+    assert len(set(picked)) > 1
+
+
+@parametrize_with_checks(
+    [MeanTTAEmbedder(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
+                     policy="gaussian_noise", n_augmentations=2, fit_output="single_view",
+                     device="cpu", random_state=0)],
+    expected_failed_checks=lambda est: dict.fromkeys(
+        ["check_transformer_general", "check_transformer_data_not_an_array"],
+        "fit_output='single_view': fit_transform returns one augmented view per training row "
+        "and transform the mean over the views, on purpose (like TargetEncoder), so "
+        "fit_transform(X) != fit(X).transform(X)"))
+def test_sklearn_checks_with_single_view_fit_output(estimator, check):
+    check(estimator)
+
+
+# --------------------------------------------------------- multi-scale as cirtorch
+def _scales(emb, X):
+    x = torch.as_tensor(X)
+    with torch.no_grad():
+        return [emb.backbone_(F.interpolate(x, size=(s, s), mode="bilinear", antialias=True))
+                if s != 16 else emb.backbone_(x) for s in (16, 11, 8)]
+
+
+def test_multiscale_gem_matches_cirtorch_by_default():
+    """cirtorch: L2-normalise each scale's descriptor, power mean over scales, L2-normalise."""
+    X = np.random.default_rng(0).random((10, 1, 16, 16), dtype=np.float32)
+    emb = MeanTTAEmbedder("convnet_small", policy="multiscale", n_augmentations=3,
+                          aggregation="gem", random_state=0).fit(X)
+    assert emb.normalize_views_ and emb.normalize_
+    views = [v / v.norm(dim=1, keepdim=True) for v in _scales(emb, X)]
+    msp = torch.stack(views).clamp(min=1e-6).pow(3).mean(0).pow(1 / 3)
+    expected = (msp / msp.norm(dim=1, keepdim=True)).numpy()
+    np.testing.assert_allclose(emb.transform(X), expected, rtol=1e-4, atol=1e-6)
+    # the raw power mean stays available
+    raw = MeanTTAEmbedder("convnet_small", policy="multiscale", n_augmentations=3,
+                          aggregation="gem", normalize_views=False, normalize=False,
+                          random_state=0).fit(X)
+    expected_raw = torch.stack(_scales(raw, X)).clamp(min=1e-6).pow(3).mean(0).pow(1 / 3)
+    np.testing.assert_allclose(raw.transform(X), expected_raw.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_normalize_views_option(digits):
+    X, _ = digits
+    emb = MeanTTAEmbedder("convnet_small", policy=_flip, n_augmentations=1, include_identity=True,
+                          normalize_views=True, random_state=0).fit(X)
+    assert emb.normalize_views_ and not emb.normalize_  # "auto": off outside multiscale + gem
+    plain, flipped = _plain(emb, X), _plain(emb, X[..., ::-1].copy())
+    unit = [v / np.linalg.norm(v, axis=1, keepdims=True) for v in (plain, flipped)]
+    np.testing.assert_allclose(emb.transform(X), (unit[0] + unit[1]) / 2, rtol=1e-4, atol=1e-6)
+    assert not MeanTTAEmbedder("convnet_small", policy="multiscale", aggregation="mean",
+                               n_augmentations=3).fit(X).normalize_views_
+
+
+def test_default_policy_does_not_destroy_small_images():
+    """8x8 digits: the default crop_flip keeps MeTTA near the plain embedding, the paper's does not."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits_images(return_X_y=True)
+    X_tr, y_tr, X_te, y_te = X[:600], y[:600], X[600:1200], y[600:1200]
+
+    def accuracy(**params):
+        emb = MeanTTAEmbedder("convnet_small", random_state=0, **params)
+        clf = make_pipeline(emb, StandardScaler(), LogisticRegression(max_iter=1000))
+        return clf.fit(X_tr, y_tr).score(X_te, y_te)
+
+    plain = accuracy(n_augmentations=0)
+    default = accuracy(n_augmentations=4)
+    paper = accuracy(n_augmentations=4, policy="crop_flip_paper")
+    assert default > paper + 0.15 and default > plain - 0.08
