@@ -10,12 +10,26 @@ from repens_sklearn.cli import main
 pytestmark = pytest.mark.slow  # the demo end to end
 
 
-def test_demo_quick_runs_every_method_and_writes_report(tmp_path, capsys):
+@pytest.fixture
+def pretrained_zoo(fresh_plugin_manager):
+    """The EfficientNet-Lite plugin (installed by scripts/install.sh), registered."""
+    import repens_efficientnet_lite
+
+    fresh_plugin_manager.get_plugin_manager().register(repens_efficientnet_lite,
+                                                       name="efficientnet_lite")
+
+
+def test_demo_quick_runs_every_method_and_writes_report(tmp_path, capsys, pretrained_zoo):
     out = tmp_path / "report"
     assert main(["demo", "--quick", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    for section in ("MeTTA", "EnSiam", "Learned ensemble", "Selection"):
+    for section in ("MeTTA", "EnSiam", "Learned ensemble", "Selection", "Pretrained zoo"):
         assert f"| {section} |" in printed
+    zoo = dict(re.findall(r"\| Pretrained zoo \| (.+?) \| .+? \| (\d\.\d{4}) \|", printed))
+    assert "leave-one-out 1-NN: efficientnet_lite0" in zoo
+    assert float(zoo["efficientnet_lite0 centre"]) > 0.6  # pretrained features, raw 8 px digits
+    greedy = [float(v) for k, v in zoo.items() if k.startswith("greedy ensemble")]
+    assert greedy and greedy[0] > 0.5  # fine-tuned pretrained networks, not chance
     for method in ("centre embedding", "MeTTA mean", "EnSiam (K=4)", "SimSiam K-aug (K=4)",
                    "concatenation", "normalised average", "learned ensemble", "greedy ensemble"):
         assert method in printed
