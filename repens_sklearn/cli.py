@@ -382,7 +382,7 @@ def _cmd_demo(args) -> int:
                            "(Debian/Ubuntu), or point --data-home at a folder holding the IDX "
                            "files")
     return run_demo(dataset=args.dataset, quick=args.quick, output=args.output,
-                    data_home=args.data_home)
+                    data_home=args.data_home, threads=args.threads or None)
 
 
 # ------------------------------------------------------------------- parser
@@ -506,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-home", default=None, metavar="FOLDER",
                       help="folder of the Fashion-MNIST IDX files (default: "
                            "/usr/share/datasets/fashion-mnist)")
+    demo.add_argument("--threads", type=int, default=1, metavar="N",
+                      help="torch and BLAS threads for the run; the demo's networks are small "
+                           "and one thread avoids oversubscribing a busy machine; 0 keeps the "
+                           "libraries' defaults (default: %(default)s)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
