@@ -58,9 +58,10 @@ class Inputs:
             return torch.from_numpy(np.stack([
                 _load_image(self.sources[i], self.sample_shape, i, self.loader) for i in indices
             ]))
-        if isinstance(indices, slice):
-            return torch.from_numpy(np.ascontiguousarray(self.array[indices]))
-        return torch.from_numpy(np.ascontiguousarray(self.array[np.asarray(indices)]))
+        rows = self.array[indices if isinstance(indices, slice) else np.asarray(indices)]
+        if any(stride < 0 for stride in rows.strides):  # torch refuses negative strides
+            rows = rows.copy()
+        return torch.from_numpy(np.ascontiguousarray(rows))
 
     def batch(self, start: int, stop: int) -> torch.Tensor:
         """Samples ``start:stop`` as a float32 CPU tensor of shape ``(B, *sample_shape)``."""

@@ -236,3 +236,11 @@ def test_a_cloned_fitted_backbone_says_to_freeze_it():
     with pytest.raises(NotFittedError, match=r"backbone=EnSiamPretrainer\(...\) is not fitted.*"
                                              r"FrozenEstimator\(EnSiamPretrainer\).*as_backbone"):
         cross_val_score(pipe, X, y, cv=2, error_score="raise")
+
+
+def test_reversed_views_of_x_embed_one_row_at_a_time():
+    from repens_sklearn import MeanTTAEmbedder
+
+    X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    emb = MeanTTAEmbedder("mlp", n_augmentations=0, batch_size=1, random_state=0).fit(X)
+    np.testing.assert_allclose(emb.transform(X[::-1]), emb.transform(X)[::-1], rtol=1e-6)

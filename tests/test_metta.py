@@ -4,6 +4,7 @@ import copy
 import os
 import subprocess
 import sys
+import warnings
 
 import joblib
 import numpy as np
@@ -470,3 +471,17 @@ def test_default_policy_does_not_destroy_small_images():
     default = accuracy(n_augmentations=4)
     paper = accuracy(n_augmentations=4, policy="crop_flip_paper")
     assert default > paper + 0.15 and default > plain - 0.08
+
+
+def test_more_views_than_a_deterministic_policy_has_warns():
+    X = np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32)
+    with pytest.warns(UserWarning, match=r"n_augmentations=16 exceeds the 3 fixed views of "
+                                         r"policy='multiscale'"):
+        MeanTTAEmbedder("convnet_small", policy="multiscale", n_augmentations=16).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MeanTTAEmbedder("convnet_small", policy="multiscale", n_augmentations=3).fit(X)
+
+
+def test_progress_bar_names_the_backbone():
+    assert MeanTTAEmbedder("convnet_small")._progress_label() == "MeanTTAEmbedder(convnet_small)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -314,10 +315,20 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
             return min(self.n_augmentations, int(policy.n_views))
         return None
 
+    def _progress_label(self):
+        return f"MeanTTAEmbedder({self._backbone_name()})"
+
     def _count_views(self):
         if self.n_augmentations == 0:
             return 1
         n_det = self._deterministic_views()
+        if n_det is not None and self.n_augmentations > n_det:
+            warnings.warn(
+                f"n_augmentations={self.n_augmentations} exceeds the {n_det} fixed views of "
+                f"policy={self.policy!r}: only {n_det} views are used, so every "
+                f"n_augmentations >= {n_det} gives the same embedding",
+                UserWarning, stacklevel=3,
+            )
         n_aug = self.n_augmentations if n_det is None else n_det
         return n_aug + int(bool(self.include_identity))
 
@@ -386,7 +397,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         device = self._resolved_device()
         module = module_on(self.backbone_, device)
         if output == "plain" or (output == "mean" and self.n_augmentations == 0):
-            out = self._embed(module, inputs, device, desc="MeanTTAEmbedder")
+            out = self._embed(module, inputs, device, desc=self._progress_label())
             if self.normalize_views_:
                 out = _l2_normalize_rows(out)
         else:
@@ -410,7 +421,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         total = -(-inputs.n_samples // chunk)
         out = np.empty((inputs.n_samples, self.embedding_dim_), dtype=np.float32)
         batches = inputs.iter_batches(chunk, device, self.num_workers)
-        for start, batch in tqdm(batches, total=total, desc="MeanTTAEmbedder",
+        for start, batch in tqdm(batches, total=total, desc=self._progress_label(),
                                  disable=not self.verbose, leave=False):
             keys = content_seeds(batch, seed)
             batch = self._prepare(batch)
