@@ -453,6 +453,7 @@ def test_normalize_views_option(digits):
                                n_augmentations=3).fit(X).normalize_views_
 
 
+@pytest.mark.slow  # trains a small CNN on digits
 def test_default_policy_does_not_destroy_small_images():
     """8x8 digits: the default crop_flip keeps MeTTA near the plain embedding, the paper's does not."""
     from sklearn.linear_model import LogisticRegression
