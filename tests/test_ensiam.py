@@ -386,3 +386,26 @@ def test_transform_checks(X):
     pre.fit(X)
     with pytest.raises(ValueError, match="X has 3 features, but EnSiamPretrainer is expecting 6"):
         pre.transform(X[:, :3])
+
+
+def test_fixed_predictor_lr_keeps_the_peak_rate(X):
+    est = small(max_epochs=2, fix_predictor_lr=True).fit(X)
+    groups = est.net_.optimizer_.param_groups
+    fixed = [g for g in groups if g.get("fix_lr")]
+    assert len(fixed) == 1 and fixed[0]["lr"] == pytest.approx(est.lr_)
+    predictor = {id(p) for p in est.net_.module_.predictor.parameters()}
+    assert {id(p) for p in fixed[0]["params"]} == predictor
+    others = [g for g in groups if not g.get("fix_lr")]
+    assert others[0]["lr"] < est.lr_  # the cosine schedule moved the rest
+
+
+def test_bn_per_view_normalises_each_view_on_its_own(X):
+    seen = []
+    a = small(max_epochs=1, bn_per_view=True, n_views=4, batch_size=16)
+    a.fit(X)
+    b = small(max_epochs=1, n_views=4, batch_size=16).fit(X)
+    assert np.isfinite(a.history_[-1, "train_loss"]) and np.isfinite(b.history_[-1, "train_loss"])
+    hook = a.net_.module_.encoder.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    a.net_.forward_views(torch.zeros(4 * 16, *a.input_shape_))
+    hook.remove()
+    assert seen == [16] * 4  # four passes of one view each, not one pass of 64

@@ -87,6 +87,16 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         Linear warm-up before the cosine schedule (sec. 4.1: 10 of 200 epochs).
         Short runs scale it down to the paper's ratio:
         ``min(warmup_epochs, max_epochs / 20)``.
+    fix_predictor_lr : bool, default=False
+        Keep the predictor's learning rate at the peak ``lr_`` instead of
+        following the warm-up + cosine schedule (SimSiam's ``fix_pred_lr``,
+        "Exploring Simple Siamese Representation Learning" sec. 4.2 / its
+        reference code).
+    bn_per_view : bool, default=False
+        Forward each of the K views through the network on its own, so
+        BatchNorm normalises each view's batch separately, as SimSiam's
+        reference code does; False forwards all K x B views in one pass
+        (BatchNorm statistics over every view; faster).
     preprocess : bool, default=True
         Feed a pretrained backbone (one with ``pretrained_cfg``) images as in its
         pretraining: grey to RGB, resized and centre-cropped to its
@@ -161,6 +171,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         "base_lr": [Interval(Real, 0, None, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "warmup_epochs": [Interval(Real, 0, None, closed="left")],
+        "fix_predictor_lr": ["boolean"],
+        "bn_per_view": ["boolean"],
         "callbacks": [list, None],
         "checkpoint_dir": [str, os.PathLike, None],
     }
@@ -169,8 +181,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
                  target="ensemble", policy="simsiam", policy_params=None, projector_layers=2,
                  projector_dim=2048, predictor_hidden_dim=512, max_epochs=200, batch_size=256,
                  base_lr=0.1, momentum=0.9, weight_decay=1e-4, warmup_epochs=10,
-                 preprocess=True, img_size=None, crop_pct=None, input_shape=None, num_workers=0,
-                 device="auto", random_state=None, callbacks=None, checkpoint_dir=None,
+                 fix_predictor_lr=False, bn_per_view=False, preprocess=True, img_size=None,
+                 crop_pct=None, input_shape=None, num_workers=0, device="auto", random_state=None, callbacks=None, checkpoint_dir=None,
                  verbose=0):
         self.backbone = backbone
         self.backbone_params = backbone_params
@@ -187,6 +199,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.warmup_epochs = warmup_epochs
+        self.fix_predictor_lr = fix_predictor_lr
+        self.bn_per_view = bn_per_view
         self.preprocess = preprocess
         self.img_size = img_size
         self.crop_pct = crop_pct
@@ -248,7 +262,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             train_split=None, callbacks__print_log=None, device=str(device),
             callbacks=self._callbacks(inputs.n_samples, X_val, y_val, checkpoint),
             verbose=int(self.verbose), policy=policy, n_views=self.n_views, seed=seed,
-            num_workers=self.num_workers,
+            num_workers=self.num_workers, bn_per_view=self.bn_per_view,
+            **self._predictor_lr_groups(),
         )
         self.net_.initialize()
         done = self._resume(checkpoint, inputs, seed)
@@ -294,6 +309,11 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             callbacks.append(("progress", ProgressBar()))
         # last, so that the printed table holds every column recorded above
         return [*callbacks, ("log", PrintLog())]
+
+    def _predictor_lr_groups(self):
+        if not self.fix_predictor_lr:
+            return {}
+        return {"optimizer__param_groups": [("predictor.*", {"fix_lr": True})]}
 
     def _user_callbacks(self):
         from skorch.callbacks import Callback

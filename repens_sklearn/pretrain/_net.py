@@ -45,12 +45,14 @@ class SiameseNet(NeuralNet):
     device and sends all of them through the network in one forward pass.
     """
 
-    def __init__(self, *args, policy, n_views, seed=0, num_workers=0, **kwargs):
+    def __init__(self, *args, policy, n_views, seed=0, num_workers=0, bn_per_view=False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.policy = policy
         self.n_views = n_views
         self.seed = seed
         self.num_workers = num_workers
+        self.bn_per_view = bn_per_view
 
     def initialize(self):
         super().initialize()
@@ -77,11 +79,19 @@ class SiameseNet(NeuralNet):
         views = torch.cat([self.policy(x, self.augment_generator_) for _ in range(self.n_views)])
         return preprocess.normalize(views)
 
+    def forward_views(self, views):
+        """``(z, p)`` of the K views: one pass over all of them (BatchNorm statistics over
+        every view of the batch), or one pass per view as SimSiam's reference code does."""
+        if not self.bn_per_view:
+            return self.module_(views)
+        outputs = [self.module_(view) for view in views.chunk(self.n_views)]
+        return tuple(torch.cat(parts) for parts in zip(*outputs))
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         x = to_float(batch.to(self.device, non_blocking=True))
         with autocast(self.device):
-            z, p = self.module_(self.make_views(x))
+            z, p = self.forward_views(self.make_views(x))
         loss = self.criterion_(z.float(), p.float())
         if not torch.isfinite(loss):
             epoch = len(self.history)
@@ -120,8 +130,8 @@ class WarmupCosineLR(Callback):
         if not training:
             return
         lr = self.lr_at(self.step_)
-        for group in net.optimizer_.param_groups:
-            group["lr"] = lr
+        for group in net.optimizer_.param_groups:  # SimSiam's fix_pred_lr: a constant rate
+            group["lr"] = self.lr if group.get("fix_lr") else lr
         net.history.record_batch("lr", lr)
         self.step_ += 1
 
