@@ -164,6 +164,25 @@ def check_member_inputs(estimator, X, *, reset=True) -> int:
     return check_inputs(estimator, X, reset=reset).n_samples
 
 
+def check_split_inputs(X):
+    """Validate X with the user's sample indices, recording nothing; returns X.
+
+    For meta-estimators that split X before their members see it (a NaN at
+    sample 3 must not be reported at "sample 1" of an internal split).
+    """
+    import scipy.sparse as sp
+
+    X = _paths_as_list(X)
+    if _is_image_list(X) or _is_non_numeric_table(X) or sp.issparse(X):
+        return X
+    arr = np.asarray(X)
+    _check_not_one_dimensional(arr, arr.ndim)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold numbers or be a list of image paths; got {arr.dtype} values")
+    _check_finite(arr)
+    return X
+
+
 def _is_non_numeric_table(X):
     dtypes = getattr(X, "dtypes", None)
     if dtypes is not None and hasattr(X, "columns"):  # a DataFrame
@@ -199,7 +218,8 @@ def check_inputs(estimator, X, *, input_shape=None, reset=True, loader=None) -> 
 def _paths_as_list(X):
     """Arrays / Series of paths become lists; one path or a folder gets advice, not a cast."""
     if isinstance(X, (str, os.PathLike)):
-        what = "a folder" if os.path.isdir(X) else "one path"
+        what = ("a folder" if os.path.isdir(X) else "one path" if os.path.exists(X)
+                else "a single string")
         raise ValueError(
             f"X is {what} ({os.fspath(X)!r}); pass a list of image paths (for a folder of "
             "class sub-folders: repens_sklearn.load_image_folder(folder)), or [X] for one image"

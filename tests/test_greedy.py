@@ -269,3 +269,14 @@ def test_verbose_sequential_fit_reports_without_crashing(capsys):
     est = GreedyEnsembleClassifier([("lr", LogisticRegression(max_iter=500)), ("nb", GaussianNB())],
                                    max_size=2, random_state=0, verbose=True).fit(X, y)
     assert est.score(X, y) > 0.9
+
+
+def test_x_is_validated_with_the_users_indices_before_splitting():
+    X = np.random.default_rng(0).random((20, 3))
+    X[3, 1] = np.nan
+    y = np.arange(20) % 2
+    clf = GreedyEnsembleClassifier([("lr", LogisticRegression())])
+    with pytest.raises(ValueError, match=r"contains NaN \(first at sample 3\)"):
+        clf.fit(X, y)
+    with pytest.raises(ValueError, match=r"X is a single string \('abc'\)"):
+        clf.fit("abc", [0])

@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .._compat import _BaseComposition, _fit_context, _num_samples, _safe_indexing, Interval, StrOptions
 from .._device import seed_from
 from .._fitted import temperature_calibrated, temperature_calibrated_prefit
+from .._inputs import check_split_inputs
 from ._candidates import check_named_list, make_parallel, raise_naming
 from ._caruana import best_size, ensemble_score, greedy_selection
 
@@ -178,7 +179,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, _BaseComposition):
                     f"estimator {name!r} must be a classifier with fit and predict_proba, "
                     f"got {type(est).__name__}"
                 )
-        X = _indexable(X)
+        X = _indexable(check_split_inputs(X))
         y = self._check_y(y, X)
         rng = check_random_state(self.random_state)
         train, val = self._split(y, seed_from(rng))
