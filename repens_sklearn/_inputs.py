@@ -59,8 +59,8 @@ class Inputs:
                 _load_image(self.sources[i], self.sample_shape, i, self.loader) for i in indices
             ]))
         rows = self.array[indices if isinstance(indices, slice) else np.asarray(indices)]
-        if any(stride < 0 for stride in rows.strides):  # torch refuses negative strides
-            rows = rows.copy()
+        if any(stride < 0 for stride in rows.strides) or not rows.flags.writeable:
+            rows = rows.copy()  # torch refuses negative strides and warns on read-only memory
         return torch.from_numpy(np.ascontiguousarray(rows))
 
     def batch(self, start: int, stop: int) -> torch.Tensor:
@@ -178,7 +178,9 @@ def check_split_inputs(X):
     arr = np.asarray(X)
     _check_not_one_dimensional(arr, arr.ndim)
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"X must hold numbers or be a list of image paths; got {arr.dtype} values")
+        from sklearn.utils import check_array
+
+        check_array(arr, allow_nd=True, ensure_all_finite=False)  # scikit-learn's own message
     _check_finite(arr)
     return X
 
