@@ -280,3 +280,12 @@ def test_x_is_validated_with_the_users_indices_before_splitting():
         clf.fit(X, y)
     with pytest.raises(ValueError, match=r"X is a single string \('abc'\)"):
         clf.fit("abc", [0])
+
+
+def test_verbose_reports_progress_with_the_default_n_jobs(capsys):
+    X = np.random.default_rng(0).random((40, 3))
+    y = np.arange(40) % 2
+    GreedyEnsembleClassifier([("lr", LogisticRegression()), ("lr2", LogisticRegression(C=0.1))],
+                             verbose=True, random_state=0).fit(X, y)
+    err = capsys.readouterr().err
+    assert "fitting candidates" in err and "2/2" in err and "refitting members" in err

@@ -81,13 +81,27 @@ def raise_naming(exc, context):
     raise RuntimeError(f"{context}: {type(exc).__name__}: {exc}") from exc
 
 
-def make_parallel(n_jobs, verbose):
-    """``joblib.Parallel`` whose progress messages are only asked for when work is dispatched.
+def make_parallel(n_jobs, verbose, desc="candidates"):
+    """``joblib.Parallel``, or with ``verbose`` and one effective job a progress bar.
 
     joblib's sequential path (one effective job) crashes in ``print_progress``
-    when ``verbose`` is set, so progress is reported by the members instead.
+    when ``verbose`` is set, and prints nothing without it, so the sequential
+    case with ``verbose`` runs the tasks itself under a tqdm bar named ``desc``.
     """
     from joblib import Parallel, effective_n_jobs
 
     dispatched = effective_n_jobs(n_jobs) != 1
-    return Parallel(n_jobs=n_jobs, verbose=10 if verbose and dispatched else 0)
+    if verbose and not dispatched:
+        return _SequentialWithProgress(desc)
+    return Parallel(n_jobs=n_jobs, verbose=10 if verbose else 0)
+
+
+class _SequentialWithProgress:
+    def __init__(self, desc):
+        self.desc = desc
+
+    def __call__(self, tasks):
+        from tqdm.auto import tqdm
+
+        tasks = list(tasks)
+        return [fn(*args, **kwargs) for fn, args, kwargs in tqdm(tasks, desc=self.desc)]

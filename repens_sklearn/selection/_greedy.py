@@ -185,7 +185,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, _BaseComposition):
         train, val = self._split(y, seed_from(rng))
         X_tr, X_val = _safe_indexing(X, train), _safe_indexing(X, val)
         y_val_idx = np.searchsorted(self.classes_, y[val])
-        results = make_parallel(self.n_jobs, self.verbose)(
+        results = make_parallel(self.n_jobs, self.verbose, "fitting candidates")(
             delayed(_fit_candidate)(name, clone(est), X_tr, y[train], X_val, y[val],
                                     self.classes_, self.calibration)
             for name, est in candidates
@@ -206,7 +206,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, _BaseComposition):
         members = list(counts)  # first-pick order
         self.weights_ = np.asarray([counts[m] for m in members], dtype=np.float64) / len(picks)
         if self.refit:
-            fitted = make_parallel(self.n_jobs, self.verbose)(
+            fitted = make_parallel(self.n_jobs, self.verbose, "refitting members")(
                 delayed(_refit_member)(names[m], clone(candidates[m][1]), X, y, self.classes_,
                                        self.calibration, self._refit_cv(y, seed_from(rng)))
                 for m in members
