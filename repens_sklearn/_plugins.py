@@ -12,11 +12,11 @@ import fnmatch
 import importlib.metadata
 import os
 import threading
-import warnings
 
 import pluggy
 
 from . import hookspecs
+from ._warnings import warn
 
 ENTRY_POINT_GROUP = "repens_sklearn"
 DISABLE_AUTOLOAD_ENV = "REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD"
@@ -86,11 +86,10 @@ def _load_entry_points(manager: pluggy.PluginManager) -> None:
             plugin = entry_point.load()
             manager.register(plugin, name=entry_point.name)
         except Exception as exc:  # a broken plugin must not break the library
-            warnings.warn(
+            warn(
                 f"repens_sklearn plugin {entry_point.name!r} ({entry_point.value}) "
                 f"failed to load and was skipped: {type(exc).__name__}: {exc}",
                 PluginLoadWarning,
-                stacklevel=2,
             )
 
 
@@ -110,21 +109,19 @@ def _registry(kind: str) -> dict[str, tuple[object, str]]:
         try:
             mapping = dict(impl.function() or {})
         except Exception as exc:  # a broken plugin must not break the library
-            warnings.warn(
+            warn(
                 f"repens_sklearn plugin {plugin_name!r} raised in {hook_name}() and was "
                 f"skipped: {type(exc).__name__}: {exc}",
                 PluginLoadWarning,
-                stacklevel=3,
             )
             continue
         for name, obj in mapping.items():
             if name in merged:
-                warnings.warn(
+                warn(
                     f"{kind} {name!r} is registered by both plugin "
                     f"{merged[name][1]!r} and plugin {plugin_name!r}; "
                     f"using the one from {plugin_name!r}.",
                     DuplicateNameWarning,
-                    stacklevel=3,
                 )
             merged[name] = (obj, plugin_name)
     with _lock:

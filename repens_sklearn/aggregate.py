@@ -5,10 +5,10 @@ Each maps ``views`` of shape ``(S, N, D)`` to ``(N, D)``.
 
 from __future__ import annotations
 
-import warnings
 
 import torch
 
+from ._warnings import warn
 from .hookspecs import hookimpl
 
 
@@ -47,10 +47,10 @@ def warn_if_negative_for_gem(views: torch.Tensor) -> None:
     """GeM clamps features at ``eps``: negative ones would be lost without a word."""
     if bool((views < 0).any()):
         share = float((views < 0).float().mean())
-        warnings.warn(
+        warn(
             f"aggregation='gem' expects non-negative features (it clamps them at eps), but "
             f"{share:.0%} of the views' features are negative; use aggregation='mean' or a "
-            "backbone whose features are non-negative (post-ReLU)", UserWarning, stacklevel=3,
+            "backbone whose features are non-negative (post-ReLU)", UserWarning,
         )
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from ._warnings import warn
+
 FASHION_MNIST_HOME = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -227,8 +229,7 @@ def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, on_error="raise"):
         else three - pass it as an estimator's ``input_shape`` so that no single
         file decides the size) and ``skipped`` (list of ``(path, reason)``).
     """
-    import warnings
-
+    
     _check_on_error(on_error)
     root = Path(root)
     if not root.is_dir():
@@ -261,8 +262,8 @@ def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, on_error="raise"):
                          f"readable images with extensions {', '.join(extensions)}")
     if skipped:
         first = ", ".join(repr(p) for p, _ in skipped[:3])
-        warnings.warn(f"load_image_folder skipped {len(skipped)} unreadable file(s) in "
+        warn(f"load_image_folder skipped {len(skipped)} unreadable file(s) in "
                       f"{str(root)!r}: {first}{', ...' if len(skipped) > 3 else ''}",
-                      UserWarning, stacklevel=2)
+                      UserWarning)
     return Bunch(paths=paths, target=np.asarray(target, dtype=np.int64), target_names=classes,
                  input_shape=_common_input_shape(headers), skipped=skipped)

@@ -131,3 +131,10 @@ def test_only_the_compat_module_imports_private_sklearn_names():
                 if private or any(part.startswith("_") for part in node.module.split(".")):
                     offenders.append(f"{path.relative_to(package)}: {node.module} {private}")
     assert offenders == []
+
+
+def test_warnings_point_at_the_users_line():
+    X = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
+    with pytest.warns(UserWarning, match="fixed views") as record:
+        MeanTTAEmbedder("convnet_small", policy="multiscale", n_augmentations=9).fit(X)
+    assert record[0].filename == __file__

@@ -10,7 +10,6 @@ matrices of shape ``(n_samples, n_classes)`` whose columns follow ``labels``
 
 from __future__ import annotations
 
-import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -18,6 +17,8 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score
 from sklearn.utils import check_array, check_consistent_length, column_or_1d
 from sklearn.utils.multiclass import type_of_target
+
+from .._warnings import warn
 
 ErrorConsistency = namedtuple("ErrorConsistency", ["observed", "expected", "kappa"])
 ErrorConsistency.__doc__ = """Result of :func:`error_consistency`.
@@ -213,7 +214,7 @@ def error_consistency(y_true, y_pred_a, y_pred_b):
     pa, pb = ca.mean(), cb.mean()
     expected = float(pa * pb + (1 - pa) * (1 - pb))
     if np.isclose(expected, 1.0):
-        warnings.warn(
+        warn(
             "Cohen's kappa is undefined: each model is right on every sample or wrong on "
             "every sample, so the expected agreement is 1. Returning kappa=nan.",
             UndefinedMetricWarning,
@@ -325,7 +326,7 @@ def conversion_rate(y_true, proba_a, proba_b, *, labels=None, among="inconsisten
     subset = (ca != cb) if among == "inconsistent" else (~ca & ~cb)
     if not subset.any():
         what = "has exactly one model right" if among == "inconsistent" else "has both models wrong"
-        warnings.warn(
+        warn(
             f"conversion_rate is undefined: no sample {what}. Returning nan.",
             UndefinedMetricWarning,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,6 +18,7 @@ from .._base import COMMON_CONSTRAINTS, TRAINING_CONSTRAINTS, seeded_init
 from .._compat import _BaseComposition, _fit_context, HasMethods, Interval, StrOptions
 from .._device import make_generator, resolve_device, seed_from
 from .._inputs import check_member_inputs
+from .._warnings import warn
 from ._concat import ConcatEmbedder
 
 _ACTIVATIONS = {"relu": nn.ReLU, "identity": nn.Identity}
@@ -472,11 +472,11 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         for name, a, b in zip(names, bounds[:-1], bounds[1:]):
             share = float(np.mean(targets[:, a:b] < 0))
             if share > 0:
-                warnings.warn(
+                warn(
                     f"final_activation='relu' cannot reproduce the negative values of "
                     f"{name!r} ({share:.0%} of its features are negative), so its MLP will "
                     "underfit; pass final_activation='identity' for features that can be "
-                    "negative", UserWarning, stacklevel=3,
+                    "negative", UserWarning,
                 )
 
     def _check_feature_groups(self, n_features):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -17,6 +16,7 @@ from .._base import BACKBONE_CONSTRAINTS, TorchEstimatorMixin, module_on
 from .._compat import Interval, StrOptions, _fit_context
 from .._device import autocast, make_generator
 from .._plugins import create_aggregation
+from .._warnings import warn
 from ..augment import content_seeds, derive_seeds, uniform
 from ..backbones import check_backbone_accepts
 
@@ -323,11 +323,11 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
             return 1
         n_det = self._deterministic_views()
         if n_det is not None and self.n_augmentations > n_det:
-            warnings.warn(
+            warn(
                 f"n_augmentations={self.n_augmentations} exceeds the {n_det} fixed views of "
                 f"policy={self.policy!r}: only {n_det} views are used, so every "
                 f"n_augmentations >= {n_det} gives the same embedding",
-                UserWarning, stacklevel=3,
+                UserWarning,
             )
         n_aug = self.n_augmentations if n_det is None else n_det
         return n_aug + int(bool(self.include_identity))

@@ -6,17 +6,17 @@ import hashlib
 import json
 import os
 import re
-import warnings
 from numbers import Integral, Real
 
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, seeded_init
-from .._base import module_on
+from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, module_on
+from .._base import seeded_init
 from .._compat import Interval, StrOptions, _fit_context
 from .._inputs import InputsDataset
+from .._warnings import warn
 from ._losses import TARGETS, SiameseLoss
 from ._modules import SiameseNetwork
 from ._net import (
@@ -283,10 +283,10 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.history_ = self.net_.history
         self.n_epochs_ = done_epochs(self.history_)
         if self.n_epochs_ < self.max_epochs:
-            warnings.warn(
+            warn(
                 f"EnSiamPretrainer.fit was interrupted after {self.n_epochs_} of "
                 f"{self.max_epochs} epochs; the estimator holds the weights reached so far",
-                UserWarning, stacklevel=2,
+                UserWarning,
             )
         self.net_.module_.eval()
         return self

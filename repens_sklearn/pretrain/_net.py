@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
+
 from .._device import autocast, embed_inputs, make_generator
 from .._inputs import make_loader, to_float
+from .._warnings import warn
 from ._knn import weighted_knn_accuracy
 from ._losses import collapse_std
 
@@ -155,13 +156,12 @@ class CollapseMonitor(Callback):
         dim = net.module_.projector[-1].num_features
         if value < self.ratio / math.sqrt(dim) and not self.warned_:
             self.warned_ = True
-            warnings.warn(
+            warn(
                 f"the projections are collapsing at epoch {len(net.history)}: std of the "
                 f"L2-normalised projection is {value:.2e}, healthy is about "
                 f"1/sqrt({dim}) = {1 / math.sqrt(dim):.2e}; try a lower base_lr or stronger "
                 "augmentations",
                 CollapseWarning,
-                stacklevel=2,
             )
 
 

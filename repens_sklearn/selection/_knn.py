@@ -240,7 +240,7 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
         return self
 
     def _cutoff(self, scores):
-        """Least score kept by ``threshold``: a fraction of the best, or of the best - worst range."""
+        """Least score ``threshold`` keeps: a fraction of the best, or of the best - worst range."""
         if self.threshold is None:
             return None
         values = np.asarray(list(scores.values()), dtype=np.float64)
