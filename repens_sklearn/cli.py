@@ -222,6 +222,8 @@ def _embedder(backbone, weights, args, input_shape, policy="identity", n_views=0
         n_augmentations=n_views,
         aggregation=aggregation,
         input_shape=input_shape,
+        img_size=args.img_size,
+        preprocess=not args.no_preprocess,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=args.device,
@@ -391,6 +393,12 @@ def _add_runtime_options(parser):
                         help="channels,height,width every image is resized to (default: the "
                              "size most of the images have, RGB unless all are grey; a "
                              "backbone with a pretrained_cfg uses its own resolution)")
+    parser.add_argument("--img-size", type=_count(1), default=None, metavar="PX",
+                        help="feed a pretrained backbone at PX x PX instead of its own "
+                             "resolution (e.g. 96 on a CPU)")
+    parser.add_argument("--no-preprocess", action="store_true",
+                        help="feed a pretrained backbone the pixels as they are (no resize to "
+                             "its resolution, no normalisation)")
     parser.add_argument("--batch-size", type=_count(1), default=64, metavar="N",
                         help="images per forward pass (views with -S; default: %(default)s)")
     parser.add_argument("--num-workers", type=_count(0), default=_default_workers(), metavar="N",

@@ -186,3 +186,28 @@ def test_library_preprocessing_agrees_with_timm_for_a_timm_model():
         ours = MeanTTAEmbedder(model, n_augmentations=0, device="cpu").fit_transform(X)
         cosine = (ours * by_timm).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(by_timm, axis=1)
         assert cosine.min() > 0.99, cosine
+
+
+@pytest.mark.slow  # the CLI end to end
+def test_cli_feeds_a_contract_plugin_raw_grey_files_as_by_hand(tmp_path, fresh_plugin_manager):
+    import types
+
+    from repens_sklearn import hookimpl
+    from repens_sklearn.cli import main
+
+    plugin = types.ModuleType("contract_plugin")
+    plugin.repens_backbones = hookimpl(lambda: {"contract_net": ContractNet})
+    fresh_plugin_manager.get_plugin_manager().register(plugin, name="contract")
+    images = np.random.default_rng(2).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    out = tmp_path / "emb.npy"
+    assert main(["embed", str(tmp_path), "--backbone", "contract_net", "-o", str(out),
+                 "--num-workers", "0", "-q"]) == 0
+    hand = np.stack([np.asarray(Image.fromarray(im).convert("RGB").resize(
+        (32, 32), Image.Resampling.BILINEAR)) for im in images])
+    x = torch.from_numpy(hand).permute(0, 3, 1, 2).float().div(255)
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = ContractNet().eval()(x).numpy()
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-5)
