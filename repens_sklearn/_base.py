@@ -32,6 +32,11 @@ COMMON_CONSTRAINTS = {
     "verbose": ["verbose"],
 }
 
+# Shared by the estimators that train: 0 epochs is an untrained model (a baseline).
+TRAINING_CONSTRAINTS = {
+    "max_epochs": [Interval(Integral, 0, None, closed="left")],
+    "momentum": [Interval(Real, 0, 1, closed="left")],  # SGD diverges at momentum 1
+}
 
 BACKBONE_CONSTRAINTS = {
     "backbone": [str, nn.Module, HasMethods(["as_backbone"])],
@@ -178,10 +183,6 @@ class TorchEstimatorMixin:
             module.pretrained_cfg = None if config is None else {**cfg, **config}
         return module
 
-    def __sklearn_tags__(self):
-        # Never resolve the device here: tags must not depend on the hardware.
-        return super().__sklearn_tags__()
-
 
 def module_on(module: nn.Module, device) -> nn.Module:
     """``module`` itself when it is on ``device``, else a copy moved there.
@@ -197,10 +198,3 @@ def module_on(module: nn.Module, device) -> nn.Module:
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index or 0) == (b.index or 0)
-
-
-# Shared by the estimators that train: 0 epochs is an untrained model (a baseline).
-TRAINING_CONSTRAINTS = {
-    "max_epochs": [Interval(Integral, 0, None, closed="left")],
-    "momentum": [Interval(Real, 0, 1, closed="left")],  # SGD diverges at momentum 1
-}
