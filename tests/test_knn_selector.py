@@ -1,4 +1,6 @@
-"""KNNModelSelector and the blocked leave-one-out kNN scores."""
+"""KNNModelSelector, its scoring choices and the blocked leave-one-out kNN scores."""
+
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,7 +13,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from repens_sklearn import KNNModelSelector
-from repens_sklearn.selection import loo_knn_accuracy, loo_knn_predict
+from repens_sklearn.selection import (
+    hscore,
+    knn_loo_score,
+    linear_cv_score,
+    logme_score,
+    loo_knn_accuracy,
+    loo_knn_predict,
+)
 
 
 @pytest.fixture(scope="module")
@@ -233,10 +242,6 @@ def test_tables_with_string_columns_go_to_the_candidates():
 
 
 # --------------------------------------------------------------------------- scoring (issue 17)
-
-from functools import partial  # noqa: E402
-
-from repens_sklearn.selection import hscore, knn_loo_score, linear_cv_score, logme_score  # noqa: E402
 
 _SCORES = {"knn_loo": knn_loo_score, "logme": logme_score, "hscore": hscore,
            "linear_cv": linear_cv_score}

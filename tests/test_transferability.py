@@ -94,9 +94,10 @@ def test_logme_noise_free_limit_when_n_below_d():
     for c in np.flatnonzero(limit):
         t = (y == c).astype(float)
         # beta = inf: t ~ N(0, Z Z' / alpha), maximised over alpha by a 1-D search
-        neg = lambda log_a: -multivariate_normal(np.zeros(12), Z @ Z.T / np.exp(log_a)).logpdf(t)  # noqa: E731
-        res = minimize_scalar(neg, bounds=(-20, 20), method="bounded",
-                              options={"xatol": 1e-10})
+        def neg(log_alpha, t=t):
+            return -multivariate_normal(np.zeros(12), Z @ Z.T / np.exp(log_alpha)).logpdf(t)
+
+        res = minimize_scalar(neg, bounds=(-20, 20), method="bounded", options={"xatol": 1e-10})
         assert evidence[c] == pytest.approx(-res.fun / 12, rel=1e-7)
 
 
