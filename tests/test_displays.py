@@ -188,8 +188,20 @@ def test_selection_display_from_knn_selector(digits):
     grey = matplotlib.colors.to_rgba("lightgray")
     highlighted = {lab for lab, bar in zip(labels, disp.bars_) if bar.get_facecolor() != grey}
     assert highlighted == set(sel.selected_)
+    assert disp.ax_.get_xlabel() == "leave-one-out kNN accuracy"
     with pytest.raises(ValueError, match="needs a fitted KNNModelSelector"):
         SelectionDisplay.from_estimator(PCA())
+
+
+def test_selection_display_names_the_score_and_shows_negative_ones(digits):
+    selection = pytest.importorskip("repens_sklearn.selection")
+    X, y = digits[:2]
+    candidates = [("raw", FunctionTransformer()), ("pca2", PCA(n_components=2))]
+    sel = selection.KNNModelSelector(candidates, scoring="logme").fit(X, y)
+    disp = SelectionDisplay.from_estimator(sel)
+    assert disp.ax_.get_xlabel() == "LogME (log evidence)"
+    low, high = disp.ax_.get_xlim()
+    assert low <= min(sel.scores_.values()) and high >= max(sel.scores_.values())
 
 
 def test_missing_matplotlib_names_the_plot_extra(monkeypatch):

@@ -437,10 +437,12 @@ class SelectionDisplay:
     >>> disp.plot()  # doctest: +SKIP
     """
 
-    def __init__(self, scores, *, selected=None, ranking=None):
+    def __init__(self, scores, *, selected=None, ranking=None,
+                 score_name="leave-one-out kNN accuracy"):
         self.scores = scores
         self.selected = selected
         self.ranking = ranking
+        self.score_name = score_name
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None, plot_kw=None):
@@ -451,7 +453,8 @@ class SelectionDisplay:
                 f"scores_); got {type(estimator).__name__} without it. Call fit first."
             )
         disp = cls(dict(estimator.scores_), selected=list(getattr(estimator, "selected_", [])),
-                   ranking=list(getattr(estimator, "ranking_", None) or []) or None)
+                   ranking=list(getattr(estimator, "ranking_", None) or []) or None,
+                   score_name=_score_name(getattr(estimator, "scoring", "knn_loo")))
         return disp.plot(ax=ax, **(plot_kw or {}))
 
     def plot(self, *, ax=None, color="tab:blue", other_color="lightgray"):
@@ -480,7 +483,19 @@ class SelectionDisplay:
         for bar, v in zip(self.bars_, values):
             ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.3f}",
                     va="center", fontsize="small")
-        ax.set(xlabel="leave-one-out kNN accuracy", xlim=(0, max(1.0, max(values) * 1.1)),
+        ax.set(xlabel=self.score_name,
                title=f"{len(selected)} of {len(scores)} candidates selected")
+        if min(values) >= 0 and max(values) <= 1:  # accuracies: the whole [0, 1] range
+            ax.set_xlim(0, 1.1)
         self.ax_, self.figure_ = ax, fig
         return self
+
+
+_SCORE_NAMES = {"knn_loo": "leave-one-out kNN accuracy", "logme": "LogME (log evidence)",
+                "hscore": "H-score", "linear_cv": "cross-validated linear accuracy"}
+
+
+def _score_name(scoring):
+    if isinstance(scoring, str):
+        return _SCORE_NAMES.get(scoring, scoring)
+    return getattr(scoring, "__name__", type(scoring).__name__)
