@@ -96,6 +96,8 @@ torch.set_num_threads(1)
 
 SCORES = {
     "knn_loo": knn_loo_score,
+    # the paper ranks with Euclidean kNN and suspects cosine may help (appendix C.7)
+    "knn_loo_euclidean": partial(knn_loo_score, metric="euclidean"),
     "logme": logme_score,
     "hscore": hscore,
     "hscore_pinv": partial(hscore, shrinkage=0),

@@ -47,7 +47,7 @@ def _vote(neighbour_labels, n_classes):
     return np.argmax(counts * (k + 1) + (k - first), axis=1)
 
 
-def loo_knn_predict(Z, y_idx, *, n_neighbors=1, metric="cosine", block_size=None):
+def loo_knn_predict(Z, y_idx, *, n_neighbors=1, metric="euclidean", block_size=None):
     """Leave-one-out kNN predictions (class indices) for every row of ``Z``.
 
     Parameters
@@ -58,7 +58,7 @@ def loo_knn_predict(Z, y_idx, *, n_neighbors=1, metric="cosine", block_size=None
         Integer class indices in ``[0, n_classes)``.
     n_neighbors : int, default=1
         Neighbours voting (majority; ties go to the nearest tied class).
-    metric : {"cosine", "euclidean"}, default="cosine"
+    metric : {"euclidean", "cosine"}, default="euclidean"
         Cosine normalises the rows once, then uses dot products.
     block_size : int, default=None
         Queries per similarity block; by default blocks hold about 16M entries.
@@ -96,7 +96,7 @@ def loo_knn_predict(Z, y_idx, *, n_neighbors=1, metric="cosine", block_size=None
     return out
 
 
-def loo_knn_accuracy(Z, y, *, n_neighbors=1, metric="cosine", block_size=None):
+def loo_knn_accuracy(Z, y, *, n_neighbors=1, metric="euclidean", block_size=None):
     """Leave-one-out kNN accuracy of embeddings ``Z`` for labels ``y``.
 
     See :func:`loo_knn_predict`; ``y`` may hold any labels.

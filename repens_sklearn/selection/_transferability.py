@@ -36,7 +36,7 @@ def _one_hot(y_idx, n_classes):
 # --------------------------------------------------------------------------- kNN
 
 
-def knn_loo_score(Z, y, *, n_neighbors=1, metric="cosine"):
+def knn_loo_score(Z, y, *, n_neighbors=1, metric="euclidean"):
     """Leave-one-out k-nearest-neighbour accuracy of the embeddings.
 
     The proxy of "Deep Ensembles for Low-Data Transfer Learning" (Mustafa et
@@ -53,7 +53,7 @@ def knn_loo_score(Z, y, *, n_neighbors=1, metric="cosine"):
         Class labels.
     n_neighbors : int, default=1
         Neighbours voting; ties go to the nearest tied class.
-    metric : {"cosine", "euclidean"}, default="cosine"
+    metric : {"euclidean", "cosine"}, default="euclidean"
         Similarity of the kNN classifier.
 
     Returns
@@ -71,7 +71,7 @@ def knn_loo_score(Z, y, *, n_neighbors=1, metric="cosine"):
     >>> from repens_sklearn.selection import knn_loo_score
     >>> X, y = load_digits(return_X_y=True)
     >>> round(knn_loo_score(X, y), 3)
-    0.989
+    0.988
     """
     Z, y_idx, _ = _check_Zy(Z, y, score="knn_loo_score")
     return loo_knn_accuracy(Z, y_idx, n_neighbors=n_neighbors, metric=metric)
