@@ -99,6 +99,7 @@ SHORT = {name: name.replace("efficientnet_", "") for name in LITES}
 # as in bench_metta (explicit: the library's defaults may change)
 POLICY, POLICY_PARAMS = "crop_flip", {"scale": (0.5, 1.0), "ratio": (3 / 4, 4 / 3), "flip_p": 0.5}
 GEM_PARAMS = {"p": 3.0, "eps": 1e-6}
+METRICS = ("cosine", "euclidean")
 memory = joblib.Memory(CACHE / "bench_pretrained", verbose=0)
 
 
@@ -350,7 +351,10 @@ def bench_selection(zoo, X, y, splits, args):
                         batch_size=32, img_size=args.img_size, crop_pct=args.crop_pct,
                         device=args.device)
     res = {k: [] for k in ("knn", "random", "all", "single_knn", "single_all")}
-    rhos, picks, ft_table, knn_table = [], [], {n: [] for n in names}, {n: [] for n in names}
+    rhos, picks = {metric: [] for metric in METRICS}, []
+    ft_table = {n: [] for n in names}
+    knn_table = {(metric, n): [] for metric in METRICS for n in names}
+    selector_memory = joblib.Memory(CACHE / "bench_pretrained" / "selector", verbose=0)
     for seed, (tr, te) in enumerate(splits):
         _FITS.clear()
         t0 = time.perf_counter()
@@ -364,13 +368,19 @@ def bench_selection(zoo, X, y, splits, args):
                                             random_state=seed).fit(X[tr], y[tr])
 
         candidates = [(n, embedder(m, args)) for n, m in zoo.items()]
-        sel = KNNModelSelector(candidates, n_select=args.k, random_state=seed).fit(X[tr], y[tr])
+        sels = {metric: KNNModelSelector(candidates, n_select=args.k, metric=metric,
+                                         memory=selector_memory, random_state=seed)
+                .fit(X[tr], y[tr]) for metric in METRICS}  # the second fit reuses the embeddings
+        sel = sels[args.knn_metric]
         per_model = {n: greedy([(n, zoo[n])], 1) for n in names}
         ft_acc = {n: per_model[n].score(X[te], y[te]) for n in names}
         for n in names:
             ft_table[n].append(ft_acc[n])
-            knn_table[n].append(sel.scores_[n])
-        rhos.append(spearmanr([sel.scores_[n] for n in names], [ft_acc[n] for n in names])[0])
+            for metric in METRICS:
+                knn_table[metric, n].append(sels[metric].scores_[n])
+        for metric in METRICS:
+            rhos[metric].append(spearmanr([sels[metric].scores_[n] for n in names],
+                                          [ft_acc[n] for n in names])[0])
         knn = greedy(sel, args.k)
         res["knn"].append(knn.score(X[te], y[te]))
         best_knn = min(knn.candidate_scores_, key=knn.candidate_scores_.get)
@@ -384,7 +394,8 @@ def bench_selection(zoo, X, y, splits, args):
         res["all"].append(greedy(list(zoo.items()), len(names)).score(X[te], y[te]))
         picks.append((sel.selected_, knn.ensemble_))
         print(f"  seed {seed}: kNN top-{args.k} {sel.selected_}, greedy picks {knn.ensemble_}; "
-              f"Spearman {rhos[-1]:.2f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+              f"Spearman ({args.knn_metric}) {rhos[args.knn_metric][-1]:.2f} "
+              f"({time.perf_counter() - t0:.0f}s)", flush=True)
 
     print(f"\n## 5. Selection: kNN leave-one-out score vs fine-tuned accuracy, {len(names)} "
           f"backbones, mean ± std over {len(splits)} seeds\n")
@@ -392,10 +403,16 @@ def bench_selection(zoo, X, y, splits, args):
           f"schedule='constant', momentum=0.9, batch_size=32, BiT crop/flip), "
           f"{args.img_size} px for the pretrained networks, on the 80 % training part of "
           f"GreedyEnsembleClassifier's split (refit=False)\n")
-    print_table([[n, mean_std(knn_table[n]), mean_std(ft_table[n])] for n in names],
-                ["backbone", "kNN LOO accuracy (%)", "fine-tuned test accuracy (%)"])
-    print(f"\nSpearman(kNN LOO, fine-tuned accuracy): {np.mean(rhos):.3f} ± {np.std(rhos):.3f} "
-          f"(per seed: {', '.join(f'{r:.2f}' for r in rhos)})\n")
+    print_table([[n, *(mean_std(knn_table[m, n]) for m in METRICS), mean_std(ft_table[n])]
+                 for n in names],
+                ["backbone", *(f"kNN LOO accuracy, {m} (%)" for m in METRICS),
+                 "fine-tuned test accuracy (%)"])
+    print()
+    for metric in METRICS:
+        r = rhos[metric]
+        print(f"Spearman(kNN LOO {metric}, fine-tuned accuracy): {np.mean(r):.3f} ± "
+              f"{np.std(r):.3f} (per seed: {', '.join(f'{v:.2f}' for v in r)})")
+    print(f"\nthe pipeline below selects with metric={args.knn_metric!r}\n")
     labels = {
         "single_knn": f"best single fine-tuned model of the kNN top-{args.k} (validation loss)",
         "single_all": f"best single fine-tuned model of all {len(names)} (validation loss)",
@@ -576,6 +593,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=60, help="fine-tuning steps (batch 32)")
     parser.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
     parser.add_argument("--k", type=int, default=3, help="kNN top-K")
+    parser.add_argument("--knn-metric", default="euclidean", choices=METRICS,
+                        help="distance of KNNModelSelector in the selection pipeline")
     parser.add_argument("--speed-repeats", type=int, default=3,
                         help="interleaved repeats of the speed comparison (best of)")
     parser.add_argument("--threads", type=int, default=1)

@@ -63,12 +63,13 @@ def bench_knn(n_candidates, n_samples, dim, n_sklearn):
     centres = rng.normal(size=(10, dim)).astype(np.float32)
     Zs = [(centres[y] * rng.uniform(0.05, 0.5) + rng.normal(size=(n_samples, dim)))
           .astype(np.float32) for _ in range(n_candidates)]
-    t_ours, ours = timed(lambda: [loo_knn_accuracy(Z, y) for Z in Zs])
+    t_ours, ours = timed(lambda: [loo_knn_accuracy(Z, y, metric="cosine") for Z in Zs])
     t_bare, bare = timed(lambda: [_bare_loo_1nn(Z, y) for Z in Zs])
     assert np.allclose(ours, bare), "blocked LOO differs from the bare reference"
     picks = [(f"c{i}", _Pick(Z)) for i, Z in enumerate(Zs)]
     X_dummy = np.zeros((n_samples, 1), dtype=np.float32)
-    t_sel, sel = timed(lambda: KNNModelSelector(picks, n_select=15).fit(X_dummy, y))
+    selector = KNNModelSelector(picks, n_select=15, metric="cosine")
+    t_sel, sel = timed(lambda: selector.fit(X_dummy, y))
     assert np.allclose(list(sel.scores_.values()), ours)
     knn = KNeighborsClassifier(1, metric="cosine", algorithm="brute")
     t_sk, sk = timed(lambda: [cross_val_score(knn, Z, y, cv=LeaveOneOut()).mean()
@@ -199,7 +200,8 @@ def bench_quality(args):
         X, y = X_all[idx], y_all[idx]
         tr, va = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y,
                                   random_state=seed)
-        sel = KNNModelSelector(list(pool.items()), n_select=args.k).fit(X[tr], y[tr])
+        sel = KNNModelSelector(list(pool.items()), n_select=args.k,
+                               metric=args.metric).fit(X[tr], y[tr])
         val, test, ft_acc = {}, {}, {}
         t0 = time.perf_counter()
         for name in pool_names:
@@ -255,7 +257,7 @@ def bench_quality(args):
           f"mean ± std over {args.seeds} seed(s)\n")
     print_table(rows, ["strategy", "test accuracy", "test log loss", "ensemble size",
                        "accuracy ratio vs single"])
-    print(f"\nSpearman(kNN LOO accuracy, fine-tuned test accuracy) over the pool: "
+    print(f"\nSpearman(kNN LOO accuracy ({args.metric}), fine-tuned test accuracy) over the pool: "
           f"{np.mean(rhos):.3f} (per seed: {', '.join(f'{r:.2f}' for r in rhos)})")
 
 
@@ -263,6 +265,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="seconds: tiny sizes")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"],
+                        help="distance of the kNN selection in the quality part")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch and BLAS threads (1 is far faster on an oversubscribed machine)")
     args = parser.parse_args(argv)
