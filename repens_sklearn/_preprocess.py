@@ -117,11 +117,13 @@ class ImagePreprocessor(nn.Module):
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """[0, 1] images ``(B, C, H, W)`` -> [0, 1] images at ``input_size``."""
-        x = adapt_channels(x, self.input_size[0])
-        if tuple(x.shape[-2:]) == self.input_size[1:]:
-            return x
-        x = self._resize(x, self._resized_shape(*x.shape[-2:]))
-        return center_crop(x, self.input_size[1:])
+        channels = self.input_size[0]
+        if x.shape[1] > channels:  # fewer channels to resize: drop / merge them first
+            x = adapt_channels(x, channels)
+        if tuple(x.shape[-2:]) != self.input_size[1:]:
+            x = center_crop(self._resize(x, self._resized_shape(*x.shape[-2:])),
+                            self.input_size[1:])
+        return adapt_channels(x, channels)  # grey repeated after resizing (a third the work)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / std`` in the batch's dtype, on its device."""

@@ -224,3 +224,15 @@ def test_batchnorm_statistics_are_recalibrated_after_training(digits):
     torch.testing.assert_close(bn_fresh.running_mean, acts.mean(dim=(0, 2, 3)), atol=1e-4,
                                rtol=1e-3)
     assert not torch.allclose(bn_stale.running_mean, acts.mean(dim=(0, 2, 3)), atol=1e-3)
+
+
+def test_sweep_fine_tunes_a_candidate_at_the_resolution_it_was_ranked_at(digits):
+    from repens_sklearn import MeanTTAEmbedder
+
+    X, y = digits
+    X = X.reshape(-1, 1, 8, 8)
+    candidate = MeanTTAEmbedder("convnet_small", n_augmentations=0, img_size=12, crop_pct=1.0,
+                                preprocess=False)
+    sel = KNNModelSelector([("c", candidate)]).fit(X[:40], y[:40])
+    (_, est), = make_finetune_sweep(sel, lrs=(0.1,), steps=(3,), augment=False)
+    assert (est.img_size, est.crop_pct, est.preprocess) == (12, 1.0, False)

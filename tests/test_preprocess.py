@@ -211,3 +211,12 @@ def test_cli_feeds_a_contract_plugin_raw_grey_files_as_by_hand(tmp_path, fresh_p
     with torch.no_grad():
         expected = ContractNet().eval()(x).numpy()
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_grey_is_repeated_after_resizing_with_the_same_result():
+    prep = ImagePreprocessor((3, 20, 20), MEAN, STD, "bicubic", crop_pct=0.9)
+    grey = torch.rand(3, 1, 28, 28)
+    np.testing.assert_allclose(prep.prepare(grey), prep.prepare(grey.repeat(1, 3, 1, 1)),
+                               atol=1e-6)
+    rgba = torch.rand(2, 4, 28, 28)
+    np.testing.assert_allclose(prep.prepare(rgba), prep.prepare(rgba[:, :3]), atol=1e-6)

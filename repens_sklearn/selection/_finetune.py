@@ -472,7 +472,7 @@ def _candidate_backbone(candidate):
     backbone = getattr(candidate, "backbone", None)
     if isinstance(backbone, (str, nn.Module)):
         params = {}
-        for key in ("backbone_params", "input_shape"):
+        for key in ("backbone_params", "input_shape", "preprocess", "img_size", "crop_pct"):
             if getattr(candidate, key, None) is not None:
                 params[key] = getattr(candidate, key)
         return _FromCandidate(backbone, params)
