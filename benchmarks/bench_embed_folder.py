@@ -25,7 +25,7 @@ Every process runs torch with one intra-op thread (``--threads``), the decoding
 workers beside it. The load average before and after is printed: the machine
 may be shared.
 
-    python benchmarks/bench_embed_folder.py [--quick] [--n-images 5000] [--workdir DIR]
+    python -m benchmarks.bench_embed_folder [--quick] [--n-images 5000] [--workdir DIR]
 
 ``--quick`` uses 600 images (memory at 200 vs 600): about two minutes on a busy
 2-core machine, most of it starting processes that import torch.
@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
 
 INPUT_SHAPE = (1, 112, 112)
 BACKBONE = "convnet_small"
@@ -219,7 +218,7 @@ def main(argv=None):
         return run_child(args)
     import torch
 
-    from _zoo import machine_description, print_table
+    from benchmarks._common import machine_description, print_table
 
     torch.set_num_threads(args.threads)
     owned = args.workdir is None

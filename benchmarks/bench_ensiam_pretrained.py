@@ -1,6 +1,6 @@
 """EnSiam vs SimSiam K-aug vs SimSiam, continuing from an ImageNet-pretrained network.
 
-    python benchmarks/bench_ensiam_pretrained.py [--quick] [--epochs 3] [--seeds 0 1 2]
+    python -m benchmarks.bench_ensiam_pretrained [--quick] [--epochs 3] [--seeds 0 1 2]
 
 The EnSiam paper ("EnSiam: Self-Supervised Learning With Ensemble
 Representations", Table 1) trains ResNet-18 from scratch for 200-800 epochs:

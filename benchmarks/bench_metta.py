@@ -1,7 +1,7 @@
 """MeTTA benchmark: linear-evaluation quality and speed of MeanTTAEmbedder on Fashion-MNIST.
 
 Quality: a small CNN (``convnet_small``) is trained with ``crop_flip`` augmentation
-for a few epochs on CPU (one backbone per seed, cached by ``_zoo.train_backbone``),
+for a few epochs on CPU (one backbone per seed, cached by ``benchmarks._common.train_backbone``),
 frozen, then a ``LogisticRegression`` is fitted on the centre embedding and on
 MeTTA embeddings with S in {1, 4, 10, 32}, with and without the identity view,
 for ``mean`` and ``gem``. Two training protocols, each one ``Pipeline``: the head
@@ -24,7 +24,7 @@ embeddings), 4,000 training images and 2 epochs, 250 + 250 images for linear
 evaluation, 3 seeds, one torch thread (``--threads``). ``--quick`` runs in
 seconds (1 seed, S in {1, 4}, 100 + 100 images, 1 epoch, no memory part).
 
-    python benchmarks/bench_metta.py [--quick] [--crop-scales]
+    python -m benchmarks.bench_metta [--quick] [--crop-scales]
 
 ``--crop-scales`` runs only the sweep that chose ``crop_flip``'s default crop
 area (``scale="auto"``): MeTTA on 8x8 digits and 28x28 Fashion-MNIST with crop
@@ -43,8 +43,7 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _zoo import fashion_subset, machine_description, print_table, train_backbone  # noqa: E402
+from benchmarks._common import fashion_subset, machine_description, print_table, train_backbone
 
 from repens_sklearn import MeanTTAEmbedder  # noqa: E402
 

@@ -60,8 +60,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import sys
 import time
 from functools import partial
 
@@ -73,8 +71,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _zoo import CACHE, machine_description, print_table, train_backbone  # noqa: E402
+from benchmarks._common import CACHE, machine_description, print_table, train_backbone
 
 from repens_sklearn import (  # noqa: E402
     EnSiamPretrainer,

@@ -1,6 +1,6 @@
 """Every CUDA path of the library in one run; exits 0 with a note when there is no CUDA.
 
-    python benchmarks/gpu_check.py [--n 4096] [--size 96]
+    python -m benchmarks.gpu_check [--n 4096] [--size 96]
 
 Checks (each prints PASS/FAIL and a figure):
 1. ``device="auto"`` resolves to CUDA and the fitted backbone lives there;
