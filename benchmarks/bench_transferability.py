@@ -45,7 +45,7 @@ shared 2-core machine is faster with one thread per process). Embeddings and
 fine-tuned accuracies are cached under ``benchmarks/.cache`` (keyed by the
 whole configuration); scores are always recomputed and timed.
 
-Run ``python benchmarks/bench_transferability.py`` (default: one draw of the
+Run ``python -m benchmarks.bench_transferability`` (default: one draw of the
 labelled images, 11-14 minutes on 2 busy cores; every run ends with the mean
 table, ``--seeds 0 1`` adds a second draw) or ``--quick`` (under a minute: 200
 training images, 5 fine-tuning steps, 6 candidates; a smoke test, its
