@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.preprocessing import FunctionTransformer
 
 from repens_sklearn import FineTuneClassifier, KNNModelSelector, make_finetune_sweep
@@ -17,9 +16,9 @@ SMALL = {"hidden_dim": 32, "embedding_dim": 16}
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return (X[:300] / 16.0).astype(np.float32), y[:300]
+def digits(digits_flat):
+    X, y = digits_flat
+    return X[:300], y[:300]
 
 
 def test_paper_schedule_values():

@@ -20,8 +20,8 @@ from repens_sklearn import MeanTTAEmbedder, create_aggregation, load_digits_imag
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits_images(return_X_y=True)
+def digits(digits_images):
+    X, y = digits_images
     return X[:60], y[:60]
 
 
@@ -454,13 +454,13 @@ def test_normalize_views_option(digits):
 
 
 @pytest.mark.slow  # trains a small CNN on digits
-def test_default_policy_does_not_destroy_small_images():
+def test_default_policy_does_not_destroy_small_images(digits_images):
     """8x8 digits: the default crop_flip keeps MeTTA near the plain embedding, the paper's does not."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    X, y = load_digits_images(return_X_y=True)
+    X, y = digits_images
     X_tr, y_tr, X_te, y_te = X[:600], y[:600], X[600:1200], y[600:1200]
 
     def accuracy(**params):
