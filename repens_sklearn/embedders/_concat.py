@@ -13,7 +13,8 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted, check_memory
 
 from .._base import COMMON_CONSTRAINTS
-from .._compat import _BaseComposition, _fit_context, HasMethods, Interval, StrOptions
+from .._compat import _fit_context, HasMethods, Interval, StrOptions
+from .._composition import NamedMembers
 from .._device import seed_from
 from .._fitted import as_embedding, fit_embed
 from .._inputs import check_member_inputs
@@ -45,7 +46,7 @@ def _resolve_member(name, member, seed=None):
     return member
 
 
-class ConcatEmbedder(TransformerMixin, _BaseComposition):
+class ConcatEmbedder(TransformerMixin, NamedMembers):
     """Several embedders side by side: per-block L2 normalisation, sampling, compression.
 
     Like :class:`sklearn.pipeline.FeatureUnion`, every member transformer sees
@@ -160,6 +161,7 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
     (150, 7)
     """
 
+    _members_param = "embedders"
     _parameter_constraints: dict = {
         "embedders": [list],
         "normalize": ["boolean"],
@@ -184,38 +186,6 @@ class ConcatEmbedder(TransformerMixin, _BaseComposition):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.memory = memory
-
-    def get_params(self, deep=True):
-        """Get the parameters of this estimator and, with ``deep``, of its members.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Also return each member as ``name`` and its parameters as
-            ``name__param``.
-
-        Returns
-        -------
-        params : dict
-            Parameter names mapped to their values.
-        """
-        return self._get_params("embedders", deep=deep)
-
-    def set_params(self, **params):
-        """Set parameters, including members (``name``) and their parameters (``name__param``).
-
-        Parameters
-        ----------
-        **params : dict
-            Estimator parameters; a member's name replaces that member
-            (``"drop"`` leaves it out).
-
-        Returns
-        -------
-        self : ConcatEmbedder
-        """
-        self._set_params("embedders", **params)
-        return self
 
     @property
     def named_embedders(self):

@@ -15,7 +15,8 @@ from skorch.callbacks import Callback
 from torch.nn import functional as F
 
 from .._base import COMMON_CONSTRAINTS, TRAINING_CONSTRAINTS, seeded_init
-from .._compat import _BaseComposition, _fit_context, HasMethods, Interval, StrOptions
+from .._compat import _fit_context, HasMethods, Interval, StrOptions
+from .._composition import NamedMembers
 from .._device import make_generator, resolve_device, seed_from
 from .._inputs import check_member_inputs
 from .._warnings import warn
@@ -193,8 +194,7 @@ class _ClampBank(Callback):
                 net.module_.bank.weight.clamp_(min=0)
 
 
-class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
-                              _BaseComposition):
+class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, NamedMembers):
     """One vector per sample, learned so that small MLPs recover every backbone's features.
 
     The method of "Learning Rich Nearest Neighbor Representations from
@@ -317,6 +317,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     (5, 6)
     """
 
+    _members_param = "backbones"
     _parameter_constraints: dict = {
         "backbones": [list, None],
         "feature_groups": ["array-like", None],
@@ -357,38 +358,6 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         self.random_state = random_state
         self.memory = memory
         self.verbose = verbose
-
-    def get_params(self, deep=True):
-        """Get the parameters of this estimator and, with ``deep``, of its backbones.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Also return each backbone as ``name`` and its parameters as
-            ``name__param``.
-
-        Returns
-        -------
-        params : dict
-            Parameter names mapped to their values.
-        """
-        return self._get_params("backbones", deep=deep)
-
-    def set_params(self, **params):
-        """Set parameters, including backbones (``name``) and theirs (``name__param``).
-
-        Parameters
-        ----------
-        **params : dict
-            Estimator parameters; a backbone's name replaces that backbone
-            (``"drop"`` leaves it out).
-
-        Returns
-        -------
-        self : LearnedEnsembleEmbedder
-        """
-        self._set_params("backbones", **params)
-        return self
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):

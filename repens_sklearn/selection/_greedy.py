@@ -14,7 +14,8 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._compat import _BaseComposition, _fit_context, _num_samples, _safe_indexing, Interval, StrOptions
+from .._compat import _fit_context, _num_samples, _safe_indexing, Interval, StrOptions
+from .._composition import NamedMembers
 from .._device import seed_from
 from .._fitted import temperature_calibrated, temperature_calibrated_prefit
 from .._inputs import check_split_inputs
@@ -22,7 +23,7 @@ from ._candidates import check_named_list, make_parallel, raise_naming
 from ._caruana import best_size, ensemble_score, greedy_selection
 
 
-class GreedyEnsembleClassifier(ClassifierMixin, _BaseComposition):
+class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
     """Greedy ensemble of classifiers chosen on a validation split (Caruana et al., 2004).
 
     Step 3 of the paper's algorithm (section 2.3; evaluation protocol of
@@ -118,6 +119,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, _BaseComposition):
     'lr'
     """
 
+    _members_param = "estimators"
     _parameter_constraints = {
         "estimators": ["array-like"],
         "max_size": [Interval(Integral, 1, None, closed="left")],
@@ -146,15 +148,6 @@ class GreedyEnsembleClassifier(ClassifierMixin, _BaseComposition):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
-
-    def get_params(self, deep=True):
-        """Parameters of this estimator and, with ``deep``, of each member (``name__param``)."""
-        return self._get_params("estimators", deep=deep)
-
-    def set_params(self, **params):
-        """Set parameters, including members (``name``) and their parameters (``name__param``)."""
-        self._set_params("estimators", **params)
-        return self
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):

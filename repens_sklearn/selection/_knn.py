@@ -15,7 +15,8 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
-from .._compat import _BaseComposition, _fit_context, HasMethods, Interval, StrOptions
+from .._compat import _fit_context, HasMethods, Interval, StrOptions
+from .._composition import NamedMembers
 from .._device import seed_from
 from .._fitted import as_embedding, fit_embed
 from .._inputs import check_member_inputs
@@ -37,7 +38,7 @@ _SCORINGS = {
 }
 
 
-class KNNModelSelector(TransformerMixin, _BaseComposition):
+class KNNModelSelector(TransformerMixin, NamedMembers):
     """Rank candidate representations by a transferability score; keep the best.
 
     Step 1 of the algorithm of "Deep Ensembles for Low-Data Transfer Learning"
@@ -206,6 +207,7 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
     ['raw']
     """
 
+    _members_param = "candidates"
     _parameter_constraints = {
         "candidates": ["array-like"],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
@@ -232,15 +234,6 @@ class KNNModelSelector(TransformerMixin, _BaseComposition):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
-
-    def get_params(self, deep=True):
-        """Parameters of this estimator and, with ``deep``, of each member (``name__param``)."""
-        return self._get_params("candidates", deep=deep)
-
-    def set_params(self, **params):
-        """Set parameters, including members (``name``) and their parameters (``name__param``)."""
-        self._set_params("candidates", **params)
-        return self
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
