@@ -41,7 +41,7 @@ class DemoSettings:
 
 SETTINGS = {
     "full": DemoSettings(n_train=None, n_test=None, finetune_steps=300, pretrain_epochs=20,
-                         learned_epochs=30, tta_views=8, img_size=96),
+                         learned_epochs=30, tta_views=8, img_size=64, zoo_steps=100),
     "quick": DemoSettings(n_train=300, n_test=150, finetune_steps=30, pretrain_epochs=2,
                           learned_epochs=4, tta_views=2, img_size=48, zoo_size=2, zoo_steps=15),
 }
