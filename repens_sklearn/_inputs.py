@@ -53,8 +53,10 @@ class Inputs:
         return Inputs(sample_shape=tuple(loader.input_size), sources=self.sources, loader=loader)
 
     def raw(self, indices) -> torch.Tensor:
-        """Samples ``indices`` as a CPU tensor; uint8 images stay uint8 (see :func:`to_float`)."""
+        """Samples ``indices`` (a slice or indices) as a CPU tensor; uint8 stays uint8."""
         if self.sources is not None:
+            if isinstance(indices, slice):
+                indices = range(*indices.indices(len(self.sources)))
             return torch.from_numpy(np.stack([
                 _load_image(self.sources[i], self.sample_shape, i, self.loader) for i in indices
             ]))
@@ -65,8 +67,7 @@ class Inputs:
 
     def batch(self, start: int, stop: int) -> torch.Tensor:
         """Samples ``start:stop`` as a float32 CPU tensor of shape ``(B, *sample_shape)``."""
-        return self.to_device(self.raw(range(start, stop) if self.sources is not None
-                                       else slice(start, stop)), "cpu")
+        return self.to_device(self.raw(slice(start, stop)), "cpu")
 
     def to_device(self, raw: torch.Tensor, device) -> torch.Tensor:
         """A raw batch on ``device`` as float32 in [0, 1] (uint8) at ``sample_shape``."""
@@ -87,8 +88,7 @@ class Inputs:
         if self.sources is None or num_workers == 0:
             for start in range(0, self.n_samples, batch_size):
                 stop = min(start + batch_size, self.n_samples)
-                yield start, self.to_device(self.raw(range(start, stop) if self.sources is not None
-                                                     else slice(start, stop)), device)
+                yield start, self.to_device(self.raw(slice(start, stop)), device)
             return
         loader = make_loader(InputsDataset(self), batch_size, num_workers=num_workers,
                              device=device)
