@@ -140,7 +140,7 @@ def analyse(zoo, data, out, start):
     heads = {k: linear_head(f["train"], y_tr) for k, f in zoo.items()}
     probas = {k: heads[k].predict_proba(f["test"]) for k, f in zoo.items()}
     held = {k: heads[k].predict_proba(f["calib"]) for k, f in zoo.items()}
-    raw = pairwise_diversity(probas, y=y_te, reference="base")
+    raw = pairwise_diversity(probas, y=y_te, reference="base", calibrate=False)
     cal = pairwise_diversity(probas, y=y_te, reference="base", calibrate=True, X_calib=held,
                              y_calib=y_cal)
     print("\n## Pairs (base, other): diversity and ensemble benefit\n")
