@@ -9,6 +9,7 @@ from numbers import Integral
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils.validation import check_is_fitted
 
 from .. import aggregate as _aggregate
@@ -399,11 +400,11 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         if output == "plain" or (output == "mean" and self.n_augmentations == 0):
             out = self._embed(module, inputs, device, desc=self._progress_label())
             if self.normalize_views_:
-                out = _l2_normalize_rows(out)
+                out = _l2_normalize(out)
         else:
             out = self._embed_views(module, inputs, device, single=output == "single_view")
         if self.normalize_:
-            out = _l2_normalize_rows(out)
+            out = _l2_normalize(out)
         return out.astype(np.float32, copy=False)
 
     @torch.no_grad()
@@ -534,11 +535,6 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
-
-
-def _l2_normalize_rows(out):
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
 def _same_shape_runs(views, per_pass):
