@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._fitted import is_fitted
 from .datasets import _check_image_decodes, _check_on_error
 
 FORMATS = (".parquet", ".npy", ".csv")
@@ -413,30 +414,19 @@ def _atomic_write_text(path: Path, text: str):
     os.replace(tmp, path)
 
 
-def _is_fitted(estimator) -> bool:
-    from sklearn.exceptions import NotFittedError
-    from sklearn.utils.validation import check_is_fitted
-
-    try:
-        check_is_fitted(estimator)
-    except NotFittedError:
-        return False
-    except TypeError as exc:  # not an estimator at all
-        raise TypeError(f"embedder must be a scikit-learn transformer (fit/transform), got "
-                        f"{type(estimator).__name__}: {exc}") from exc
-    return True
-
-
 def _start_fresh(job, embedder, on_error):
     """Clear old state, fit the embedder if needed, save it and write the manifest."""
     import joblib
 
     if not callable(getattr(embedder, "transform", None)):
         raise TypeError(f"embedder must have a transform method, got {type(embedder).__name__}")
+    if not callable(getattr(embedder, "fit", None)):
+        raise TypeError(f"embedder must be a scikit-learn transformer (fit/transform), got "
+                        f"{type(embedder).__name__}")
     if job.parts.exists():
         shutil.rmtree(job.parts)
     job.output.parent.mkdir(parents=True, exist_ok=True)
-    if not _is_fitted(embedder):
+    if not is_fitted(embedder):
         try:
             start, paths = job.chunk(0)
             _, kept, _ = _with_readable_files(embedder.fit, paths, start, on_error)
