@@ -22,6 +22,8 @@ from sklearn.utils.validation import validate_data
 from ._compat import _num_samples
 
 _CHANNEL_COUNTS = (1, 3, 4)
+# PIL modes decoded as one grey channel (16-bit ones scaled, see _to_mode)
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 @dataclass
@@ -384,7 +386,7 @@ def _image_list_inputs(X, input_shape) -> Inputs:
         )
     if input_shape is None:
         first = _open_image(X[0], 0)
-        channels = 1 if first.mode in ("1", "L", "I", "I;16", "F") else 3
+        channels = 1 if first.mode in GREY_MODES else 3
         input_shape = (channels, first.height, first.width)
     return Inputs(sample_shape=input_shape, sources=list(X))
 
@@ -418,7 +420,7 @@ def _load_image(source, sample_shape, index, loader=None) -> np.ndarray:
 
 def _to_mode(image, mode):
     """``image.convert(mode)``, with 16-bit grey scaled to 8 bits (PIL would clip it)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode == "I" or image.mode.startswith("I;16"):
         from PIL import Image
 
         values = np.asarray(image, dtype=np.float64)

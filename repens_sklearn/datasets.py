@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from ._inputs import GREY_MODES
 from ._warnings import warn
 
 FASHION_MNIST_HOME = "/usr/share/datasets/fashion-mnist"
@@ -119,7 +120,6 @@ def _fashion_mnist_missing(data_home=None):
 
 # ---------------------------------------------------------------- image folders
 _ON_ERROR = ("raise", "skip")
-_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 # Tools leave these beside images: macOS zip archives and Finder, Jupyter, version control.
 _IGNORED_DIRS = ("__MACOSX",)
 
@@ -194,7 +194,7 @@ def _common_input_shape(headers):
         return None
     counts = Counter(size for _, size in headers)
     width, height = max(counts, key=lambda s: (counts[s], s[0] * s[1], s[0]))
-    channels = 1 if all(mode in _GREY_MODES for mode, _ in headers) else 3
+    channels = 1 if all(mode in GREY_MODES for mode, _ in headers) else 3
     return (channels, int(height), int(width))
 
 
