@@ -12,16 +12,9 @@ from skorch.callbacks import Callback
 from .._device import autocast, embed_inputs, make_generator
 from .._inputs import make_loader, to_float
 from .._warnings import warn
+from ..exceptions import CollapseWarning, NonFiniteLossError
 from ._knn import weighted_knn_accuracy
 from ._losses import collapse_std
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; raised by ``EnSiamPretrainer.fit``."""
-
-
-class CollapseWarning(UserWarning):
-    """The std of the L2-normalised projections fell towards 0 (SimSiam's collapse)."""
 
 
 class _GeneratorStates:
