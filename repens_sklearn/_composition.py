@@ -44,5 +44,36 @@ class NamedMembers(_BaseComposition):
         -------
         self : estimator instance
         """
+        self._check_member_params(params)
         self._set_params(self._members_param, **params)
         return self
+
+    def _check_member_params(self, params):
+        """Refuse ``name__param`` for a member that has no ``set_params`` (a name, a module).
+
+        scikit-learn would fail with ``'str' object has no attribute 'set_params'``;
+        say instead what to pass. A member replaced in the same call counts as the new one.
+        """
+        try:
+            members = dict(getattr(self, self._members_param) or [])
+        except (TypeError, ValueError):  # not a [(name, member)] list: fit says so
+            return
+        members.update({k: v for k, v in params.items() if k in members})
+        for key in params:
+            name, sep, param = key.partition("__")
+            member = members.get(name)
+            if not sep or name not in members or hasattr(member, "set_params"):
+                continue
+            given = repr(member) if isinstance(member, str) else type(member).__name__
+            raise ValueError(
+                f"{type(self).__name__}.set_params({key}=...): member {name!r} is given as "
+                f"{given}, which has no parameters to set. Replace the member instead: "
+                + _replacement_hint(name, member, param)
+            )
+
+
+def _replacement_hint(name, member, param):
+    if isinstance(member, str) and member not in ("drop", "passthrough"):
+        return (f"set_params({name}=MeanTTAEmbedder(backbone={member!r}, n_augmentations=0, "
+                f"backbone_params={{{param!r}: ...}})), whose {name}__backbone_params can be tuned.")
+    return f"set_params({name}=<an estimator with a {param!r} parameter>)."

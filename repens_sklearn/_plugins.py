@@ -85,12 +85,40 @@ def _load_entry_points(manager: pluggy.PluginManager) -> None:
         try:
             plugin = entry_point.load()
             manager.register(plugin, name=entry_point.name)
-        except Exception as exc:  # a broken plugin must not break the library
+        # SystemExit too: a plugin calling sys.exit() at import must not end the caller
+        # (every `repens` command loads the plugins); KeyboardInterrupt still stops.
+        except (Exception, SystemExit) as exc:
             warn(
                 f"repens_sklearn plugin {entry_point.name!r} ({entry_point.value}) "
-                f"failed to load and was skipped: {type(exc).__name__}: {exc}",
+                f"failed to load and was skipped: {_describe(exc)}",
                 PluginLoadWarning,
             )
+            continue
+        _warn_unknown_hooks(manager, plugin, entry_point.name)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _warn_unknown_hooks(manager: pluggy.PluginManager, plugin, plugin_name: str) -> None:
+    """Warn for each hook of ``plugin`` that no spec declares (a misspelt name is ignored
+    by pluggy until ``check_pending``; here the user hears of it at once)."""
+    for caller in manager.get_hookcallers(plugin) or []:
+        if caller.has_spec():
+            continue
+        if all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
+            continue
+        close = difflib.get_close_matches(caller.name, list(_KINDS.values()), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        warn(
+            f"repens_sklearn plugin {plugin_name!r} defines hook {caller.name!r}, which is not "
+            f"a repens_sklearn hook ({', '.join(sorted(_KINDS.values()))}), so it is "
+            f"ignored{hint}",
+            PluginLoadWarning,
+        )
 
 
 def _registry(kind: str) -> dict[str, tuple[object, str]]:
@@ -108,10 +136,10 @@ def _registry(kind: str) -> dict[str, tuple[object, str]]:
         plugin_name = manager.get_name(impl.plugin) or repr(impl.plugin)
         try:
             mapping = dict(impl.function() or {})
-        except Exception as exc:  # a broken plugin must not break the library
+        except (Exception, SystemExit) as exc:  # a broken plugin must not break the library
             warn(
                 f"repens_sklearn plugin {plugin_name!r} raised in {hook_name}() and was "
-                f"skipped: {type(exc).__name__}: {exc}",
+                f"skipped: {_describe(exc)}",
                 PluginLoadWarning,
             )
             continue

@@ -331,7 +331,7 @@ def test_vector_views_do_not_depend_on_other_rows():
     np.testing.assert_array_equal(duplicated[0], duplicated[1])
 
 
-def test_policy_without_seeds_is_called_once_per_sample(digits):
+def test_policy_without_seeds_is_called_once_per_view(digits):
     X, _ = digits
     policy = _NoSeeds()
     emb = MeanTTAEmbedder("convnet_small", policy=policy, n_augmentations=6, batch_size=24,
@@ -339,7 +339,8 @@ def test_policy_without_seeds_is_called_once_per_sample(digits):
     policy = emb.policy_
     before = policy.calls
     emb.transform(X[:10])
-    assert policy.calls - before == 10  # one call per sample makes its 6 views
+    # one call per view, each from its own generator: never all S views of a sample at once
+    assert policy.calls - before == 10 * 6
 
 
 # ----------------------------------------------------------- training protocol

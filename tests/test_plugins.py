@@ -12,46 +12,7 @@ import repens_sklearn
 from repens_sklearn import hookimpl
 from repens_sklearn._plugins import DuplicateNameWarning, PluginLoadWarning
 
-
-def _plugin_module(name, **hooks):
-    """A real module object holding hook implementations, as a plugin package would."""
-    module = types.ModuleType(name)
-    for hook_name, mapping in hooks.items():
-        def impl(mapping=mapping):
-            return mapping
-        impl.__name__ = hook_name
-        setattr(module, hook_name, hookimpl(impl))
-    return module
-
-
-class _FakeEntryPoint:
-    def __init__(self, name, module_name, error=None):
-        self.name, self.value, self.group = name, module_name, "repens_sklearn"
-        self.error = error
-
-    def load(self):
-        if self.error is not None:
-            raise self.error
-        return sys.modules[self.value]
-
-
-@pytest.fixture
-def fake_entry_points(monkeypatch, fresh_plugin_manager):
-    """Install fake entry points (and their modules) and enable autoload."""
-    monkeypatch.delenv("REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    points = []
-
-    def add(name, module=None, error=None):
-        if module is not None:
-            monkeypatch.setitem(sys.modules, module.__name__, module)
-        points.append(_FakeEntryPoint(name, module.__name__ if module else name, error))
-
-    def entry_points(group=None, **kwargs):
-        assert group == "repens_sklearn"
-        return list(points)
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
-    return add
+from conftest import plugin_module as _plugin_module
 
 
 def _double(x):

@@ -80,8 +80,8 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         ``view(x, index)``, like ``"multiscale"``) gives
         ``min(n_augmentations, n_views)`` views, each run at its own resolution.
         A policy with ``seeded(x, seeds)`` (all built-ins) makes every view of a
-        batch in one call; any other callable is called once per sample (all
-        its views at once) with a generator seeded from the sample's key.
+        batch in one call; any other callable is called once per view of each
+        sample, with a generator seeded from that view's seed.
     policy_params : dict, default=None
         Keyword arguments for the policy factory (registered names only).
     n_augmentations : int, default=10
@@ -193,12 +193,10 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
     ``s`` of the sample uses ``derive_seeds(key, s)`` (``repens_sklearn.augment``).
     A policy with ``seeded(x, seeds)`` draws every row's parameters from its
     own seed in one vectorised call. A policy with only ``policy(x,
-    generator)`` is called once per sample of a batch, for all its S views,
-    with a generator seeded from the key: on a CPU, about 0.6 ms more per
-    sample than the batched call (200 digits at 8x8, S=10: 290 ms against
-    170 ms), negligible once the forward passes dominate (64x64: 12.1 s
-    against 13.1 s). Such a policy makes all S views of a sample at once,
-    even when ``batch_size`` is smaller than S.
+    generator)`` is called once per view of each sample, with a generator
+    seeded from that view's seed, and only the views of one forward pass
+    exist at a time (memory does not grow with S); the calls cost a little
+    more than the batched one, negligible once the forward passes dominate.
 
     Examples
     --------
@@ -466,23 +464,27 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
             yield torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _random_views(self, batch, keys):
-        """``make(first, k)``: views ``first .. first + k - 1`` of every sample, view-major."""
+        """``make(first, k)``: views ``first .. first + k - 1`` of every sample, view-major.
+
+        View ``s`` of sample ``i`` comes from the seed ``derive_seeds(keys[i], s)``
+        whatever the policy, so only the views of one pass exist at a time.
+        """
         n = len(batch)
         policy = self.policy_
+
+        def seeds_of(first, k):
+            return derive_seeds(keys.repeat(k), np.repeat(np.arange(first, first + k), n))
+
         if callable(getattr(policy, "seeded", None)):
             def make(first, k):
-                index = np.repeat(np.arange(first, first + k), n)
-                seeds = derive_seeds(keys.repeat(k), index)
-                return policy.seeded(batch.repeat(k, *[1] * (batch.ndim - 1)), seeds)
+                return policy.seeded(batch.repeat(k, *[1] * (batch.ndim - 1)), seeds_of(first, k))
             return make
-        # A policy without per-sample seeds: one call per sample for all its views,
-        # from a generator seeded with the sample's key (then grouped as above).
-        views = torch.stack([
-            policy(batch[i:i + 1].expand(self.n_augmentations, *batch.shape[1:]).contiguous(),
-                   make_generator(int(key), batch.device))
-            for i, key in enumerate(keys.tolist())], dim=1)  # (S, B, ...)
-        views = views.reshape(-1, *batch.shape[1:])
-        return lambda first, k: views[first * n:(first + k) * n]
+
+        def make_one_by_one(first, k):  # a plain policy: one call per view, its own generator
+            return torch.cat([
+                policy(batch[row % n:row % n + 1], make_generator(int(seed), batch.device))
+                for row, seed in enumerate(seeds_of(first, k).tolist())])
+        return make_one_by_one
 
     def _embed_single_view(self, module, batch, keys):
         """One view per sample (``fit_output="single_view"``), from its own seed."""
