@@ -6,7 +6,12 @@ never on the text of a message.
 
 from __future__ import annotations
 
-__all__ = ["CollapseWarning", "NonFiniteLossError"]
+__all__ = [
+    "CandidateDroppedWarning",
+    "CollapseWarning",
+    "NonFiniteLossError",
+    "NonFiniteOutputError",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -19,3 +24,18 @@ class NonFiniteLossError(FloatingPointError):
 
 class CollapseWarning(UserWarning):
     """The std of the L2-normalised projections fell towards 0 (SimSiam's collapse)."""
+
+
+class NonFiniteOutputError(FloatingPointError):
+    """A fitted model's outputs are NaN or infinite (e.g. ``FineTuneClassifier`` whose
+    weights or inputs are so large that its logits overflow).
+
+    The message names the model and how many samples are affected.
+    """
+
+
+class CandidateDroppedWarning(UserWarning):
+    """``GreedyEnsembleClassifier`` left a candidate out: its training diverged
+    (``NonFiniteLossError`` / ``NonFiniteOutputError``) or its validation
+    probabilities are not finite probabilities. The message names the candidate and why.
+    """
