@@ -10,12 +10,13 @@ from joblib import Parallel, delayed
 from sklearn.base import TransformerMixin
 from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils.validation import check_is_fitted, check_memory
+from sklearn.utils.validation import check_is_fitted
 
 from .._base import COMMON_CONSTRAINTS
 from .._compat import _fit_context, HasMethods, Interval, StrOptions
 from .._composition import NamedMembers
 from .._device import seed_from
+from .._fingerprint import KeyedCache
 from .._fitted import as_embedding, fit_embed
 from .._inputs import check_member_inputs
 
@@ -119,7 +120,9 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
     n_jobs : int, default=None
         Members fitted / applied in parallel by ``joblib.Parallel``.
     memory : str, joblib.Memory or None, default=None
-        Cache of the members' fitted state and outputs (``joblib.Memory``).
+        Cache of the members' fitted state and outputs (``joblib.Memory``),
+        keyed on all of X, module weights and the identity (path, size,
+        modification time) of every file named in X or the members' parameters.
 
     Attributes
     ----------
@@ -231,7 +234,7 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         members = self._check_members(rng)
         self._check_weights_and_fractions([name for name, _ in members])
         check_member_inputs(self, X)
-        fit_one = check_memory(self.memory).cache(fit_embed)
+        fit_one = KeyedCache(self.memory, fit_embed)  # keyed on file contents and weights
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(fit_one)(member, X, y) for _, member in members
         )
@@ -354,7 +357,7 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
 
     def _member_outputs(self, X):
         """Each fitted member's output on X, checked against its width at fit time."""
-        transform_one = check_memory(self.memory).cache(_transform_one)
+        transform_one = KeyedCache(self.memory, _transform_one)
         blocks = Parallel(n_jobs=self.n_jobs)(
             delayed(transform_one)(member, X) for _, member in self.embedders_
         )

@@ -273,7 +273,9 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         batch order; ``transform`` itself draws nothing, so equal seeds give
         equal outputs.
     memory : str, joblib.Memory or None, default=None
-        Caches the backbones' fitted state and features (``joblib.Memory``).
+        Caches the backbones' fitted state and features (``joblib.Memory``,
+        through :class:`ConcatEmbedder`): keyed on the data, module weights and
+        the identity of every file named in X or the backbones' parameters.
     verbose : bool, default=False
         Show skorch's epoch log and progress bar.
 

@@ -11,13 +11,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_consistent_length,
     check_is_fitted,
-    check_memory,
     column_or_1d,
 )
 
 from .._compat import _fit_context, HasMethods, Interval, StrOptions
 from .._composition import NamedMembers
 from .._device import seed_from
+from .._fingerprint import KeyedCache
 from .._fitted import as_embedding, fit_embed
 from .._inputs import check_member_inputs
 from ._candidates import (
@@ -150,7 +150,10 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
     memory : str, joblib.Memory or None, default=None
         Caches each candidate's fit and embedding (as in ``Pipeline``), so a
         refit with other selection settings (``scoring`` included) does not
-        embed again.
+        embed again. The key holds all of X, the weights of module candidates
+        and the identity (path, size, modification time) of every file named
+        in X or the candidates' parameters: an overwritten image or weights
+        file is embedded afresh.
     n_jobs : int or None, default=None
         Candidates embedded (and scored) in parallel by ``joblib.Parallel``; use
         ``joblib.parallel_config(backend="dask")`` to run them on a cluster.
@@ -260,7 +263,8 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
             )
         seed = None if self.random_state is None else seed_from(self.random_state)
         transformers = [(name, as_transformer(c, name, seed)) for name, c in candidates]
-        cached = check_memory(self.memory).cache(fit_embed)
+        # keyed on file contents and module weights, not on path strings
+        cached = KeyedCache(self.memory, fit_embed)
         score = _Scorer(self.scoring, self.n_neighbors, self.metric, y)
         results = make_parallel(self.n_jobs, self.verbose)(
             delayed(embed_candidate)(cached, name, t, X, y, score) for name, t in transformers
