@@ -9,6 +9,8 @@ from __future__ import annotations
 __all__ = [
     "CandidateDroppedWarning",
     "CollapseWarning",
+    "ImageDecodeError",
+    "InputRangeWarning",
     "NonFiniteLossError",
     "NonFiniteOutputError",
 ]
@@ -38,4 +40,20 @@ class CandidateDroppedWarning(UserWarning):
     """``GreedyEnsembleClassifier`` left a candidate out: its training diverged
     (``NonFiniteLossError`` / ``NonFiniteOutputError``) or its validation
     probabilities are not finite probabilities. The message names the candidate and why.
+    """
+
+
+class ImageDecodeError(ValueError):
+    """An image (a file or a PIL image) cannot be decoded as a viewer would show it.
+
+    The file is unreadable, or its pixels have no scale we can tell (a float or
+    32-bit integer grey image with negative, non-finite or too large values).
+    The message names the image (its path or its index in X) and why.
+    """
+
+
+class InputRangeWarning(UserWarning):
+    """Values outside the range an input is read in: a float image array outside [0, 1]
+    fed to a pretrained backbone (whose mean / std apply to [0, 1] pixels).
+    The message names the range found and the backbone.
     """
