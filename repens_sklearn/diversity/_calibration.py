@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_consistent_length
 
 from .._fitted import temperature_calibrated_prefit
-from ._metrics import _check_labels_1d, _check_proba, _resolve_labels
+from ._metrics import _check_labels_1d, _check_proba, _resolve_labels, check_same_label_type
 
 
 def calibrate_temperature(estimator, X_calib, y_calib):
@@ -59,7 +59,9 @@ def calibrate_temperature(estimator, X_calib, y_calib):
         )
     classes = getattr(estimator, "classes_", None)
     if classes is not None:
-        _check_every_class(_check_labels_1d(y_calib, "y_calib"), np.asarray(classes))
+        y_calib = _check_labels_1d(y_calib, "y_calib")
+        check_same_label_type(**{"y_calib": y_calib, "the estimator's classes_": classes})
+        _check_every_class(y_calib, np.asarray(classes))
     return temperature_calibrated_prefit(estimator, X_calib, y_calib)
 
 
@@ -131,7 +133,8 @@ def calibrate_probas(proba_calib, y_calib, proba, *, labels=None):
             "proba and proba_calib must have the same number of columns; got "
             f"{proba.shape[1]} and {proba_calib.shape[1]}."
         )
-    labels = _resolve_labels(y_calib, proba_calib.shape[1], labels, "proba_calib")
+    labels = _resolve_labels(y_calib, proba_calib.shape[1], labels, "proba_calib",
+                             y_name="y_calib")
     _check_every_class(y_calib, labels)
     model = _ProbaPassthrough(labels).fit(proba_calib)
     return temperature_calibrated_prefit(model, proba_calib, y_calib).predict_proba(proba)

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score
 from sklearn.utils import check_array, check_consistent_length, column_or_1d
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.multiclass import type_of_target, unique_labels
 
 from .._warnings import warn
 
@@ -44,8 +44,29 @@ def _check_labels_1d(y, name):
     return y
 
 
+def check_same_label_type(**arrays):
+    """Raise unless the label arrays (passed by parameter name) hold one kind of label.
+
+    scikit-learn's rule (``unique_labels``): strings and numbers never mix, nor
+    do class labels and continuous values; ``"1"`` never equals ``1``, so a
+    mix would count every sample as a mistake.
+    """
+    try:
+        unique_labels(*arrays.values())
+    except ValueError as exc:
+        kinds = "; ".join(f"{name} holds {_label_kinds(a)}" for name, a in arrays.items())
+        raise ValueError(
+            f"{', '.join(arrays)} must hold labels of the same type ({kinds}): {exc}"
+        ) from exc
+
+
+def _label_kinds(labels):
+    kinds = sorted({type(v).__name__ for v in np.asarray(labels).ravel().tolist()})
+    return " and ".join(kinds) + " labels"
+
+
 def _check_predictions(y_true, *y_preds):
-    """1-D labels of equal length: ``y_true`` then each ``y_pred``."""
+    """1-D labels of equal length and of one type: ``y_true`` then each ``y_pred``."""
     y_true = _check_labels_1d(y_true, "y_true")
     names = ["y_pred_a", "y_pred_b"] if len(y_preds) == 2 else ["y_pred"] * len(y_preds)
     y_preds = [column_or_1d(p, warn=True) for p in y_preds]
@@ -53,31 +74,43 @@ def _check_predictions(y_true, *y_preds):
     for name, p in zip(names, y_preds):
         if len(p) == 0:
             raise ValueError(f"{name} is empty; at least one sample is required.")
+    check_same_label_type(y_true=y_true, **dict(zip(names, y_preds)))
     return y_true, y_preds
 
 
 def _check_proba(y_prob, name):
-    y_prob = check_array(y_prob, dtype=np.float64, input_name=name)
+    """A finite ``(n_samples, n_classes >= 2)`` float array whose rows are probabilities."""
+    y_prob = check_array(y_prob, dtype=np.float64, ensure_all_finite=False, input_name=name)
     if y_prob.shape[1] < 2:
         raise ValueError(
             f"{name} must have shape (n_samples, n_classes) with n_classes >= 2; "
             f"got shape {y_prob.shape}."
         )
+    bad = ~np.isfinite(y_prob).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{name} contains NaN or infinite values in {int(bad.sum())} of {len(y_prob)} "
+            f"rows (first: row {int(np.argmax(bad))}); probabilities must be finite."
+        )
     if y_prob.max() > 1:
-        raise ValueError(f"{name} contains values greater than 1: {y_prob.max()}")
+        raise ValueError(f"{name} contains values greater than 1: {y_prob.max()} (row "
+                         f"{int(np.argmax(y_prob.max(axis=1)))}); pass probabilities, not "
+                         "logits or scores.")
     if y_prob.min() < 0:
-        raise ValueError(f"{name} contains values lower than 0: {y_prob.min()}")
+        raise ValueError(f"{name} contains values lower than 0: {y_prob.min()} (row "
+                         f"{int(np.argmin(y_prob.min(axis=1)))}); pass probabilities, not "
+                         "logits or scores.")
     sums = y_prob.sum(axis=1)
     if not np.allclose(sums, 1.0, rtol=0, atol=1e-4):
-        worst = sums[np.argmax(np.abs(sums - 1))]
+        row = int(np.argmax(np.abs(sums - 1)))
         raise ValueError(
-            f"The {name} values do not sum to one (a row sums to {worst:.6g}). Make sure "
-            "to pass probabilities, e.g. the output of predict_proba."
+            f"The {name} values do not sum to one (row {row} sums to {sums[row]:.6g}). Make "
+            "sure to pass probabilities, e.g. the output of predict_proba."
         )
     return y_prob
 
 
-def _resolve_labels(y_true, n_columns, labels, name):
+def _resolve_labels(y_true, n_columns, labels, name, y_name="y_true"):
     """The class of every probability column; every y_true label must be among them."""
     if labels is None:
         labels = np.unique(y_true)
@@ -89,6 +122,7 @@ def _resolve_labels(y_true, n_columns, labels, name):
             )
         return labels
     labels = column_or_1d(labels)
+    check_same_label_type(**{y_name: y_true, "labels": labels})
     if len(np.unique(labels)) != len(labels):
         raise ValueError(f"labels must be unique; got {labels}.")
     if len(labels) != n_columns:
@@ -240,7 +274,7 @@ def ensemble_proba(proba_a, proba_b, weights=None, *, averaging="proba"):
     proba_a, proba_b : array-like of shape (n_samples, n_classes)
         Predicted probabilities of the two models.
     weights : array-like of shape (2,), default=None
-        Weights of A and B; equal by default.
+        Weights of A and B (finite, non-negative, not both 0); equal by default.
     averaging : {"proba", "logit"}, default="proba"
         Average the probabilities or the logits.
 
@@ -260,14 +294,33 @@ def ensemble_proba(proba_a, proba_b, weights=None, *, averaging="proba"):
     array([[0.6, 0.4]])
     """
     _check_option("averaging", averaging, _AVERAGING)
-    w = 0.5 if weights is None else float(weights[0]) / float(np.sum(weights))
-    pa, pb = np.asarray(proba_a, dtype=np.float64), np.asarray(proba_b, dtype=np.float64)
+    pa, pb = _check_proba(proba_a, "proba_a"), _check_proba(proba_b, "proba_b")
+    if pa.shape != pb.shape:
+        raise ValueError(
+            f"proba_a and proba_b must have the same shape (n_samples, n_classes); got "
+            f"{pa.shape} and {pb.shape}."
+        )
+    w = _check_pair_weights(weights)
     if averaging == "proba":
         return w * pa + (1 - w) * pb
     logits = w * np.log(pa + _LOG_EPS) + (1 - w) * np.log(pb + _LOG_EPS)
     logits -= logits.max(axis=1, keepdims=True)
     out = np.exp(logits)
     return out / out.sum(axis=1, keepdims=True)
+
+
+def _check_pair_weights(weights):
+    """The share of model A from ``weights`` (2 finite non-negative numbers, positive sum)."""
+    if weights is None:
+        return 0.5
+    w = check_array(weights, ensure_2d=False, ensure_all_finite=False, dtype=np.float64,
+                    input_name="weights")
+    if w.shape != (2,) or not np.isfinite(w).all() or w.min() < 0 or w.sum() <= 0:
+        raise ValueError(
+            "weights must be 2 finite, non-negative numbers (of proba_a and proba_b) with "
+            f"a positive sum; got {np.asarray(weights).tolist()}."
+        )
+    return float(w[0] / w.sum())
 
 
 def conversion_rate(y_true, proba_a, proba_b, *, labels=None, among="inconsistent",

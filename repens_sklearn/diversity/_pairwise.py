@@ -22,6 +22,7 @@ from ._metrics import (
     _check_proba,
     _correct,
     _resolve_labels,
+    check_same_label_type,
     conversion_rate,
     ensemble_proba,
     error_consistency,
@@ -97,6 +98,7 @@ def collect_probas(models_or_probas, X=None, y=None, *, calibrate=True, X_calib=
     y = _check_labels_1d(y, "y")
     est_labels = _estimator_labels(items)
     if est_labels is not None:
+        check_same_label_type(**{"y": y, "the classifiers' classes_": est_labels})
         if labels is not None and not np.array_equal(np.asarray(labels), est_labels):
             raise ValueError(
                 f"labels {np.asarray(labels)} differ from the classifiers' classes_ {est_labels}."
@@ -138,7 +140,7 @@ def collect_probas(models_or_probas, X=None, y=None, *, calibrate=True, X_calib=
     widths = {p.shape[1] for p in probas}
     if len(widths) > 1:
         raise ValueError(f"The models give different numbers of classes: {sorted(widths)}.")
-    labels = _resolve_labels(y, probas[0].shape[1], labels, "the probabilities")
+    labels = _resolve_labels(y, probas[0].shape[1], labels, "the probabilities", y_name="y")
     if calibrate and not held_out:
         probas = [cross_fitted_probas(p, y, labels) for p in probas]
     return names, probas, y, labels

@@ -8,6 +8,9 @@ once. Nothing is re-averaged from scratch; the running sum gets the winner.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils.validation import column_or_1d
+
+from ..diversity._metrics import _check_proba  # one rule for "rows are probabilities"
 
 _EPS = np.finfo(np.float64).eps
 
@@ -37,9 +40,11 @@ def greedy_selection(P, y_idx, *, max_size=15, scoring="log_loss", replacement=F
     Parameters
     ----------
     P : ndarray of shape (n_candidates, n_samples, n_classes)
-        Validation probabilities of each candidate.
+        Validation probabilities of each candidate: finite, in [0, 1], rows
+        summing to 1 (checked; a ``ValueError`` names the first candidate that
+        breaks this).
     y_idx : ndarray of shape (n_samples,)
-        True class indices.
+        True class indices (integers in ``[0, n_classes)``).
     max_size : int
         Number of greedy picks (fewer without replacement when candidates run out).
     scoring : {"log_loss", "accuracy"}
@@ -61,8 +66,7 @@ def greedy_selection(P, y_idx, *, max_size=15, scoring="log_loss", replacement=F
     curve : ndarray of shape (len(picks),)
         Score on all validation points after each pick, in the metric of ``scoring``.
     """
-    P = np.asarray(P, dtype=np.float64)
-    y_idx = np.asarray(y_idx)
+    P, y_idx = _check_selection_inputs(P, y_idx)
     n_candidates, n_samples, _ = P.shape
     rng = np.random.default_rng(random_state) if not hasattr(random_state, "choice") \
         else random_state
@@ -85,6 +89,32 @@ def greedy_selection(P, y_idx, *, max_size=15, scoring="log_loss", replacement=F
         total += P[best]
         curve.append(ensemble_score(total / (step + 1), y_idx, scoring))
     return picks, np.asarray(curve)
+
+
+def _check_selection_inputs(P, y_idx):
+    """P as finite probabilities (n_candidates, n_samples, n_classes), y_idx as column indices.
+
+    A NaN loss would win every ``argmin`` (numpy returns the first NaN), so a
+    diverged candidate would be picked as the whole ensemble.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim != 3 or P.shape[0] == 0 or P.shape[1] == 0:
+        raise ValueError(
+            f"P must have shape (n_candidates, n_samples, n_classes) with at least one "
+            f"candidate and one sample; got shape {P.shape}"
+        )
+    for m in range(P.shape[0]):
+        _check_proba(P[m], f"P[{m}]")
+    y_idx = column_or_1d(y_idx)
+    if len(y_idx) != P.shape[1]:
+        raise ValueError(f"y_idx holds {len(y_idx)} labels but P holds {P.shape[1]} samples")
+    if not np.issubdtype(y_idx.dtype, np.integer) or y_idx.min() < 0 \
+            or y_idx.max() >= P.shape[2]:
+        raise ValueError(
+            f"y_idx must hold class indices (integers in [0, {P.shape[2]})) into the columns "
+            f"of P; got {y_idx.dtype} values from {y_idx.min()} to {y_idx.max()}"
+        )
+    return P, y_idx
 
 
 def best_size(curve, scoring):

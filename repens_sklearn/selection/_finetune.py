@@ -11,6 +11,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
+from skorch import NeuralNetClassifier
 from torch import nn
 
 from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, seeded_init
@@ -18,6 +19,7 @@ from .._compat import Interval, StrOptions, _fit_context
 from .._device import make_generator
 from .._inputs import InputsDataset, keep_batch, make_loader, to_float
 from .._preprocess import preprocessing_or_identity
+from ..exceptions import NonFiniteLossError, NonFiniteOutputError
 
 
 class PaperSchedule:
@@ -76,6 +78,34 @@ class _FineTuneModule(nn.Module):
         state = self.__dict__.copy()
         state["_generator"] = None  # generators do not pickle; a fresh one is seeded on use
         return state
+
+
+class _FiniteLossNet(NeuralNetClassifier):
+    """skorch's classifier, stopped with ``NonFiniteLossError`` as soon as the loss diverges.
+
+    The training loss is checked before ``backward``, so no NaN gradient reaches the
+    weights; the message names the step and the learning rate (as EnSiam's does).
+    ``total_steps`` (set by ``FineTuneClassifier.fit``) completes the step count.
+    """
+
+    total_steps = None
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training and not torch.isfinite(loss):
+            of = "" if self.total_steps is None else f" of {self.total_steps}"
+            raise NonFiniteLossError(
+                f"FineTuneClassifier: the training loss became {loss.item()} at step "
+                f"{_steps_done(self.history)}{of} with learning rate "
+                f"{self.optimizer_.param_groups[0]['lr']:g} at that step (lr={self.lr:g}); "
+                "the training diverged: lower lr or momentum, or scale the inputs"
+            )
+        return loss
+
+
+def _steps_done(history):
+    """Optimiser steps begun so far (the current one included)."""
+    return sum(len(row["batches"]) for row in history)
 
 
 class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -236,10 +266,23 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : FineTuneClassifier
-        """
-        from skorch import NeuralNetClassifier
 
+        Raises
+        ------
+        repens_sklearn.exceptions.NonFiniteLossError
+            When the training diverges: the loss becomes NaN or infinite (the
+            message names the step and the learning rate), or the weights do
+            after the last step. The estimator is then left unfitted.
+        """
         seed = self._seed()
+        try:
+            self._fit(X, y, seed)
+        except NonFiniteLossError:
+            self._forget_fit()  # a diverged model must not look fitted (NaN predictions)
+            raise
+        return self
+
+    def _fit(self, X, y, seed):
         inputs, backbone = self._fit_backbone(X, seed=seed)
         y_idx = self._encode_y(y, inputs.n_samples)
         policy = self._resolve_policy(allow_none=True)
@@ -249,7 +292,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             module = _FineTuneModule(backbone, self.embedding_dim_, len(self.classes_), policy,
                                      seed, self.preprocess_, self.head_init)
         device = self._resolved_device()
-        self.net_ = NeuralNetClassifier(
+        net = _FiniteLossNet(
             module,
             criterion=nn.CrossEntropyLoss,
             optimizer=torch.optim.SGD,
@@ -269,12 +312,29 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             device=str(device),
             verbose=int(bool(self.verbose)),
         )
+        net.total_steps = self.max_steps
         order = _step_order(inputs.n_samples, self.max_steps * self.batch_size, seed)
         with seeded_init(seed):  # dropout etc. reproducible without touching global state
-            self.net_.fit(InputsDataset(inputs, y_idx, order), None)
+            net.fit(InputsDataset(inputs, y_idx, order), None)
+        self.net_ = net
         if self.recalibrate_bn:
             self._recalibrate_batchnorm(inputs, device)
-        return self
+        self._check_finite_state()
+
+    def _check_finite_state(self):
+        """The last step (or the BatchNorm pass) can overflow the weights with a finite loss."""
+        module = self.net_.module_
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise NonFiniteLossError(
+                    f"FineTuneClassifier: the network's {name!r} is not finite after step "
+                    f"{self.max_steps} of {self.max_steps} (lr={self.lr:g}); the training "
+                    "diverged: lower lr or momentum, or scale the inputs"
+                )
+
+    def _forget_fit(self):
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
 
     @torch.no_grad()
     def _recalibrate_batchnorm(self, inputs, device):
@@ -333,12 +393,25 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         -------
         proba : ndarray of shape (n_samples, n_classes)
             Columns follow ``classes_``.
+
+        Raises
+        ------
+        repens_sklearn.exceptions.NonFiniteOutputError
+            When the network's logits overflow (NaN / infinite probabilities).
         """
         check_is_fitted(self)
         inputs = self._transform_inputs(X)
         no_labels = np.zeros(inputs.n_samples, dtype=np.int64)  # skorch's datasets yield (X, y)
         proba = np.asarray(self.net_.predict_proba(InputsDataset(inputs, no_labels)),
                            dtype=np.float64)
+        bad = ~np.isfinite(proba).all(axis=1)
+        if bad.any():  # argmax of a NaN row would silently say classes_[0]
+            raise NonFiniteOutputError(
+                f"FineTuneClassifier: the network's outputs are not finite for "
+                f"{int(bad.sum())} of {len(proba)} samples (first: sample "
+                f"{int(np.argmax(bad))}): its logits overflow, because its training "
+                f"diverged (lr={self.lr:g}) or these inputs are far larger than the training data"
+            )
         return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 +- 1e-7
 
     def predict(self, X):

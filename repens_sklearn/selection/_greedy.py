@@ -17,6 +17,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .._compat import _fit_context, _num_samples, _safe_indexing, Interval, StrOptions
 from .._composition import NamedMembers
 from .._device import seed_from
+from .._warnings import warn
+from ..diversity._metrics import _check_proba  # one rule for "rows are probabilities"
+from ..exceptions import CandidateDroppedWarning, NonFiniteLossError, NonFiniteOutputError
 from .._fitted import temperature_calibrated, temperature_calibrated_prefit
 from .._inputs import check_split_inputs
 from ._candidates import check_named_list, make_parallel, raise_naming
@@ -37,6 +40,12 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
     criterion: it generalised better than accuracy and gives no ties
     (appendix C.9); selection with replacement and bootstrapped validation
     points per step are the other remedies tried there.
+
+    A candidate whose training diverges (``NonFiniteLossError``, e.g. one
+    learning rate of a :func:`make_finetune_sweep` set too high) or whose
+    validation probabilities are not finite probabilities is left out, with a
+    ``CandidateDroppedWarning`` naming it and why, and the ensemble is built
+    from the others; if every candidate is left out, ``fit`` raises.
 
     The ensemble predicts the weighted average of its members' probabilities
     (weights = how often each was picked). Any scikit-learn classifier with
@@ -93,7 +102,12 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         Entry i: validation score (in the ``scoring`` metric) of the greedy
         ensemble after i + 1 picks.
     candidate_scores_ : dict
-        ``{name: validation score of that candidate alone}``.
+        ``{name: validation score of that candidate alone}`` (candidates left
+        out excepted).
+    dropped_candidates_ : dict
+        ``{name: why it was left out}`` for the candidates whose training
+        diverged or whose validation probabilities were not finite
+        probabilities; empty when every candidate was usable.
     n_features_in_ : int
         Number of features seen during fit (from the first member).
 
@@ -183,6 +197,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
                                     self.classes_, self.calibration)
             for name, est in candidates
         )
+        candidates, results = self._drop_unusable(candidates, results)
         P = np.stack([proba for _, proba in results])
         names = [name for name, _ in candidates]
         self.candidate_scores_ = {
@@ -209,6 +224,25 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         self.estimators_ = fitted
         self.named_estimators_ = Bunch(**{names[m]: est for m, est in zip(members, fitted)})
         return self
+
+    def _drop_unusable(self, candidates, results):
+        """Leave out (with a warning) the candidates that diverged; raise if none is left.
+
+        ``results`` holds ``(estimator, proba, reason)``; ``reason`` is None for a
+        usable candidate. Sets ``dropped_candidates_``.
+        """
+        self.dropped_candidates_ = {name: reason for (name, _), (_, _, reason)
+                                    in zip(candidates, results) if reason is not None}
+        if len(self.dropped_candidates_) == len(candidates):
+            why = "; ".join(f"{name!r}: {reason}" for name, reason in
+                            self.dropped_candidates_.items())
+            raise ValueError(f"every candidate was left out, so there is no ensemble to "
+                             f"build: {why}")
+        for name, reason in self.dropped_candidates_.items():
+            warn(f"candidate {name!r} is left out of the ensemble: {reason}",
+                 CandidateDroppedWarning)
+        kept = [i for i, (_, _, reason) in enumerate(results) if reason is None]
+        return [candidates[i] for i in kept], [results[i][:2] for i in kept]
 
     def _check_y(self, y, X):
         if y is None:
@@ -280,9 +314,16 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         """
         check_is_fitted(self)
         total = None
-        for weight, est in zip(self.weights_, self.estimators_):
-            part = weight * np.asarray(est.predict_proba(X), dtype=np.float64)
-            total = part if total is None else total + part
+        for name, weight, est in zip(self.named_estimators_, self.weights_, self.estimators_):
+            proba = np.asarray(est.predict_proba(X), dtype=np.float64)
+            bad = ~np.isfinite(proba).all(axis=1)
+            if bad.any():  # one NaN member would make every ensemble row NaN -> classes_[0]
+                raise NonFiniteOutputError(
+                    f"ensemble member {name!r} predicts non-finite probabilities for "
+                    f"{int(bad.sum())} of {len(proba)} samples (first: sample "
+                    f"{int(np.argmax(bad))})"
+                )
+            total = weight * proba if total is None else total + weight * proba
         return total
 
     def predict(self, X):
@@ -332,16 +373,32 @@ def _indexable(X):
 
 
 def _fit_candidate(name, estimator, X_tr, y_tr, X_val, y_val, classes, calibration):
-    """Fit one candidate on the training part; return it and its validation probabilities."""
+    """Fit one candidate on the training part.
+
+    Returns ``(estimator, validation probabilities, None)``, or ``(None, None,
+    reason)`` when the candidate must be left out: its training diverged or
+    its validation probabilities are not finite probabilities.
+    """
     try:
         estimator.fit(X_tr, y_tr)
         _check_classes(name, estimator, classes)
         if calibration == "temperature":
             estimator = temperature_calibrated_prefit(estimator, X_val, y_val)
         proba = np.asarray(estimator.predict_proba(X_val), dtype=np.float64)
+    except FloatingPointError as exc:  # NonFiniteLossError, NonFiniteOutputError, numpy's
+        return None, None, f"{type(exc).__name__}: {exc}"
     except Exception as exc:
         raise_naming(exc, f"estimator {name!r} failed")
-    return estimator, proba
+    if proba.shape != (len(y_val), len(classes)):
+        raise ValueError(
+            f"estimator {name!r}: predict_proba returned shape {proba.shape} on the "
+            f"validation split; expected {(len(y_val), len(classes))} (samples, classes)"
+        )
+    try:
+        _check_proba(proba, "its validation probabilities")
+    except ValueError as exc:
+        return None, None, str(exc)
+    return estimator, proba, None
 
 
 def _refit_member(name, estimator, X, y, classes, calibration, cv):
@@ -350,6 +407,13 @@ def _refit_member(name, estimator, X, y, classes, calibration, cv):
             estimator = temperature_calibrated(estimator, cv=cv, ensemble=False)
         estimator.fit(X, y)
         _check_classes(name, estimator, classes)
+    except NonFiniteLossError as exc:
+        # the member was chosen for its validation score: dropping it now would give an
+        # ensemble that was never validated
+        raise NonFiniteLossError(
+            f"ensemble member {name!r} diverged when refitted on all the data ({exc}); "
+            "refit=False keeps the members fitted on the training part"
+        ) from exc
     except Exception as exc:
         raise_naming(exc, f"estimator {name!r} failed to refit on all data")
     return estimator
