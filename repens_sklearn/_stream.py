@@ -5,17 +5,21 @@ one ``transform`` call and saves it as a part file in a folder next to the
 output (``<output>.parts/``); a small JSON manifest (``<output>.manifest.json``)
 records the job and how far it got. When every chunk is done the parts are
 copied, in file order and one chunk at a time, into the output. A chunk is done
-exactly when its part file exists (parts are written to a temporary name and
-renamed), so an interrupted run resumes at the first missing chunk and, the
-chunks being the same, writes the same bytes as an uninterrupted run.
+exactly when its part file ``part-NNNNNN.npz`` exists (parts are written to a
+temporary name and renamed; temporary files a crash leaves are cleared), so an
+interrupted run resumes at the first missing chunk and, the chunks being the
+same, writes the same bytes as an uninterrupted run. Each part records the
+fingerprint of its files (:func:`~repens_sklearn._fingerprint.fingerprint`: path,
+size, modification time), so a chunk whose files changed since is embedded again.
 """
 
 from __future__ import annotations
 
-import hashlib
+import gc
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import threading
@@ -25,12 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ._fingerprint import fingerprint
 from ._fitted import is_fitted
+from ._warnings import warn
 from .datasets import _check_image_decodes, _check_on_error
 
 FORMATS = (".parquet", ".npy", ".csv")
 _MANIFEST_KEY = "repens_embed_files"
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2  # 2: paths and embedder by fingerprint, per-chunk file identity
+_PART_NAME = re.compile(r"part-(\d{6,})\.npz")  # a finished part; anything else is not one
 # Parameters that change where or how fast an embedder runs, not what it computes:
 # a resumed run may set them differently from the interrupted one.
 RUNTIME_PARAMS = ("device", "verbose", "num_workers", "n_jobs")
@@ -40,7 +47,7 @@ _EMBEDDER_FILE = "embedder.joblib"
 # errors with its own option names.
 # A word may use the error's fields: "where" places an unreadable file in the list.
 LIBRARY_WORDS = {"resume": "resume=True", "skip": "on_error='skip'", "chunk_size": "chunk_size",
-                 "where": "paths[{index}]"}
+                 "overwrite": "overwrite=True", "where": "paths[{index}]"}
 
 
 class EmbedFilesError(Exception):
@@ -98,6 +105,19 @@ class ResumeMismatchError(EmbedFilesError, ValueError):
                 "or delete {parts!r} and {manifest!r} to start over")
 
 
+class UnwritableNameError(EmbedFilesError, ValueError):
+    """A file name the output format cannot hold; refused before any work is done."""
+
+    template = "file name {path!r} ({where}) {reason}"
+
+
+class OutputExistsError(EmbedFilesError, FileExistsError):
+    """The output exists and is not this job's: it is only replaced when asked to."""
+
+    template = ("{output!r} already exists and {what}: pass {overwrite} to replace it, or "
+                "choose another output")
+
+
 @dataclass
 class EmbedReport:
     """What :func:`embed_files` did.
@@ -143,7 +163,7 @@ class EmbedReport:
 
 
 def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_error="raise",
-                n_jobs=None, verbose=False):
+                overwrite=False, n_jobs=None, verbose=False):
     """Embed image files into ``.parquet``, ``.npy`` or ``.csv``, chunk by chunk, resumably.
 
     Memory does not grow with the number of files: each chunk of
@@ -163,15 +183,22 @@ def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_er
         ``(n, D)``, such as :class:`~repens_sklearn.MeanTTAEmbedder`. An
         unfitted one is fitted on the first chunk's files (right for
         ``MeanTTAEmbedder``, whose ``fit`` only builds the backbone; fit
-        learning estimators yourself). The fitted embedder is saved in
-        ``<output>.parts/`` and a resumed run uses that copy.
+        learning estimators yourself); when none of the first chunk's files
+        can be read (``on_error="skip"``), on the first chunk with a readable
+        file. The fitted embedder is saved in ``<output>.parts/`` and a
+        resumed run uses that copy.
     paths : list of str or path-like
         The image files, in the order of the output's rows.
     output : str or path
         ``.parquet`` (columns ``file``, ``emb0`` ... ``emb{D-1}``; one row group
         per chunk; needs pyarrow), ``.npy`` (the array; the files are listed
-        one per line in ``<stem>.files.txt``) or ``.csv`` (as parquet; needs
-        pandas). Written to a temporary name and renamed when complete.
+        one per line, ``"\\n"``-separated, in ``<stem>.files.txt``, names that
+        are not UTF-8 as their raw bytes: read it with
+        ``open(f, encoding="utf-8", errors="surrogateescape")``) or ``.csv``
+        (as parquet; needs pandas). Written to a temporary name and renamed
+        when complete. A file name that the format cannot hold is refused
+        before any work: a name with a line break in ``.npy``, a name that is
+        not UTF-8 in ``.parquet`` and ``.csv``.
     chunk_size : int, default=1024
         Files per chunk: the unit of work, of saving and of resuming. The rows
         do not depend on it for deterministic embedders; with random
@@ -185,13 +212,20 @@ def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_er
         ``n_jobs`` - may differ and are taken from ``embedder``). With nothing
         to resume it starts afresh; with a complete output it returns at once.
         With ``resume=False`` an interrupted run on disk is an error, so that
-        work is never thrown away by mistake.
+        work is never thrown away by mistake. Chunks whose files changed (size
+        or modification time) since they were embedded are embedded again.
     on_error : {"raise", "skip"}, default="raise"
         A file that cannot be decoded (missing, not an image, truncated):
         ``"raise"`` stops with :class:`UnreadableImageError` naming it (the
         chunks done stay on disk: fix the file, or resume with ``"skip"``);
         ``"skip"`` leaves it out of the output's rows and file list and records
         it in :attr:`EmbedReport.skipped` and the manifest.
+    overwrite : bool, default=False
+        Replace an existing ``output`` that is not this job's (another job's
+        finished output, or a file this function did not write). Without it
+        such a file is an :class:`OutputExistsError`; this job's own finished
+        output is simply written again (or, with ``resume=True``, kept when
+        none of its files changed).
     n_jobs : int, default=None
         Chunks embedded at once through ``joblib.Parallel`` (``None``: one, in
         this process). Each job loads the saved embedder once and writes its
@@ -235,18 +269,29 @@ def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_er
     """
     job = _Job.create(paths, output, chunk_size)
     _check_on_error(on_error)
-    if not isinstance(resume, (bool, np.bool_)):
-        raise ValueError(f"resume must be True or False, got {resume!r}")
+    for name, value in (("resume", resume), ("overwrite", overwrite)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
     manifest = job.read_manifest()
+    if not overwrite:
+        job.check_output_is_ours(manifest, embedder)
+    job.clear_temporary_files()  # what a crash during a write left
     if resume and manifest is not None and manifest.get("status") == "complete" \
             and job.output.exists() and job.is_same_job(manifest, embedder):
-        return job.report(manifest, n_resumed=job.n_chunks)  # nothing left to do
+        changed = job.changed_chunks(manifest.get("chunk_files"), range(job.n_chunks))
+        if not changed:
+            return job.report(manifest, n_resumed=job.n_chunks)  # nothing left to do
+        warn(f"the files of {len(changed)} of {job.n_chunks} chunks of {str(job.output)!r} "
+             f"changed (size or modification time) since it was written, the first "
+             f"{job.paths[job.chunk(changed[0])[0]]!r}: embedding them all again",
+             UserWarning)
     done = job.done_chunks()
     if done and not resume:
         raise InterruptedRunError(parts=str(job.parts), n_done=len(done), n_chunks=job.n_chunks)
     if resume and (done or job.embedder_file.exists()) and manifest is not None:
         job.check_same_job(manifest, embedder)
         embedder = _resumed_embedder(job.embedder_file, embedder)
+        done -= job.drop_changed_parts(done)
     else:
         done = set()
         _start_fresh(job, embedder, on_error)
@@ -261,13 +306,18 @@ def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_er
     return job.report(manifest, n_resumed=n_resumed)
 
 
+def embedder_fingerprint(embedder) -> str:
+    """What identifies an embedder's results: its fingerprint without the runtime parameters."""
+    return str(fingerprint(embedder, ignore_params=RUNTIME_PARAMS))
+
+
 # ------------------------------------------------------------------------ the job
 @dataclass
 class _Job:
     paths: list
     output: Path
     chunk_size: int
-    paths_sha256: str
+    paths_fingerprint: str
 
     @classmethod
     def create(cls, paths, output, chunk_size):
@@ -282,10 +332,8 @@ class _Job:
         if output.suffix.lower() not in FORMATS:
             raise ValueError(f"output must end in {', '.join(FORMATS)}, got {str(output)!r}")
         check_writer_available(output.suffix.lower())
-        digest = hashlib.sha256()
-        for p in paths:
-            digest.update(p.encode("utf-8", "surrogateescape") + b"\n")
-        return cls(paths, output, int(chunk_size), digest.hexdigest())
+        _check_names_fit(paths, output.suffix.lower())
+        return cls(paths, output, int(chunk_size), str(fingerprint(paths, files=None)))
 
     @property
     def format(self):
@@ -319,16 +367,63 @@ class _Job:
         return self.parts / f"part-{index:06d}.npz"
 
     def done_chunks(self) -> set:
+        """Chunks with a finished part file (``part-NNNNNN.npz``; temporary names do not count)."""
         if not self.parts.is_dir():
             return set()
         done = set()
         for entry in os.scandir(self.parts):
-            name = entry.name
-            if name.startswith("part-") and name.endswith(".npz"):
-                index = int(name[5:-4])
-                if index < self.n_chunks:
-                    done.add(index)
+            match = _PART_NAME.fullmatch(entry.name)
+            if match and int(match[1]) < self.n_chunks:
+                done.add(int(match[1]))
         return done
+
+    def clear_temporary_files(self):
+        """Remove the temporary parts and files that an interrupted write left behind."""
+        if self.parts.is_dir():
+            for entry in os.scandir(self.parts):
+                if ".tmp" in entry.name and entry.is_file():
+                    os.remove(entry.path)
+        for path in (self.output.with_name(self.output.name + ".partial"),
+                     self.files_list.with_name(self.files_list.name + ".partial")):
+            if path.is_file():
+                os.remove(path)
+
+    def chunk_files(self, index) -> str:
+        """The fingerprint of the files of chunk ``index``: paths, sizes, modification times."""
+        return str(fingerprint(self.chunk(index)[1]))
+
+    def changed_chunks(self, recorded, indices) -> list:
+        """The chunks among ``indices`` whose files differ from ``recorded`` (index -> fingerprint)."""
+        recorded = recorded or {}
+        return [i for i in indices if recorded.get(str(i)) != self.chunk_files(i)]
+
+    def drop_changed_parts(self, done) -> set:
+        """Delete the parts whose files changed since they were embedded; their indices."""
+        recorded = {str(i): _part_files_fingerprint(self.part_path(i)) for i in done}
+        changed = self.changed_chunks(recorded, sorted(done))
+        for i in changed:
+            os.remove(self.part_path(i))
+        if changed:
+            warn(f"the files of {len(changed)} of the {len(done)} chunks done changed (size or "
+                 f"modification time) since they were embedded, the first "
+                 f"{self.paths[self.chunk(changed[0])[0]]!r}: embedding those chunks again",
+                 UserWarning)
+        return set(changed)
+
+    def check_output_is_ours(self, manifest, embedder):
+        """Raise :class:`OutputExistsError` when ``output`` exists and is not this job's."""
+        if not self.output.exists():
+            return
+        if manifest is None:
+            raise OutputExistsError(
+                output=str(self.output), what=f"has no manifest {str(self.manifest_path)!r}, "
+                "so it is not known to be this job's output")
+        try:
+            self.check_same_job(manifest, embedder)
+        except ResumeMismatchError as exc:
+            raise OutputExistsError(output=str(self.output),
+                                    what=f"holds another job's embeddings: {exc.fields['what']}"
+                                    ) from None
 
     def read_manifest(self):
         try:
@@ -342,7 +437,7 @@ class _Job:
 
     def identity(self):
         return {"format": self.format, "n_files": len(self.paths),
-                "paths_sha256": self.paths_sha256, "chunk_size": self.chunk_size}
+                "paths_fingerprint": self.paths_fingerprint, "chunk_size": self.chunk_size}
 
     def is_same_job(self, manifest, embedder):
         try:
@@ -356,10 +451,13 @@ class _Job:
                   "manifest": str(self.manifest_path)}
         old = manifest.get("job", {})
         new = self.identity()
+        if manifest.get(_MANIFEST_KEY) != _MANIFEST_VERSION:
+            raise ResumeMismatchError(what="its manifest was written by another version of "
+                                      "repens_sklearn", **fields)
         if old.get("n_files") != new["n_files"]:
             raise ResumeMismatchError(what=f"it embedded {old.get('n_files')} files, this call "
                                       f"gives {new['n_files']}", **fields)
-        if old.get("paths_sha256") != new["paths_sha256"]:
+        if old.get("paths_fingerprint") != new["paths_fingerprint"]:
             raise ResumeMismatchError(what=f"the {new['n_files']} paths are not the same files "
                                       "in the same order", **fields)
         if old.get("chunk_size") != new["chunk_size"]:
@@ -378,6 +476,10 @@ class _Job:
                 raise ResumeMismatchError(
                     what=f"it used a {kind} with {name}={value!r}, this call {name}="
                          f"{params[name]!r}", **fields)
+        if embedder_fingerprint(embedder) not in saved.get("fingerprints", []):
+            raise ResumeMismatchError(
+                what=f"its {kind} differs from this call's (in module weights, fitted state or "
+                     "a parameter that is not a plain value)", **fields)
 
     def unreadable(self, exc):
         return UnreadableImageError(path=exc.path, index=exc.index, reason=exc.reason,
@@ -426,15 +528,10 @@ def _start_fresh(job, embedder, on_error):
     if job.parts.exists():
         shutil.rmtree(job.parts)
     job.output.parent.mkdir(parents=True, exist_ok=True)
+    fingerprints = [embedder_fingerprint(embedder)]  # as given, and as fitted below
     if not is_fitted(embedder):
-        try:
-            start, paths = job.chunk(0)
-            _, kept, _ = _with_readable_files(embedder.fit, paths, start, on_error)
-        except _UnreadableFile as exc:
-            raise job.unreadable(exc) from exc.__cause__
-        if not kept:
-            raise ValueError(f"none of the {len(paths)} files of the first chunk could be read, "
-                             "so the embedder could not be fitted on them: fit it first")
+        _fit_on_first_readable_chunk(job, embedder, on_error)
+        fingerprints.append(embedder_fingerprint(embedder))
     job.parts.mkdir(parents=True)
     tmp = job.parts / (_EMBEDDER_FILE + ".tmp")
     joblib.dump(embedder, tmp)
@@ -443,9 +540,46 @@ def _start_fresh(job, embedder, on_error):
         _MANIFEST_KEY: _MANIFEST_VERSION, "status": "running", "output": str(job.output),
         "job": job.identity(),
         "embedder": {"class": type(embedder).__name__, "params": _simple_params(embedder),
-                     "repr": repr(embedder)[:2000]},
+                     "fingerprints": fingerprints, "repr": repr(embedder)[:2000]},
         "chunks_done": 0, "files_done": 0, "skipped": [],
     })
+
+
+def _fit_on_first_readable_chunk(job, embedder, on_error):
+    """Fit ``embedder`` on the first chunk, or with ``"skip"`` the first with a readable file."""
+    for index in range(job.n_chunks):
+        start, paths = job.chunk(index)
+        try:
+            _, kept, _ = _with_readable_files(embedder.fit, paths, start, on_error)
+        except _UnreadableFile as exc:
+            raise job.unreadable(exc) from exc.__cause__
+        if kept:
+            return
+    raise ValueError(f"none of the {len(job.paths)} files could be read as an image (first: "
+                     f"{job.paths[0]!r}: {_check_image_decodes(job.paths[0])})")
+
+
+def _check_names_fit(paths, suffix):
+    """Refuse, before any work, a file name that the output's file column or list cannot hold."""
+    for index, path in enumerate(paths):
+        if suffix == ".npy" and path.splitlines() != [path]:
+            reason = ("has a line break, which the one-name-per-line file list of .npy output "
+                      "cannot hold: write .parquet or .csv (any UTF-8 name), or rename the file")
+        elif suffix != ".npy" and not _is_utf8(path):
+            reason = (f"is not UTF-8 (its bytes: {os.fsencode(path)!r}), which the file column "
+                      f"of {suffix} output cannot hold: write .npy (its file list keeps the "
+                      "bytes), or rename the file")
+        else:
+            continue
+        raise UnwritableNameError(path=path, index=index, n_files=len(paths), reason=reason)
+
+
+def _is_utf8(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate-escaped bytes of a non-UTF-8 name
+        return False
+    return True
 
 
 def _resumed_embedder(embedder_file, embedder):
@@ -503,11 +637,16 @@ def _with_readable_files(fn, paths, start, on_error):
             skipped += bad
             bad_set = {i for i, _ in bad}
             kept = [i for i in kept if i not in bad_set]
+        # The failed attempt's DataLoader sits in the traceback's frames: free it now, or a
+        # worker forked for the next attempt collects it and prints "can only test a child
+        # process" tracebacks on a successful run.
+        gc.collect()
     return None, kept, skipped
 
 
 def _embed_chunk(embedder, parts, index, start, paths, on_error):
     """Embed one chunk and save it as ``parts/part-<index>.npz``; a :class:`_ChunkDone`."""
+    files = str(fingerprint(paths))  # before reading: a file changed meanwhile is redone
     out, kept, skipped = _with_readable_files(embedder.transform, paths, start, on_error)
     out = np.empty((0, 0), dtype=np.float32) if out is None else np.asarray(out)
     if out.ndim != 2 or out.shape[0] != len(kept) or out.dtype.kind not in "fiu":
@@ -518,7 +657,8 @@ def _embed_chunk(embedder, parts, index, start, paths, on_error):
     tmp = parts / f"part-{index:06d}.tmp{os.getpid()}-{threading.get_ident()}.npz"
     np.savez(tmp, embeddings=out, rows=np.asarray(kept, dtype=np.int64),
              skipped_rows=np.asarray([i for i, _ in skipped], dtype=np.int64),
-             skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
+             skipped_reasons=np.asarray([r for _, r in skipped], dtype=str),
+             files_fingerprint=np.asarray(files))
     os.replace(tmp, parts / f"part-{index:06d}.npz")
     return _ChunkDone(index, len(paths), [(paths[i], r) for i, r in skipped])
 
@@ -595,7 +735,8 @@ def _assemble(job, manifest):
     writer(tmp, job, _iter_parts(job, dtype), n_rows, dim, dtype)
     os.replace(tmp, job.output)
     manifest.update(status="complete", chunks_done=job.n_chunks, files_done=len(job.paths),
-                    n_embedded=int(n_rows), embedding_dim=int(dim), skipped=skipped)
+                    n_embedded=int(n_rows), embedding_dim=int(dim), skipped=skipped,
+                    chunk_files={str(i): info["files"] for i, info in enumerate(infos)})
     job.write_manifest(manifest)
     shutil.rmtree(job.parts, ignore_errors=True)
     return manifest
@@ -607,6 +748,7 @@ def _part_info(job, index):
     try:
         with np.load(path, allow_pickle=False) as part:
             skipped_rows, reasons = part["skipped_rows"], part["skipped_reasons"]
+            files = str(part["files_fingerprint"]) if "files_fingerprint" in part else None
             # the shape and dtype of the embeddings without loading them
             with part.zip.open("embeddings.npy") as f:
                 fmt = np.lib.format
@@ -616,8 +758,17 @@ def _part_info(job, index):
     except FileNotFoundError:
         raise FileNotFoundError(f"part {str(path)!r} of chunk {index} is missing: resume the run "
                                 "to embed it") from None
-    return {"start": start, "shape": shape, "dtype": dtype,
+    return {"start": start, "shape": shape, "dtype": dtype, "files": files,
             "skipped_rows": skipped_rows.tolist(), "skipped_reasons": reasons.tolist()}
+
+
+def _part_files_fingerprint(path):
+    """The fingerprint of a part's files, recorded when it was embedded (None if unreadable)."""
+    try:
+        with np.load(path, allow_pickle=False) as part:
+            return str(part["files_fingerprint"])
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged or older part: embedded again
 
 
 def _iter_parts(job, dtype):

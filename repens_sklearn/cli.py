@@ -28,6 +28,7 @@ from .datasets import (
 
 # How the command calls the options that library errors mention (see _stream.LIBRARY_WORDS).
 CLI_WORDS = {"resume": "--resume", "skip": "--skip-unreadable", "chunk_size": "--chunk-size",
+             "overwrite": "--overwrite",
              "where": "file {number} of {n_files}"}
 INLINE_NAMES = 12  # `repens plugins` shows a plugin's names inline up to this many
 
@@ -256,7 +257,7 @@ def _cmd_embed(args) -> int:
     embedder = _embedder(args.backbone, args.weights, args, shape, args.policy or "identity",
                          args.n_augmentations, args.aggregation)
     run = functools.partial(embed_files, embedder, files, out, chunk_size=args.chunk_size,
-                            resume=args.resume,
+                            resume=args.resume, overwrite=args.overwrite,
                             on_error="skip" if args.skip_unreadable else "raise",
                             verbose=not args.quiet)
     try:
@@ -485,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--resume", action="store_true",
                        help="continue the interrupted run of this output (same files, options "
                             "and --chunk-size); the result is that of an uninterrupted run")
+    embed.add_argument("--overwrite", action="store_true",
+                       help="replace an existing output that another job (other files or "
+                            "options) or another program wrote; without it that is an error")
     _add_runtime_options(embed)
     embed.set_defaults(func=_cmd_embed)
 

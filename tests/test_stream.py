@@ -9,6 +9,7 @@ from PIL import Image
 from repens_sklearn import MeanTTAEmbedder, embed_files
 from repens_sklearn._stream import (
     InterruptedRunError,
+    OutputExistsError,
     ResumeMismatchError,
     UnreadableImageError,
 )
@@ -130,9 +131,13 @@ def test_resume_embeds_only_the_missing_chunks(tmp_path, paths, monkeypatch):
     calls = _fail_after(monkeypatch, 0)
     report = embed_files(_embedder(), paths, output, chunk_size=CHUNK, resume=True)
     assert calls["n"] == 0 and report.n_chunks_resumed == report.n_chunks == 5
-    # ... unless it is another job: there is no interrupted work to keep, so it is redone
+    # ... unless it is another job's: refused, and redone only with overwrite=True
     monkeypatch.undo()
-    report = embed_files(_embedder(), paths[:-2], output, chunk_size=CHUNK, resume=True)
+    with pytest.raises(OutputExistsError, match="holds another job's embeddings: it embedded "
+                                                "40 files, this call gives 38: pass overwrite=True"):
+        embed_files(_embedder(), paths[:-2], output, chunk_size=CHUNK, resume=True)
+    report = embed_files(_embedder(), paths[:-2], output, chunk_size=CHUNK, resume=True,
+                         overwrite=True)
     assert report.n_chunks_resumed == 0 and np.load(output).shape == (N_FILES - 2, 128)
 
 

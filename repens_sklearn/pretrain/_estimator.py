@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 from numbers import Integral, Real
 
 import torch
@@ -15,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, module_on
 from .._base import seeded_init
 from .._compat import Interval, StrOptions, _fit_context
+from .._fingerprint import fingerprint
 from .._inputs import InputsDataset
 from .._warnings import warn
 from ._losses import TARGETS, SiameseLoss
@@ -120,7 +119,11 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         Directory for a checkpoint after every epoch (weights, optimizer,
         history and random state). ``fit`` resumes from a checkpoint found
         there and trains only the remaining epochs, reaching the same weights
-        as an uninterrupted run with the same seed.
+        as an uninterrupted run with the same seed. A checkpoint is resumed only
+        for the same run: all of X (image files by path, size and modification
+        time), the weights of a module or fitted backbone, a weights file's
+        content and every other parameter (``device``, ``verbose``,
+        ``num_workers`` and ``callbacks`` aside); another run's is refused.
     verbose : int, default=0
         0: silent; 1: skorch's per-epoch table; 2: also a progress bar.
 
@@ -266,7 +269,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             **self._predictor_lr_groups(),
         )
         self.net_.initialize()
-        done = self._resume(checkpoint, inputs, seed)
+        done = self._resume(checkpoint, X, inputs, seed)
         try:
             if done < self.max_epochs:
                 self.net_.partial_fit(InputsDataset(inputs), None, epochs=self.max_epochs - done)
@@ -365,7 +368,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
                 return saved
         return self._seed()
 
-    def _resume(self, checkpoint, inputs, seed):
+    def _resume(self, checkpoint, X, inputs, seed):
         """Load the checkpoint in ``checkpoint_dir`` if there is one; return the epochs done.
 
         A checkpoint is only resumed for the same settings and data (recorded in
@@ -374,7 +377,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         """
         if checkpoint is None:
             return 0
-        config = self._run_config(inputs, seed)
+        config = self._run_config(X, inputs, seed)
         config_path = os.path.join(checkpoint.dirname, _CONFIG_FILE)
         files = {key: os.path.join(checkpoint.dirname, checkpoint.fn_prefix + name)
                  for key, name in checkpoint._f_kwargs().items() if name is not None}
@@ -400,15 +403,18 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             ) from exc
         return done_epochs(self.net_.history)
 
-    def _run_config(self, inputs, seed):
-        """What must match for a checkpoint to be resumed: settings, seed and data."""
-        skip = {"callbacks", "checkpoint_dir", "verbose", "device"}
-        params = {k: _stable_repr(v) for k, v in self.get_params(deep=False).items()
+    def _run_config(self, X, inputs, seed):
+        """What must match for a checkpoint to be resumed: settings, seed and data.
+
+        Each parameter is recorded by its fingerprint (a module or fitted backbone
+        by its weights, a weights file by its content), the data by a
+        fingerprint of all of X (image files by path, size and modification time).
+        """
+        skip = {"callbacks", "checkpoint_dir", "verbose", "device", "num_workers"}
+        params = {k: str(fingerprint(v)) for k, v in self.get_params(deep=False).items()
                   if k not in skip}
-        first = inputs.batch(0, min(inputs.n_samples, 64)).numpy()
         return {**params, "seed": seed, "n_samples": inputs.n_samples,
-                "sample_shape": list(inputs.sample_shape),
-                "data": hashlib.sha1(first.tobytes()).hexdigest()}
+                "sample_shape": list(inputs.sample_shape), "data": str(fingerprint(X))}
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
@@ -440,9 +446,3 @@ def done_epochs(history):
     """Epochs that ran to the end (an interrupted epoch has no ``train_loss``)."""
     return int(sum("train_loss" in row for row in history))
 
-
-def _stable_repr(value):
-    """``repr`` without memory addresses, so a run's settings compare equal in a new process."""
-    if callable(value) and hasattr(value, "__qualname__"):
-        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
