@@ -200,6 +200,16 @@ def test_greedy_selection_rejects_bad_class_indices():
         greedy_selection(P, [0, 1])
 
 
+def test_greedy_selection_rejects_unknown_scoring_and_sizes():
+    # old: any scoring but "log_loss" silently scored accuracy; max_size=0 crashed in argmin
+    P = np.full((2, 3, 2), 0.5)
+    with pytest.raises(ValueError, match="scoring must be 'log_loss' or 'accuracy'; got 'logloss'"):
+        greedy_selection(P, [0, 1, 0], scoring="logloss")
+    for size in (0, 2.5, True):
+        with pytest.raises(ValueError, match=rf"max_size must be an integer >= 1; got {size!r}"):
+            greedy_selection(P, [0, 1, 0], max_size=size)
+
+
 # ----------------------------------------------------------------- diversity metrics
 MIXED = r"holds str labels; y_pred_a holds int labels; y_pred_b holds int labels\): " \
         r"Mix of label input types \(string and number\)"

@@ -7,6 +7,8 @@ once. Nothing is re-averaged from scratch; the running sum gets the winner.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from sklearn.utils.validation import column_or_1d
 
@@ -66,6 +68,10 @@ def greedy_selection(P, y_idx, *, max_size=15, scoring="log_loss", replacement=F
     curve : ndarray of shape (len(picks),)
         Score on all validation points after each pick, in the metric of ``scoring``.
     """
+    if scoring not in ("log_loss", "accuracy"):  # anything else would score as accuracy
+        raise ValueError(f"scoring must be 'log_loss' or 'accuracy'; got {scoring!r}")
+    if isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) or max_size < 1:
+        raise ValueError(f"max_size must be an integer >= 1; got {max_size!r}")
     P, y_idx = _check_selection_inputs(P, y_idx)
     n_candidates, n_samples, _ = P.shape
     rng = np.random.default_rng(random_state) if not hasattr(random_state, "choice") \
