@@ -17,7 +17,7 @@ from torch import nn
 
 from ._compat import HasMethods, Interval, StrOptions
 from ._device import embed_inputs, make_generator, resolve_device, seed_from
-from ._inputs import check_inputs
+from ._inputs import check_inputs, check_unit_range
 from ._plugins import create_augmentation_policy
 from ._preprocess import ImagePreprocessor, data_config
 from .backbones import build_backbone, check_backbone_accepts
@@ -104,6 +104,7 @@ class TorchEstimatorMixin:
                     f"{config['input_size']} but X holds vectors of shape {inputs.sample_shape};"
                     " pass images, or input_shape=(C, H, W) for flattened images"
                 )
+            check_unit_range(inputs, self._backbone_name())
             if inputs.sources is not None:  # image files: decoded at the backbone's size
                 inputs = inputs.with_loader(self.preprocess_)
                 self.input_shape_ = inputs.sample_shape
@@ -115,8 +116,11 @@ class TorchEstimatorMixin:
 
     def _transform_inputs(self, X):
         """Validate X against what ``fit`` saw (image files decoded as in fit)."""
-        return check_inputs(self, X, input_shape=self.input_shape, reset=False,
-                            loader=getattr(self, "preprocess_", None))
+        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=False,
+                              loader=getattr(self, "preprocess_", None))
+        if getattr(self, "preprocess_", None) is not None:
+            check_unit_range(inputs, self._backbone_name())
+        return inputs
 
     def _prepare(self, x):
         """[0, 1] images at the data's resolution -> at the backbone's (pretrained only)."""

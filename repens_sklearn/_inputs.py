@@ -4,9 +4,18 @@ Accepted X:
 - 2-D arrays: vectors, or flattened images when ``input_shape=(C, H, W)`` (uint8
   then scaled to [0, 1] as for image arrays);
 - 3-D / 4-D image arrays ``(N, H, W)``, ``(N, H, W, C)``, ``(N, C, H, W)``, uint8
-  (scaled to [0, 1]) or float;
-- lists of image paths or PIL images, decoded batch by batch, converted to the
-  channel count and resized to ``input_shape`` (default: the first image's).
+  (scaled to [0, 1]) or float (taken as they are; a pretrained backbone warns
+  when they are not [0, 1] pixels). The channel axis is the one of axes 1 and 3
+  of size 1, 3 or 4; when both are, ``input_shape`` (or the shape seen in fit)
+  must say which, and a 3-D array that looks like one ``(H, W, C)`` image is
+  refused. At transform X must come in the layout it had in fit;
+- lists of image paths or PIL images, decoded batch by batch as a viewer shows
+  them (EXIF orientation applied; grey images of more than 8 bits scaled by
+  the range of their values, see :func:`grey_scale`), converted to the channel
+  count and resized to ``input_shape`` (default: the first image's).
+
+Image files are decoded in DataLoader worker processes with ``num_workers > 0``
+(:class:`InputsLoader`), inside joblib workers too.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import torch
 from sklearn.utils.validation import validate_data
 
 from ._compat import _num_samples
+from ._warnings import warn
+from .exceptions import ImageDecodeError, InputRangeWarning
 
 _CHANNEL_COUNTS = (1, 3, 4)
 # PIL modes decoded as one grey channel (16-bit ones scaled, see _to_mode)
@@ -143,13 +154,164 @@ def keep_batch(batch):
 
 def make_loader(dataset, batch_size, *, num_workers=0, device="cpu", shuffle=False,
                 generator=None):
-    """A DataLoader over :class:`InputsDataset` that keeps its batches as they are."""
+    """An :class:`InputsLoader` over :class:`InputsDataset` that keeps its batches as they are."""
     workers = {"persistent_workers": False, "prefetch_factor": 2} if num_workers else {}
-    return torch.utils.data.DataLoader(
+    return InputsLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
         collate_fn=keep_batch, num_workers=num_workers,
         pin_memory=torch.device(device).type == "cuda", **workers,
     )
+
+
+class InputsLoader(torch.utils.data.DataLoader):
+    """torch's ``DataLoader``, with worker processes that start anywhere and say what failed.
+
+    With ``num_workers > 0``:
+
+    - inside a joblib worker (``GridSearchCV(n_jobs=2)``, ``embed_files(n_jobs=2)``)
+      the default start method is loky's, which ``DataLoader`` cannot start
+      processes with; :func:`worker_context` gives it the platform's standard one;
+    - an error in a worker (an image that cannot be decoded) is raised in the main
+      process as itself, its own message first, with the worker's traceback as a
+      note (torch would raise ``"Caught ValueError in DataLoader worker process 0."``).
+
+    It takes the arguments of ``DataLoader`` and can be skorch's ``iterator_train``
+    / ``iterator_valid``. With ``num_workers=0`` it is a plain ``DataLoader``.
+    """
+
+    def __init__(self, dataset, *args, num_workers=0, multiprocessing_context=None, **kwargs):
+        wrap = bool(num_workers) and not isinstance(dataset, torch.utils.data.IterableDataset)
+        if num_workers and multiprocessing_context is None:
+            multiprocessing_context = worker_context()
+        super().__init__(_ErrorsAsData(dataset) if wrap else dataset, *args,
+                         num_workers=num_workers,
+                         multiprocessing_context=multiprocessing_context, **kwargs)
+        if wrap:
+            self.collate_fn = _PassErrors(self.collate_fn)
+
+    def __iter__(self):
+        batches = super().__iter__()
+        return _raise_worker_errors(batches) if isinstance(self.dataset, _ErrorsAsData) else batches
+
+
+def worker_context():
+    """The multiprocessing context for DataLoader workers; None for torch's default.
+
+    A joblib (loky) worker process sets loky's start method as the default, which
+    ``DataLoader`` cannot start its workers with (``'Process' object has no
+    attribute 'env'``); there the platform's default start method (``fork`` on
+    Linux, ``spawn`` on macOS and Windows) is used. Elsewhere nothing changes.
+    """
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    standard = multiprocessing.get_all_start_methods()
+    if method is None or method in standard:
+        return None
+    return multiprocessing.get_context(standard[0])
+
+
+class _WorkerError:
+    """An exception raised in a DataLoader worker, sent to the main process as a batch."""
+
+    def __init__(self, exc):
+        import pickle
+        import traceback
+
+        try:
+            pickle.dumps(exc)
+        except Exception:  # an exception that cannot travel: its type and message do
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        info = torch.utils.data.get_worker_info()
+        self.exc, self.worker = exc, None if info is None else info.id
+        self.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+    def reraise(self):
+        if hasattr(self.exc, "add_note"):  # Python 3.11+
+            self.exc.add_note(f"(raised in DataLoader worker process {self.worker}; its "
+                              f"traceback:\n{self.traceback.rstrip()})")
+        raise self.exc
+
+
+class _ErrorsAsData(torch.utils.data.Dataset):
+    """A map-style dataset whose errors come back as :class:`_WorkerError` batches."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except Exception as exc:
+            return _WorkerError(exc)
+
+    def __getitems__(self, indices):
+        try:
+            if getattr(self.dataset, "__getitems__", None):
+                return self.dataset.__getitems__(indices)
+            return [self.dataset[i] for i in indices]
+        except Exception as exc:
+            return _WorkerError(exc)
+
+
+class _PassErrors:
+    """A ``collate_fn`` that passes :class:`_WorkerError` through, else calls ``collate_fn``."""
+
+    def __init__(self, collate_fn):
+        self.collate_fn = collate_fn
+
+    def __call__(self, data):
+        if isinstance(data, _WorkerError):
+            return data
+        if isinstance(data, list):
+            error = next((item for item in data if isinstance(item, _WorkerError)), None)
+            if error is not None:
+                return error
+        return self.collate_fn(data)
+
+
+def _raise_worker_errors(batches):
+    """Yield the batches of a DataLoader iterator; a :class:`_WorkerError` is raised."""
+    error = None
+    for batch in batches:
+        if isinstance(batch, _WorkerError):
+            error = batch
+            break
+        yield batch
+    if error is not None:
+        batches = None  # the last reference: its workers shut down before the error unwinds
+        error.reraise()
+
+
+# A float image slightly outside [0, 1] (a resize's overshoot, say) is still [0, 1] pixels.
+_UNIT_RANGE_SLACK = 0.05
+
+
+def check_unit_range(inputs, backbone_name):
+    """Warn when float image arrays for a pretrained backbone are not [0, 1] pixels.
+
+    Its ``pretrained_cfg`` mean and std apply to [0, 1] pixels: [0, 255] floats or
+    already-normalised images would be embedded far from where they belong
+    (:class:`~repens_sklearn.exceptions.InputRangeWarning`). uint8 arrays are scaled
+    and image files decoded as [0, 1], so only float arrays are looked at.
+    """
+    arr = inputs.array
+    if arr is None or arr.dtype == np.uint8 or arr.size == 0:
+        return
+    low, high = float(arr.min()), float(arr.max())
+    if low >= -_UNIT_RANGE_SLACK and high <= 1 + _UNIT_RANGE_SLACK:
+        return
+    if low >= -_UNIT_RANGE_SLACK and high <= 255 + _UNIT_RANGE_SLACK:
+        advice = "if they are [0, 255] pixels, divide X by 255 or pass it as uint8"
+    else:
+        advice = ("if X is already normalised for this backbone (and at its input size), "
+                  "pass preprocess=False")
+    warn(f"X holds float images with values in [{low:.4g}, {high:.4g}], but backbone "
+         f"{backbone_name!r} is pretrained on [0, 1] images (its pretrained_cfg mean and std "
+         f"are applied to [0, 1] pixels): {advice}", InputRangeWarning)
 
 
 def check_member_inputs(estimator, X, *, reset=True) -> int:
@@ -244,20 +406,6 @@ def _check_not_one_dimensional(X, ndim):
         )
 
 
-def _check_channels(estimator, arr):
-    """At transform, name a channel or size mismatch (scikit-learn would say 'features')."""
-    fitted = getattr(estimator, "input_shape_", None)
-    if fitted is None or len(fitted) != 3:
-        return
-    shape = tuple(_to_nchw(arr[:1]).shape[1:])
-    if shape[0] != fitted[0]:
-        raise ValueError(
-            f"X has images with {shape[0]} channel(s), but {type(estimator).__name__} was "
-            f"fitted on images with {fitted[0]}"
-        )
-    _check_same_shape(estimator, Inputs(sample_shape=shape))
-
-
 def _check_input_shape(input_shape):
     if input_shape is None:
         return None
@@ -299,15 +447,19 @@ def _array_inputs(estimator, X, input_shape, reset) -> Inputs:
     # scikit-learn's _NotAnArray refuses np.ndim; asarray goes through __array__.
     ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
     _check_not_one_dimensional(X, ndim)
+    layout = None
     if ndim >= 3:
         arr = np.asarray(X)
         if arr.dtype != np.uint8:
             arr = arr.astype(np.float32, copy=False)
+        _check_finite(arr)
+        hint = input_shape or (None if reset else getattr(estimator, "input_shape_", None))
+        layout = image_layout(arr.shape, hint)
         if not reset:
-            _check_channels(estimator, arr)
+            _check_fitted_layout(estimator, arr.shape, layout)
     else:
         arr = X
-    _check_finite(arr)
+        _check_finite(arr)
     # uint8 images are pixel values, scaled to [0, 1] per batch, whether given as image
     # arrays or flattened with input_shape; a 2-D uint8 array of vectors stays numeric.
     is_images = ndim >= 3 or input_shape is not None
@@ -324,7 +476,7 @@ def _array_inputs(estimator, X, input_shape, reset) -> Inputs:
             )
         return Inputs(sample_shape=input_shape, array=arr.reshape((len(arr), *input_shape)))
     if arr.ndim in (3, 4):
-        arr = _to_nchw(arr)
+        arr = _to_nchw(arr, layout)
         shape = input_shape or tuple(arr.shape[1:])
         if input_shape is not None and input_shape[0] != arr.shape[1]:
             raise ValueError(
@@ -355,19 +507,126 @@ def _check_finite(arr):
         raise ValueError(f"Input X contains {what} (first at sample {index}).")
 
 
-def _to_nchw(arr):
-    if arr.ndim == 3:
-        return arr[:, None]
-    if arr.shape[1] in _CHANNEL_COUNTS and arr.shape[-1] not in _CHANNEL_COUNTS:
-        return arr
-    if arr.shape[-1] in _CHANNEL_COUNTS:
-        return np.ascontiguousarray(np.moveaxis(arr, -1, 1))
-    if arr.shape[1] in _CHANNEL_COUNTS:
-        return arr
+# Image array layouts: the name shown to users, and where (C, H, W) sit in X.shape[1:].
+_LAYOUTS = {"NCHW": ("(N, C, H, W)", (0, 1, 2)), "NHWC": ("(N, H, W, C)", (2, 0, 1)),
+            "NHW": ("(N, H, W)", None)}
+# How to turn X from one layout into another, for error messages.
+_LAYOUT_FIXES = {("NCHW", "NHWC"): "np.moveaxis(X, 1, -1)", ("NHWC", "NCHW"): "np.moveaxis(X, -1, 1)",
+                 ("NHW", "NCHW"): "X[:, None]", ("NHW", "NHWC"): "X[..., None]",
+                 ("NCHW", "NHW"): "X[:, 0]", ("NHWC", "NHW"): "X[..., 0]"}
+
+
+def _layout_sample_shape(shape, layout) -> tuple:
+    """The ``(C, H, W)`` of one image of an array of ``shape`` read in ``layout``."""
+    if layout == "NHW":
+        return (1, *(int(s) for s in shape[1:]))
+    return tuple(int(shape[1:][axis]) for axis in _LAYOUTS[layout][1])
+
+
+def image_layout(shape, hint=None) -> str:
+    """``"NCHW"``, ``"NHWC"`` or ``"NHW"``: how an image array of ``shape`` is laid out.
+
+    The channel axis is the one of axes 1 and 3 whose size is 1, 3 or 4. When
+    both are, ``hint`` (an ``input_shape`` asked for, or the one seen in fit)
+    decides if it matches one reading only; otherwise the array is refused,
+    as is a 3-D array that looks like one ``(H, W, C)`` image without a batch axis.
+    """
+    if len(shape) == 3:
+        _check_not_one_hwc_image(shape, hint)
+        return "NHW"
+    readings = [layout for layout, axis in (("NCHW", 1), ("NHWC", 3))
+                if shape[axis] in _CHANNEL_COUNTS]
+    if len(readings) == 1:
+        return readings[0]
+    if not readings:
+        raise ValueError(
+            f"cannot tell the channel axis of image array X with shape {tuple(shape)}: "
+            f"expected (N, C, H, W) or (N, H, W, C) with C in {_CHANNEL_COUNTS}"
+        )
+    return _resolve_ambiguous_layout(shape, hint)
+
+
+def _resolve_ambiguous_layout(shape, hint):
+    """Pick the reading that ``hint`` (C, H, W) names, by its shape, else by its channels."""
+    shapes = {layout: _layout_sample_shape(shape, layout) for layout in ("NCHW", "NHWC")}
+    if hint is not None:
+        for key in (tuple(hint), tuple(hint)[:1]):
+            matching = [lay for lay, s in shapes.items() if s[:len(key)] == key]
+            if len(matching) == 1:
+                return matching[0]
+    nchw, nhwc = shapes["NCHW"], shapes["NHWC"]
+    say = (f"pass input_shape={nchw} or input_shape={nhwc} to say which" if nchw != nhwc else
+           f"pass (N, C, H, W) images as X.reshape(len(X), -1) with input_shape={nchw}")
     raise ValueError(
-        f"cannot tell the channel axis of image array X with shape {arr.shape}: "
-        f"expected (N, C, H, W) or (N, H, W, C) with C in {_CHANNEL_COUNTS}"
+        f"the layout of image array X with shape {tuple(shape)} is ambiguous: it reads as "
+        f"(N, C, H, W) images of shape {nchw} or as (N, H, W, C) images of shape {nhwc}; "
+        f"{say}, or move the channel axis (np.moveaxis) so that only one of axes 1 and 3 "
+        f"has size {', '.join(map(str, _CHANNEL_COUNTS))}"
     )
+
+
+def _check_not_one_hwc_image(shape, hint):
+    """Refuse ``(H, W, C)``, one colour image without a batch axis (read as H grey images)."""
+    n, height, width = (int(s) for s in shape)
+    if width not in (3, 4) or min(n, height) <= width:
+        return
+    if hint is not None and tuple(hint) == (1, height, width):
+        return
+    raise ValueError(
+        f"X of shape {tuple(shape)} looks like one (H, W, C) image without a batch axis, "
+        f"but 3-D arrays are read as (N, H, W) grey images ({n} images of {height} x {width} "
+        f"pixels here): pass X[None] for one image, or input_shape=(1, {height}, {width}) "
+        f"if it really holds {n} grey images"
+    )
+
+
+def _check_fitted_layout(estimator, shape, layout):
+    """At transform, name a channel, size or layout mismatch (scikit-learn would say 'features')."""
+    fitted = getattr(estimator, "input_shape_", None)
+    if fitted is None or len(fitted) != 3:
+        return
+    sample_shape = _layout_sample_shape(shape, layout)
+    name = type(estimator).__name__
+    if sample_shape[0] != fitted[0]:
+        raise ValueError(
+            f"X has images with {sample_shape[0]} channel(s), but {name} was "
+            f"fitted on images with {fitted[0]}"
+        )
+    _check_same_shape(estimator, Inputs(sample_shape=sample_shape))
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features is None or shape[1] == n_features:
+        return
+    fitted_layouts = [lay for lay in ("NCHW", "NHWC", "NHW") if lay != layout
+                      and _shape_axis_1(fitted, lay) == n_features]
+    if fitted_layouts:
+        was = " or ".join(_LAYOUTS[lay][0] for lay in fitted_layouts) + " layout"
+    elif n_features == math.prod(fitted):
+        was = "(N, C*H*W) layout (flattened images with input_shape, or image files)"
+    else:
+        was = f"another layout (X.shape[1] was {n_features} in fit, here {shape[1]})"
+    fix = _LAYOUT_FIXES.get((layout, fitted_layouts[0])) if len(fitted_layouts) == 1 else None
+    raise ValueError(
+        f"X holds images of shape {sample_shape} in the {_LAYOUTS[layout][0]} layout, but "
+        f"{name} was fitted on them in the {was}: pass X in the layout used in fit"
+        + (f" ({fix})" if fix else "")
+    )
+
+
+def _shape_axis_1(sample_shape, layout) -> int:
+    """``X.shape[1]`` of an array of images of ``sample_shape`` (C, H, W) in ``layout``."""
+    channels, height, _ = sample_shape
+    if layout == "NHW" and channels != 1:
+        return -1  # no such array
+    return channels if layout == "NCHW" else height
+
+
+def _to_nchw(arr, layout):
+    """``arr`` as ``(N, C, H, W)``, from the layout :func:`image_layout` found."""
+    if layout == "NHW":
+        return arr[:, None]
+    if layout == "NHWC":
+        return np.ascontiguousarray(np.moveaxis(arr, -1, 1))
+    return arr
 
 
 def _image_list_inputs(X, input_shape) -> Inputs:
@@ -385,23 +644,56 @@ def _image_list_inputs(X, input_shape) -> Inputs:
             f"input_shape={input_shape} for image files needs C in {_CHANNEL_COUNTS}"
         )
     if input_shape is None:
-        first = _open_image(X[0], 0)
+        first = _open_image(X[0], 0)  # as shown: EXIF orientation applied
         channels = 1 if first.mode in GREY_MODES else 3
         input_shape = (channels, first.height, first.width)
     return Inputs(sample_shape=input_shape, sources=list(X))
 
 
+def _source_name(source, index) -> str:
+    """How an error names an image: its path, or that it is a PIL image, and its place in X."""
+    if _is_pil(source):
+        return f"X[{index}] (a PIL image)"
+    return f"{os.fspath(source)!r} (X[{index}])"
+
+
 def _open_image(source, index):
-    from PIL import Image, UnidentifiedImageError
+    """The image of ``source`` (a path or a PIL image) as a viewer shows it: EXIF orientation applied.
+
+    A PIL image given by the user is never modified (a rotated copy is returned).
+    """
+    from PIL import Image, ImageOps
 
     if _is_pil(source):
-        return source
+        return ImageOps.exif_transpose(source) if exif_orientation(source) != 1 else source
     try:
         image = Image.open(source)
         image.load()
-        return image
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ValueError(f"cannot read image {os.fspath(source)!r} (X[{index}]): {exc}") from exc
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
+        raise ImageDecodeError(f"cannot read image {_source_name(source, index)}: {exc}") from exc
+    if exif_orientation(image) != 1:
+        ImageOps.exif_transpose(image, in_place=True)
+    return image
+
+
+def exif_orientation(image) -> int:
+    """The EXIF orientation tag of an opened image (1: stored as shown), read from its header.
+
+    A PNG's eXIf chunk that comes after the pixel data is only known once they
+    are decoded: it is not looked for here (decoding applies it).
+    """
+    if getattr(image, "format", None) == "PNG" and "exif" not in image.info:
+        return 1  # PIL's getexif() would decode every pixel to find a late eXIf chunk
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # a malformed EXIF block: the pixels as stored
+        return 1
+
+
+def oriented_size(image) -> tuple:
+    """``(width, height)`` of an opened image as shown, EXIF rotations by 90 degrees applied."""
+    width, height = image.size
+    return (height, width) if exif_orientation(image) in (5, 6, 7, 8) else (width, height)
 
 
 def _load_image(source, sample_shape, index, loader=None) -> np.ndarray:
@@ -409,7 +701,7 @@ def _load_image(source, sample_shape, index, loader=None) -> np.ndarray:
 
     channels, height, width = sample_shape
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-    image = _to_mode(_open_image(source, index), mode)
+    image = _to_mode(_open_image(source, index), mode, lambda: _source_name(source, index))
     if loader is not None:
         image = loader.load_image(image)
     if image.size != (width, height):
@@ -418,16 +710,49 @@ def _load_image(source, sample_shape, index, loader=None) -> np.ndarray:
     return arr[None] if channels == 1 else np.moveaxis(arr, -1, 0)
 
 
-def _to_mode(image, mode):
-    """``image.convert(mode)``, with 16-bit grey scaled to 8 bits (PIL would clip it)."""
-    if image.mode == "I" or image.mode.startswith("I;16"):
+def _to_mode(image, mode, name=lambda: "the image"):
+    """``image.convert(mode)``, with grey images of more than 8 bits scaled by :func:`grey_scale`.
+
+    PIL's own conversion clips them to [0, 255]: a [0, 1] float image came out black
+    and a 16-bit one white. ``name()`` names the image in errors.
+    """
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         from PIL import Image
 
         values = np.asarray(image, dtype=np.float64)
-        if image.mode.startswith("I;16") or values.max(initial=0) > 255:
-            values = values / 257.0  # 65535 -> 255
+        values = values * (255.0 / grey_scale(image.mode, values, name))
         image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
     return image.convert(mode)
+
+
+def grey_scale(mode, values, name=lambda: "the image") -> float:
+    """The value that is white in a grey image of PIL ``mode`` holding ``values``.
+
+    - ``I;16*`` (16-bit files): 65535;
+    - ``F`` (32-bit float): 1 when every value is <= 1, else 255 when <= 255;
+    - ``I`` (32-bit integer): 255 when every value is <= 255, else 65535 when <= 65535.
+
+    Anything else (negative, larger, NaN) has no scale we can tell: an
+    :class:`~repens_sklearn.exceptions.ImageDecodeError` (a ``ValueError``)
+    naming the image, its mode and its value range.
+    """
+    if mode.startswith("I;16"):
+        return 65535.0
+    finite = np.isfinite(values)
+    low, high = (float(values.min(initial=0, where=finite)),
+                 float(values.max(initial=0, where=finite)))
+    scales = (1.0, 255.0) if mode == "F" else (255.0, 65535.0)
+    if finite.all() and low >= 0:
+        for scale in scales:
+            if high <= scale:
+                return scale
+    kind = "float" if mode == "F" else "32-bit integer"
+    also = "" if finite.all() else " and NaN or infinity"
+    raise ImageDecodeError(
+        f"image {name()} has mode {mode!r} ({kind}) with values in [{low:g}, {high:g}]{also}; "
+        f"{kind} grey images are read as [0, {scales[0]:g}] or [0, {scales[1]:g}] by their "
+        f"largest value: rescale it to one of these ranges (or save it as 8 or 16 bits)"
+    )
 
 
 def _resize(tensor, sample_shape):

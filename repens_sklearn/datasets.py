@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._inputs import GREY_MODES
+from ._inputs import GREY_MODES, grey_scale, oriented_size
 from ._warnings import warn
 
 FASHION_MNIST_HOME = "/usr/share/datasets/fashion-mnist"
@@ -153,13 +153,15 @@ def _check_on_error(on_error, name="on_error"):
 def _read_image_header(path):
     """``(mode, (width, height))`` of an image file from its header, without decoding pixels.
 
-    Raises ``ValueError`` naming the file when it is not a readable image.
+    The size is the one shown: an EXIF rotation by 90 degrees swaps width and
+    height, as decoding will. Raises ``ValueError`` naming the file when it is
+    not a readable image.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            return image.mode, image.size
+            return image.mode, oriented_size(image)
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
         raise ValueError(f"cannot read image {os.fspath(path)!r}: "
                          f"{type(exc).__name__}: {exc}") from exc
@@ -168,13 +170,17 @@ def _read_image_header(path):
 def _check_image_decodes(path):
     """``None`` when ``path`` decodes as an image, else the reason (a one-line string).
 
-    Decodes every pixel (a truncated JPEG has a valid header; only decoding finds it).
+    Decodes every pixel (a truncated JPEG has a valid header; only decoding finds it),
+    and refuses grey images whose values have no scale, as the estimators do
+    (:func:`repens_sklearn._inputs.grey_scale`).
     """
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode in ("I", "F"):
+                grey_scale(image.mode, np.asarray(image), lambda: repr(os.fspath(path)))
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
