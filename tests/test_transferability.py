@@ -144,8 +144,9 @@ def _naive_between_cov(Z, y):
 @pytest.mark.parametrize("n, d", [(80, 6), (15, 30)])
 def test_hscore_with_ledoit_wolf_matches_the_direct_formula(n, d):
     Z, y = _features(n, d, 0.7, 2)
-    shrunk, _ = ledoit_wolf(Z)
-    expected = np.trace(np.linalg.solve(shrunk, _naive_between_cov(Z, y)))
+    shrunk, alpha = ledoit_wolf(Z)
+    # Ibrahim et al. (2022): the between-class covariance is shrunk by 1 - alpha too
+    expected = np.trace(np.linalg.solve(shrunk, (1 - alpha) * _naive_between_cov(Z, y)))
     assert hscore(Z, y) == pytest.approx(expected, rel=1e-9)
 
 
@@ -164,8 +165,11 @@ def test_hscore_fixed_shrinkage():
     mu = np.trace(cov) / 5
     between = _naive_between_cov(Z, y)
     shrunk = 0.7 * cov + 0.3 * mu * np.eye(5)
-    assert hscore(Z, y, shrinkage=0.3) == pytest.approx(np.trace(np.linalg.solve(shrunk, between)))
-    assert hscore(Z, y, shrinkage=1) == pytest.approx(np.trace(between) / mu)
+    assert hscore(Z, y, shrinkage=0.3) == pytest.approx(
+        np.trace(np.linalg.solve(shrunk, 0.7 * between)))
+    # the ridge form: cov + mu * rho / (1 - rho) I against the unshrunk between-class covariance
+    ridge = cov + mu * 0.9 / 0.1 * np.eye(5)
+    assert hscore(Z, y, shrinkage=0.9) == pytest.approx(np.trace(np.linalg.solve(ridge, between)))
 
 
 @pytest.mark.parametrize("n, d", [(80, 6), (15, 30), (30, 30)])

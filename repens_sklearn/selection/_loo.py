@@ -6,25 +6,36 @@ classified by its neighbours among all *other* samples: one similarity block
 ``Z[block] @ Z.T`` per slice of queries, with each query's own entry set to
 ``-inf`` so it can never be its own neighbour. No Python loop over samples and
 no refit per sample.
+
+Euclidean distances come from the expanded form ``|a|^2 - 2 a.b + |b|^2``, which
+loses to cancellation what the norms exceed the distances by: the features
+are centred first (distances do not change, the norms shrink to the spread of
+the data) and the products are float64, as scikit-learn's
+``euclidean_distances`` computes them. Cosine similarities are bounded by 1
+and keep the input's precision (float32 unless the input is float64).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# Similarity blocks hold at most this many float32 entries (64 MiB).
-_BLOCK_ENTRIES = 16 * 1024 * 1024
+# Similarity blocks hold at most this many bytes (64 MiB).
+_BLOCK_BYTES = 64 * 1024 * 1024
 
 
 def _prepare(Z, metric):
     """Rows ready for a similarity ``A @ B.T - bias`` that is larger for closer points."""
-    Z = np.asarray(Z, dtype=np.float32)
     if metric == "cosine":
+        Z = np.asarray(Z)
+        Z = Z.astype(np.float64 if Z.dtype == np.float64 else np.float32, copy=False)
         norms = np.linalg.norm(Z, axis=1, keepdims=True)
         # A zero vector has no direction: it stays zero (similarity 0 to everything).
         Z = Z / np.where(norms > 0, norms, 1.0)
         return Z, None
     if metric == "euclidean":
+        # centred and float64: a common offset would otherwise swamp the distances
+        Z = np.asarray(Z, dtype=np.float64)
+        Z = Z - Z.mean(axis=0)
         # -||a-b||^2 = 2 a.b - ||b||^2 - ||a||^2; the last term is constant per query.
         return Z, 0.5 * np.einsum("ij,ij->i", Z, Z)
     raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
@@ -59,9 +70,11 @@ def loo_knn_predict(Z, y_idx, *, n_neighbors=1, metric="euclidean", block_size=N
     n_neighbors : int, default=1
         Neighbours voting (majority; ties go to the nearest tied class).
     metric : {"euclidean", "cosine"}, default="euclidean"
-        Cosine normalises the rows once, then uses dot products.
+        Euclidean centres the features and computes in float64 (exact under
+        any common offset); cosine normalises the rows once, then uses dot
+        products.
     block_size : int, default=None
-        Queries per similarity block; by default blocks hold about 16M entries.
+        Queries per similarity block; by default blocks hold about 64 MiB.
 
     Returns
     -------
@@ -77,7 +90,7 @@ def loo_knn_predict(Z, y_idx, *, n_neighbors=1, metric="euclidean", block_size=N
         )
     Z, bias = _prepare(Z, metric)
     n_classes = int(y_idx.max()) + 1
-    block = block_size or max(1, _BLOCK_ENTRIES // max(1, n_samples))
+    block = block_size or max(1, _BLOCK_BYTES // (Z.itemsize * max(1, n_samples)))
     out = np.empty(n_samples, dtype=np.int64)
     for start in range(0, n_samples, block):
         stop = min(start + block, n_samples)

@@ -11,7 +11,11 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
+
+from .._warnings import warn
 
 from ._loo import loo_knn_accuracy
 
@@ -23,6 +27,14 @@ def _check_Zy(Z, y, *, dtype="numeric", score="score"):
     Z = check_array(Z, dtype=dtype, ensure_min_samples=2, input_name="Z")
     y = column_or_1d(y, warn=True)
     check_consistent_length(Z, y)
+    kind = type_of_target(y, input_name="y")
+    if kind.startswith("continuous"):
+        # np.unique would make every distinct value a class of its own
+        raise ValueError(
+            f"{score} needs class labels in y; got continuous values (type_of_target "
+            f"{kind!r}). Encode the classes as integers or strings (whole-number floats "
+            "are accepted)"
+        )
     classes, y_idx = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"{score} needs at least 2 classes in y; got 1 class ({classes[0]!r})")
@@ -90,35 +102,42 @@ def logme_score(Z, y, *, max_iter=100, tol=1e-6):
     ``p(y_c | Z, alpha, beta)`` is maximised by the paper's fixed-point updates
     ``gamma = sum(beta s_i / (alpha + beta s_i))``, ``alpha = gamma / m'm``,
     ``beta = (n - gamma) / |Z m - y_c|^2`` (``s_i`` the eigenvalues of ``Z'Z``,
-    ``m`` the posterior mean), started at ``alpha = beta = 1``. The score is the
-    maximised log evidence divided by ``n_samples``, averaged over classes.
+    ``m`` the posterior mean), started at ``alpha = beta = 1`` and run to
+    convergence. The score is the maximised log evidence divided by
+    ``n_samples``, averaged over classes.
 
-    One thin SVD of ``Z`` serves all classes and iterations: with
-    ``x = U' y_c`` every update costs ``O(min(n, d))`` (the rewriting used by
-    the authors' fast version, "Ranking and Tuning Pre-trained Models: A New
-    Paradigm for Exploiting Model Hubs", You et al., JMLR 2022), and all
-    classes iterate together as columns of one array. The evidence is the paper's formula evaluated
-    exactly at the final ``(alpha, beta)``, including the ``d - n`` zero
-    eigenvalues of ``Z'Z`` when ``d > n``, so it equals the Gaussian log density
-    ``log N(y_c; 0, I / beta + Z Z' / alpha) / n``. When the evidence keeps
-    growing as the noise vanishes (``beta -> inf``; a class that is a linear
-    function of the features, always possible when ``n <= d``), the iteration
-    stops at ``alpha / beta = eps * s_max`` (``eps = max(n, d)`` machine
-    epsilons, ``s_max`` the largest eigenvalue), which gives that noise-free
-    limit; likewise for ``alpha -> inf``. Features are used as given (no
-    centring or scaling), as in the paper.
+    One thin SVD of ``Z`` serves all classes (the rewriting used by the
+    authors' fast version, "Ranking and Tuning Pre-trained Models: A New
+    Paradigm for Exploiting Model Hubs", You et al., JMLR 2022): with
+    ``x = U' y_c`` every evaluation costs ``O(min(n, d))`` per class. The
+    updates only move ``t = alpha / beta`` (for a given ``t`` the best ``beta``
+    has a closed form), and the plain iteration can need thousands of steps
+    to converge, so their fixed point is found as a 1-D root in ``log t``:
+    walked to from ``alpha = beta = 1`` in the direction the updates move
+    until they turn back, then bisected to ``tol``. The evidence is the
+    paper's formula evaluated exactly there, including the ``d - n`` zero
+    eigenvalues of ``Z'Z`` when ``d > n``, so it equals the Gaussian log
+    density ``log N(y_c; 0, I / beta + Z Z' / alpha) / n``. When the evidence
+    keeps growing as the noise vanishes (``beta -> inf``; a class that is a
+    linear function of the features, always possible when ``n <= d``), the
+    search stops at ``alpha / beta = eps * s_max`` (``eps = max(n, d)``
+    machine epsilons, ``s_max`` the largest eigenvalue), which gives that
+    noise-free limit; likewise for ``alpha -> inf``. Features are used as
+    given (no centring or scaling), as in the paper.
 
     Parameters
     ----------
     Z : array-like of shape (n_samples, n_features)
         Embeddings; converted to float64.
     y : array-like of shape (n_samples,)
-        Class labels.
+        Class labels (continuous values are refused: LogME here scores
+        classification tasks).
     max_iter : int, default=100
-        Most fixed-point iterations (the paper's typically converge in a few).
+        Most bisection steps once the fixed point is bracketed (about 20 reach
+        the default ``tol``); a ``ConvergenceWarning`` says when they did not
+        suffice.
     tol : float, default=1e-6
-        Stop when every class's ``alpha / beta`` changes by less than ``tol``
-        relatively.
+        Relative precision of every class's ``alpha / beta``.
 
     Returns
     -------
@@ -155,54 +174,111 @@ def _logme_per_class(Z, y, *, max_iter=100, tol=1e-6):
     """Per-class log evidence / n, alpha and beta (arrays of shape (n_classes,))."""
     Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="logme_score")
     n, d = Z.shape
-    Y = _one_hot(y_idx, n_classes)
     u, s, _ = np.linalg.svd(Z, full_matrices=False)
-    sigma = (s**2)[:, None]  # (k, 1) eigenvalues of Z'Z that can be non-zero
-    x2 = (u.T @ Y) ** 2  # (k, C) squared coordinates of each target in Z's column space
-    outside = np.maximum((Y**2).sum(axis=0) - x2.sum(axis=0), 0.0)  # part no w can fit
-    alpha, beta = _logme_fixed_point(sigma, x2, outside, n, d, max_iter, tol)
-    m2, res2 = _posterior_terms(alpha / beta, sigma, x2, outside)
-    log_det = np.log(alpha + beta * sigma).sum(axis=0) + (d - len(s)) * np.log(alpha)
+    terms = _EvidenceTerms(s**2, u.T @ _one_hot(y_idx, n_classes), np.bincount(y_idx), n, d)
+    t = _logme_fixed_point(terms, max_iter, tol)
+    m2, res2 = terms.posterior(t)
+    beta = n / (res2 + t * m2)  # the best beta for this alpha / beta (see _EvidenceTerms)
+    alpha = t * beta
+    log_det = np.log(alpha + beta * terms.sigma).sum(axis=0) + (d - len(s)) * np.log(alpha)
     evidence = (n * np.log(beta) + d * np.log(alpha) - n * np.log(2 * np.pi)
                 - beta * res2 - alpha * m2 - log_det) / 2
     return evidence / n, alpha, beta
 
 
-def _posterior_terms(t, sigma, x2, outside):
-    """``(m'm, |Z m - y|^2)`` per class for ``t = alpha / beta``, from the SVD terms."""
-    shrink = sigma + t
-    m2 = (sigma * x2 / shrink**2).sum(axis=0)
-    res2 = (x2 * (t / shrink) ** 2).sum(axis=0) + outside
-    return m2, res2
+class _EvidenceTerms:
+    """What every class's evidence needs from one SVD, as functions of ``t = alpha / beta``.
 
+    For a fixed ``t`` the evidence is that of ``y_c ~ N(0, (I + Z Z' / t) / beta)``,
+    largest at ``beta = n / (|Z m - y_c|^2 + t m'm)``; MacKay's updates (LogME
+    Algorithm 1) then only move ``t``, so their fixed point is a 1-D root.
 
-def _logme_fixed_point(sigma, x2, outside, n, d, max_iter, tol):
-    """MacKay's fixed point for every class at once (LogME Algorithm 1, inner loop).
-
-    ``t = alpha / beta`` is kept within ``[eps, 1 / eps]`` times the largest
-    eigenvalue (``eps = max(n, d) * machine epsilon``): where the evidence keeps
-    growing as the noise vanishes (a target that is a linear function of the
-    features, always possible when n <= d) or as the weights vanish (features
-    unrelated to the target), the iteration stops at that limit.
+    Parameters
+    ----------
+    sigma : ndarray of shape (k,)
+        Eigenvalues of ``Z'Z`` that can be non-zero (squared singular values).
+    coords : ndarray of shape (k, n_classes)
+        Coordinates of each one-hot target along Z's left singular vectors.
+    norms2 : ndarray of shape (n_classes,)
+        ``|y_c|^2``, the class counts.
+    n, d : int
+        Samples and features.
     """
-    k = len(sigma)
-    eps = max(n, d) * np.finfo(np.float64).eps
-    scale = sigma.max() if sigma.max() > 0 else 1.0
-    alpha, beta = np.ones(x2.shape[1]), np.ones(x2.shape[1])
+
+    def __init__(self, sigma, coords, norms2, n, d):
+        self.sigma, self.x2, self.n, self.d = sigma[:, None], coords**2, n, d
+        self.outside = np.maximum(norms2 - self.x2.sum(axis=0), 0.0)  # part no w can fit
+
+    def posterior(self, t):
+        """``(m'm, |Z m - y_c|^2)`` per class, ``m`` the posterior mean at ``t``."""
+        shrink = self.sigma + t
+        m2 = (self.sigma * self.x2 / shrink**2).sum(axis=0)
+        res2 = (self.x2 * (t / shrink) ** 2).sum(axis=0) + self.outside
+        return m2, res2
+
+    def step(self, t):
+        """``log(t' / t)`` per class for one MacKay update ``t -> t'`` (0 at a fixed point)."""
+        ratio = self.sigma / (self.sigma + t)  # beta s_i / (alpha + beta s_i)
+        gamma = ratio.sum(axis=0)
+        n_minus_gamma = (self.n - len(self.sigma)) + (1 - ratio).sum(axis=0)  # no cancellation
+        m2, res2 = self.posterior(t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            move = np.log(gamma * res2) - np.log(n_minus_gamma * m2) - np.log(t)
+        # gamma = m'm = 0 only when Z is all zeros: alpha does not change the evidence
+        return np.nan_to_num(move, nan=0.0)
+
+
+_WALK = 0.5  # step in log(alpha / beta) while looking for the fixed point (a factor 1.65)
+
+
+def _logme_fixed_point(terms, max_iter, tol):
+    """``t = alpha / beta`` at the fixed point of MacKay's updates, for every class at once.
+
+    The plain iteration converges linearly, sometimes over thousands of steps
+    (stopping it early gives a wrong evidence). Instead, from the paper's start
+    ``alpha = beta = 1``, walk in ``log t`` the way the updates move until they
+    turn back, which brackets the fixed point the iteration approaches, then
+    bisect. ``t`` stays within ``[eps, 1 / eps]`` times the largest eigenvalue
+    (``eps = max(n, d)`` machine epsilons): where the evidence keeps growing as
+    the noise vanishes (a target that is a linear function of the features,
+    always possible when n <= d) or as the weights vanish (features unrelated
+    to the target), the search stops at that limit.
+    """
+    eps = max(terms.n, terms.d) * np.finfo(np.float64).eps
+    scale = terms.sigma.max() if terms.sigma.max() > 0 else 1.0
+    lo, hi = np.log(eps * scale), np.log(scale / eps)
+    left, right = _bracket(terms, np.clip(0.0, lo, hi), lo, hi)
+    width = np.log1p(tol)
     for _ in range(max_iter):
-        t = alpha / beta
-        ratio = t / (sigma + t)
-        gamma = (1 - ratio).sum(axis=0)
-        n_minus_gamma = (n - k) + ratio.sum(axis=0)  # no cancellation when gamma ~ n
-        m2, res2 = _posterior_terms(t, sigma, x2, outside)
-        # m'm = 0 only when Z is all zeros: alpha then does not change the evidence
-        alpha = np.where(m2 > 0, gamma / np.where(m2 > 0, m2, 1.0), alpha)
-        beta = n_minus_gamma / res2
-        beta = np.minimum(beta, alpha / (eps * scale))
-        alpha = np.minimum(alpha, beta * scale / eps)
-        if np.all(np.abs(alpha / beta - t) <= tol * t):
+        if np.all(right - left <= width):
             break
-    return alpha, beta
+        mid = (left + right) / 2
+        up = terms.step(np.exp(mid)) > 0  # the updates move t up from mid: the root is above
+        left, right = np.where(up, mid, left), np.where(up, right, mid)
+    if np.any(right - left > width):
+        warn(f"logme_score: alpha / beta not within tol={tol} of its fixed point after "
+             f"max_iter={max_iter} bisection steps; increase max_iter", ConvergenceWarning)
+    return np.exp((left + right) / 2)
+
+
+def _bracket(terms, start, lo, hi):
+    """``(left, right)`` in ``log t`` around the first fixed point the updates reach from start.
+
+    Left of it the updates move ``t`` up, right of it down; a class whose updates
+    run into ``lo`` or ``hi`` gets that limit as a zero-width bracket.
+    """
+    u = np.full(terms.x2.shape[1], start)
+    direction = np.sign(terms.step(np.exp(u)))
+    left, right = u.copy(), u.copy()
+    active = direction != 0
+    while active.any():
+        nxt = np.where(active, np.clip(u + direction * _WALK, lo, hi), u)
+        turned = active & (np.sign(terms.step(np.exp(nxt))) != direction)
+        limit = active & ~turned & ((nxt == lo) | (nxt == hi))
+        left = np.where(turned, np.minimum(u, nxt), np.where(limit, nxt, left))
+        right = np.where(turned, np.maximum(u, nxt), np.where(limit, nxt, right))
+        u, active = nxt, active & ~turned & ~limit
+    return left, right
 
 
 # --------------------------------------------------------------------------- H-score
@@ -224,12 +300,21 @@ def hscore(Z, y, *, shrinkage="auto"):
     singular or nearly so, and its plain (pseudo-)inverse drives every wide
     candidate towards the same ceiling. By default the covariance is therefore
     shrunk towards ``mu I`` (``mu`` its mean eigenvalue) with the Ledoit-Wolf
-    coefficient, the regularised H-score of "Newer is not always better:
-    Rethinking transferability metrics, their peculiarities, stability and
-    performance" (Ibrahim, Ponomareva and Mazumder, ECML-PKDD 2022).
-    ``shrinkage=0`` gives Bao et al.'s definition with the Moore-Penrose
-    pseudo-inverse. One thin SVD of the centred features serves the
-    inverse, the Ledoit-Wolf coefficient and the trace.
+    coefficient ``alpha``, the regularised H-score of "Newer is not always
+    better: Rethinking transferability metrics, their peculiarities, stability
+    and performance" (Ibrahim, Ponomareva and Mazumder, ECML-PKDD 2022)::
+
+        H_alpha = tr(((1 - alpha) cov(f) + alpha mu I)^-1 (1 - alpha) cov(E[f | y]))
+
+    The between-class covariance is shrunk by the same ``1 - alpha`` as the
+    covariance (as in TLlib's ``regularized_h_score``), so ``H_alpha`` is the
+    H-score with a ridge ``alpha mu / (1 - alpha)`` and stays within
+    ``[0, n_classes - 1]``. Both covariances are the biased (``1 / n``) sample
+    ones; TLlib's ``np.cov`` between-class covariance makes its values
+    ``n / (n - 1)`` times these, which ranks candidates on the same data
+    identically. ``shrinkage=0`` gives Bao et al.'s definition with the
+    Moore-Penrose pseudo-inverse. One thin SVD of the centred features serves
+    the inverse, the Ledoit-Wolf coefficient and the trace.
 
     Parameters
     ----------
@@ -237,17 +322,18 @@ def hscore(Z, y, *, shrinkage="auto"):
         Embeddings; converted to float64.
     y : array-like of shape (n_samples,)
         Class labels.
-    shrinkage : "auto" or float in [0, 1], default="auto"
+    shrinkage : "auto" or float in [0, 1), default="auto"
         ``"auto"``: Ledoit-Wolf coefficient (as
-        :func:`sklearn.covariance.ledoit_wolf_shrinkage`); a float: that
-        coefficient; ``0``: no shrinkage, pseudo-inverse (eigenvalues below
-        ``max(n_samples, n_features) * eps`` times the largest are dropped).
+        :func:`sklearn.covariance.ledoit_wolf_shrinkage`; where it is 1, the
+        score is 0); a float: that coefficient; ``0``: no shrinkage,
+        pseudo-inverse (eigenvalues below ``max(n_samples, n_features) * eps``
+        times the largest are dropped). 1 is refused: it scores every
+        candidate 0.
 
     Returns
     -------
     score : float
-        Non-negative; unbounded above in general (at most ``n_classes - 1``
-        with ``shrinkage=0``). 0 when all features are constant.
+        In ``[0, n_classes - 1]``. 0 when all features are constant.
 
     See Also
     --------
@@ -279,9 +365,10 @@ def hscore(Z, y, *, shrinkage="auto"):
 def _check_shrinkage(shrinkage):
     if isinstance(shrinkage, str) and shrinkage == "auto":
         return
-    if isinstance(shrinkage, Real) and not isinstance(shrinkage, bool) and 0 <= shrinkage <= 1:
+    if isinstance(shrinkage, Real) and not isinstance(shrinkage, bool) and 0 <= shrinkage < 1:
         return
-    raise ValueError(f"hscore: shrinkage must be 'auto' or a float in [0, 1], got {shrinkage!r}")
+    # at 1, (1 - shrinkage) cov(E[f | y]) vanishes: every candidate would score 0
+    raise ValueError(f"hscore: shrinkage must be 'auto' or a float in [0, 1), got {shrinkage!r}")
 
 
 def _ledoit_wolf_from_svd(Zc, eig, d):
@@ -297,7 +384,11 @@ def _ledoit_wolf_from_svd(Zc, eig, d):
 
 
 def _trace_inverse_times(G, vt, eig, rho, d, tol):
-    """``tr(G S^-1 G')`` for ``S = (1 - rho) cov + rho mu I`` (pseudo-inverse when rho = 0)."""
+    """``(1 - rho) tr(G S^-1 G')`` for ``S = (1 - rho) cov + rho mu I`` (pseudo-inverse at 0).
+
+    ``G'G`` is the between-class covariance; its ``1 - rho`` factor is Ibrahim et
+    al.'s (the ridge form of the H-score).
+    """
     proj = G @ vt.T  # (C, k) coordinates along the covariance's eigenvectors
     if rho == 0:
         keep = eig > tol * eig.max()
@@ -305,7 +396,7 @@ def _trace_inverse_times(G, vt, eig, rho, d, tol):
     mu = eig.sum() / d
     inside = (proj**2 / ((1 - rho) * eig + rho * mu)).sum()
     outside = max((G**2).sum() - (proj**2).sum(), 0.0) / (rho * mu)  # orthogonal complement
-    return float(inside + outside)
+    return float((1 - rho) * (inside + outside))
 
 
 # --------------------------------------------------------------------------- linear probe
