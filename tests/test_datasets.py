@@ -142,3 +142,27 @@ def test_image_folder_empty_class_is_named(tmp_path):
     (tmp_path / "dog" / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match=r"class folder\(s\) \['dog'\].*hold no readable images"):
         load_image_folder(tmp_path)
+
+
+def test_image_folder_input_shape_is_the_shown_size_of_exif_rotated_photos(tmp_path):
+    """Phones store portrait photos sideways with an EXIF rotation: the shown size counts."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (32, 16)).save(tmp_path / cls / "0.jpg", exif=exif)
+    assert load_image_folder(tmp_path).input_shape == (3, 32, 16)  # was (3, 16, 32)
+
+
+def test_check_image_decodes_refuses_what_the_estimators_refuse(tmp_path):
+    """embed_files(on_error='skip') asks it which file failed: a float image without a scale."""
+    from repens_sklearn.datasets import _check_image_decodes
+
+    good, bad = tmp_path / "good.tif", tmp_path / "bad.tif"
+    Image.fromarray(np.array([[0.0, 0.5]], np.float32), mode="F").save(good)
+    Image.fromarray(np.array([[0.0, 300.0]], np.float32), mode="F").save(bad)
+    assert _check_image_decodes(good) is None
+    assert _check_image_decodes(bad) == (
+        f"ImageDecodeError: image {str(bad)!r} has mode 'F' (float) with values in [0, 300]; "
+        "float grey images are read as [0, 1] or [0, 255] by their largest value: rescale it "
+        "to one of these ranges (or save it as 8 or 16 bits)")

@@ -1,5 +1,7 @@
 """X -> validated samples -> batches of tensors."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,22 @@ def test_image_array_resized_to_input_shape():
 def test_ambiguous_channel_axis():
     with pytest.raises(ValueError, match="cannot tell the channel axis"):
         check_inputs(_Est(), np.zeros((2, 5, 6, 7)))
+
+
+@pytest.mark.parametrize("shape, nchw, nhwc", [
+    ((2, 3, 4, 4), (3, 4, 4), (4, 3, 4)),  # RGB 4 x 4, was read as RGBA 3 x 4
+    ((2, 1, 8, 3), (1, 8, 3), (3, 1, 8)),
+])
+def test_both_axes_could_hold_the_channels(shape, nchw, nhwc):
+    X = np.random.default_rng(0).random(shape).astype(np.float32)
+    with pytest.raises(ValueError, match=rf"shape \({shape[0]}, {shape[1]}, {shape[2]}, {shape[3]}\) "
+                                         rf"is ambiguous.*pass input_shape={re.escape(str(nchw))} "
+                                         rf"or input_shape={re.escape(str(nhwc))}"):
+        check_inputs(_Est(), X)
+    assert check_inputs(_Est(), X, input_shape=nchw).sample_shape == nchw
+    # an input_shape to resize to picks the reading with its channel count
+    resized = check_inputs(_Est(), X, input_shape=(nhwc[0], 6, 6)).batch(0, 2)
+    assert resized.shape == (2, nhwc[0], 6, 6)
 
 
 @pytest.mark.parametrize("bad,what", [(np.nan, "NaN"), (np.inf, "infinity")])
