@@ -17,7 +17,7 @@ from torch import nn
 from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, seeded_init
 from .._compat import Interval, StrOptions, _fit_context
 from .._device import make_generator
-from .._inputs import InputsDataset, keep_batch, make_loader, to_float
+from .._inputs import InputsDataset, InputsLoader, keep_batch, make_loader, to_float
 from .._preprocess import preprocessing_or_identity
 from ..exceptions import NonFiniteLossError, NonFiniteOutputError
 
@@ -301,6 +301,8 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             lr=self.lr,
             max_epochs=1,
             batch_size=self.batch_size,
+            iterator_train=InputsLoader,  # workers start inside joblib workers too
+            iterator_valid=InputsLoader,
             iterator_train__shuffle=False,  # the step order is drawn in _step_order
             iterator_train__collate_fn=keep_batch,
             iterator_valid__collate_fn=keep_batch,
