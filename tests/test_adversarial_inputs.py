@@ -288,3 +288,24 @@ def test_grid_search_n_jobs_with_num_workers(tmp_path):
     search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0]}, cv=2, n_jobs=2,
                           error_score="raise").fit(paths, y)
     assert len(search.cv_results_["mean_test_score"]) == 2
+
+
+@pytest.mark.slow
+def test_knn_selector_finetune_and_embed_files_n_jobs_with_num_workers(tmp_path):
+    """Each ran DataLoader workers inside loky workers: 'Process' object has no attribute 'env'."""
+    from sklearn.model_selection import GridSearchCV
+
+    from repens_sklearn import FineTuneClassifier, KNNModelSelector, embed_files
+
+    paths = _write_pngs(tmp_path, n=8)
+    y = np.arange(8) % 2
+    candidates = [(f"m{seed}", MeanTTAEmbedder("convnet_small", n_augmentations=0, num_workers=1,
+                                                batch_size=4, random_state=seed)) for seed in (0, 1)]
+    selector = KNNModelSelector(candidates, n_select=1, n_jobs=2).fit(paths, y)
+    serial = KNNModelSelector(candidates, n_select=1).fit(paths, y)
+    assert selector.scores_ == pytest.approx(serial.scores_)
+    GridSearchCV(FineTuneClassifier("convnet_small", max_steps=2, batch_size=4, num_workers=1),
+                 {"lr": [0.01, 0.1]}, cv=2, n_jobs=2, error_score="raise").fit(paths, y)
+    emb = candidates[0][1].fit(paths)
+    embed_files(emb, paths, tmp_path / "out.npy", chunk_size=2, n_jobs=2)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), emb.transform(paths), atol=1e-5)
