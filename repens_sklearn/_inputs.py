@@ -511,7 +511,8 @@ def _check_finite(arr):
 _LAYOUTS = {"NCHW": ("(N, C, H, W)", (0, 1, 2)), "NHWC": ("(N, H, W, C)", (2, 0, 1)),
             "NHW": ("(N, H, W)", None)}
 # How to turn X from one layout into another, for error messages.
-_LAYOUT_FIXES = {("NCHW", "NHWC"): "np.moveaxis(X, 1, -1)", ("NHWC", "NCHW"): "np.moveaxis(X, -1, 1)",
+_LAYOUT_FIXES = {("NCHW", "NHWC"): "np.moveaxis(X, 1, -1)",
+                 ("NHWC", "NCHW"): "np.moveaxis(X, -1, 1)",
                  ("NHW", "NCHW"): "X[:, None]", ("NHW", "NHWC"): "X[..., None]",
                  ("NCHW", "NHW"): "X[:, 0]", ("NHWC", "NHW"): "X[..., 0]"}
 
@@ -658,7 +659,7 @@ def _source_name(source, index) -> str:
 
 
 def _open_image(source, index):
-    """The image of ``source`` (a path or a PIL image) as a viewer shows it: EXIF orientation applied.
+    """The image of ``source`` (a path or a PIL image) as a viewer shows it (EXIF orientation).
 
     A PIL image given by the user is never modified (a rotated copy is returned).
     """
