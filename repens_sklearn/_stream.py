@@ -393,7 +393,7 @@ class _Job:
         return str(fingerprint(self.chunk(index)[1]))
 
     def changed_chunks(self, recorded, indices) -> list:
-        """The chunks among ``indices`` whose files differ from ``recorded`` (index -> fingerprint)."""
+        """The chunks among ``indices`` whose files differ from ``recorded`` (str index -> hex)."""
         recorded = recorded or {}
         return [i for i in indices if recorded.get(str(i)) != self.chunk_files(i)]
 

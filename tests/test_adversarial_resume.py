@@ -262,8 +262,8 @@ def test_non_utf8_file_name_is_refused_up_front_for_tables(tmp_path, paths, suff
     pytest.importorskip("pyarrow" if suffix == ".parquet" else "pandas")
     odd = _odd_name(tmp_path / "imgs", b"old-archive-\xe9t\xe9.png")
     output = tmp_path / f"emb{suffix}"
-    with pytest.raises(ValueError, match=rf"file name .*old-archive-.* \(paths\[12\]\) is not UTF-8 "
-                                         rf"\(its bytes: b'.*old-archive-\\xe9t\\xe9.png'\), "
+    with pytest.raises(ValueError, match=rf"file name .*old-archive-.* \(paths\[12\]\) is not "
+                                         rf"UTF-8 \(its bytes: b'.*old-archive-\\xe9t\\xe9.png'\), "
                                          rf"which the file column of \{suffix} output cannot hold: "
                                          rf"write .npy"):
         embed_files(_embedder(), paths + [odd], output, chunk_size=CHUNK)

@@ -411,8 +411,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         fingerprint of all of X (image files by path, size and modification time).
         """
         skip = {"callbacks", "checkpoint_dir", "verbose", "device", "num_workers"}
-        params = {k: str(fingerprint(v)) for k, v in self.get_params(deep=False).items()
-                  if k not in skip}
+        params = {k: str(fingerprint(v, files="content"))
+                  for k, v in self.get_params(deep=False).items() if k not in skip}
         return {**params, "seed": seed, "n_samples": inputs.n_samples,
                 "sample_shape": list(inputs.sample_shape), "data": str(fingerprint(X))}
 
