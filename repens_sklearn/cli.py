@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from . import _plugins
+from .exceptions import ImageDecodeError
 from .datasets import (
     IMAGE_EXTENSIONS,
     _check_image_decodes,
@@ -355,10 +356,8 @@ def _cmd_rank(args) -> int:
                                 n_select=len(candidates), verbose=not args.quiet)
     try:
         selector.fit(data.paths, data.target)
-    except ValueError as exc:
-        if "cannot read image" in str(exc):
-            raise CLIError(f"{exc} (--skip-unreadable leaves such files out)") from None
-        raise
+    except ImageDecodeError as exc:
+        raise CLIError(f"{exc} (--skip-unreadable leaves such files out)") from None
     print(f"leave-one-out {args.n_neighbors}-NN accuracy on {len(data.paths)} images, "
           f"{len(data.target_names)} classes:")
     width = max(len(name) for name in selector.ranking_)

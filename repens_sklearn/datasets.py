@@ -17,6 +17,7 @@ from sklearn.utils import Bunch
 
 from ._inputs import GREY_MODES, grey_scale, oriented_size
 from ._warnings import warn
+from .exceptions import ImageDecodeError
 
 FASHION_MNIST_HOME = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
@@ -154,8 +155,8 @@ def _read_image_header(path):
     """``(mode, (width, height))`` of an image file from its header, without decoding pixels.
 
     The size is the one shown: an EXIF rotation by 90 degrees swaps width and
-    height, as decoding will. Raises ``ValueError`` naming the file when it is
-    not a readable image.
+    height, as decoding will. Raises :class:`~repens_sklearn.exceptions.ImageDecodeError`
+    (a ``ValueError``) naming the file when it is not a readable image.
     """
     from PIL import Image
 
@@ -163,8 +164,8 @@ def _read_image_header(path):
         with Image.open(path) as image:
             return image.mode, oriented_size(image)
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
-        raise ValueError(f"cannot read image {os.fspath(path)!r}: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise ImageDecodeError(f"cannot read image {os.fspath(path)!r}: "
+                               f"{type(exc).__name__}: {exc}") from exc
 
 
 def _check_image_decodes(path):

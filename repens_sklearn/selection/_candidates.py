@@ -71,10 +71,13 @@ def embed_candidate(cached_fit_embed, name, transformer, X, y, score_fn=None):
 def raise_naming(exc, context):
     """Re-raise ``exc`` with ``context`` (which names the candidate) in front of its message.
 
-    The common base types are kept (a subclass of ValueError is raised as a
-    ValueError, so callers can still catch it); others become a RuntimeError,
-    always chained to the original.
+    The library's own exceptions (:mod:`repens_sklearn.exceptions`) keep their
+    type, so callers (the CLI) branch on it; other common base types are kept
+    (a subclass of ValueError is raised as a ValueError, so callers can still
+    catch it); the rest become a RuntimeError, always chained to the original.
     """
+    if type(exc).__module__ == "repens_sklearn.exceptions":
+        raise type(exc)(f"{context}: {exc}") from exc
     for base in (NotFittedError, ValueError, TypeError, AttributeError, RuntimeError):
         if isinstance(exc, base):
             raise base(f"{context}: {exc}") from exc
