@@ -59,43 +59,19 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
     the selected candidates' embeddings, so the selector is also a feature step
     in a :class:`~sklearn.pipeline.Pipeline`.
 
-    Which score to use when, measured by ``benchmarks/bench_transferability.py
-    --seeds 0 1``: 10 candidates (ImageNet EfficientNet-Lite0/1/2 fed at 64 and
-    96 pixels, a random EfficientNet-Lite0, small convnets trained supervised,
-    self-supervised with EnSiam, or not at all), Fashion-MNIST with 1,000
-    labelled images and digits with 500; ground truths are the test accuracy
-    after fine-tuning 40 steps (FT) and that of a logistic-regression probe on
-    the frozen embeddings (LP); Kendall's tau over the zoo, the regret of the
-    top-1 pick in accuracy points, and the scoring time per candidate (1,280
-    wide embeddings, one thread on a loaded 2-core machine), each the mean of
-    2 tasks x 2 draws::
+    Which score to use when, from ``python -m benchmarks.bench_transferability``
+    (a zoo of pretrained, self-supervised and random networks on Fashion-MNIST
+    and digits; the dated figures are in ``docs/benchmarks.md``):
 
-        score          tau FT  tau LP  regret FT  regret LP  ms / candidate
-        knn_loo        +0.31   +0.52     4.8        1.1        10
-        logme          +0.70   +0.15     1.3        2.4       250
-        hscore         +0.38   +0.13     6.0        1.9       240
-        hscore, pinv   +0.65   +0.11     1.6        4.0       230
-        linear_cv      +0.18   +0.71    23.2        0.8       440
-
-    - To pick backbones to fine-tune (the paper's use), ``"logme"``: the only
-      score that tracked fine-tuned accuracy on both tasks (tau +0.47 to +0.90
-      per run), top-1 regret 0 to 3.4 points, for one SVD per candidate.
-    - To keep the backbones frozen under a linear head, ``"linear_cv"`` (tau
-      +0.49 to +0.94 with the probe) or ``"knn_loo"`` at 1/40 of its cost.
-    - ``"knn_loo"``, the default, is as good as LogME for fine-tuning on
-      Fashion-MNIST (tau +0.72 and +0.78, regret at most 1.4) but ranks random
-      networks first on digits, whose features suit a kNN on 8x8 images yet
-      fine-tune worse (tau -0.09 and -0.16, regret 6 and 12 points).
+    - To pick backbones to fine-tune (the paper's use), ``"logme"``: the score
+      that tracked fine-tuned accuracy best, for one SVD per candidate.
+    - To keep the backbones frozen under a linear head, ``"linear_cv"``, or
+      ``"knn_loo"`` at a small fraction of its cost.
+    - ``"knn_loo"``, the default, can rank random networks first on tiny
+      images (8x8 digits), whose raw features suit a kNN yet fine-tune worse.
     - ``"hscore"`` is not recommended for embeddings wider than the number of
       samples: with the pseudo-inverse every such candidate reaches the
-      ceiling ``n_classes - 1`` (all 1,280-wide ones tie at 9.000, so its FT
-      correlation only says "wide pretrained beats narrow"); shrinkage
-      removes the ties but follows fine-tuning less well than LogME and the
-      probe less well than kNN.
-
-    The fine-tuning budget is small: the small convnets reach 0.44-0.61 on
-    digits after 40 steps against 0.92-0.95 with the probe, so there the FT
-    ranking partly measures how fast a backbone adapts.
+      ceiling ``n_classes - 1``; shrinkage removes the ties.
 
     Parameters
     ----------
@@ -129,13 +105,9 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         otherwise; cosine normalises the embeddings once). Euclidean is the
         paper's ("Deep Ensembles for Low-Data Transfer Learning", sec. 3.1),
         which suspects cosine might rank features of different widths better
-        (appendix C.7). Measured on a zoo of 10 candidates (EfficientNet-Lite0/1/2
-        at 64 and 96 px, random and from-scratch networks; Fashion-MNIST and
-        digits, 2 draws; ``benchmarks/bench_transferability.py``), Euclidean
-        tracks fine-tuned accuracy better (Kendall's tau +0.40 vs +0.31,
-        Spearman +0.50 vs +0.36) and cosine the linear probe (tau +0.52 vs
-        +0.35), with the same top-1 regret (4.8 / 1.1 points): the default
-        follows the paper's use, ranking for fine-tuning.
+        (appendix C.7). On the benchmark zoo (``docs/benchmarks.md``)
+        Euclidean tracked fine-tuned accuracy better and cosine the linear
+        probe: the default follows the paper's use, ranking for fine-tuning.
     n_select : int or None, default=15
         Most candidates kept (paper: K = 15). None keeps all (or all within
         ``threshold``).
