@@ -29,12 +29,13 @@ from ._candidates import (
 )
 from ._transferability import hscore, knn_loo_score, linear_cv_score, logme_score
 
-# name -> (score function, whether it is an accuracy in [0, 1])
+# name -> (score function, whether it is an accuracy in [0, 1], what its values are called):
+# the one list of selection's scorings (SelectionDisplay labels its axis from it)
 _SCORINGS = {
-    "knn_loo": (knn_loo_score, True),
-    "linear_cv": (linear_cv_score, True),
-    "logme": (logme_score, False),
-    "hscore": (hscore, False),
+    "knn_loo": (knn_loo_score, True, "leave-one-out kNN accuracy"),
+    "linear_cv": (linear_cv_score, True, "cross-validated linear accuracy"),
+    "logme": (logme_score, False, "LogME (log evidence)"),
+    "hscore": (hscore, False, "H-score"),
 }
 
 
