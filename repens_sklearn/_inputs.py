@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.utils.validation import validate_data
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d, validate_data
 
 from ._compat import _num_samples
 from ._warnings import warn
@@ -347,6 +348,30 @@ def check_split_inputs(X):
         check_array(arr, allow_nd=True, ensure_all_finite=False)  # scikit-learn's own message
     _check_finite(arr)
     return X
+
+
+def check_classification_y(estimator, y, n_samples):
+    """Class labels ``y`` for ``n_samples`` samples: ``(y, classes, y_idx)``, or raise.
+
+    The one check of a classifier's (or selector's) ``y``: given, 1-D, one
+    label per sample, discrete, of one type (strings and numbers never mix)
+    and at least two classes. ``y_idx`` indexes ``classes`` (``np.unique``).
+    """
+    owner = type(estimator).__name__
+    if y is None:
+        raise ValueError(f"{owner} requires y to be passed, but the target y is None")
+    y = column_or_1d(y, warn=True)
+    if len(y) != n_samples:
+        raise ValueError(f"X holds {n_samples} samples but y holds {len(y)} labels")
+    if y.dtype == object and len({isinstance(v, str) for v in y}) > 1:
+        raise ValueError(f"y mixes string and number labels; {owner} needs one type of label")
+    check_classification_targets(y)
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"{owner} needs at least 2 classes in y; got 1 class ({classes[0]!r})"
+        )
+    return y, classes, y_idx.reshape(-1)
 
 
 def _is_non_numeric_table(X):
