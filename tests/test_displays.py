@@ -16,12 +16,11 @@ from sklearn.preprocessing import FunctionTransformer  # noqa: E402
 
 from repens_sklearn.diversity import (  # noqa: E402
     ConfidenceDisplay,
-    EnsembleCurveDisplay,
     PairwiseDiversityDisplay,
-    SelectionDisplay,
     error_inconsistency,
     specialization_angle,
 )
+from repens_sklearn.selection import EnsembleCurveDisplay, SelectionDisplay  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

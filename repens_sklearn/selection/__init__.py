@@ -3,10 +3,12 @@
 Paper: "Deep Ensembles for Low-Data Transfer Learning" (kNN selection ->
 fine-tuning sweep -> greedy ensemble), with the transferability scores
 LogME, H-score and a cross-validated linear probe as alternatives to the
-leave-one-out kNN accuracy.
+leave-one-out kNN accuracy; the displays of a fitted selector and of a greedy
+ensemble (matplotlib, the ``plot`` extra; imported only when drawing).
 """
 
 from ._caruana import greedy_selection
+from ._displays import EnsembleCurveDisplay, SelectionDisplay
 from ._finetune import FineTuneClassifier, PaperSchedule, make_finetune_sweep
 from ._greedy import GreedyEnsembleClassifier
 from ._knn import KNNModelSelector
@@ -14,10 +16,12 @@ from ._loo import loo_knn_accuracy, loo_knn_predict
 from ._transferability import hscore, knn_loo_score, linear_cv_score, logme_score
 
 __all__ = [
+    "EnsembleCurveDisplay",
     "FineTuneClassifier",
     "GreedyEnsembleClassifier",
     "KNNModelSelector",
     "PaperSchedule",
+    "SelectionDisplay",
     "greedy_selection",
     "hscore",
     "knn_loo_score",
