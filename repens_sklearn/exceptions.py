@@ -9,10 +9,14 @@ from __future__ import annotations
 __all__ = [
     "CandidateDroppedWarning",
     "CollapseWarning",
+    "DuplicateNameWarning",
     "ImageDecodeError",
+    "ImageFolderError",
     "InputRangeWarning",
     "NonFiniteLossError",
     "NonFiniteOutputError",
+    "PluginLoadWarning",
+    "UnknownNameError",
 ]
 
 
@@ -57,3 +61,63 @@ class InputRangeWarning(UserWarning):
     fed to a pretrained backbone (whose mean / std apply to [0, 1] pixels).
     The message names the range found and the backbone.
     """
+
+
+class ImageFolderError(ImageDecodeError):
+    """``load_image_folder(on_error="raise")`` met a file it cannot read.
+
+    Attributes
+    ----------
+    reason : str
+        The decoder's message, naming the file.
+    folder : str
+        The image folder.
+    """
+
+    def __init__(self, reason, folder):
+        self.reason, self.folder = reason, folder
+        super().__init__(self.describe("on_error='skip'"))
+
+    def __reduce__(self):
+        return type(self), (self.reason, self.folder)
+
+    def describe(self, skip_option):
+        """The message, naming the option that leaves such files out as ``skip_option``."""
+        return (f"{self.reason} (in image folder {self.folder!r}; {skip_option} leaves such "
+                "files out)")
+
+
+class UnknownNameError(ValueError):
+    """A name that no plugin registered (backbone, augmentation policy or aggregation).
+
+    Attributes
+    ----------
+    kind : str
+        ``"backbone"``, ``"augmentation policy"`` or ``"aggregation"``.
+    name : str
+        The name asked for.
+    suggestions : list of str
+        Registered names close to it, closest first (the registry's ``suggest``).
+    n_registered : int
+        How many names of this kind are registered.
+    """
+
+    def __init__(self, kind, name, suggestions, n_registered):
+        self.kind, self.name = kind, name
+        self.suggestions, self.n_registered = list(suggestions), n_registered
+        plural = {"backbone": "backbones", "augmentation policy": "augmentation_policies",
+                  "aggregation": "aggregations"}.get(kind, kind)
+        hint = f" Closest registered names: {self.suggestions}." if self.suggestions else ""
+        super().__init__(f"Unknown {kind} {name!r}.{hint} Use repens_sklearn.list_{plural}() "
+                         f"to see all {n_registered}.")
+
+    def __reduce__(self):
+        return type(self), (self.kind, self.name, self.suggestions, self.n_registered)
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin could not be loaded (or a hook of it raised, or is misspelt) and was skipped."""
+
+
+class DuplicateNameWarning(UserWarning):
+    """Two plugins registered the same name; the later one wins."""
