@@ -100,19 +100,20 @@ class UnknownNameError(ValueError):
         Registered names close to it, closest first (the registry's ``suggest``).
     n_registered : int
         How many names of this kind are registered.
+    lister : str
+        The function that lists them (``"list_backbones"``, ...).
     """
 
-    def __init__(self, kind, name, suggestions, n_registered):
-        self.kind, self.name = kind, name
+    def __init__(self, kind, name, suggestions, n_registered, lister):
+        self.kind, self.name, self.lister = kind, name, lister
         self.suggestions, self.n_registered = list(suggestions), n_registered
-        plural = {"backbone": "backbones", "augmentation policy": "augmentation_policies",
-                  "aggregation": "aggregations"}.get(kind, kind)
         hint = f" Closest registered names: {self.suggestions}." if self.suggestions else ""
-        super().__init__(f"Unknown {kind} {name!r}.{hint} Use repens_sklearn.list_{plural}() "
+        super().__init__(f"Unknown {kind} {name!r}.{hint} Use repens_sklearn.{lister}() "
                          f"to see all {n_registered}.")
 
     def __reduce__(self):
-        return type(self), (self.kind, self.name, self.suggestions, self.n_registered)
+        return type(self), (self.kind, self.name, self.suggestions, self.n_registered,
+                            self.lister)
 
 
 class PluginLoadWarning(UserWarning):
