@@ -7,22 +7,34 @@ reproducible from ``generator``. Built-ins: ``identity`` and ``gaussian_noise``
 size), ``crop_flip_paper`` (the conventional 8-100% crops), ``simsiam`` and
 ``multiscale`` (image batches ``(B, C, H, W)``).
 
-Per-sample seeds (optional, all built-ins have it): a policy may also define
-``seeded(x, seeds) -> Tensor``, where ``seeds`` is a 1-D CPU ``torch.int64``
-tensor with one non-negative seed per row and row ``i`` of the output depends
-on ``x[i]`` and ``seeds[i]`` only. :class:`~repens_sklearn.MeanTTAEmbedder`
-uses it to key each sample's views to ``random_state`` and the sample itself,
-batched; a policy without it is called once per sample with a generator
-seeded from that sample's key. :class:`SeededPolicy` is a base class that
-provides ``__call__`` from ``seeded``; :func:`uniform` and :func:`derive_seeds`
-draw per-row random numbers from seeds in one vectorised call.
+The contract and its two optional capabilities live in one module
+(``_contract``): per-row seeds (``seeded(x, seeds)``, all built-ins have it;
+:func:`is_seeded`) and deterministic views (``n_views`` + ``view(x, index)``,
+e.g. ``multiscale``; :func:`fixed_views`, :func:`views_change_size`), as
+:class:`typing.Protocol` classes (:class:`AugmentationPolicy`,
+:class:`SupportsSeeded`, :class:`SupportsViews`) and base classes to inherit
+(:class:`SeededPolicy` provides ``__call__`` from ``seeded``;
+:class:`MultiViewPolicy`). :class:`~repens_sklearn.MeanTTAEmbedder` keys each
+sample's views to ``random_state`` and the sample itself: batched through
+``seeded``, else one call per view with a generator seeded from the view's seed.
+:func:`uniform` and :func:`derive_seeds` draw per-row random numbers from seeds
+in one vectorised call.
 """
 
 from ..hookspecs import hookimpl
+from ._contract import (
+    AugmentationPolicy,
+    MultiViewPolicy,
+    SeededPolicy,
+    SupportsSeeded,
+    SupportsViews,
+    fixed_views,
+    is_seeded,
+    views_change_size,
+)
 from ._image import (
     CropFlip,
     MultiScale,
-    SeededPolicy,
     SimSiamAugment,
     auto_crop_scale,
     crop_flip,
@@ -50,22 +62,29 @@ def repens_augmentation_policies():
 
 
 __all__ = [
+    "AugmentationPolicy",
     "CropFlip",
     "GaussianNoise",
     "Identity",
     "MultiScale",
+    "MultiViewPolicy",
     "SeededPolicy",
     "SimSiamAugment",
+    "SupportsSeeded",
+    "SupportsViews",
     "auto_crop_scale",
     "content_seeds",
     "crop_flip",
     "crop_flip_paper",
     "derive_seeds",
+    "fixed_views",
     "gaussian_noise",
     "identity",
+    "is_seeded",
     "multiscale",
     "seeded_global_rng",
     "seeds_from_generator",
     "simsiam",
     "uniform",
+    "views_change_size",
 ]

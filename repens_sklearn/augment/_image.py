@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._seeds import seeds_from_generator, uniform
+from ._contract import MultiViewPolicy, SeededPolicy
+from ._seeds import uniform
 
 _SEED_HIGH = 2**62
 _GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
@@ -81,35 +82,11 @@ def _check_probability(name, value, policy_name):
     return float(value)
 
 
-class SeededPolicy:
-    """Base of the built-in random policies: per-row seeds in, per-row draws out.
-
-    Subclasses implement ``seeded(x, seeds)``; ``policy(x, generator)`` (the
-    plugin contract) draws one seed per row from ``generator`` and calls it.
-    :class:`~repens_sklearn.MeanTTAEmbedder` calls ``seeded`` directly with
-    seeds keyed by ``random_state`` and each sample's content, so a sample's
-    views do not depend on the rest of X. Any policy may implement ``seeded``
-    to get the same; others are called once per sample.
-    """
-
-    name = "policy"
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        self._check(x)
-        return self.seeded(x, seeds_from_generator(generator, len(x)))
-
-    def seeded(self, x: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        """Row ``i``: ``x[i]`` augmented with randomness from ``seeds[i]`` alone."""
-        raise NotImplementedError
+class _ImagePolicy(SeededPolicy):
+    """A seeded policy for image batches ``(B, C, H, W)``."""
 
     def _check(self, x):
         _check_images(x, self.name)
-
-    def _check_seeds(self, x, seeds):
-        self._check(x)
-        if len(seeds) != len(x):
-            raise ValueError(f"the {self.name!r} policy needs one seed per row: got "
-                             f"{len(seeds)} seeds for {len(x)} rows")
 
 
 # ----------------------------------------------------------------------- crops
@@ -222,7 +199,7 @@ def auto_crop_scale(height, width):
     return (high + (low - high) * t, 1.0)
 
 
-class CropFlip(SeededPolicy):
+class CropFlip(_ImagePolicy):
     """Random resized crop (or padded random crop) + random horizontal flip.
 
     The "conventional resize-randomcrop-flip augmentation" of Ashukha et al.,
@@ -366,7 +343,7 @@ def _subset(x, mask, fn):
     return out
 
 
-class SimSiamAugment(SeededPolicy):
+class SimSiamAugment(_ImagePolicy):
     """The SimSiam / EnSiam pretraining augmentation (EnSiam paper sec. 4.1).
 
     Random resized crop (area ``scale``, default 0.2-1 as in SimSiam), horizontal
@@ -471,7 +448,7 @@ def _blur(x, kernel, sigma):
 
 
 # ----------------------------------------------------------------- multi-scale
-class MultiScale(SeededPolicy):
+class MultiScale(_ImagePolicy, MultiViewPolicy):
     """Deterministic multi-scale views, as image retrieval aggregates them.
 
     Scales default to 1, 1/sqrt(2), 1/2 (Radenovic et al., cirtorch's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._image import SeededPolicy
+from ._contract import SeededPolicy
 
 
 class Identity(SeededPolicy):
@@ -61,10 +61,6 @@ class GaussianNoise(SeededPolicy):
             dims = tuple(range(1, x.ndim))
             scale = self.std * x.std(dim=dims, keepdim=True).clamp_min(1e-12)
         return x + scale * noise
-
-    def _check(self, x):
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"the 'gaussian_noise' policy needs a tensor, got {type(x).__name__}")
 
     def __repr__(self):
         return f"GaussianNoise(std={self.std}, relative={self.relative})"

@@ -18,7 +18,14 @@ from .._compat import Interval, StrOptions, _fit_context
 from .._device import autocast, make_generator
 from .._plugins import create_aggregation
 from .._warnings import warn
-from ..augment import content_seeds, derive_seeds, uniform
+from ..augment import (
+    content_seeds,
+    derive_seeds,
+    fixed_views,
+    is_seeded,
+    uniform,
+    views_change_size,
+)
 from ..backbones import check_backbone_accepts
 
 # The seed salt of the one training view of fit_output="single_view" (view indices are >= 0).
@@ -309,10 +316,9 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         return fn
 
     def _deterministic_views(self):
-        policy = self.policy_
-        if callable(getattr(policy, "view", None)) and hasattr(policy, "n_views"):
-            return min(self.n_augmentations, int(policy.n_views))
-        return None
+        """Views used of a deterministic multi-view policy; None for a random one."""
+        n_views = fixed_views(self.policy_)
+        return None if n_views is None else min(self.n_augmentations, n_views)
 
     def _progress_label(self):
         return f"MeanTTAEmbedder({self._backbone_name()})"
@@ -335,20 +341,20 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         n_det = self._deterministic_views()
         if n_det is None:
             self._check_policy_keeps_shape(self.policy_, example)
-            if callable(getattr(self.policy_, "seeded", None)):
+            if is_seeded(self.policy_):
                 self._check_policy_keeps_shape(
                     lambda x, generator: self.policy_.seeded(x, derive_seeds([0] * len(x), 0)),
                     example)
             return
         try:
             # each deterministic view at its own resolution (all of them for a single view)
-            for index in range(n_det or int(self.policy_.n_views)):
+            for index in range(n_det or fixed_views(self.policy_)):
                 view = self._normalize(self.policy_.view(example, index))
                 check_backbone_accepts(module, view, backbone_name=self._backbone_name())
         except ValueError as exc:
-            hint = ("" if getattr(self.policy_, "resize_back", True) else
-                    " (for a backbone that needs a fixed input size use "
-                    "policy_params={'resize_back': True})")
+            hint = (" (for a backbone that needs a fixed input size use "
+                    "policy_params={'resize_back': True})"
+                    if views_change_size(self.policy_) else "")
             raise ValueError(f"policy={self.policy!r} cannot make views of inputs of shape "
                              f"{tuple(example.shape[1:])}{hint}: {exc}") from exc
 
@@ -475,7 +481,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         def seeds_of(first, k):
             return derive_seeds(keys.repeat(k), np.repeat(np.arange(first, first + k), n))
 
-        if callable(getattr(policy, "seeded", None)):
+        if is_seeded(policy):
             def make(first, k):
                 return policy.seeded(batch.repeat(k, *[1] * (batch.ndim - 1)), seeds_of(first, k))
             return make
@@ -492,14 +498,14 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         policy = self.policy_
         n_det = self._deterministic_views()
         if n_det is not None:  # one of the deterministic views, drawn per sample
-            choices = n_det or int(policy.n_views)
+            choices = n_det or fixed_views(policy)
             pick = np.floor(uniform(seeds, 1)[:, 0].numpy() * choices).astype(np.int64)
             out = torch.empty(len(batch), self.embedding_dim_, device=batch.device)
             for index in np.unique(pick):
                 rows = torch.as_tensor(np.flatnonzero(pick == index), device=batch.device)
                 out[rows] = self._embed_group(module, policy.view(batch[rows], int(index)))
             return out
-        if callable(getattr(policy, "seeded", None)):
+        if is_seeded(policy):
             views = policy.seeded(batch, seeds)
         else:
             views = torch.cat([policy(batch[i:i + 1], make_generator(int(seed), batch.device))
