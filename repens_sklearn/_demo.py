@@ -2,9 +2,10 @@
 
 Every number printed comes from this run. The settings are sized so that the
 digits demo finishes in a few minutes on 2 CPU cores (``--quick``: under one).
-With a pretrained zoo installed (``plugins/repens-efficientnet-lite``) a sixth
-section runs the papers' setting: rank ImageNet-pretrained networks on the
-small labelled set, MeTTA on the best, combine them, fine-tune and ensemble.
+With a pretrained zoo installed (backbones whose factories declare pretrained
+weights, e.g. ``plugins/repens-efficientnet-lite``) a sixth section runs the
+papers' setting: rank ImageNet-pretrained networks on the small labelled set,
+MeTTA on the best, combine them, fine-tune and ensemble.
 """
 
 from __future__ import annotations
@@ -269,13 +270,19 @@ def section_diversity(data, res, members, selector, greedy, out_dir):
     return table[columns]
 
 
-PRETRAINED_ZOO = "efficientnet_lite*"
-
-
 def _pretrained_names():
-    from ._plugins import list_backbones
+    """Registered backbones whose factory declares the pretrained weights it loads.
 
-    return [name for name in list_backbones(PRETRAINED_ZOO) if "/" not in name]
+    The registry is asked, not the names: a plugin declares them with a
+    ``pretrained_cfg`` on the factory (timm's keys: the preprocessing of the
+    weights that a call without parameters loads, as the EfficientNet-Lite
+    plugin does). A factory that builds random weights unless asked (timm's
+    names, ``resnet18``) declares nothing, so nothing is downloaded.
+    """
+    from ._plugins import _lookup, list_backbones
+
+    return [name for name in list_backbones()
+            if getattr(_lookup("backbone", name), "pretrained_cfg", None)]
 
 
 def section_pretrained(s, data, res, members, device):
@@ -420,8 +427,8 @@ def _run_demo(dataset, quick, output, data_home, device):
     if _pretrained_names():
         _stage(section_pretrained, s, data, res, members, device)
     else:
-        res.notes.append("Pretrained zoo skipped: no EfficientNet-Lite backbones registered "
-                         "(pip install ./plugins/repens-efficientnet-lite).")
+        res.notes.append("Pretrained zoo skipped: no registered backbone declares pretrained "
+                         "weights (pip install ./plugins/repens-efficientnet-lite).")
     seconds = time.perf_counter() - start
     _write_report(out_dir, res, diversity, header, seconds)
     print("\n" + _format_table(res.rows))

@@ -162,6 +162,8 @@ def _factory(name):
         return create(name, in_chans=in_chans, pretrained=pretrained, weights=weights, head=head)
 
     factory.__name__ = name
+    # Declares the weights a call without parameters loads (repens demo asks for it).
+    factory.pretrained_cfg = pretrained_cfg(name)
     factory.__doc__ = (
         f"{name}: ImageNet-pretrained EfficientNet-Lite, pooled 1280-d features; "
         f"native input {VARIANTS[name].resolution}px. See ``repens_efficientnet_lite.create``."
