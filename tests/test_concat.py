@@ -178,8 +178,8 @@ def test_bad_parameters(X, kwargs, match):
 @pytest.mark.parametrize("embedders, error, match", [
     ([], ValueError, "embedders must be a non-empty list"),
     ([("a", "drop")], ValueError, "every member is 'drop'"),
-    ([("a", PCA(2)), ("a", PCA(3))], ValueError, "Names provided are not unique"),
-    ([("a", 3)], TypeError, "member 'a' must be a transformer"),
+    ([("a", PCA(2)), ("a", PCA(3))], ValueError, r"embedders has duplicate names \['a'\]"),
+    ([("a", 3)], TypeError, "embedders: member 'a' must be a scikit-learn transformer"),
     ([("a", "no_such_backbone")], ValueError, "no_such_backbone"),
 ])
 def test_bad_members(X, embedders, error, match):

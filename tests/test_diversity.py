@@ -298,7 +298,7 @@ def test_pairwise_diversity_errors(digits_models):
         pairwise_diversity(42, y=Y)
     with pytest.raises(ValueError, match="at least 2 models; got 1"):
         pairwise_diversity({"a": p}, y=Y)
-    with pytest.raises(ValueError, match="duplicate names: \\['a'\\]"):
+    with pytest.raises(ValueError, match="duplicate names \\['a'\\]"):
         pairwise_diversity([("a", p), ("a", p)], y=Y)
     with pytest.raises(ValueError, match="y is required"):
         pairwise_diversity({"a": p, "b": p})

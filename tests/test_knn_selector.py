@@ -190,15 +190,15 @@ def test_error_candidate_that_fails_is_named(digits):
 
 def test_error_not_a_transformer(digits):
     X, y = digits
-    with pytest.raises(TypeError, match="candidate 'lr' must be a scikit-learn transformer"):
+    with pytest.raises(TypeError, match="candidates: member 'lr' must be a scikit-learn"):
         KNNModelSelector([("lr", LogisticRegression())]).fit(X, y)
 
 
 def test_error_bad_candidates_shape(digits):
     X, y = digits
-    with pytest.raises(TypeError, match=r"candidates\[0\] must be a \(name, candidate\) tuple"):
+    with pytest.raises(TypeError, match=r"candidates\[0\] must be a \(name, embedder\) pair"):
         KNNModelSelector([PCA(2)]).fit(X, y)
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match="candidates must be a non-empty list"):
         KNNModelSelector([]).fit(X, y)
 
 

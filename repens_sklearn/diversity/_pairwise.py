@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Mapping
 
 import numpy as np
 from sklearn.exceptions import NotFittedError, UndefinedMetricWarning
 from sklearn.utils.validation import check_is_fitted
 
+from .._composition import check_named_list
 from ._calibration import calibrate_probas, calibrate_temperature, cross_fitted_probas
 from ._metrics import (
     _AVERAGING,
@@ -39,25 +39,10 @@ def _is_classifier_like(obj):
     return hasattr(obj, "predict_proba")
 
 
-def _named_items(models_or_probas, param="models_or_probas"):
+def _named_items(models_or_probas, param="models_or_probas",
+                 what="fitted classifier or probability array"):
     """A dict or a list of ``(name, object)`` pairs -> list of pairs with unique str names."""
-    if isinstance(models_or_probas, Mapping):
-        items = list(models_or_probas.items())
-    else:
-        try:
-            items = [tuple(item) for item in models_or_probas]
-        except TypeError:
-            items = None
-        if items is None or any(len(item) != 2 for item in items):
-            raise TypeError(
-                f"{param} must be a dict or a list of (name, fitted classifier or probability "
-                f"array) pairs; got {type(models_or_probas).__name__}."
-            )
-    names = [str(name) for name, _ in items]
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"{param} has duplicate names: {dupes}.")
-    return [(str(name), obj) for name, obj in items]
+    return check_named_list(models_or_probas, param, what, mapping=True)
 
 
 def _estimator_labels(items):
@@ -115,7 +100,7 @@ def collect_probas(models_or_probas, X=None, y=None, *, calibrate=True, X_calib=
     held_out = calibrate and y_calib is not None
     calib = None
     if held_out and any(not _is_classifier_like(obj) for _, obj in items):
-        calib = dict(_named_items(X_calib, "X_calib"))
+        calib = dict(_named_items(X_calib, "X_calib", "held-out probability array"))
     names, probas = [], []
     for name, obj in items:
         if _is_classifier_like(obj):

@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import COMMON_CONSTRAINTS
 from .._compat import _fit_context, HasMethods, Interval, StrOptions
-from .._composition import NamedMembers
+from .._composition import embedding_members, NamedMembers
 from .._device import seed_from
 from .._fingerprint import KeyedCache
 from .._fitted import as_embedding, fit_embed
@@ -23,28 +23,6 @@ from .._inputs import check_member_inputs
 
 def _transform_one(transformer, X):
     return as_embedding(transformer.transform(X))
-
-
-def _resolve_member(name, member, seed=None):
-    """A registered backbone name becomes ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``.
-
-    ``seed`` is that embedder's ``random_state`` (the backbone's initialisation).
-    """
-    if isinstance(member, str) and member not in ("drop", "passthrough"):
-        from ._metta import MeanTTAEmbedder  # lazy: avoids a cycle at import time
-
-        return MeanTTAEmbedder(backbone=member, n_augmentations=0, random_state=seed)
-    if member == "passthrough":
-        from sklearn.preprocessing import FunctionTransformer
-
-        return FunctionTransformer(feature_names_out="one-to-one")
-    if not (hasattr(member, "fit") and hasattr(member, "transform")):
-        raise TypeError(
-            f"embedders: member {name!r} must be a transformer (fit + transform), a "
-            f"registered backbone name, 'passthrough' or 'drop'; got "
-            f"{type(member).__name__}: {member!r}"
-        )
-    return member
 
 
 class ConcatEmbedder(TransformerMixin, NamedMembers):
@@ -88,9 +66,10 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
     embedders : list of (str, transformer)
         Named members, as in ``FeatureUnion``. A member may be any scikit-learn
         transformer (e.g. a :class:`MeanTTAEmbedder`), a registered backbone
-        name (wrapped as ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``,
-        seeded from ``random_state``), ``"passthrough"`` (X itself) or
-        ``"drop"``. Unfitted members are cloned and fitted in ``fit``; a fitted
+        name or a ``torch.nn.Module`` (wrapped as
+        ``MeanTTAEmbedder(backbone=..., n_augmentations=0)``, seeded from
+        ``random_state``), ``"passthrough"`` (X itself) or ``"drop"``.
+        Unfitted members are cloned and fitted in ``fit``; a fitted
         member (e.g. a pretrained :class:`EnSiamPretrainer`) is used as it is.
         ``clone`` (and so ``GridSearchCV``, ``cross_val_score``) resets fitted
         members; wrap one in ``sklearn.frozen.FrozenEstimator`` to keep it
@@ -251,25 +230,10 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
 
     def _check_members(self, rng):
         """The members to fit, named backbones resolved; ``rng`` seeds those backbones."""
-        if not self.embedders:
-            raise ValueError("embedders must be a non-empty list of (name, transformer) pairs")
-        try:
-            names = [name for name, _ in self.embedders]
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"embedders must be a list of (name, transformer) pairs, got {self.embedders!r}"
-            ) from None
-        self._validate_names(names)
         # one seed per member position ("drop" included), so dropping a member leaves the
         # others' seeds alone; None keeps named backbones unseeded
-        seeds = ([None] * len(names) if self.random_state is None
-                 else [seed_from(rng) for _ in names])
-        members = [(name, _resolve_member(name, m, seed))
-                   for (name, m), seed in zip(self.embedders, seeds)
-                   if not (isinstance(m, str) and m == "drop")]
-        if not members:
-            raise ValueError("embedders: every member is 'drop'; at least one must embed")
-        return members
+        draw = None if self.random_state is None else (lambda: seed_from(rng))
+        return embedding_members(self.embedders, "embedders", draw, owner=self)
 
     def _check_weights_and_fractions(self, names):
         """Everything about ``weights`` / ``fractions`` that needs no member output."""

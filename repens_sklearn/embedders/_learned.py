@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from .._base import COMMON_CONSTRAINTS, TRAINING_CONSTRAINTS, seeded_init
 from .._compat import _fit_context, HasMethods, Interval, StrOptions
-from .._composition import NamedMembers
+from .._composition import check_embedding_members, NamedMembers
 from .._device import make_generator, resolve_device, seed_from
 from .._inputs import check_member_inputs
 from .._warnings import warn
@@ -153,11 +153,19 @@ class _RecoveryNet(NeuralNet):
         self.bank_optimizer_ = _RowAdam(self.module_.bank.parameters(), lr=self.lr)
         return self
 
-    def _step_optimizer(self, step_fn):
+    def train_step(self, batch, **fit_params):
         # one forward/backward for both optimizers (skorch would run the closure per optimizer)
-        step_fn()
-        for name in self._optimizers:
-            getattr(self, name + "_").step()
+        from skorch.utils import TeeGenerator
+
+        optimizers = (self.optimizer_, self.bank_optimizer_)
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        step = self.train_step_single(batch, **fit_params)
+        self.notify("on_grad_computed", batch=batch, training=True,
+                    named_parameters=TeeGenerator(self.get_all_learnable_params()))
+        for optimizer in optimizers:
+            optimizer.step()
+        return step
 
 
 def _callbacks(n_warmup, nonnegative, verbose):
@@ -230,11 +238,13 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         unfitted one, e.g. a :class:`MeanTTAEmbedder`, is cloned and fitted on
         X; a fitted one, e.g. a pretrained :class:`EnSiamPretrainer`, is used as
         it is, and kept so through ``clone`` when wrapped in
-        ``sklearn.frozen.FrozenEstimator``) or a registered backbone name (wrapped as
-        ``MeanTTAEmbedder(backbone=name, n_augmentations=0)``, seeded from
-        ``random_state``). None: X already holds the features of the backbones
-        side by side (widths in ``feature_groups``). ``get_params`` /
-        ``set_params`` reach the backbones as ``name`` and ``name__param``.
+        ``sklearn.frozen.FrozenEstimator``), a registered backbone name or a
+        ``torch.nn.Module`` (wrapped as ``MeanTTAEmbedder(backbone=...,
+        n_augmentations=0)``, seeded from ``random_state``), ``"passthrough"``
+        or ``"drop"``, as in :class:`ConcatEmbedder`. None: X already holds the
+        features of the backbones side by side (widths in ``feature_groups``).
+        ``get_params`` / ``set_params`` reach the backbones as ``name`` and
+        ``name__param``.
     feature_groups : list of int or None, default=None
         With ``backbones=None``, the widths of the feature blocks in X's
         columns; they must sum to the number of columns. None: one block, the
@@ -425,6 +435,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                 "feature_groups is only for precomputed features (backbones=None); with "
                 "backbones the widths come from the backbones' outputs"
             )
+        check_embedding_members(self.backbones, "backbones", owner=self)  # errors name backbones
         check_member_inputs(self, X)  # errors about X name this estimator
         # the seed reaches the backbones built from registered names
         self.targets_ = ConcatEmbedder(self.backbones, normalize=True, memory=self.memory,

@@ -1,57 +1,11 @@
-"""Candidate lists: validation, wrapping of backbone names, parallel cached embedding."""
+"""Candidates' parallel, cached embedding and errors that name the candidate.
+
+Which members a composite accepts lives in :mod:`repens_sklearn._composition`.
+"""
 
 from __future__ import annotations
 
 from sklearn.exceptions import NotFittedError
-
-
-def check_named_list(items, param_name, what="candidate"):
-    """``items`` as a list of ``(name, object)`` with unique string names, or raise."""
-    if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
-        raise TypeError(
-            f"{param_name} must be a list of (name, {what}) tuples, got "
-            f"{type(items).__name__}: {items!r}"
-        )
-    items = list(items)
-    if not items:
-        raise ValueError(f"{param_name} must hold at least one (name, {what}) tuple, got []")
-    for i, item in enumerate(items):
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-            raise TypeError(
-                f"{param_name}[{i}] must be a (name, {what}) tuple with a string name, got {item!r}"
-            )
-    names = [name for name, _ in items]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"{param_name} has duplicate names {duplicates}; names must be unique")
-    return items
-
-
-def as_transformer(candidate, name, random_state=None):
-    """A scikit-learn transformer for ``candidate``.
-
-    A registered backbone name or an ``nn.Module`` becomes
-    ``MeanTTAEmbedder(backbone=..., n_augmentations=0, random_state=random_state)``
-    (its plain embedding; the seed fixes a named backbone's initialisation).
-    """
-    if isinstance(candidate, str) or _is_module(candidate):
-        from ..embedders import MeanTTAEmbedder  # lazy: embedders import the heavy parts
-
-        return MeanTTAEmbedder(backbone=candidate, n_augmentations=0, random_state=random_state)
-    if not (hasattr(candidate, "transform") and hasattr(candidate, "fit")):
-        raise TypeError(
-            f"candidate {name!r} must be a scikit-learn transformer (fit/transform), a "
-            f"registered backbone name or a torch.nn.Module, got {type(candidate).__name__}"
-        )
-    return candidate
-
-
-def _is_module(obj):
-    try:
-        from torch import nn
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return isinstance(obj, nn.Module)
 
 
 def embed_candidate(cached_fit_embed, name, transformer, X, y, score_fn=None):

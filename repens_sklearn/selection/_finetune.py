@@ -9,15 +9,22 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from torch import nn
 
 from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, seeded_init
 from .._compat import Interval, StrOptions, _fit_context
+from .._composition import check_named_list
 from .._device import make_generator
-from .._inputs import InputsDataset, InputsLoader, keep_batch, make_loader, to_float
+from .._inputs import (
+    check_classification_y,
+    InputsDataset,
+    InputsLoader,
+    keep_batch,
+    make_loader,
+    to_float,
+)
 from .._preprocess import preprocessing_or_identity
 from ..exceptions import NonFiniteLossError, NonFiniteOutputError
 
@@ -354,20 +361,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             module.eval()
 
     def _encode_y(self, y, n_samples):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        y = column_or_1d(y, warn=True)
-        if len(y) != n_samples:
-            raise ValueError(f"X holds {n_samples} samples but y holds {len(y)} labels")
-        check_classification_targets(y)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes in y; got 1 class "
-                f"({self.classes_[0]!r})"
-            )
+        _, self.classes_, y_idx = check_classification_y(self, y, n_samples)
         return y_idx
 
     def _callbacks(self):
@@ -522,17 +516,15 @@ def _named_backbones(backbones):
         return [(name, _candidate_backbone(c)) for name, c in backbones.selected_candidates_]
     if isinstance(backbones, (str, nn.Module)) or not hasattr(backbones, "__iter__"):
         backbones = [backbones]
-    named = []
-    for i, item in enumerate(backbones):
-        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
-            named.append(item)
-        else:
-            named.append((item if isinstance(item, str) else f"backbone{i}", item))
-    names = [n for n, _ in named]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"backbones has duplicate names {duplicates}; give (name, backbone) pairs")
-    return named
+    named = [_named_backbone(i, item) for i, item in enumerate(backbones)]
+    return check_named_list(named, "backbones", "backbone")
+
+
+def _named_backbone(i, item):
+    """A ``(name, backbone)`` pair as it is; a bare backbone named after itself or its place."""
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        return item
+    return (item if isinstance(item, str) else f"backbone{i}", item)
 
 
 class _FromCandidate:

@@ -11,18 +11,17 @@ from joblib import delayed
 from sklearn.base import ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from .._compat import _fit_context, _num_samples, _safe_indexing, Interval, StrOptions
-from .._composition import NamedMembers
+from .._composition import check_named_list, NamedMembers
 from .._device import seed_from
 from .._warnings import warn
 from ..diversity._metrics import _check_proba  # one rule for "rows are probabilities"
 from ..exceptions import CandidateDroppedWarning, NonFiniteLossError, NonFiniteOutputError
 from .._fitted import temperature_calibrated, temperature_calibrated_prefit
-from .._inputs import check_split_inputs
-from ._candidates import check_named_list, make_parallel, raise_naming
+from .._inputs import check_classification_y, check_split_inputs
+from ._candidates import make_parallel, raise_naming
 from ._caruana import best_size, ensemble_score, greedy_selection
 
 
@@ -179,7 +178,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         -------
         self : GreedyEnsembleClassifier
         """
-        candidates = check_named_list(self.estimators, "estimators", what="classifier")
+        candidates = check_named_list(self.estimators, "estimators", "classifier", owner=self)
         for name, est in candidates:
             if not hasattr(est, "fit") or not hasattr(est, "predict_proba"):
                 raise TypeError(
@@ -245,24 +244,10 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         return [candidates[i] for i in kept], [results[i][:2] for i in kept]
 
     def _check_y(self, y, X):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        y = column_or_1d(y, warn=True)
         if _num_samples(X) == 0:
             raise ValueError("X holds 0 samples; at least 4 samples (2 per class) are required")
-        if _num_samples(X) != len(y):
-            raise ValueError(
-                f"X and y hold different numbers of samples: {_num_samples(X)} and {len(y)}"
-            )
-        check_classification_targets(y)
-        self.classes_, counts = np.unique(y, return_counts=True)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes in y; got 1 class "
-                f"({self.classes_[0]!r})"
-            )
+        y, self.classes_, y_idx = check_classification_y(self, y, _num_samples(X))
+        counts = np.bincount(y_idx, minlength=len(self.classes_))
         rare = self.classes_[counts < 2]
         if len(rare):
             raise ValueError(

@@ -7,26 +7,15 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import delayed
 from sklearn.base import TransformerMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    check_consistent_length,
-    check_is_fitted,
-    column_or_1d,
-)
+from sklearn.utils.validation import check_is_fitted
 
 from .._compat import _fit_context, HasMethods, Interval, StrOptions
-from .._composition import NamedMembers
+from .._composition import embedding_members, NamedMembers
 from .._device import seed_from
 from .._fingerprint import KeyedCache
 from .._fitted import as_embedding, fit_embed
-from .._inputs import check_member_inputs
-from ._candidates import (
-    as_transformer,
-    check_named_list,
-    embed_candidate,
-    make_parallel,
-    raise_naming,
-)
+from .._inputs import check_classification_y, check_member_inputs
+from ._candidates import embed_candidate, make_parallel, raise_naming
 from ._transferability import hscore, knn_loo_score, linear_cv_score, logme_score
 
 # name -> (score function, whether it is an accuracy in [0, 1], what its values are called):
@@ -81,8 +70,10 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         are used as they are, unfitted ones are cloned and fitted on ``(X, y)``;
         ``clone`` resets fitted ones unless wrapped in
         ``sklearn.frozen.FrozenEstimator``),
-        a registered backbone name or a ``torch.nn.Module``; the last two are
-        wrapped in ``MeanTTAEmbedder(backbone=..., n_augmentations=0)``.
+        a registered backbone name or a ``torch.nn.Module`` (the last two
+        wrapped in ``MeanTTAEmbedder(backbone=..., n_augmentations=0)``),
+        ``"passthrough"`` (X itself, a raw-feature baseline) or ``"drop"``: the
+        members ``ConcatEmbedder`` and ``LearnedEnsembleEmbedder`` take.
     scoring : {"knn_loo", "logme", "hscore", "linear_cv"} or callable, default="knn_loo"
         Transferability score, larger is better:
 
@@ -226,16 +217,16 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         -------
         self : KNNModelSelector
         """
-        candidates = check_named_list(self.candidates, "candidates")
+        seed = None if self.random_state is None else seed_from(self.random_state)
+        # every candidate gets the same seed (a named backbone's initialisation)
+        transformers = embedding_members(self.candidates, "candidates", lambda: seed, owner=self)
         n_samples = check_member_inputs(self, X)
-        y = _check_classification_y(self, y, n_samples)
+        y, _, _ = check_classification_y(self, y, n_samples)
         if self.scoring == "knn_loo" and self.n_neighbors > n_samples - 1:
             raise ValueError(
                 f"n_neighbors={self.n_neighbors} needs at least {self.n_neighbors + 1} samples "
                 f"for leave-one-out kNN, got n_samples = {n_samples}"
             )
-        seed = None if self.random_state is None else seed_from(self.random_state)
-        transformers = [(name, as_transformer(c, name, seed)) for name, c in candidates]
         # keyed on file contents and module weights, not on path strings
         cached = KeyedCache(self.memory, fit_embed)
         score = _Scorer(self.scoring, self.n_neighbors, self.metric, y)
@@ -353,20 +344,3 @@ def _rank(scores):
     # stable sort on -score: equal scores keep candidate order
     order = np.argsort(-np.asarray([scores[n] for n in names]), kind="stable")
     return [names[i] for i in order]
-
-
-def _check_classification_y(estimator, y, n_samples):
-    if y is None:
-        raise ValueError(
-            f"{type(estimator).__name__} requires y to be passed, but the target y is None"
-        )
-    y = column_or_1d(y, warn=True)
-    check_consistent_length(np.empty(n_samples), y)
-    check_classification_targets(y)
-    classes = np.unique(y)
-    if len(classes) < 2:
-        raise ValueError(
-            f"{type(estimator).__name__} needs at least 2 classes in y; got 1 class "
-            f"({classes[0]!r})"
-        )
-    return y
