@@ -1,5 +1,6 @@
 """What the benchmark scripts share: data splits, threads, timing, peak memory, tables,
-and a cached zoo of small backbones trained with the library's own estimators.
+a cached zoo of small backbones trained with the library's own estimators, and the
+record of each benchmark's latest figures in ``docs/benchmarks.md``.
 
 Run the scripts as modules from the repository root, e.g.
 ``python -m benchmarks.bench_selection``; they import this module as
@@ -10,11 +11,15 @@ once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import math
 import os
 import platform
+import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,11 +37,12 @@ from repens_sklearn import (
 )
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+DOCS_BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 __all__ = [
-    "CACHE", "OneCycle", "PeakRSS", "embed", "ensiam_backbone", "fashion_pools",
-    "fashion_subset", "machine_description", "print_table", "set_threads", "timed",
-    "train_backbone",
+    "CACHE", "DOCS_BENCHMARKS", "OneCycle", "PeakRSS", "benchmark_key", "embed",
+    "ensiam_backbone", "fashion_pools", "fashion_subset", "machine_description", "print_table",
+    "run_and_record", "set_threads", "timed", "train_backbone", "write_benchmark_section",
 ]
 
 
@@ -71,6 +77,153 @@ def print_table(rows, headers):
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print(fmt.format(*row))
+
+
+# ------------------------------------------------------------------- docs/benchmarks.md
+
+# One block per benchmark key; the markers let a re-run find and replace its own block.
+_BLOCK = re.compile(r"<!-- benchmark: (?P<key>.+?) -->\n.*?<!-- /benchmark: (?P=key) -->\n", re.S)
+_HEADING = re.compile(r"#+ ")
+
+
+def benchmark_key(name, argv=(), variant_flags=()):
+    """``name`` plus the flags of ``argv`` that select another measurement, values sorted.
+
+    A run with, say, ``--skip metta selection`` measures less than the default run,
+    so it keeps a block of its own instead of replacing the full one.
+    """
+    parts, argv, i = [name], list(argv), 0
+    while i < len(argv):
+        j = i + 1
+        while j < len(argv) and not argv[j].startswith("--"):
+            j += 1
+        if argv[i] in variant_flags:
+            parts += [argv[i], *sorted(argv[i + 1:j])]
+        i = j
+    return " ".join(parts)
+
+
+def _report_markdown(text):
+    """A printed report as Markdown: indented progress lines left out, headings from level 3."""
+    lines = [line.rstrip() for line in text.splitlines() if not line[:1].isspace()]
+    levels = [len(line.split(" ", 1)[0]) for line in lines if _HEADING.match(line)]
+    shift = max(0, 3 - min(levels, default=3))
+    out = []
+    for line in lines:
+        starts_block = _HEADING.match(line) or (line.startswith("|") and out
+                                                and not out[-1].startswith("|"))
+        if starts_block and out and out[-1]:  # Markdown needs a blank line before these
+            out.append("")
+        out.append("#" * shift + line if _HEADING.match(line) else line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
+
+
+def write_benchmark_section(key, report, command, *, title=None, date=None,
+                            path=DOCS_BENCHMARKS):
+    """Put one benchmark's dated report in ``docs/benchmarks.md`` under its own heading.
+
+    The block of ``key`` (between ``<!-- benchmark: key -->`` markers) is replaced
+    where it was; a new key is appended. The other blocks and the hand-written text
+    stay as they are, so the page holds each benchmark's latest figures, never a
+    history of re-runs.
+
+    Parameters
+    ----------
+    key : str
+        The benchmark's block, e.g. ``"bench_metta"`` (see :func:`benchmark_key`).
+    report : str
+        Markdown: tables and the lines that explain them.
+    command : str
+        The command that measured it.
+    title : str, optional
+        One line saying what the benchmark measures.
+    date : str, optional
+        ``YYYY-MM-DD`` of the measurement, default today.
+    path : path-like, default=DOCS_BENCHMARKS
+
+    Returns
+    -------
+    block : str
+        The block as written.
+    """
+    date = date or time.strftime("%Y-%m-%d")
+    intro = f"{title}\n\n" if title else ""
+    block = (f"<!-- benchmark: {key} -->\n## {key}\n\n{intro}Measured {date} with "
+             f"`{command}`.\n\n{report.strip()}\n<!-- /benchmark: {key} -->\n")
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    found = [m for m in _BLOCK.finditer(text) if m["key"] == key]
+    for m in reversed(found[1:]):  # a duplicate left by hand goes
+        text = text[:m.start()] + text[m.end():].lstrip("\n")
+    if found:
+        text = text[:found[0].start()] + block + text[found[0].end():]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return block
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the terminal and keeps a copy."""
+
+    def __init__(self, stream):
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text):
+        self.stream.write(text)
+        return self.copy.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+    def isatty(self):
+        return self.stream.isatty()
+
+    def fileno(self):
+        return self.stream.fileno()
+
+
+def run_and_record(main, name, argv=None, *, variant_flags=(), path=DOCS_BENCHMARKS):
+    """Run a benchmark's ``main``, then record what it printed in ``docs/benchmarks.md``.
+
+    The printed report (indented progress lines left out) replaces the block of
+    :func:`benchmark_key` through :func:`write_benchmark_section`, dated today, with
+    the command and the script's one-line summary. Nothing is recorded for
+    ``--quick`` smoke runs, when ``main`` raises or returns a nonzero status, or
+    with ``REPENS_BENCH_RECORD=0`` in the environment.
+
+    Parameters
+    ----------
+    main : callable
+        ``main()`` (reading ``sys.argv``) or, when ``argv`` is given, ``main(argv)``.
+    name : str
+        The script's module name, e.g. ``"bench_metta"``.
+    argv : list of str, optional
+        The arguments, default ``sys.argv[1:]``.
+    variant_flags : tuple of str
+        Flags that select another measurement (a block of its own).
+    path : path-like, default=DOCS_BENCHMARKS
+
+    Returns
+    -------
+    status
+        What ``main`` returned, for ``sys.exit``.
+    """
+    args, path = sys.argv[1:] if argv is None else list(argv), Path(path)
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        status = main() if argv is None else main(argv)
+    if status or "--quick" in args or os.environ.get("REPENS_BENCH_RECORD") == "0":
+        print(f"\n(not recorded in {path.name}: --quick, a failed run or REPENS_BENCH_RECORD=0)")
+        return status
+    doc = (sys.modules[main.__module__].__doc__ or "").strip()
+    key = benchmark_key(name, args, variant_flags)
+    write_benchmark_section(key, _report_markdown(tee.copy.getvalue()),
+                            " ".join(["python -m benchmarks." + name, *args]),
+                            title=doc.splitlines()[0] if doc else None, path=path)
+    print(f"\nrecorded as '{key}' in {path}")
+    return status
 
 
 # ------------------------------------------------------------------------------ timing

@@ -45,6 +45,7 @@ from benchmarks._common import (
     fashion_pools,
     machine_description,
     print_table,
+    run_and_record,
     set_threads,
     train_backbone,
 )
@@ -224,4 +225,4 @@ def save_figures(out, raw, cal, probas, y_te, curves, fractions):
 
 
 if __name__ == "__main__":
-    main()
+    run_and_record(main, "bench_diversity")

@@ -307,4 +307,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from benchmarks._common import run_and_record
+
+    # a --child process measures one pipeline for its parent; the parent records
+    sys.exit(main() if "--child" in sys.argv else run_and_record(main, "bench_embed_folder"))

@@ -29,7 +29,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from benchmarks._common import fashion_subset, machine_description, print_table, set_threads
+from benchmarks._common import (
+    fashion_subset,
+    machine_description,
+    print_table,
+    run_and_record,
+    set_threads,
+)
 from repens_sklearn import EnSiamPretrainer, create_augmentation_policy
 from repens_sklearn.pretrain import ensemble_loss, pair_loss, weighted_knn_accuracy
 
@@ -206,4 +212,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_and_record(main, "bench_ensiam", variant_flags=("--skip-quality", "--skip-speed"))

@@ -85,4 +85,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from benchmarks._common import run_and_record
+
+    raise SystemExit(run_and_record(main, "bench_ensiam_pretrained"))

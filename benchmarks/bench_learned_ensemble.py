@@ -44,6 +44,7 @@ from benchmarks._common import (
     fashion_pools,
     machine_description,
     print_table,
+    run_and_record,
     set_threads,
     train_backbone,
 )
@@ -177,4 +178,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_and_record(main, "bench_learned_ensemble")

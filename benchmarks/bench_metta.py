@@ -43,7 +43,13 @@ import time
 import numpy as np
 import torch
 
-from benchmarks._common import fashion_subset, machine_description, print_table, train_backbone
+from benchmarks._common import (
+    fashion_subset,
+    machine_description,
+    print_table,
+    run_and_record,
+    train_backbone,
+)
 
 from repens_sklearn import MeanTTAEmbedder  # noqa: E402
 
@@ -388,4 +394,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_and_record(main, "bench_metta", variant_flags=("--crop-scales",))

@@ -75,6 +75,7 @@ from benchmarks._common import (
     fashion_pools,
     machine_description,
     print_table,
+    run_and_record,
     set_threads,
     timed,
     train_backbone,
@@ -654,4 +655,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_and_record(main, "bench_pretrained", variant_flags=("--skip",))

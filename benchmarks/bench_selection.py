@@ -38,7 +38,14 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import LeaveOneOut, cross_val_score, train_test_split
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
-from benchmarks._common import machine_description, print_table, set_threads, timed, train_backbone
+from benchmarks._common import (
+    machine_description,
+    print_table,
+    run_and_record,
+    set_threads,
+    timed,
+    train_backbone,
+)
 from repens_sklearn import FineTuneClassifier, KNNModelSelector, load_fashion_mnist
 from repens_sklearn.selection import greedy_selection, loo_knn_accuracy
 
@@ -290,4 +297,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_and_record(main, "bench_selection", variant_flags=("--skip-quality",))

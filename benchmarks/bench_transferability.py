@@ -71,7 +71,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from benchmarks._common import CACHE, machine_description, print_table, train_backbone
+from benchmarks._common import (
+    CACHE,
+    machine_description,
+    print_table,
+    run_and_record,
+    train_backbone,
+)
 
 from repens_sklearn import (  # noqa: E402
     EnSiamPretrainer,
@@ -361,4 +367,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_and_record(main, "bench_transferability")
