@@ -9,10 +9,10 @@ Accepted X:
   of size 1, 3 or 4; when both are, ``input_shape`` (or the shape seen in fit)
   must say which, and a 3-D array that looks like one ``(H, W, C)`` image is
   refused. At transform X must come in the layout it had in fit;
-- lists of image paths or PIL images, decoded batch by batch as a viewer shows
-  them (EXIF orientation applied; grey images of more than 8 bits scaled by
-  the range of their values, see :func:`grey_scale`), converted to the channel
-  count and resized to ``input_shape`` (default: the first image's).
+- lists of image paths or PIL images, decoded batch by batch by
+  :mod:`repens_sklearn._images` (as a viewer shows them), converted to the
+  channel count and resized to ``input_shape`` (default: the size most of them
+  have, :func:`~repens_sklearn._images.common_input_shape`).
 
 Image files are decoded in DataLoader worker processes with ``num_workers > 0``
 (:class:`InputsLoader`), inside joblib workers too.
@@ -30,12 +30,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from ._compat import _num_samples
+from ._images import CHANNEL_COUNTS, check_sources, default_input_shape, is_pil, load_image
 from ._warnings import warn
-from .exceptions import ImageDecodeError, InputRangeWarning
+from .exceptions import InputRangeWarning
 
-_CHANNEL_COUNTS = (1, 3, 4)
-# PIL modes decoded as one grey channel (16-bit ones scaled, see _to_mode)
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 @dataclass
@@ -72,7 +70,7 @@ class Inputs:
             if isinstance(indices, slice):
                 indices = range(*indices.indices(len(self.sources)))
             return torch.from_numpy(np.stack([
-                _load_image(self.sources[i], self.sample_shape, i, self.loader) for i in indices
+                load_image(self.sources[i], self.sample_shape, i, self.loader) for i in indices
             ]))
         rows = self.array[indices if isinstance(indices, slice) else np.asarray(indices)]
         if any(stride < 0 for stride in rows.strides) or not rows.flags.writeable:
@@ -394,7 +392,7 @@ def check_inputs(estimator, X, *, input_shape=None, reset=True, loader=None) -> 
         if not reset and input_shape is None:
             # Image files are resized to what the estimator was fitted on, not to the first one.
             input_shape = getattr(estimator, "input_shape_", None)
-        inputs = _image_list_inputs(X, input_shape).with_loader(loader)
+        inputs = _image_list_inputs(X, input_shape, loader)
         if reset:
             estimator.n_features_in_ = int(math.prod(inputs.sample_shape))
     else:
@@ -415,9 +413,11 @@ def _paths_as_list(X):
             f"X is {what} ({os.fspath(X)!r}); pass a list of image paths (for a folder of "
             "class sub-folders: repens_sklearn.load_image_folder(folder)), or [X] for one image"
         )
-    if hasattr(X, "dtype") and getattr(X, "ndim", 0) == 1 and getattr(X.dtype, "kind", "O") in "OUS":
+    kind = getattr(getattr(X, "dtype", None), "kind", "O")
+    if hasattr(X, "dtype") and getattr(X, "ndim", 0) == 1 and kind in "OUS":
         values = list(X.tolist() if hasattr(X, "tolist") else X)
-        if values and isinstance(values[0], (str, os.PathLike)) or _is_pil(values[0] if values else None):
+        first = values[0] if values else None
+        if values and isinstance(first, (str, os.PathLike)) or is_pil(first):
             return values
     return X
 
@@ -453,15 +453,7 @@ def _is_image_list(X) -> bool:
     if not isinstance(X, (list, tuple)) or len(X) == 0:
         return False
     first = X[0]
-    return isinstance(first, (str, os.PathLike)) or _is_pil(first)
-
-
-def _is_pil(obj) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        return False
-    return isinstance(obj, Image.Image)
+    return isinstance(first, (str, os.PathLike)) or is_pil(first)
 
 
 def _array_inputs(estimator, X, input_shape, reset) -> Inputs:
@@ -561,13 +553,13 @@ def image_layout(shape, hint=None) -> str:
         _check_not_one_hwc_image(shape, hint)
         return "NHW"
     readings = [layout for layout, axis in (("NCHW", 1), ("NHWC", 3))
-                if shape[axis] in _CHANNEL_COUNTS]
+                if shape[axis] in CHANNEL_COUNTS]
     if len(readings) == 1:
         return readings[0]
     if not readings:
         raise ValueError(
             f"cannot tell the channel axis of image array X with shape {tuple(shape)}: "
-            f"expected (N, C, H, W) or (N, H, W, C) with C in {_CHANNEL_COUNTS}"
+            f"expected (N, C, H, W) or (N, H, W, C) with C in {CHANNEL_COUNTS}"
         )
     return _resolve_ambiguous_layout(shape, hint)
 
@@ -587,7 +579,7 @@ def _resolve_ambiguous_layout(shape, hint):
         f"the layout of image array X with shape {tuple(shape)} is ambiguous: it reads as "
         f"(N, C, H, W) images of shape {nchw} or as (N, H, W, C) images of shape {nhwc}; "
         f"{say}, or move the channel axis (np.moveaxis) so that only one of axes 1 and 3 "
-        f"has size {', '.join(map(str, _CHANNEL_COUNTS))}"
+        f"has size {', '.join(map(str, CHANNEL_COUNTS))}"
     )
 
 
@@ -655,130 +647,20 @@ def _to_nchw(arr, layout):
     return arr
 
 
-def _image_list_inputs(X, input_shape) -> Inputs:
-    for i, source in enumerate(X):
-        if isinstance(source, (str, os.PathLike)):
-            if not os.path.isfile(source):
-                raise FileNotFoundError(f"image file {os.fspath(source)!r} (X[{i}]) does not exist")
-        elif not _is_pil(source):
-            raise TypeError(
-                f"X[{i}] is a {type(source).__name__}; a list X must hold only image "
-                "paths or PIL images"
-            )
-    if input_shape is not None and input_shape[0] not in _CHANNEL_COUNTS:
+def _image_list_inputs(X, input_shape, loader=None) -> Inputs:
+    """Image sources at ``input_shape``; by default the size most of them have (their headers).
+
+    With a ``loader`` (a pretrained backbone's) the images are read at its
+    ``input_size``, so no header is read here.
+    """
+    check_sources(X)
+    if input_shape is not None and input_shape[0] not in CHANNEL_COUNTS:
         raise ValueError(
-            f"input_shape={input_shape} for image files needs C in {_CHANNEL_COUNTS}"
+            f"input_shape={input_shape} for image files needs C in {CHANNEL_COUNTS}"
         )
-    if input_shape is None:
-        first = _open_image(X[0], 0)  # as shown: EXIF orientation applied
-        channels = 1 if first.mode in GREY_MODES else 3
-        input_shape = (channels, first.height, first.width)
-    return Inputs(sample_shape=input_shape, sources=list(X))
-
-
-def _source_name(source, index) -> str:
-    """How an error names an image: its path, or that it is a PIL image, and its place in X."""
-    if _is_pil(source):
-        return f"X[{index}] (a PIL image)"
-    return f"{os.fspath(source)!r} (X[{index}])"
-
-
-def _open_image(source, index):
-    """The image of ``source`` (a path or a PIL image) as a viewer shows it (EXIF orientation).
-
-    A PIL image given by the user is never modified (a rotated copy is returned).
-    """
-    from PIL import Image, ImageOps
-
-    if _is_pil(source):
-        return ImageOps.exif_transpose(source) if exif_orientation(source) != 1 else source
-    try:
-        image = Image.open(source)
-        image.load()
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
-        raise ImageDecodeError(f"cannot read image {_source_name(source, index)}: {exc}") from exc
-    if exif_orientation(image) != 1:
-        ImageOps.exif_transpose(image, in_place=True)
-    return image
-
-
-def exif_orientation(image) -> int:
-    """The EXIF orientation tag of an opened image (1: stored as shown), read from its header.
-
-    A PNG's eXIf chunk that comes after the pixel data is only known once they
-    are decoded: it is not looked for here (decoding applies it).
-    """
-    if getattr(image, "format", None) == "PNG" and "exif" not in image.info:
-        return 1  # PIL's getexif() would decode every pixel to find a late eXIf chunk
-    try:
-        return int(image.getexif().get(0x0112, 1))
-    except Exception:  # a malformed EXIF block: the pixels as stored
-        return 1
-
-
-def oriented_size(image) -> tuple:
-    """``(width, height)`` of an opened image as shown, EXIF rotations by 90 degrees applied."""
-    width, height = image.size
-    return (height, width) if exif_orientation(image) in (5, 6, 7, 8) else (width, height)
-
-
-def _load_image(source, sample_shape, index, loader=None) -> np.ndarray:
-    from PIL import Image
-
-    channels, height, width = sample_shape
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-    image = _to_mode(_open_image(source, index), mode, lambda: _source_name(source, index))
-    if loader is not None:
-        image = loader.load_image(image)
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    arr = np.asarray(image, dtype=np.uint8)
-    return arr[None] if channels == 1 else np.moveaxis(arr, -1, 0)
-
-
-def _to_mode(image, mode, name=lambda: "the image"):
-    """``image.convert(mode)``, with grey images of more than 8 bits scaled by :func:`grey_scale`.
-
-    PIL's own conversion clips them to [0, 255]: a [0, 1] float image came out black
-    and a 16-bit one white. ``name()`` names the image in errors.
-    """
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        from PIL import Image
-
-        values = np.asarray(image, dtype=np.float64)
-        values = values * (255.0 / grey_scale(image.mode, values, name))
-        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
-    return image.convert(mode)
-
-
-def grey_scale(mode, values, name=lambda: "the image") -> float:
-    """The value that is white in a grey image of PIL ``mode`` holding ``values``.
-
-    - ``I;16*`` (16-bit files): 65535;
-    - ``F`` (32-bit float): 1 when every value is <= 1, else 255 when <= 255;
-    - ``I`` (32-bit integer): 255 when every value is <= 255, else 65535 when <= 65535.
-
-    Anything else (negative, larger, NaN) has no scale we can tell: an
-    :class:`~repens_sklearn.exceptions.ImageDecodeError` (a ``ValueError``)
-    naming the image, its mode and its value range.
-    """
-    if mode.startswith("I;16"):
-        return 65535.0
-    finite = np.isfinite(values)
-    low, high = (float(values.min(initial=0, where=finite)),
-                 float(values.max(initial=0, where=finite)))
-    scales = (1.0, 255.0) if mode == "F" else (255.0, 65535.0)
-    if finite.all() and low >= 0:
-        for scale in scales:
-            if high <= scale:
-                return scale
-    kind = "float" if mode == "F" else "32-bit integer"
-    also = "" if finite.all() else " and NaN or infinity"
-    raise ImageDecodeError(
-        f"image {name()} has mode {mode!r} ({kind}) with values in [{low:g}, {high:g}]{also}; "
-        f"{kind} grey images are read as [0, {scales[0]:g}] or [0, {scales[1]:g}] by their "
-        f"largest value: rescale it to one of these ranges (or save it as 8 or 16 bits)"
-    )
+    if input_shape is None and loader is None:
+        input_shape = default_input_shape(X)
+    return Inputs(sample_shape=input_shape, sources=list(X)).with_loader(loader)
 
 
 def _resize(tensor, sample_shape):

@@ -17,6 +17,7 @@ import pluggy
 
 from . import hookspecs
 from ._warnings import warn
+from .exceptions import DuplicateNameWarning, PluginLoadWarning, UnknownNameError
 
 ENTRY_POINT_GROUP = "repens_sklearn"
 DISABLE_AUTOLOAD_ENV = "REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD"
@@ -35,14 +36,6 @@ _KINDS = {
 _lock = threading.RLock()
 _manager: pluggy.PluginManager | None = None
 _registry_cache: dict = {}
-
-
-class PluginLoadWarning(UserWarning):
-    """A plugin could not be loaded and was skipped."""
-
-
-class DuplicateNameWarning(UserWarning):
-    """Two plugins registered the same name; the later one wins."""
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -111,7 +104,7 @@ def _warn_unknown_hooks(manager: pluggy.PluginManager, plugin, plugin_name: str)
             continue
         if all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
             continue
-        close = difflib.get_close_matches(caller.name, list(_KINDS.values()), n=1, cutoff=0.6)
+        close = suggest(caller.name, _KINDS.values(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         warn(
             f"repens_sklearn plugin {plugin_name!r} defines hook {caller.name!r}, which is not "
@@ -157,12 +150,59 @@ def _registry(kind: str) -> dict[str, tuple[object, str]]:
     return merged
 
 
-def _list(kind: str, filter: str | None) -> list[str]:
+def matches(name: str, patterns) -> bool:
+    """Whether ``name`` matches any fnmatch pattern of ``patterns`` (a str or several).
+
+    Case-insensitive; a pattern without ``/`` also matches the part of a name after
+    its plugin's prefix, so ``"resnet*"`` finds ``resnet18`` and ``timm/resnet18``
+    alike. The ``list_*`` functions and ``repens plugins --filter`` filter with it.
+
+    >>> matches("timm/resnet18", "resnet1*"), matches("ResNet50", ["resnet5?"])
+    (True, True)
+    >>> matches("timm/resnet18", "other/resnet*")
+    False
+    """
+    patterns = [patterns] if isinstance(patterns, str) else patterns
+    name = name.lower()
+    short = name.split("/", 1)[1] if "/" in name else None
+    for pattern in (p.lower() for p in patterns):
+        if fnmatch.fnmatchcase(name, pattern):
+            return True
+        if short is not None and "/" not in pattern and fnmatch.fnmatchcase(short, pattern):
+            return True
+    return False
+
+
+# How close (difflib's ratio) a registered name must be to an unknown one to be suggested.
+SUGGEST_CUTOFF = 0.6
+
+
+def suggest(name: str, names, n: int = 5) -> list[str]:
+    """The ``n`` names of ``names`` closest to ``name`` ("did you mean"), closest first.
+
+    A name counts as close when difflib's similarity ratio, case-insensitive, is
+    at least :data:`SUGGEST_CUTOFF`, whole or after a plugin's ``prefix/`` on
+    either side. Registry errors, the ``repens`` command and hook-name warnings use it.
+
+    >>> suggest("resnet19", ["resnet18", "timm/resnet18d", "mlp"])
+    ['resnet18', 'timm/resnet18d']
+    """
+    def score(candidate):
+        pairs = {(name.lower(), candidate.lower()),
+                 (_short(name).lower(), _short(candidate).lower())}
+        return max(difflib.SequenceMatcher(None, a, b).ratio() for a, b in pairs)
+
+    scored = sorted(((score(c), c) for c in names), key=lambda sc: (-sc[0], sc[1]))
+    return [c for s, c in scored if s >= SUGGEST_CUTOFF][:n]
+
+
+def _short(name: str) -> str:
+    return name.split("/", 1)[1] if "/" in name else name
+
+
+def _list(kind: str, filter) -> list[str]:
     names = sorted(_registry(kind))
-    if filter:
-        patterns = [filter] if isinstance(filter, str) else list(filter)
-        names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
-    return names
+    return [n for n in names if matches(n, filter)] if filter else names
 
 
 def _lookup(kind: str, name: str):
@@ -170,12 +210,8 @@ def _lookup(kind: str, name: str):
     if not isinstance(name, str):
         raise TypeError(f"{kind} name must be a string, got {type(name).__name__}")
     if name not in registry:
-        close = difflib.get_close_matches(name, list(registry), n=5, cutoff=0.4)
-        hint = f" Closest registered names: {close}." if close else ""
-        raise ValueError(
-            f"Unknown {kind} {name!r}.{hint} "
-            f"Use repens_sklearn.list_{_plural(kind)}() to see all {len(registry)}."
-        )
+        raise UnknownNameError(kind, name, suggest(name, registry), len(registry),
+                               f"list_{_plural(kind)}")
     return registry[name][0]
 
 
@@ -191,7 +227,11 @@ def plugin_of(kind: str, name: str) -> str:
 
 
 def list_backbones(filter: str | None = None) -> list[str]:
-    """Sorted names of registered backbones, optionally fnmatch-filtered (``"resnet*"``)."""
+    """Sorted names of registered backbones, optionally filtered by :func:`matches`.
+
+    ``filter`` is an fnmatch pattern (``"resnet*"``, which also finds ``timm/resnet*``)
+    or a list of them, compared case-insensitively.
+    """
     return _list("backbone", filter)
 
 
@@ -201,7 +241,7 @@ def create_backbone(name: str, **params):
 
 
 def list_augmentation_policies(filter: str | None = None) -> list[str]:
-    """Sorted names of registered augmentation policies, optionally filtered."""
+    """Sorted names of registered augmentation policies, optionally filtered by :func:`matches`."""
     return _list("augmentation policy", filter)
 
 
@@ -211,7 +251,7 @@ def create_augmentation_policy(name: str, **params):
 
 
 def list_aggregations(filter: str | None = None) -> list[str]:
-    """Sorted names of registered aggregation functions, optionally filtered."""
+    """Sorted names of registered aggregation functions, optionally filtered by :func:`matches`."""
     return _list("aggregation", filter)
 
 

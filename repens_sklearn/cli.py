@@ -8,8 +8,6 @@ the command's options (``--data-home``, ``repens plugins``), not the library's.
 from __future__ import annotations
 
 import argparse
-import difflib
-import fnmatch
 import functools
 import inspect
 import os
@@ -17,15 +15,10 @@ import sys
 from pathlib import Path
 
 from . import _plugins
-from .exceptions import ImageDecodeError
-from .datasets import (
-    IMAGE_EXTENSIONS,
-    _check_image_decodes,
-    _common_input_shape,
-    _iter_image_files,
-    _read_image_header,
-    load_image_folder,
-)
+from ._images import IMAGE_EXTENSIONS, check_decodes, default_input_shape, iter_image_files
+from ._plugins import matches  # noqa: F401 - its old home was here
+from .datasets import load_image_folder
+from .exceptions import ImageDecodeError, ImageFolderError, UnknownNameError
 
 # How the command calls the options that library errors mention (see _stream.LIBRARY_WORDS).
 CLI_WORDS = {"resume": "--resume", "skip": "--skip-unreadable", "chunk_size": "--chunk-size",
@@ -48,23 +41,6 @@ _SECTIONS = [
     ("Augmentation policies", "augmentation policy", _plugins.list_augmentation_policies),
     ("Aggregations", "aggregation", _plugins.list_aggregations),
 ]
-
-
-def matches(name: str, patterns) -> bool:
-    """fnmatch ``name`` against any pattern, case-insensitively.
-
-    A pattern without ``/`` also matches the part of a name after its plugin's
-    prefix, so ``resnet*`` finds ``resnet18`` and ``timm/resnet18`` alike.
-    """
-    name = name.lower()
-    short = name.split("/", 1)[1] if "/" in name else None
-    for pattern in patterns:
-        pattern = pattern.lower()
-        if fnmatch.fnmatchcase(name, pattern):
-            return True
-        if short is not None and "/" not in pattern and fnmatch.fnmatchcase(short, pattern):
-            return True
-    return False
 
 
 def _cmd_plugins(args) -> int:
@@ -99,7 +75,7 @@ def _shown(members):
 def _list_names(patterns):
     total = 0
     for title, kind, lister in _SECTIONS:
-        names = [n for n in lister() if not patterns or matches(n, patterns)]
+        names = lister(patterns)  # the library's filter: repens_sklearn._plugins.matches
         total += len(names)
         print(f"{title} ({len(names)}):")
         width = max((len(n) for n in names), default=0)
@@ -113,19 +89,16 @@ def _list_names(patterns):
 
 
 def _check_name(kind, name, option):
-    """An unknown registered name, in the command's words, with close matches."""
-    lister = {k: fn for _, k, fn in _SECTIONS}[kind]
-    names = lister()
-    if name in names:
-        return
-    short = {n.split("/", 1)[1]: n for n in names if "/" in n}
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
-    close += [short[n] for n in difflib.get_close_matches(name, list(short), n=5, cutoff=0.8)
-              if short[n] not in close]
-    hint = f" Closest registered names: {', '.join(close[:5])}." if close else ""
-    stem = name.split("/")[-1].rstrip("0123456789_") or name
-    raise CLIError(f"Unknown {kind} {name!r} ({option}).{hint} See them with: repens plugins "
-                   f"--filter '{stem}*' (or --all for all {len(names)})")
+    """The registered object ``name``; unknown, it is said in the command's words."""
+    try:
+        return _plugins._lookup(kind, name)
+    except UnknownNameError as exc:
+        hint = (f" Closest registered names: {', '.join(exc.suggestions)}."
+                if exc.suggestions else "")
+        stem = name.split("/")[-1].rstrip("0123456789_") or name
+        raise CLIError(f"Unknown {kind} {name!r} ({option}).{hint} See them with: repens "
+                       f"plugins --filter '{stem}*' (or --all for all {exc.n_registered})"
+                       ) from None
 
 
 # -------------------------------------------------------------------- embedding
@@ -135,7 +108,7 @@ def _collect_images(paths) -> list[str]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = list(_iter_image_files(path))
+            found = list(iter_image_files(path))
             if not found:
                 raise CLIError(f"folder {raw!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
                                "hidden files and folders are left out")
@@ -169,16 +142,13 @@ def _input_shape(args, files, skip_unreadable):
     shape = _parse_shape(args.input_shape)
     if shape is not None:
         return shape
-    headers = []
-    for path in files:
-        try:
-            headers.append(_read_image_header(path))
-        except ValueError as exc:
-            if not skip_unreadable:
-                raise CLIError(f"{exc} (--skip-unreadable leaves such files out)") from None
-    if not headers:
-        raise CLIError(f"none of the {len(files)} files is a readable image")
-    return _common_input_shape(headers)
+    try:
+        return default_input_shape(files, on_error="skip" if skip_unreadable else "raise")
+    except ImageDecodeError as exc:
+        if skip_unreadable:  # no file's header could be read
+            raise CLIError(f"none of the {len(files)} files is a readable image "
+                           f"(first: {exc})") from None
+        raise CLIError(f"{exc} (--skip-unreadable leaves such files out)") from None
 
 
 def _weights_default(factory):
@@ -206,8 +176,8 @@ def _embedder(backbone, weights, args, input_shape, policy="identity", n_views=0
               aggregation="mean", command="embed"):
     from .embedders import MeanTTAEmbedder
 
-    _check_name("backbone", backbone, "--backbone" if command == "embed" else "--candidate")
-    factory = _plugins._lookup("backbone", backbone)
+    factory = _check_name("backbone", backbone,
+                          "--backbone" if command == "embed" else "--candidate")
     if weights is not None:
         if not os.path.isfile(weights):
             raise CLIError(f"weights file {weights!r} does not exist")
@@ -317,13 +287,13 @@ def _load_labelled_folder(folder, skip_unreadable):
         data = load_image_folder(folder, on_error=on_error)
     except FileNotFoundError:
         raise CLIError(f"folder {folder!r} does not exist") from None
-    except ValueError as exc:
-        raise CLIError(str(exc).replace("on_error='skip'", "--skip-unreadable")) from None
+    except ImageFolderError as exc:
+        raise CLIError(exc.describe("--skip-unreadable")) from None
     skipped = list(data.skipped)
     if skip_unreadable:  # headers were checked; pixels too, as the embedding would
         keep = []
         for i, path in enumerate(data.paths):
-            reason = _check_image_decodes(path)
+            reason = check_decodes(path)
             if reason is None:
                 keep.append(i)
             else:

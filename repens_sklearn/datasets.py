@@ -9,15 +9,26 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._inputs import GREY_MODES, grey_scale, oriented_size
+from ._images import (
+    IMAGE_EXTENSIONS,
+    check_on_error,
+    class_folders,
+    common_input_shape,
+    iter_image_files,
+    read_header,
+)
 from ._warnings import warn
-from .exceptions import ImageDecodeError
+from .exceptions import ImageFolderError
+
+# Their old private names, now in ._images, for code that still imports them from here.
+from ._images import check_decodes as _check_image_decodes  # noqa: F401
+from ._images import check_on_error as _check_on_error  # noqa: F401
+from ._images import iter_image_files as _iter_image_files  # noqa: F401
 
 FASHION_MNIST_HOME = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
@@ -28,7 +39,6 @@ _FASHION_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def load_digits_images(*, return_X_y=False):
@@ -119,92 +129,6 @@ def _fashion_mnist_missing(data_home=None):
     return [name for name in names if _find_idx_or_none(home, name) is None]
 
 
-# ---------------------------------------------------------------- image folders
-_ON_ERROR = ("raise", "skip")
-# Tools leave these beside images: macOS zip archives and Finder, Jupyter, version control.
-_IGNORED_DIRS = ("__MACOSX",)
-
-
-def _is_ignored(name: str) -> bool:
-    """Hidden files and folders (``.ipynb_checkpoints``, macOS ``._x.jpg``) and ``__MACOSX``."""
-    return name.startswith(".") or name in _IGNORED_DIRS
-
-
-def _iter_image_files(root, extensions=IMAGE_EXTENSIONS):
-    """Image files under ``root``, recursively, in sorted order.
-
-    Hidden files and folders (names starting with a dot: macOS ``._*``
-    resource forks, ``.ipynb_checkpoints``, ``.git``) and ``__MACOSX`` folders
-    are left out, as are files whose extension is not in ``extensions``
-    (compared case-insensitively).
-    """
-    extensions = tuple(e.lower() for e in extensions)
-    for dirpath, dirnames, files in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not _is_ignored(d))
-        for file in sorted(files):
-            if not _is_ignored(file) and file.lower().endswith(extensions):
-                yield os.path.join(dirpath, file)
-
-
-def _check_on_error(on_error, name="on_error"):
-    if on_error not in _ON_ERROR:
-        raise ValueError(f"{name} must be 'raise' or 'skip', got {on_error!r}")
-
-
-def _read_image_header(path):
-    """``(mode, (width, height))`` of an image file from its header, without decoding pixels.
-
-    The size is the one shown: an EXIF rotation by 90 degrees swaps width and
-    height, as decoding will. Raises :class:`~repens_sklearn.exceptions.ImageDecodeError`
-    (a ``ValueError``) naming the file when it is not a readable image.
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return image.mode, oriented_size(image)
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
-        raise ImageDecodeError(f"cannot read image {os.fspath(path)!r}: "
-                               f"{type(exc).__name__}: {exc}") from exc
-
-
-def _check_image_decodes(path):
-    """``None`` when ``path`` decodes as an image, else the reason (a one-line string).
-
-    Decodes every pixel (a truncated JPEG has a valid header; only decoding finds it),
-    and refuses grey images whose values have no scale, as the estimators do
-    (:func:`repens_sklearn._inputs.grey_scale`).
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("I", "F"):
-                grey_scale(image.mode, np.asarray(image), lambda: repr(os.fspath(path)))
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return None
-
-
-def _common_input_shape(headers):
-    """The fixed image shape ``(C, H, W)`` for a collection of ``(mode, (width, height))`` headers.
-
-    The size most of the images have (ties: the larger area, then the larger
-    width), so no single file - the first, say - decides it; one channel when
-    every image is grey, three (RGB) otherwise. ``None`` for no headers.
-    """
-    from collections import Counter
-
-    headers = list(headers)
-    if not headers:
-        return None
-    counts = Counter(size for _, size in headers)
-    width, height = max(counts, key=lambda s: (counts[s], s[0] * s[1], s[0]))
-    channels = 1 if all(mode in GREY_MODES for mode, _ in headers) else 3
-    return (channels, int(height), int(width))
-
-
 def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, on_error="raise"):
     """List the images of ``root/<class>/<image>`` like torchvision's ImageFolder.
 
@@ -236,41 +160,43 @@ def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, on_error="raise"):
         else three - pass it as an estimator's ``input_shape`` so that no single
         file decides the size) and ``skipped`` (list of ``(path, reason)``).
     """
-    
-    _check_on_error(on_error)
+
+    check_on_error(on_error)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_ignored(p.name))
+    classes = class_folders(root)
     if not classes:
         raise ValueError(f"image folder {str(root)!r} has no class sub-folders")
-    paths, target, headers, skipped = [], [], [], []
-    empty = []
-    for label, name in enumerate(classes):
-        n_before = len(paths)
-        for path in _iter_image_files(root / name, extensions):
-            try:
-                headers.append(_read_image_header(path))
-            except ValueError as exc:
-                if on_error == "raise":
-                    raise ValueError(f"{exc} (in image folder {str(root)!r}; on_error='skip' "
-                                     "leaves such files out)") from exc
-                skipped.append((path, str(exc)))
-                continue
-            paths.append(path)
-            target.append(label)
-        if len(paths) == n_before:
-            empty.append(name)
+    paths, target, headers, skipped = _scan_classes(root, classes, extensions, on_error)
     if not paths:
         raise ValueError(f"image folder {str(root)!r} holds no images with extensions "
                          f"{', '.join(extensions)}")
+    found = set(target)
+    empty = [name for label, name in enumerate(classes) if label not in found]
     if empty:
         raise ValueError(f"class folder(s) {empty} of image folder {str(root)!r} hold no "
                          f"readable images with extensions {', '.join(extensions)}")
     if skipped:
         first = ", ".join(repr(p) for p, _ in skipped[:3])
         warn(f"load_image_folder skipped {len(skipped)} unreadable file(s) in "
-                      f"{str(root)!r}: {first}{', ...' if len(skipped) > 3 else ''}",
-                      UserWarning)
+             f"{str(root)!r}: {first}{', ...' if len(skipped) > 3 else ''}", UserWarning)
     return Bunch(paths=paths, target=np.asarray(target, dtype=np.int64), target_names=classes,
-                 input_shape=_common_input_shape(headers), skipped=skipped)
+                 input_shape=common_input_shape(headers), skipped=skipped)
+
+
+def _scan_classes(root, classes, extensions, on_error):
+    """``(paths, target, headers, skipped)`` of the class folders' images, from their headers."""
+    paths, target, headers, skipped = [], [], [], []
+    for label, name in enumerate(classes):
+        for path in iter_image_files(root / name, extensions):
+            try:
+                headers.append(read_header(path))
+            except ValueError as exc:
+                if on_error == "raise":
+                    raise ImageFolderError(str(exc), folder=str(root)) from exc
+                skipped.append((path, str(exc)))
+                continue
+            paths.append(path)
+            target.append(label)
+    return paths, target, headers, skipped

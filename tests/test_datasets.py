@@ -156,7 +156,7 @@ def test_image_folder_input_shape_is_the_shown_size_of_exif_rotated_photos(tmp_p
 
 def test_check_image_decodes_refuses_what_the_estimators_refuse(tmp_path):
     """embed_files(on_error='skip') asks it which file failed: a float image without a scale."""
-    from repens_sklearn.datasets import _check_image_decodes
+    from repens_sklearn._images import check_decodes as _check_image_decodes
 
     good, bad = tmp_path / "good.tif", tmp_path / "bad.tif"
     Image.fromarray(np.array([[0.0, 0.5]], np.float32), mode="F").save(good)
