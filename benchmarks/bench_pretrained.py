@@ -282,8 +282,7 @@ def bench_metta(views, y, splits, args):
     print(f"\nthe paper's protocol (eq. 5: trained on one view per image, tested on the mean of "
           f"S={max(args.sizes)}): " + "; ".join(eq5))
     print("paper (ImageNet, ResNet-50..152, N=10 / 32 views): +0.4 to +2.1 points over the "
-          "central crop; from scratch (README, bench_metta: convnet_small trained 2 epochs): "
-          "-0.5 to -4.3 points")
+          "central crop; from scratch: the bench_metta block of docs/benchmarks.md")
     return centre_proba
 
 
@@ -426,8 +425,7 @@ def bench_selection(zoo, X, y, splits, args):
     print_table([[labels[k], mean_std(res[k]), f"{100 * (np.mean(res[k]) - base):+.2f}"]
                  for k in ("single_knn", "single_all", "random", "knn", "all")],
                 ["strategy", "test accuracy (%)", "points vs best single of the top-K"])
-    print("\nfrom scratch (README, bench_selection: 10 small convnets, 150-step sweep at 2 lrs): "
-          "greedy 70.18 ± 0.71 vs best single 69.90 ± 1.08; Spearman 0.34")
+    print("\nfrom scratch (10 small convnets): the bench_selection block of docs/benchmarks.md")
 
 
 # ------------------------------------------------------------------------- learned ensemble
@@ -487,7 +485,8 @@ def bench_learned(views, y, splits, args):
     print(f"\nlearned - max(concatenation, averaging): k=1 "
           f"{100 * (learned[:, 0] - np.maximum(best[:, 0], avg[:, 0])).mean():+.2f}, k=20 "
           f"{100 * (learned[:, 1] - np.maximum(best[:, 1], avg[:, 1])).mean():+.2f} points "
-          "(paper: about +2; from scratch, README: -1.0 / +2.0 over 6 small convnets)")
+          "(paper: about +2; from scratch: the bench_learned_ensemble block of "
+          "docs/benchmarks.md)")
 
 
 # ------------------------------------------------------------------------------- diversity
@@ -519,8 +518,8 @@ def bench_diversity(centre_proba, small_feats, y, splits):
           "gain = pair accuracy - mean member accuracy\n")
     print_table(rows, ["models", "member accuracies (%)", "error inconsistency (%)", "kappa",
                        "pair ensemble accuracy (%)", "ensemble gain (points)"])
-    print("\nfrom scratch (README, bench_diversity: convnet_small pairs with a base model): "
-          "error inconsistency reinit 11.8 % < hparam 12.5 % < arch 14.0 % < framework 15.0 %")
+    print("\nfrom scratch (convnet_small pairs with a base model): the bench_diversity block "
+          "of docs/benchmarks.md")
 
 
 # ----------------------------------------------------------------------------------- speed
