@@ -199,7 +199,7 @@ def _take_columns(X, start, stop):
 
 
 def section_selection(s, data, res, members, device):
-    """Low-data transfer (deep-ensembles paper): kNN ranking -> fine-tune sweep -> greedy ensemble."""
+    """Low-data transfer (deep-ensembles paper): kNN ranking, fine-tune sweep, greedy ensemble."""
     from .selection import GreedyEnsembleClassifier, KNNModelSelector, make_finetune_sweep
 
     X_tr, y_tr, X_te, y_te = data
@@ -237,13 +237,8 @@ def section_diversity(data, res, members, selector, greedy, out_dir):
     import matplotlib.pyplot as plt
     from sklearn.frozen import FrozenEstimator
 
-    from .diversity import (
-        ConfidenceDisplay,
-        EnsembleCurveDisplay,
-        PairwiseDiversityDisplay,
-        SelectionDisplay,
-        pairwise_diversity,
-    )
+    from .diversity import ConfidenceDisplay, PairwiseDiversityDisplay, pairwise_diversity
+    from .selection import EnsembleCurveDisplay, SelectionDisplay
 
     X_tr, y_tr, X_te, y_te = data
     print("[5/6] pairwise diversity: linear heads on the four differently trained backbones",
@@ -253,7 +248,8 @@ def section_diversity(data, res, members, selector, greedy, out_dir):
     table = pairwise_diversity(models, X_te, y_te)
     (name_a, model_a), (name_b, model_b) = models[0], models[1]
     displays = {
-        "pairwise_diversity.png": lambda: PairwiseDiversityDisplay.from_estimators(models, X_te, y_te),
+        "pairwise_diversity.png": lambda: PairwiseDiversityDisplay.from_estimators(
+            models, X_te, y_te),
         "confidence.png": lambda: ConfidenceDisplay.from_estimators(
             model_a, model_b, X_te, y_te, name_a=name_a, name_b=name_b),
         "ensemble_curve.png": lambda: EnsembleCurveDisplay.from_estimator(greedy),
