@@ -18,11 +18,17 @@ from is the same. :func:`fingerprint` hashes all of it, streaming:
 An object none of these can hash makes the fingerprint inexact
 (:attr:`Fingerprint.exact` is False): a cache then computes afresh rather than
 trust a key that might miss a difference.
+
+What identifies a *run* (a resumed EnSiam checkpoint, a resumed ``embed_files`` job)
+is decided here too: :data:`RUNTIME_PARAMS` lists the parameters that never change
+a result, :func:`run_identity` records the others, :func:`run_differences` words a
+mismatch the same way for every kind of run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -335,3 +341,75 @@ class KeyedCache:
 def _call_by_key(key, fn, args, kwargs):
     """``fn(*args, **kwargs)``; cached by ``key`` alone (module-level for joblib.Memory)."""
     return fn(*args, **kwargs)
+
+
+# ------------------------------------------------------------------ run identity
+# Parameters that change where, how fast or how visibly a result is computed, or where it is
+# saved, never what it is. A resumed run may set them differently from the interrupted one (at
+# any depth of nested estimators). Batch sizes are not among them: with random augmentation or
+# training they change the result. Callbacks observe a run (progress, logging).
+RUNTIME_PARAMS = ("callbacks", "checkpoint_dir", "device", "memory", "n_jobs", "num_workers",
+                  "verbose")
+_MAX_VALUE_CHARS = 200  # longer values are identified by fingerprint alone
+
+
+def run_fingerprint(estimator) -> Fingerprint:
+    """The fingerprint of an estimator's results: all of it but :data:`RUNTIME_PARAMS`."""
+    return fingerprint(estimator, ignore_params=RUNTIME_PARAMS)
+
+
+def run_identity(estimator, **context) -> dict:
+    """What identifies a run of ``estimator``, JSON-ready, for :func:`run_differences`.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Its parameters count, except :data:`RUNTIME_PARAMS`.
+    **context : any
+        What else the run depends on (its seed, its data). A :class:`Fingerprint`
+        (of the data, say) is taken as it is.
+
+    Returns
+    -------
+    dict
+        ``name -> {"fingerprint": hex[, "value": plain value]}``. The fingerprint
+        decides (a module by its weights, a file named in a parameter by its
+        content, runtime parameters of nested estimators left out); the value,
+        kept when JSON holds it in a few characters, only words the message.
+    """
+    params = {name: value for name, value in estimator.get_params(deep=False).items()
+              if name not in RUNTIME_PARAMS}
+    return {name: _identity_entry(value) for name, value in sorted({**params, **context}.items())}
+
+
+def run_differences(saved, current) -> str:
+    """``""`` when two :func:`run_identity` records match, else what differs.
+
+    The one wording of every refused resume, e.g. ``"different batch_size (it used
+    16, this call 4), different backbone"``.
+    """
+    changed = []
+    for name in sorted(set(saved) | set(current)):
+        old, new = saved.get(name) or {}, current.get(name) or {}
+        if old.get("fingerprint") == new.get("fingerprint"):
+            continue
+        if "value" in old and "value" in new and old["value"] != new["value"]:
+            changed.append(f"different {name} (it used {old['value']!r}, this call "
+                           f"{new['value']!r})")
+        else:
+            changed.append(f"different {name}")
+    return ", ".join(changed)
+
+
+def _identity_entry(value):
+    if isinstance(value, Fingerprint):
+        return {"fingerprint": value.hexdigest}
+    entry = {"fingerprint": str(fingerprint(value, files="content",
+                                            ignore_params=RUNTIME_PARAMS))}
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):  # objects: by fingerprint alone
+        return entry
+    if len(text) <= _MAX_VALUE_CHARS:
+        entry["value"] = json.loads(text)
+    return entry

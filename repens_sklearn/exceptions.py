@@ -10,13 +10,19 @@ __all__ = [
     "CandidateDroppedWarning",
     "CollapseWarning",
     "DuplicateNameWarning",
+    "EmbedFilesError",
     "ImageDecodeError",
     "ImageFolderError",
     "InputRangeWarning",
+    "InterruptedRunError",
     "NonFiniteLossError",
     "NonFiniteOutputError",
+    "OutputExistsError",
     "PluginLoadWarning",
+    "ResumeMismatchError",
     "UnknownNameError",
+    "UnreadableImageError",
+    "UnwritableNameError",
 ]
 
 
@@ -122,3 +128,87 @@ class PluginLoadWarning(UserWarning):
 
 class DuplicateNameWarning(UserWarning):
     """Two plugins registered the same name; the later one wins."""
+
+
+# --------------------------------------------------------------- embed_files
+class EmbedFilesError(Exception):
+    """An error of :func:`~repens_sklearn.embed_files` whose hint names options.
+
+    The message is ``template`` filled with the error's ``fields`` and with the
+    names of the options it mentions: :attr:`library_words` in the library,
+    other words through :meth:`render` (the ``repens`` command's ``--resume``).
+
+    Attributes
+    ----------
+    fields : dict
+        What the message says (``output``, ``parts``, ``path``, ``index``, ...).
+    """
+
+    template = "{message}"
+    # How the library calls the options it names; a word may use the error's fields
+    # ("where" places an unreadable file in the list).
+    library_words = {"resume": "resume=True", "skip": "on_error='skip'",
+                     "chunk_size": "chunk_size", "overwrite": "overwrite=True",
+                     "where": "paths[{index}]"}
+
+    def __init__(self, **fields):
+        self.fields = fields
+        super().__init__(self.render(self.library_words))
+
+    def __reduce__(self):  # picklable although __init__ takes keywords only
+        return _rebuild_error, (type(self), self.fields)
+
+    def render(self, words) -> str:
+        """The message with the options called by ``words`` (see :attr:`library_words`)."""
+        fields = dict(self.fields)
+        if "index" in fields:
+            fields["number"] = fields["index"] + 1
+        words = {k: _format_if_possible(v, fields) for k, v in words.items()}
+        fields = {k: v.format(**words) if k == "what" else v for k, v in fields.items()}
+        return self.template.format(**fields, **words)
+
+
+def _format_if_possible(text, fields):
+    try:
+        return text.format(**fields)
+    except KeyError:  # a word for another error's fields
+        return text
+
+
+def _rebuild_error(cls, fields):
+    return cls(**fields)
+
+
+class UnreadableImageError(EmbedFilesError, ValueError):
+    """A file could not be decoded and ``on_error="raise"``; the chunks done are kept."""
+
+    template = ("cannot read image {path!r} ({where}): {reason}. The {n_done} of "
+                "{n_chunks} chunks done are kept in {parts!r}: fix or remove the file, or pass "
+                "{skip} with {resume} to leave it out and continue")
+
+
+class InterruptedRunError(EmbedFilesError, FileExistsError):
+    """An interrupted run is on disk and ``resume=False``."""
+
+    template = ("{parts!r} holds an interrupted run of this output ({n_done} of {n_chunks} "
+                "chunks done): pass {resume} to continue it, or delete that folder to start over")
+
+
+class ResumeMismatchError(EmbedFilesError, ValueError):
+    """``resume=True`` but the job differs from the interrupted one."""
+
+    template = ("cannot resume {output!r}: {what}. Pass what the interrupted run was given, "
+                "or delete {parts!r} and {manifest!r} to start over")
+
+
+class UnwritableNameError(EmbedFilesError, ValueError):
+    """A file name the output format cannot hold; refused before any work is done."""
+
+    template = "file name {path!r} ({where}) {reason}"
+
+
+class OutputExistsError(EmbedFilesError, FileExistsError):
+    """The output exists and is not this job's: it is only replaced when asked to."""
+
+    template = ("{output!r} already exists and {what}: pass {overwrite} to replace it, or "
+                "choose another output")

@@ -82,7 +82,7 @@ def test_ensiam_checkpoint_refused_for_data_differing_only_after_row_64(tmp_path
     _ensiam(checkpoint_dir=tmp_path).fit(X)
     changed = X.copy()
     changed[90] += 1.0  # same length, same first 64 rows
-    with pytest.raises(ValueError, match=r"holds a checkpoint of another run \(different data\)"):
+    with pytest.raises(ValueError, match=r"holds a checkpoint of another run: different data;"):
         _ensiam(checkpoint_dir=tmp_path).fit(changed)
     _ensiam(checkpoint_dir=tmp_path).fit(X)  # the same data still resumes
 
@@ -94,7 +94,7 @@ def test_ensiam_checkpoint_refused_for_another_module_of_the_same_architecture(t
     assert repr(first) == repr(second)
     params = dict(backbone_params=None, checkpoint_dir=tmp_path)
     _ensiam(backbone=first, **params).fit(X)
-    with pytest.raises(ValueError, match=r"checkpoint of another run \(different backbone\)"):
+    with pytest.raises(ValueError, match=r"checkpoint of another run: different backbone;"):
         _ensiam(backbone=second, **params).fit(X)
     resumed = _ensiam(backbone=first, **params).fit(X)  # the same weights resume
     assert resumed.n_epochs_ == 1
@@ -108,7 +108,7 @@ def test_ensiam_checkpoint_refused_for_an_overwritten_weights_file(tmp_path, X):
                   checkpoint_dir=tmp_path / "ckpt")
     _ensiam(**params).fit(X)
     _overwrite(weights, lambda p: _mlp_weights(p, 1, **backbone))
-    with pytest.raises(ValueError, match=r"another run \(different backbone_params\)"):
+    with pytest.raises(ValueError, match=r"another run: different backbone_params;"):
         _ensiam(**params).fit(X)
 
 
@@ -118,7 +118,7 @@ def test_ensiam_checkpoint_refused_for_another_fitted_backbone(tmp_path, X):
     assert repr(a) == repr(b)
     params = dict(backbone_params=None, checkpoint_dir=tmp_path)
     _ensiam(backbone=a, **params).fit(X)
-    with pytest.raises(ValueError, match=r"another run \(different backbone\)"):
+    with pytest.raises(ValueError, match=r"another run: different backbone;"):
         _ensiam(backbone=b, **params).fit(X)
 
 
@@ -301,8 +301,8 @@ def test_finished_output_of_another_job_is_not_overwritten_silently(tmp_path, pa
                                                 r"job's embeddings: it embedded 12 files, this "
                                                 r"call gives 6: pass overwrite=True to replace"):
         embed_files(_embedder(), paths[:6], output, chunk_size=CHUNK)
-    with pytest.raises(OutputExistsError, match="it used a MeanTTAEmbedder with random_state=0, "
-                                                "this call random_state=1"):
+    with pytest.raises(OutputExistsError, match=r"its MeanTTAEmbedder has different random_state "
+                                                r"\(it used 0, this call 1\)"):
         embed_files(_embedder(random_state=1), paths, output, chunk_size=CHUNK)
     assert output.read_bytes() == before
     embed_files(_embedder(), paths, output, chunk_size=CHUNK)  # the same job: written again
@@ -326,8 +326,8 @@ def test_resume_refuses_another_module_of_the_same_architecture(tmp_path, paths,
                      for _ in range(2)]
     output = tmp_path / "emb.npy"
     _interrupt(monkeypatch, paths, output, n_chunks=1, backbone=first)
-    with pytest.raises(ResumeMismatchError, match=r"its MeanTTAEmbedder differs from this "
-                                                  r"call's \(in module weights"):
+    with pytest.raises(ResumeMismatchError, match=r"its MeanTTAEmbedder has different "
+                                                  r"backbone\. Pass what"):
         embed_files(_embedder(backbone=second), paths, output, chunk_size=CHUNK, resume=True)
     report = embed_files(_embedder(backbone=first), paths, output, chunk_size=CHUNK, resume=True)
     assert report.n_chunks_resumed == 1
@@ -416,8 +416,8 @@ def test_cli_refuses_another_jobs_output_without_overwrite(tmp_path, capsys):
     before = output.read_bytes()
     assert _cli(folder, output, "--seed", "1") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.endswith("it used a MeanTTAEmbedder with random_state=0, this call "
-                        "random_state=1: pass --overwrite to replace it, or choose another output")
+    assert err.endswith("its MeanTTAEmbedder has different random_state (it used 0, this "
+                        "call 1): pass --overwrite to replace it, or choose another output")
     assert output.read_bytes() == before
     assert _cli(folder, output, "--seed", "1", "--overwrite") == 0
     assert output.read_bytes() != before

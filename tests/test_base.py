@@ -116,20 +116,66 @@ def test_all_lists_exactly_the_documented_public_names():
         assert (obj.__doc__ or "").strip(), f"{name} has no docstring"
 
 
-def test_only_the_compat_module_imports_private_sklearn_names():
+def _package_trees():
+    """``(relative path, AST)`` of every module but ``_compat.py``, the one allowed privates."""
     import ast
     import pathlib
 
     package = pathlib.Path(repens_sklearn.__file__).parent
+    return [(path.relative_to(package), ast.parse(path.read_text()))
+            for path in sorted(package.rglob("*.py")) if path.name != "_compat.py"]
+
+
+@pytest.mark.parametrize("library", ["sklearn", "skorch"])
+def test_only_the_compat_module_imports_private_names(library):
+    import ast
+
     offenders = []
-    for path in package.rglob("*.py"):
-        if path.name == "_compat.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sklearn"):
+    for path, tree in _package_trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == library:
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 if private or any(part.startswith("_") for part in node.module.split(".")):
-                    offenders.append(f"{path.relative_to(package)}: {node.module} {private}")
+                    offenders.append(f"{path}: {node.module} {private}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path}: {a.name}" for a in node.names
+                              if a.name.split(".")[0] == library
+                              and any(part.startswith("_") for part in a.name.split("."))]
+    assert offenders == []
+
+
+def _skorch_private_members():
+    """Private members of skorch's classes, less those every torch / sklearn object has."""
+    import inspect
+
+    import skorch
+    import skorch.callbacks
+    from sklearn.base import BaseEstimator
+
+    classes = [cls for module in (skorch, skorch.callbacks, skorch.history)
+               for _, cls in inspect.getmembers(module, inspect.isclass)
+               if cls.__module__.startswith("skorch")]
+    private = {name for cls in classes for name in dir(cls)
+               if name.startswith("_") and not name.startswith("__")}
+    return private - set(dir(torch.nn.Module)) - set(dir(BaseEstimator))
+
+
+def test_no_private_skorch_member_is_used_or_overridden():
+    # skorch's private methods (``_step_optimizer``, ``_set_training``,
+    # ``Checkpoint._f_kwargs``) change between releases: only public hooks, or _compat.py
+    import ast
+
+    private = _skorch_private_members()
+    assert {"_step_optimizer", "_set_training", "_f_kwargs", "_optimizers"} <= private
+    offenders = []
+    for path, tree in _package_trees():
+        methods = {item for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                   for item in node.body if isinstance(item, ast.FunctionDef)}
+        for node in ast.walk(tree):
+            name = (node.attr if isinstance(node, ast.Attribute)
+                    else node.name if node in methods else None)
+            if name in private:
+                offenders.append(f"{path}:{node.lineno} {name}")
     assert offenders == []
 
 

@@ -327,7 +327,7 @@ def test_resume_without_random_state_and_with_a_callable_policy(X, tmp_path, mon
                   checkpoint_dir=tmp_path)
     with pytest.warns(UserWarning, match="interrupted after 1 of 3 epochs"):
         small(**params, callbacks=[_InterruptAt(2)]).fit(X)
-    saved_seed = json.loads((tmp_path / "ensiam_config.json").read_text())["seed"]
+    saved_seed = json.loads((tmp_path / "ensiam_config.json").read_text())["seed"]["value"]
     resumed = small(**{**params, "policy": _noise_policy()}).fit(X)
     assert resumed.n_epochs_ == 3
     monkeypatch.setattr(repens_sklearn._base, "seed_from", lambda _: saved_seed)
@@ -352,7 +352,8 @@ def test_non_finite_loss_names_the_epoch_and_keeps_the_checkpoint(X, tmp_path):
 
 def test_checkpoint_of_another_run_is_refused(X, tmp_path):
     small(max_epochs=1, checkpoint_dir=tmp_path).fit(X)
-    with pytest.raises(ValueError, match="checkpoint of another run \\(different projector_dim\\)"):
+    with pytest.raises(ValueError, match=r"checkpoint of another run: different projector_dim "
+                                         r"\(it used 16, this call 32\); remove it"):
         small(max_epochs=1, projector_dim=32, checkpoint_dir=tmp_path).fit(X)
     with pytest.raises(ValueError, match="different data"):
         small(max_epochs=1, checkpoint_dir=tmp_path).fit(X + 1)

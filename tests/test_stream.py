@@ -178,7 +178,8 @@ def test_an_interrupted_run_is_never_discarded_silently(tmp_path, paths, monkeyp
     (dict(paths=lambda p: p[:-1]), "it embedded 40 files, this call gives 39"),
     (dict(paths=lambda p: p[::-1]), "not the same files in the same order"),
     (dict(chunk_size=4), "it used chunk_size=8, this call 4"),
-    (dict(embedder=lambda: _embedder(batch_size=4)), "with batch_size=16, this call batch_size=4"),
+    (dict(embedder=lambda: _embedder(batch_size=4)),
+     r"its MeanTTAEmbedder has different batch_size \(it used 16, this call 4\)"),
 ])
 def test_resume_checks_it_is_the_same_job(tmp_path, paths, monkeypatch, change, message):
     output = tmp_path / "emb.npy"

@@ -1,4 +1,7 @@
-"""EnSiamPretrainer: self-supervised pretraining with ensemble targets (Han & Lee, "EnSiam: Self-Supervised Learning With Ensemble Representations")."""
+"""EnSiamPretrainer: self-supervised pretraining with ensemble targets.
+
+Han & Lee, "EnSiam: Self-Supervised Learning With Ensemble Representations".
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, module_on
 from .._base import seeded_init
 from .._compat import Interval, StrOptions, _fit_context
-from .._fingerprint import fingerprint
+from .._fingerprint import fingerprint, run_differences, run_identity
 from .._inputs import InputsDataset
 from .._warnings import warn
 from ._losses import TARGETS, SiameseLoss
@@ -29,6 +32,10 @@ from ._net import (
 # EnSiam paper sec. 4.1: 10 warm-up epochs of 200, i.e. 1/20 of the run.
 _PAPER_WARMUP_FRACTION = 10 / 200
 _CONFIG_FILE = "ensiam_config.json"
+# The files of a checkpoint (skorch Checkpoint's f_* arguments), named here so that resuming
+# needs no private skorch API to list them.
+_CHECKPOINT_FILES = {"f_params": "params.pt", "f_optimizer": "optimizer.pt",
+                     "f_criterion": None, "f_history": "history.json", "f_rng": "rng.pt"}
 
 
 class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
@@ -122,8 +129,10 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         as an uninterrupted run with the same seed. A checkpoint is resumed only
         for the same run: all of X (image files by path, size and modification
         time), the weights of a module or fitted backbone, a weights file's
-        content and every other parameter (``device``, ``verbose``,
-        ``num_workers`` and ``callbacks`` aside); another run's is refused.
+        content and every other parameter (the runtime ones - ``device``,
+        ``verbose``, ``num_workers``, ``callbacks``, ``checkpoint_dir`` - aside, also
+        in a fitted backbone: the rule of a resumed ``embed_files``); another run's
+        is refused, naming what differs.
     verbose : int, default=0
         0: silent; 1: skorch's per-epoch table; 2: also a progress bar.
 
@@ -185,8 +194,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
                  projector_dim=2048, predictor_hidden_dim=512, max_epochs=200, batch_size=256,
                  base_lr=0.1, momentum=0.9, weight_decay=1e-4, warmup_epochs=10,
                  fix_predictor_lr=False, bn_per_view=False, preprocess=True, img_size=None,
-                 crop_pct=None, input_shape=None, num_workers=0, device="auto", random_state=None, callbacks=None, checkpoint_dir=None,
-                 verbose=0):
+                 crop_pct=None, input_shape=None, num_workers=0, device="auto",
+                 random_state=None, callbacks=None, checkpoint_dir=None, verbose=0):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.n_views = n_views
@@ -235,11 +244,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         -------
         self : EnSiamPretrainer
         """
-        if self.target == "pair" and self.n_views % 2:
-            raise ValueError(
-                f"target='pair' (SimSiam K-aug) pairs views 1<->2, 3<->4, ...: n_views must "
-                f"be even, got n_views={self.n_views}"
-            )
+        self._check_views()
         seed = self._run_seed()
         inputs, encoder = self._fit_backbone(X, seed=seed)
         if inputs.n_samples < 2:
@@ -247,42 +252,65 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
                 f"EnSiamPretrainer needs at least 2 samples to train (BatchNorm in the projector "
                 f"normalises over a batch); got {inputs.n_samples} sample"
             )
-        device = self._resolved_device()
         policy = self._resolve_policy()
         self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))
-        with seeded_init(seed + 1):  # projector/predictor draws must not repeat the encoder's
-            module = SiameseNetwork(encoder, self.embedding_dim_, self.projector_dim,
-                                    self.projector_layers, self.predictor_hidden_dim,
-                                    self.preprocess_)
-        self.effective_batch_size_ = int(min(self.batch_size, inputs.n_samples))
-        self.lr_ = self.base_lr * self.effective_batch_size_ / 256  # sec. 4.1
         checkpoint = self._checkpoint()
-        self.net_ = SiameseNet(
+        self.net_ = self._build_net(self._build_module(encoder, seed), policy, inputs.n_samples,
+                                    X_val, y_val, checkpoint, seed)
+        done = self._resume(checkpoint, X, inputs, seed)
+        self._train(InputsDataset(inputs), done, checkpoint)
+        self._record_run()
+        return self
+
+    def _check_views(self):
+        if self.target == "pair" and self.n_views % 2:
+            raise ValueError(
+                f"target='pair' (SimSiam K-aug) pairs views 1<->2, 3<->4, ...: n_views must "
+                f"be even, got n_views={self.n_views}"
+            )
+
+    def _build_module(self, encoder, seed):
+        """The SimSiam network around ``encoder``: projector and predictor."""
+        with seeded_init(seed + 1):  # projector/predictor draws must not repeat the encoder's
+            return SiameseNetwork(encoder, self.embedding_dim_, self.projector_dim,
+                                  self.projector_layers, self.predictor_hidden_dim,
+                                  self.preprocess_)
+
+    def _build_net(self, module, policy, n_samples, X_val, y_val, checkpoint, seed):
+        """The initialised skorch net (sets ``effective_batch_size_`` and ``lr_``)."""
+        self.effective_batch_size_ = int(min(self.batch_size, n_samples))
+        self.lr_ = self.base_lr * self.effective_batch_size_ / 256  # sec. 4.1
+        net = SiameseNet(
             module, criterion=SiameseLoss, criterion__n_views=self.n_views,
             criterion__target=self.target, optimizer=torch.optim.SGD, lr=self.lr_,
             optimizer__momentum=self.momentum, optimizer__weight_decay=self.weight_decay,
             max_epochs=self.max_epochs, batch_size=self.effective_batch_size_,
-            train_split=None, callbacks__print_log=None, device=str(device),
-            callbacks=self._callbacks(inputs.n_samples, X_val, y_val, checkpoint),
+            train_split=None, callbacks__print_log=None, device=str(self._resolved_device()),
+            callbacks=self._callbacks(n_samples, X_val, y_val, checkpoint),
             verbose=int(self.verbose), policy=policy, n_views=self.n_views, seed=seed,
             num_workers=self.num_workers, bn_per_view=self.bn_per_view,
             **self._predictor_lr_groups(),
         )
-        self.net_.initialize()
-        done = self._resume(checkpoint, X, inputs, seed)
+        return net.initialize()
+
+    def _train(self, dataset, done, checkpoint):
+        """The epochs left after ``done``; a diverged run leaves no usable-looking model."""
         try:
             if done < self.max_epochs:
-                self.net_.partial_fit(InputsDataset(inputs), None, epochs=self.max_epochs - done)
+                self.net_.partial_fit(dataset, None, epochs=self.max_epochs - done)
         except NonFiniteLossError as exc:
             kept = (f"; the last good checkpoint (epoch {done_epochs(self.net_.history)}) is "
                     f"kept in {os.fspath(self.checkpoint_dir)!r}" if checkpoint else "")
             for fitted in [name for name in vars(self) if name.endswith("_")]:
-                delattr(self, fitted)  # the weights are not finite: leave no usable-looking model
+                delattr(self, fitted)  # the weights are not finite
             raise NonFiniteLossError(
                 f"EnSiamPretrainer stopped: {exc}{kept}. Check the inputs and backbone, or "
                 "lower base_lr (in a new checkpoint_dir: a checkpoint resumes only with the same "
                 "settings)"
             ) from exc
+
+    def _record_run(self):
+        """``history_`` and ``n_epochs_``; a warning when Ctrl-C cut the run short."""
         self.history_ = self.net_.history
         self.n_epochs_ = done_epochs(self.history_)
         if self.n_epochs_ < self.max_epochs:
@@ -292,7 +320,6 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
                 UserWarning,
             )
         self.net_.module_.eval()
-        return self
 
     def _callbacks(self, n_samples, X_val, y_val, checkpoint):
         from skorch.callbacks import PrintLog, ProgressBar
@@ -353,16 +380,16 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         from skorch.callbacks import Checkpoint
 
         return Checkpoint(monitor=None, dirname=os.fspath(self.checkpoint_dir),
-                          f_criterion=None, f_rng="rng.pt")
+                          **_CHECKPOINT_FILES)
 
     def _run_seed(self):
-        """The run's seed; with ``random_state=None`` a checkpointed run keeps its own, so it resumes."""
+        """The run's seed; with ``random_state=None`` a checkpointed run keeps its own (resumes)."""
         if self.random_state is None and self.checkpoint_dir is not None:
             config_path = os.path.join(os.fspath(self.checkpoint_dir), _CONFIG_FILE)
             try:
                 with open(config_path) as f:
-                    saved = json.load(f).get("seed")
-            except (OSError, ValueError, AttributeError):  # none or unreadable: _resume decides
+                    saved = json.load(f)["seed"]["value"]
+            except (OSError, ValueError, LookupError, TypeError):  # none or unreadable: _resume
                 saved = None
             if isinstance(saved, int):
                 return saved
@@ -379,8 +406,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             return 0
         config = self._run_config(X, inputs, seed)
         config_path = os.path.join(checkpoint.dirname, _CONFIG_FILE)
-        files = {key: os.path.join(checkpoint.dirname, checkpoint.fn_prefix + name)
-                 for key, name in checkpoint._f_kwargs().items() if name is not None}
+        files = {key: os.path.join(checkpoint.dirname, name)
+                 for key, name in _CHECKPOINT_FILES.items() if name is not None}
         if not all(os.path.exists(f) for f in [config_path, *files.values()]):
             os.makedirs(checkpoint.dirname, exist_ok=True)
             with open(config_path, "w") as f:
@@ -388,11 +415,11 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             return 0
         with open(config_path) as f:
             saved = json.load(f)
-        changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-        if changed:
+        differences = run_differences(saved, config)
+        if differences:
             raise ValueError(
                 f"checkpoint_dir={os.fspath(self.checkpoint_dir)!r} holds a checkpoint of another "
-                f"run (different {', '.join(changed)}); remove it or use another directory"
+                f"run: {differences}; remove it or use another directory"
             )
         try:
             self.net_.load_params(**files)
@@ -406,15 +433,13 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
     def _run_config(self, X, inputs, seed):
         """What must match for a checkpoint to be resumed: settings, seed and data.
 
-        Each parameter is recorded by its fingerprint (a module or fitted backbone
-        by its weights, a weights file by its content), the data by a
-        fingerprint of all of X (image files by path, size and modification time).
+        :func:`~repens_sklearn._fingerprint.run_identity`, the rule of every resumed
+        run: each parameter but the runtime ones by its fingerprint (a module or
+        fitted backbone by its weights, a weights file by its content), the data
+        by a fingerprint of all of X (image files by path, size and modification time).
         """
-        skip = {"callbacks", "checkpoint_dir", "verbose", "device", "num_workers"}
-        params = {k: str(fingerprint(v, files="content"))
-                  for k, v in self.get_params(deep=False).items() if k not in skip}
-        return {**params, "seed": seed, "n_samples": inputs.n_samples,
-                "sample_shape": list(inputs.sample_shape), "data": str(fingerprint(X))}
+        return run_identity(self, seed=seed, n_samples=inputs.n_samples,
+                            sample_shape=list(inputs.sample_shape), data=fingerprint(X))
 
     # ------------------------------------------------------------ transform
     def transform(self, X):

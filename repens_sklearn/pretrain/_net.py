@@ -82,7 +82,8 @@ class SiameseNet(NeuralNet):
         return tuple(torch.cat(parts) for parts in zip(*outputs))
 
     def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
+        self.module_.train()  # the net's torch modules (skorch's train_step_single does so too)
+        self.criterion_.train()
         x = to_float(batch.to(self.device, non_blocking=True))
         with autocast(self.device):
             z, p = self.forward_views(self.make_views(x))
