@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 
 from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder, embed_files
-from repens_sklearn._fingerprint import RUNTIME_PARAMS, run_differences, run_identity
-from repens_sklearn.exceptions import ResumeMismatchError
+from repens_sklearn._stream import ResumeMismatchError
 
 N_FILES, CHUNK = 12, 4  # three chunks
 ENSIAM = dict(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
@@ -59,13 +58,15 @@ def _interrupt_embed_files(monkeypatch, paths, output, **params):
 
 
 def test_one_list_of_runtime_parameters_serves_both():
-    from repens_sklearn import _stream
+    from repens_sklearn import _stream, exceptions
+    from repens_sklearn._fingerprint import RUNTIME_PARAMS, run_identity
 
     assert _stream.RUNTIME_PARAMS is RUNTIME_PARAMS
     assert {"device", "n_jobs", "num_workers", "verbose"} <= set(RUNTIME_PARAMS)
     assert "batch_size" not in RUNTIME_PARAMS  # random views and training depend on it
     assert "num_workers" not in run_identity(EnSiamPretrainer())
     assert "num_workers" not in run_identity(MeanTTAEmbedder())
+    assert _stream.ResumeMismatchError is exceptions.ResumeMismatchError
 
 
 def test_num_workers_does_not_block_an_embed_files_resume(tmp_path, paths, monkeypatch):
@@ -129,6 +130,8 @@ def test_a_dict_parameter_is_named_with_its_values(tmp_path, paths, monkeypatch)
 
 
 def test_run_differences_words():
+    from repens_sklearn._fingerprint import run_differences
+
     saved = {"a": {"fingerprint": "1", "value": 16}, "b": {"fingerprint": "2"},
              "c": {"fingerprint": "3", "value": "w.pt"}, "d": {"fingerprint": "4", "value": 1}}
     current = {"a": {"fingerprint": "5", "value": 4}, "b": {"fingerprint": "6"},
