@@ -96,9 +96,9 @@ def write_folder(root: Path, n_images: int, seed=0):
 
 
 def folder_files(root: Path):
-    from repens_sklearn.datasets import _iter_image_files
+    from repens_sklearn._images import iter_image_files
 
-    return list(_iter_image_files(root))  # what `repens embed FOLDER` embeds, in that order
+    return list(iter_image_files(root))  # what `repens embed FOLDER` embeds, in that order
 
 
 # ------------------------------------------------------------ child processes

@@ -39,11 +39,10 @@ from repens_sklearn import (
 )
 from repens_sklearn.diversity import (
     ConfidenceDisplay,
-    EnsembleCurveDisplay,
     PairwiseDiversityDisplay,
-    SelectionDisplay,
     pairwise_diversity,
 )
+from repens_sklearn.selection import EnsembleCurveDisplay, SelectionDisplay
 
 
 def load_images():

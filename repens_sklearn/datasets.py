@@ -25,11 +25,6 @@ from ._images import (
 from ._warnings import warn
 from .exceptions import ImageFolderError
 
-# Their old private names, now in ._images, for code that still imports them from here.
-from ._images import check_decodes as _check_image_decodes  # noqa: F401
-from ._images import check_on_error as _check_on_error  # noqa: F401
-from ._images import iter_image_files as _iter_image_files  # noqa: F401
-
 FASHION_MNIST_HOME = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .._fingerprint import fingerprint
-from ..datasets import _check_image_decodes
+from .._images import check_decodes
 
 
 class _UnreadableFile(Exception):
@@ -42,7 +42,7 @@ def _with_readable_files(fn, paths, start, on_error):
             return fn([paths[i] for i in kept]), kept, skipped
         except Exception as exc:
             bad = [(i, reason) for i in kept
-                   if (reason := _check_image_decodes(paths[i])) is not None]
+                   if (reason := check_decodes(paths[i])) is not None]
             if not bad:
                 raise  # not a file's fault: the embedder's own error
             if on_error == "raise":

@@ -12,7 +12,7 @@ import numpy as np
 from .._fingerprint import RUNTIME_PARAMS, run_fingerprint
 from .._fitted import is_fitted
 from .._warnings import warn
-from ..datasets import _check_image_decodes, _check_on_error
+from .._images import check_decodes, check_on_error
 from ..exceptions import InterruptedRunError
 from ._chunks import _load_embedder, _run_chunks, _UnreadableFile, _with_readable_files
 from ._job import _EMBEDDER_FILE, _Job
@@ -198,7 +198,7 @@ def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_er
 
 
 def _check_flags(on_error, **flags):
-    _check_on_error(on_error)
+    check_on_error(on_error)
     for name, value in flags.items():
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {value!r}")
@@ -266,7 +266,7 @@ def _fit_on_first_readable_chunk(job, embedder, on_error):
         if kept:
             return
     raise ValueError(f"none of the {len(job.paths)} files could be read as an image (first: "
-                     f"{job.paths[0]!r}: {_check_image_decodes(job.paths[0])})")
+                     f"{job.paths[0]!r}: {check_decodes(job.paths[0])})")
 
 
 def _resumed_embedder(embedder_file, embedder):
