@@ -88,3 +88,41 @@ def fake_entry_points(monkeypatch, fresh_plugin_manager):
 
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
     return add
+
+
+# --- image files and crashes shared by the streaming / resume tests ---
+
+
+def grey_png_files(folder, n, size=8, seed=0):
+    """``n`` random grey ``size`` x ``size`` PNGs written to ``folder``, as paths in name order."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{i:03d}.png"
+        Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8), mode="L").save(path)
+        paths.append(str(path))
+    return paths
+
+
+def crash_transform_after(monkeypatch, n_calls):
+    """``MeanTTAEmbedder.transform`` raises on its ``n_calls + 1``-th call, like a crash.
+
+    Returns the call counter (``{"n": calls so far}``).
+    """
+    from repens_sklearn import MeanTTAEmbedder
+
+    real = MeanTTAEmbedder.transform
+    calls = {"n": 0}
+
+    def transform(self, X):
+        if calls["n"] >= n_calls:
+            raise RuntimeError("simulated crash")
+        calls["n"] += 1
+        return real(self, X)
+
+    monkeypatch.setattr(MeanTTAEmbedder, "transform", transform)
+    return calls

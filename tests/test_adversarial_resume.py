@@ -19,6 +19,8 @@ from repens_sklearn._fingerprint import KeyedCache, file_identity, fingerprint
 from repens_sklearn._stream import OutputExistsError, ResumeMismatchError
 from repens_sklearn.cli import main
 
+from conftest import crash_transform_after
+
 ENSIAM = dict(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
               policy="gaussian_noise", projector_dim=16, predictor_hidden_dim=8, batch_size=16,
               device="cpu", random_state=0, max_epochs=1)
@@ -214,21 +216,8 @@ def _embedder(**params):
                               "random_state": 0, **params})
 
 
-def _crash_after(monkeypatch, n_calls):
-    real = MeanTTAEmbedder.transform
-    calls = {"n": 0}
-
-    def transform(self, X):
-        if calls["n"] >= n_calls:
-            raise RuntimeError("simulated crash")
-        calls["n"] += 1
-        return real(self, X)
-
-    monkeypatch.setattr(MeanTTAEmbedder, "transform", transform)
-
-
 def _interrupt(monkeypatch, paths, output, n_chunks=2, **params):
-    _crash_after(monkeypatch, n_chunks)
+    crash_transform_after(monkeypatch, n_chunks)
     with pytest.raises(RuntimeError, match="simulated crash"):
         embed_files(_embedder(**params), paths, output, chunk_size=CHUNK)
     monkeypatch.undo()

@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 
 from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder, embed_files
+
+from conftest import grey_png_files
 from repens_sklearn._stream import ResumeMismatchError
 
 N_FILES, CHUNK = 12, 4  # three chunks
@@ -19,15 +21,7 @@ ENSIAM = dict(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim"
 
 @pytest.fixture
 def paths(tmp_path):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    out = []
-    for i in range(N_FILES):
-        path = folder / f"{i:03d}.png"
-        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(path)
-        out.append(str(path))
-    return out
+    return grey_png_files(tmp_path / "imgs", N_FILES)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 
 from repens_sklearn import MeanTTAEmbedder, embed_files
+
+from conftest import crash_transform_after, grey_png_files
 from repens_sklearn._stream import (
     InterruptedRunError,
     OutputExistsError,
@@ -19,15 +21,7 @@ N_FILES, CHUNK = 40, 8  # five chunks
 
 @pytest.fixture
 def paths(tmp_path):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    out = []
-    for i in range(N_FILES):
-        path = folder / f"{i:03d}.png"
-        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(path)
-        out.append(str(path))
-    return out
+    return grey_png_files(tmp_path / "imgs", N_FILES)
 
 
 def _embedder(**params):
@@ -48,20 +42,6 @@ def _read(output):
     frame = pd.read_parquet(output) if output.suffix == ".parquet" else pd.read_csv(output)
     return list(frame["file"]), frame.iloc[:, 1:].to_numpy()
 
-
-def _fail_after(monkeypatch, n_calls):
-    """MeanTTAEmbedder.transform raises on its (n_calls + 1)-th call, like a crash."""
-    real = MeanTTAEmbedder.transform
-    calls = {"n": 0}
-
-    def transform(self, X):
-        if calls["n"] >= n_calls:
-            raise RuntimeError("simulated crash")
-        calls["n"] += 1
-        return real(self, X)
-
-    monkeypatch.setattr(MeanTTAEmbedder, "transform", transform)
-    return calls
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".npy", ".csv"])
@@ -100,7 +80,7 @@ def test_interrupted_and_resumed_equals_uninterrupted_byte_for_byte(tmp_path, pa
     embed_files(make(), paths, reference, chunk_size=CHUNK)
 
     output = tmp_path / "run" / f"emb{suffix}"
-    _fail_after(monkeypatch, 2)
+    crash_transform_after(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="simulated crash"):
         embed_files(make(), paths, output, chunk_size=CHUNK)
     assert not output.exists()
@@ -119,16 +99,16 @@ def test_interrupted_and_resumed_equals_uninterrupted_byte_for_byte(tmp_path, pa
 
 def test_resume_embeds_only_the_missing_chunks(tmp_path, paths, monkeypatch):
     output = tmp_path / "emb.npy"
-    _fail_after(monkeypatch, 3)
+    crash_transform_after(monkeypatch, 3)
     with pytest.raises(RuntimeError):
         embed_files(_embedder(), paths, output, chunk_size=CHUNK)
     monkeypatch.undo()
-    calls = _fail_after(monkeypatch, 100)
+    calls = crash_transform_after(monkeypatch, 100)
     embed_files(_embedder(), paths, output, chunk_size=CHUNK, resume=True)
     assert calls["n"] == 2  # chunks 3 and 4
     # resuming a complete output returns at once
     monkeypatch.undo()
-    calls = _fail_after(monkeypatch, 0)
+    calls = crash_transform_after(monkeypatch, 0)
     report = embed_files(_embedder(), paths, output, chunk_size=CHUNK, resume=True)
     assert calls["n"] == 0 and report.n_chunks_resumed == report.n_chunks == 5
     # ... unless it is another job's: refused, and redone only with overwrite=True
@@ -145,7 +125,7 @@ def test_resume_uses_the_interrupted_runs_embedder(tmp_path, paths, monkeypatch)
     # random_state=None: a refit would draw other weights; the saved embedder is used instead
     first = _embedder(random_state=None)
     output = tmp_path / "emb.npy"
-    _fail_after(monkeypatch, 1)
+    crash_transform_after(monkeypatch, 1)
     with pytest.raises(RuntimeError):
         embed_files(first, paths, output, chunk_size=CHUNK)
     monkeypatch.undo()
@@ -155,7 +135,7 @@ def test_resume_uses_the_interrupted_runs_embedder(tmp_path, paths, monkeypatch)
 
 def test_runtime_parameters_may_change_on_resume(tmp_path, paths, monkeypatch):
     output = tmp_path / "emb.npy"
-    _fail_after(monkeypatch, 1)
+    crash_transform_after(monkeypatch, 1)
     with pytest.raises(RuntimeError):
         embed_files(_embedder(), paths, output, chunk_size=CHUNK)
     monkeypatch.undo()
@@ -166,7 +146,7 @@ def test_runtime_parameters_may_change_on_resume(tmp_path, paths, monkeypatch):
 
 def test_an_interrupted_run_is_never_discarded_silently(tmp_path, paths, monkeypatch):
     output = tmp_path / "emb.npy"
-    _fail_after(monkeypatch, 2)
+    crash_transform_after(monkeypatch, 2)
     with pytest.raises(RuntimeError):
         embed_files(_embedder(), paths, output, chunk_size=CHUNK)
     monkeypatch.undo()
@@ -183,7 +163,7 @@ def test_an_interrupted_run_is_never_discarded_silently(tmp_path, paths, monkeyp
 ])
 def test_resume_checks_it_is_the_same_job(tmp_path, paths, monkeypatch, change, message):
     output = tmp_path / "emb.npy"
-    _fail_after(monkeypatch, 1)
+    crash_transform_after(monkeypatch, 1)
     with pytest.raises(RuntimeError):
         embed_files(_embedder(), paths, output, chunk_size=CHUNK)
     monkeypatch.undo()
@@ -244,7 +224,7 @@ def test_skip_missing_and_non_image_files(tmp_path, paths):
 
 
 def test_an_embedder_error_that_is_no_files_fault_propagates(tmp_path, paths, monkeypatch):
-    _fail_after(monkeypatch, 0)
+    crash_transform_after(monkeypatch, 0)
     with pytest.raises(RuntimeError, match="simulated crash"):
         embed_files(_embedder().fit(paths), paths, tmp_path / "emb.npy", on_error="skip")
 
