@@ -6,7 +6,6 @@ a parameter that changes the result blocks both, in the same words.
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder, embed_files
 
