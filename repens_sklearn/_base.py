@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from ._compat import HasMethods, Interval, StrOptions
-from ._device import embed_inputs, make_generator, resolve_device, seed_from
+from ._device import (
+    PRECISIONS,
+    embed_inputs,
+    make_generator,
+    resolve_device,
+    resolve_precision,
+    seed_from,
+)
 from ._inputs import check_inputs, check_unit_range
 from ._plugins import create_augmentation_policy
 from ._preprocess import ImagePreprocessor, data_config
@@ -47,6 +54,7 @@ BACKBONE_CONSTRAINTS = {
     "img_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
     "crop_pct": [Interval(Real, 0, 1, closed="right"), None],
     "num_workers": [Interval(Integral, 0, None, closed="left")],
+    "precision": [StrOptions(set(PRECISIONS))],  # resolved by _device.resolve_precision
     **COMMON_CONSTRAINTS,
 }
 
@@ -78,6 +86,10 @@ class TorchEstimatorMixin:
 
     def _seed(self) -> int:
         return seed_from(self.random_state)
+
+    def _precision_dtype(self, device, *, training=False) -> torch.dtype:
+        """The autocast dtype of ``precision`` on ``device`` (``"auto"`` for older pickles)."""
+        return resolve_precision(getattr(self, "precision", "auto"), device, training=training)
 
     def _backbone_name(self) -> str:
         return self.backbone if isinstance(self.backbone, str) else type(self.backbone).__name__
@@ -170,7 +182,8 @@ class TorchEstimatorMixin:
         """Plain embeddings of ``inputs`` through the preprocessing; float32 numpy."""
         return embed_inputs(module, inputs, batch_size=self.batch_size, device=device,
                             verbose=self.verbose if verbose is None else verbose, desc=desc,
-                            num_workers=self.num_workers, preprocess=self.preprocess_)
+                            num_workers=self.num_workers, preprocess=self.preprocess_,
+                            dtype=self._precision_dtype(device))
 
     def _export_backbone(self, module):
         """A CPU, eval-mode copy of ``module`` usable as another estimator's backbone.

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+
+#: The values of the estimators' ``precision`` parameter.
+PRECISIONS = ("auto", "float32", "bfloat16")
+#: Environment variable that decides what ``precision="auto"`` means in this process and
+#: its workers: ``float32`` or ``bfloat16`` (unset or ``auto``: the device decides).
+PRECISION_ENV = "REPENS_SKLEARN_PRECISION"
+# /proc/cpuinfo flags of CPUs that compute bf16 dot products natively: AVX512-BF16
+# (Cooper Lake, Zen 4+), AMX (Sapphire Rapids+) and Arm's BF16 extension.
+_NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -34,39 +45,175 @@ def make_generator(seed: int, device) -> torch.Generator:
     return generator
 
 
-def autocast(device):
-    """bfloat16 autocast on CUDA (mixed precision); a no-op on CPU."""
+def cpu_flags(path="/proc/cpuinfo") -> frozenset:
+    """The CPU's feature flags as the kernel lists them; empty when they cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip().lower() in ("flags", "features"):  # x86, Arm
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16, AMX or Arm BF16), detected.
+
+    The flags are read, not assumed: ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``
+    is also true on AVX-512 CPUs that only emulate bf16 (slower than float32), so it
+    is required as well but does not decide alone. Unknown flags (no
+    ``/proc/cpuinfo``) count as no native bf16.
+    """
+    if not _NATIVE_BF16_FLAGS & cpu_flags():
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (CUDA: Ampere or newer)."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        return bool(torch.cuda.is_available()
+                    and torch.cuda.is_bf16_supported(including_emulation=False))
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
-@torch.no_grad()
+def resolve_precision(precision, device, *, training=False) -> torch.dtype:
+    """The autocast dtype of ``precision`` on ``device``: ``torch.float32`` or ``torch.bfloat16``.
+
+    ``"auto"``: what the environment variable ``REPENS_SKLEARN_PRECISION`` names
+    when it is ``float32`` or ``bfloat16``; otherwise bfloat16 where the device
+    computes it natively (:func:`native_bf16`), else float32 - when ``training``,
+    bfloat16 on CUDA only (bf16 training on CPUs is not validated here).
+    ``"float32"`` and ``"bfloat16"`` force it.
+
+    Examples
+    --------
+    >>> resolve_precision("float32", "cpu")
+    torch.float32
+    >>> resolve_precision("fp16", "cpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: precision must be one of 'auto', 'float32', 'bfloat16'; got 'fp16'
+    """
+    _check_precision(precision, "precision")
+    if precision == "auto":
+        precision = os.environ.get(PRECISION_ENV) or "auto"
+        _check_precision(precision, f"the environment variable {PRECISION_ENV}")
+    if precision == "auto":
+        device = torch.device(device)
+        native = native_bf16(device) and (not training or device.type == "cuda")
+        return torch.bfloat16 if native else torch.float32
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
+
+
+def _check_precision(value, what):
+    if value not in PRECISIONS:
+        raise ValueError(
+            f"{what} must be one of {', '.join(map(repr, PRECISIONS))}; got {value!r}")
+
+
+def autocast(device, dtype=None):
+    """Autocast to ``dtype`` on ``device``; a no-op for float32.
+
+    ``dtype=None`` is the library's former rule: bfloat16 on CUDA, float32 on CPU.
+    """
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype == torch.float32 or device.type not in ("cuda", "cpu"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def prefers_channels_last(module, dtype) -> bool:
+    """Whether ``module`` is to run channels_last: bfloat16 with 2-D convolutions.
+
+    oneDNN's and cuDNN's bf16 convolutions are fastest on NHWC. Float32 keeps the
+    default layout, so its embeddings stay bit for bit what they were.
+    """
+    return dtype == torch.bfloat16 and any(
+        isinstance(layer, torch.nn.Conv2d) for layer in module.modules())
+
+
+@contextlib.contextmanager
+def fast_inference(module, device, dtype):
+    """Run the body with ``module`` set up for ``dtype`` inference, restored afterwards.
+
+    Yields ``forward(x) -> float32 tensor``: under autocast to ``dtype``, 4-D
+    inputs and the module's weights channels_last where
+    :func:`prefers_channels_last`; the module's memory format is restored after.
+    """
+    channels_last = prefers_channels_last(module, dtype)
+    formats = {}
+    if channels_last:
+        formats = {name: p.is_contiguous(memory_format=torch.channels_last)
+                   for name, p in module.named_parameters() if p.dim() == 4}
+        with _normal_tensors():
+            module.to(memory_format=torch.channels_last)
+
+    def forward(x):
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            return module(x).float()
+
+    try:
+        yield forward
+    finally:
+        if channels_last:
+            _restore_formats(module, formats)
+
+
+@contextlib.contextmanager
+def _normal_tensors():
+    """No autograd and no inference tensors: weights made here can still be trained."""
+    with torch.inference_mode(False), torch.no_grad():
+        yield
+
+
+def _restore_formats(module, formats):
+    """Put back the contiguous layout of the 4-D weights that did not have channels_last."""
+    with _normal_tensors():
+        for name, param in module.named_parameters():
+            if formats.get(name) is False:
+                param.data = param.data.contiguous()
+
+
+@torch.inference_mode()
 def embed_inputs(module, inputs, *, batch_size=256, device="cpu", verbose=False,
-                 desc="embedding", num_workers=0, preprocess=None):
+                 desc="embedding", num_workers=0, preprocess=None, dtype=None):
     """Embed every sample of ``inputs`` with ``module`` in eval mode; ``(N, D)`` float32 numpy.
 
     Batches are streamed to ``device`` (image files decoded by ``num_workers``
     processes), go through ``preprocess`` (a pretrained backbone's
     :class:`~repens_sklearn._preprocess.ImagePreprocessor`) when given, and run
-    under :func:`autocast`; the module's train/eval mode is restored afterwards.
+    under :func:`fast_inference` for ``dtype`` (None: :func:`autocast`'s former
+    rule); the module's train/eval mode is restored afterwards.
     """
     from tqdm.auto import tqdm
 
     device = torch.device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     was_training = module.training
     module.eval()
     chunks = []
     try:
-        batches = inputs.iter_batches(batch_size, device, num_workers)
-        total = -(-inputs.n_samples // batch_size)
-        for _, batch in tqdm(batches, total=total, desc=desc, disable=not verbose, leave=False):
-            if preprocess is not None:
-                batch = preprocess(batch)
-            with autocast(device):
-                out = module(batch)
-            chunks.append(out.float().reshape(len(batch), -1).cpu())
+        with fast_inference(module, device, dtype) as forward:
+            batches = inputs.iter_batches(batch_size, device, num_workers)
+            total = -(-inputs.n_samples // batch_size)
+            for _, batch in tqdm(batches, total=total, desc=desc, disable=not verbose,
+                                 leave=False):
+                if preprocess is not None:
+                    batch = preprocess(batch)
+                chunks.append(forward(batch).reshape(len(batch), -1).cpu())
     finally:
         module.train(was_training)
     return torch.cat(chunks).numpy().astype(np.float32, copy=False)

@@ -4,6 +4,9 @@ import os
 # opt back in by faking entry points explicitly.
 os.environ.setdefault("REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The suite's expected values are float32: precision="auto" stays float32 on CPUs with
+# native bf16 too (tests/test_precision.py unsets it to test the bf16 path).
+os.environ.setdefault("REPENS_SKLEARN_PRECISION", "float32")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

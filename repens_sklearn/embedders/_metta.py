@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import aggregate as _aggregate
 from .._base import BACKBONE_CONSTRAINTS, TorchEstimatorMixin, module_on
 from .._compat import Interval, StrOptions, _fit_context
-from .._device import autocast, make_generator
+from .._device import fast_inference, make_generator
 from .._plugins import create_aggregation
 from .._warnings import warn
 from ..augment import (
@@ -147,7 +147,14 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         (torch ``DataLoader`` workers); 0 decodes in the main process. Arrays
         are always sliced in place.
     device : str or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available (bfloat16 autocast), else the CPU.
+        ``"auto"`` uses CUDA when available, else the CPU.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        Arithmetic of the backbone's forward passes; embeddings are float32
+        either way. ``"auto"``: bfloat16 autocast (convolutional backbones
+        channels_last) where the device computes bf16 natively - CUDA GPUs
+        from Ampere on, CPUs with AVX512-BF16 or AMX (detected from the CPU's
+        flags) - else float32. ``"float32"`` gives the exact float32
+        embeddings. Speed and accuracy of each: ``docs/benchmarks.md``.
     random_state : int, RandomState instance or None, default=None
         Seeds the backbone's initialisation (registered names) and the views:
         with an int, a sample gets the same views in every ``transform`` call,
@@ -232,7 +239,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
                  aggregation="mean", aggregation_params=None, normalize="auto",
                  normalize_views="auto", fit_output="mean", preprocess=True, img_size=None,
                  crop_pct=None, input_shape=None, batch_size=256, num_workers=0, device="auto",
-                 random_state=None, verbose=False):
+                 precision="auto", random_state=None, verbose=False):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.policy = policy
@@ -251,6 +258,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
 
@@ -411,7 +419,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
             out = _l2_normalize(out)
         return out.astype(np.float32, copy=False)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _embed_views(self, module, inputs, device, single=False):
         """Aggregated views (or one view per sample with ``single``), batch by batch.
 
@@ -426,23 +434,25 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         total = -(-inputs.n_samples // chunk)
         out = np.empty((inputs.n_samples, self.embedding_dim_), dtype=np.float32)
         batches = inputs.iter_batches(chunk, device, self.num_workers)
-        for start, batch in tqdm(batches, total=total, desc=self._progress_label(),
-                                 disable=not self.verbose, leave=False):
-            keys = content_seeds(batch, seed)
-            batch = self._prepare(batch)
-            if single:
-                result = self._embed_single_view(module, batch, keys)
-            else:
-                acc = _accumulator(self.aggregation_)
-                for views in self._view_groups(batch, keys):
-                    acc.add(self._embed_group(module, views).reshape(
-                        -1, len(batch), self.embedding_dim_))
-                result = acc.result()
-            out[start:start + len(batch)] = result.cpu().numpy()
+        with fast_inference(module, device, self._precision_dtype(device)) as forward:
+            for start, batch in tqdm(batches, total=total, desc=self._progress_label(),
+                                     disable=not self.verbose, leave=False):
+                keys = content_seeds(batch, seed)
+                batch = self._prepare(batch)
+                if single:
+                    result = self._embed_single_view(forward, batch, keys)
+                else:
+                    acc = _accumulator(self.aggregation_)
+                    for views in self._view_groups(batch, keys):
+                        acc.add(self._embed_group(forward, views).reshape(
+                            -1, len(batch), self.embedding_dim_))
+                    result = acc.result()
+                out[start:start + len(batch)] = result.cpu().numpy()
         return out
 
-    def _embed_group(self, module, views):
-        views = self._forward(module, self._normalize(views))
+    def _embed_group(self, forward, views):
+        """``forward`` (:func:`~repens_sklearn._device.fast_inference`'s) on normalised views."""
+        views = forward(self._normalize(views))
         return torch.nn.functional.normalize(views, dim=-1) if self.normalize_views_ else views
 
     def _view_groups(self, batch, keys):
@@ -492,7 +502,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
                 for row, seed in enumerate(seeds_of(first, k).tolist())])
         return make_one_by_one
 
-    def _embed_single_view(self, module, batch, keys):
+    def _embed_single_view(self, forward, batch, keys):
         """One view per sample (``fit_output="single_view"``), from its own seed."""
         seeds = derive_seeds(keys, _FIT_VIEW)
         policy = self.policy_
@@ -503,19 +513,14 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
             out = torch.empty(len(batch), self.embedding_dim_, device=batch.device)
             for index in np.unique(pick):
                 rows = torch.as_tensor(np.flatnonzero(pick == index), device=batch.device)
-                out[rows] = self._embed_group(module, policy.view(batch[rows], int(index)))
+                out[rows] = self._embed_group(forward, policy.view(batch[rows], int(index)))
             return out
         if is_seeded(policy):
             views = policy.seeded(batch, seeds)
         else:
             views = torch.cat([policy(batch[i:i + 1], make_generator(int(seed), batch.device))
                                for i, seed in enumerate(seeds.tolist())])
-        return self._embed_group(module, views)
-
-    @staticmethod
-    def _forward(module, views):
-        with autocast(views.device):
-            return module(views).float()
+        return self._embed_group(forward, views)
 
     def as_backbone(self):
         """A deep copy of the fitted backbone (eval mode, CPU), usable wherever a backbone is.

@@ -117,7 +117,14 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
     num_workers : int, default=0
         DataLoader processes decoding image files in parallel with training.
     device : str or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available (bf16 autocast), else the CPU.
+        ``"auto"`` uses CUDA when available, else the CPU.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        Autocast dtype. ``transform`` (and the kNN monitor): ``"auto"`` is
+        bfloat16 where the device computes it natively (CUDA from Ampere on,
+        CPUs with AVX512-BF16 / AMX), else float32; embeddings are float32
+        either way. Training: ``"auto"`` is bfloat16 on CUDA and float32 on
+        CPUs (bf16 training on CPUs is not validated); ``"float32"`` and
+        ``"bfloat16"`` force both.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, the views and the batch order.
     callbacks : list of skorch callbacks, default=None
@@ -195,7 +202,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
                  base_lr=0.1, momentum=0.9, weight_decay=1e-4, warmup_epochs=10,
                  fix_predictor_lr=False, bn_per_view=False, preprocess=True, img_size=None,
                  crop_pct=None, input_shape=None, num_workers=0, device="auto",
-                 random_state=None, callbacks=None, checkpoint_dir=None, verbose=0):
+                 precision="auto", random_state=None, callbacks=None, checkpoint_dir=None,
+                 verbose=0):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.n_views = n_views
@@ -219,6 +227,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.input_shape = input_shape
         self.num_workers = num_workers
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
@@ -289,6 +298,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             callbacks=self._callbacks(n_samples, X_val, y_val, checkpoint),
             verbose=int(self.verbose), policy=policy, n_views=self.n_views, seed=seed,
             num_workers=self.num_workers, bn_per_view=self.bn_per_view,
+            autocast_dtype=self._precision_dtype(self._resolved_device(), training=True),
             **self._predictor_lr_groups(),
         )
         return net.initialize()
@@ -372,7 +382,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             )
         if inputs.n_samples < 2:
             raise ValueError("the kNN monitor needs at least 2 samples in X_val")
-        return [("knn", KNNMonitor(inputs, y_val, preprocess=self.preprocess_))]
+        dtype = self._precision_dtype(self._resolved_device())
+        return [("knn", KNNMonitor(inputs, y_val, preprocess=self.preprocess_, dtype=dtype))]
 
     def _checkpoint(self):
         if self.checkpoint_dir is None:

@@ -40,8 +40,9 @@ class SiameseNet(NeuralNet):
     """
 
     def __init__(self, *args, policy, n_views, seed=0, num_workers=0, bn_per_view=False,
-                 **kwargs):
+                 autocast_dtype=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.autocast_dtype = autocast_dtype  # None: bf16 on CUDA, float32 on CPU
         self.policy = policy
         self.n_views = n_views
         self.seed = seed
@@ -85,7 +86,7 @@ class SiameseNet(NeuralNet):
         self.module_.train()  # the net's torch modules (skorch's train_step_single does so too)
         self.criterion_.train()
         x = to_float(batch.to(self.device, non_blocking=True))
-        with autocast(self.device):
+        with autocast(self.device, self.autocast_dtype):
             z, p = self.forward_views(self.make_views(x))
         loss = self.criterion_(z.float(), p.float())
         if not torch.isfinite(loss):
@@ -167,8 +168,9 @@ class KNNMonitor(Callback):
     """
 
     def __init__(self, inputs, y, k=200, temperature=0.1, every=1, batch_size=256,
-                 preprocess=None):
+                 preprocess=None, dtype=None):
         self.inputs = inputs
+        self.dtype = dtype
         self.preprocess = preprocess
         self.y = y
         self.k = k
@@ -180,6 +182,6 @@ class KNNMonitor(Callback):
         if len(net.history) % self.every:
             return
         emb = embed_inputs(net.module_.encoder, self.inputs, batch_size=self.batch_size,
-                           device=net.device, preprocess=self.preprocess)
+                           device=net.device, preprocess=self.preprocess, dtype=self.dtype)
         acc = weighted_knn_accuracy(emb, self.y, k=self.k, temperature=self.temperature)
         net.history.record("knn_acc", acc)

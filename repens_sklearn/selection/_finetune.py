@@ -16,7 +16,7 @@ from torch import nn
 from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, seeded_init
 from .._compat import Interval, StrOptions, _fit_context
 from .._composition import check_named_list
-from .._device import make_generator
+from .._device import autocast, fast_inference, make_generator
 from .._inputs import (
     check_classification_y,
     InputsDataset,
@@ -96,6 +96,14 @@ class _FiniteLossNet(NeuralNetClassifier):
     """
 
     total_steps = None
+    inference_dtype = None  # set by FineTuneClassifier.predict_proba (its precision)
+
+    def evaluation_step(self, batch, training=False):
+        dtype = self.inference_dtype
+        if training or dtype is None or dtype == torch.float32:
+            return super().evaluation_step(batch, training=training)
+        with autocast(self.device, dtype):  # float32 logits: skorch's numpy has no bf16
+            return super().evaluation_step(batch, training=training).float()
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
@@ -187,6 +195,11 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         DataLoader processes decoding image files in parallel with training.
     device : str or torch.device, default="auto"
         Torch device; "auto" is CUDA when available, else CPU.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        Arithmetic of predictions (``predict_proba``): ``"auto"`` is bfloat16
+        autocast where the device computes it natively (CUDA from Ampere on,
+        CPUs with AVX512-BF16 / AMX), else float32; probabilities are float
+        either way. Training runs in float32 (bf16 fine-tuning is not validated).
     random_state : int, RandomState or None, default=None
         Seeds the head, a backbone built from a name, the batch order and the
         augmentations.
@@ -237,7 +250,8 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
     def __init__(self, backbone, *, backbone_params=None, lr=0.01, max_steps=2500,
                  batch_size=512, schedule="paper", momentum=0.9, weight_decay=0.0,
                  recalibrate_bn=True, head_init="default", policy=None, policy_params=None, preprocess=True, img_size=None, crop_pct=None,
-                 input_shape=None, num_workers=0, device="auto", random_state=None, verbose=False):
+                 input_shape=None, num_workers=0, device="auto", precision="auto",
+                 random_state=None, verbose=False):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.lr = lr
@@ -256,6 +270,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.input_shape = input_shape
         self.num_workers = num_workers
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
 
@@ -398,8 +413,11 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         inputs = self._transform_inputs(X)
         no_labels = np.zeros(inputs.n_samples, dtype=np.int64)  # skorch's datasets yield (X, y)
-        proba = np.asarray(self.net_.predict_proba(InputsDataset(inputs, no_labels)),
-                           dtype=np.float64)
+        device = torch.device(self.net_.device)
+        self.net_.inference_dtype = dtype = self._precision_dtype(device)
+        with fast_inference(self.net_.module_, device, dtype):
+            proba = np.asarray(self.net_.predict_proba(InputsDataset(inputs, no_labels)),
+                               dtype=np.float64)
         bad = ~np.isfinite(proba).all(axis=1)
         if bad.any():  # argmax of a NaN row would silently say classes_[0]
             raise NonFiniteOutputError(
