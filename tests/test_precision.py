@@ -1,0 +1,254 @@
+"""The ``precision`` parameter (issue #24): resolution, float32 outputs, exact float32.
+
+``tests/conftest.py`` pins ``REPENS_SKLEARN_PRECISION=float32`` for the suite; the
+tests of ``"auto"`` here unset it.
+"""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils._param_validation import InvalidParameterError
+from torch import nn
+
+from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, MeanTTAEmbedder
+from repens_sklearn import _device
+from repens_sklearn._device import (
+    PRECISION_ENV,
+    cpu_flags,
+    cpu_has_native_bf16,
+    fast_inference,
+    resolve_precision,
+)
+
+BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+class TinyConv(nn.Module):
+    """A small pretrained-looking CNN: preprocessing (resize, normalise) runs for it."""
+
+    pretrained_cfg = {"input_size": (3, 32, 32), "mean": (0.5, 0.4, 0.3),
+                      "std": (0.2, 0.25, 0.3), "interpolation": "bilinear", "crop_pct": 0.875}
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 24))
+        self.embedding_dim = 24
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class RecordsInput(nn.Module):
+    """A conv module that records the dtype and memory format its conv layer sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append((x.is_contiguous(memory_format=torch.channels_last),
+                          self.conv.weight.is_contiguous(memory_format=torch.channels_last),
+                          torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
+                          else None))
+        return self.conv(x).mean(dim=(2, 3))
+
+
+@pytest.fixture
+def auto_precision(monkeypatch):
+    """``precision="auto"`` decided by the device, as outside the test suite."""
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+
+
+@pytest.fixture
+def no_bf16_cpu(monkeypatch, auto_precision):
+    """A CPU whose flags name no native bf16 (an AVX-512 CPU before Cooper Lake)."""
+    monkeypatch.setattr(_device, "cpu_flags", lambda path=None: frozenset({"avx2", "avx512f"}))
+    cpu_has_native_bf16.cache_clear()
+    yield
+    cpu_has_native_bf16.cache_clear()
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (12, 28, 28), dtype=np.uint8), np.arange(12) % 3
+
+
+def _cosines(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+# ------------------------------------------------------------------------ resolution
+
+def test_auto_on_this_machine_follows_its_cpu_flags(auto_precision):
+    native = bool(BF16_FLAGS & cpu_flags()) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert cpu_has_native_bf16() is native
+    expected = torch.bfloat16 if native else torch.float32
+    assert resolve_precision("auto", "cpu") == expected
+    # training on a CPU stays float32 whatever the flags (bf16 CPU training is not validated)
+    assert resolve_precision("auto", "cpu", training=True) == torch.float32
+
+
+def test_auto_on_a_cpu_without_native_bf16_is_float32(no_bf16_cpu):
+    assert cpu_has_native_bf16() is False
+    assert resolve_precision("auto", "cpu") == torch.float32
+    assert resolve_precision("bfloat16", "cpu") == torch.bfloat16  # forced, still honoured
+
+
+def test_avx512_alone_is_not_native_bf16(monkeypatch, auto_precision):
+    """oneDNN's own check is true on AVX-512 CPUs that emulate bf16: flags decide."""
+    monkeypatch.setattr(_device, "cpu_flags", lambda path=None: frozenset({"avx512bw"}))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True,
+                        raising=False)
+    cpu_has_native_bf16.cache_clear()
+    try:
+        assert resolve_precision("auto", "cpu") == torch.float32
+    finally:
+        cpu_has_native_bf16.cache_clear()
+
+
+def test_native_flags_need_onednn_too(monkeypatch, auto_precision):
+    monkeypatch.setattr(_device, "cpu_flags", lambda path=None: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False,
+                        raising=False)
+    cpu_has_native_bf16.cache_clear()
+    try:
+        assert resolve_precision("auto", "cpu") == torch.float32
+    finally:
+        cpu_has_native_bf16.cache_clear()
+
+
+def test_cuda_auto_uses_bf16_where_native(monkeypatch, auto_precision):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_precision("auto", "cuda") == torch.bfloat16
+    assert resolve_precision("auto", "cuda", training=True) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert resolve_precision("auto", "cuda") == torch.float32
+
+
+def test_cpu_flags_are_read_from_the_cpuinfo_file(tmp_path):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")
+    assert cpu_flags(x86) == frozenset({"fpu", "avx512f", "amx_bf16"})
+    assert cpu_flags(arm) == frozenset({"fp", "asimd", "bf16"})
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_environment_variable_decides_auto(monkeypatch):
+    monkeypatch.setenv(PRECISION_ENV, "bfloat16")
+    assert resolve_precision("auto", "cpu") == torch.bfloat16
+    assert resolve_precision("float32", "cpu") == torch.float32  # an explicit value wins
+    monkeypatch.setenv(PRECISION_ENV, "half")
+    with pytest.raises(ValueError) as info:
+        resolve_precision("auto", "cpu")
+    assert str(info.value) == ("the environment variable REPENS_SKLEARN_PRECISION must be one "
+                               "of 'auto', 'float32', 'bfloat16'; got 'half'")
+
+
+@pytest.mark.parametrize("Estimator", [MeanTTAEmbedder, FineTuneClassifier, EnSiamPretrainer])
+def test_bad_precision_is_a_clear_error(Estimator, images):
+    X, y = images
+    with pytest.raises(InvalidParameterError) as info:
+        Estimator(TinyConv(), precision="fp16").fit(X, y)
+    assert str(info.value) == (
+        f"The 'precision' parameter of {Estimator.__name__} must be a str among "
+        f"{{'auto', 'bfloat16', 'float32'}}. Got 'fp16' instead.")
+    with pytest.raises(ValueError) as info:
+        resolve_precision("fp16", "cpu")
+    assert str(info.value) == "precision must be one of 'auto', 'float32', 'bfloat16'; got 'fp16'"
+
+
+# ---------------------------------------------------------------------------- outputs
+
+def _float32_reference(emb, X):
+    """Today's computation by hand: preprocessing, then a float32 forward (NCHW)."""
+    x = torch.from_numpy(X[:, None]).float().div_(255.0)
+    with torch.no_grad():
+        return emb.backbone_(emb.preprocess_(x)).numpy()
+
+
+def test_float32_reproduces_the_float32_embeddings_exactly(images):
+    X, _ = images
+    emb = MeanTTAEmbedder(TinyConv(), n_augmentations=0, precision="float32", device="cpu",
+                          random_state=0).fit(X)
+    np.testing.assert_array_equal(emb.transform(X), _float32_reference(emb, X))
+    assert all(p.is_contiguous() for p in emb.backbone_.parameters())
+
+
+@pytest.mark.parametrize("n_augmentations", [0, 3])
+def test_bfloat16_returns_float32_close_to_float32(images, n_augmentations):
+    X, _ = images
+    common = dict(n_augmentations=n_augmentations, device="cpu", random_state=0)
+    module = TinyConv()  # one module: the estimators deep-copy it
+    Z32 = MeanTTAEmbedder(module, precision="float32", **common).fit_transform(X)
+    Z16 = MeanTTAEmbedder(module, precision="bfloat16", **common).fit_transform(X)
+    assert Z16.dtype == np.float32 and Z16.shape == Z32.shape
+    assert not np.array_equal(Z16, Z32)  # bf16 did run
+    assert _cosines(Z16, Z32).min() >= 0.999
+
+
+def test_auto_is_float32_on_a_cpu_without_bf16(no_bf16_cpu, images):
+    X, _ = images
+    auto = MeanTTAEmbedder(TinyConv(), n_augmentations=0, device="cpu").fit(X)
+    np.testing.assert_array_equal(auto.transform(X), _float32_reference(auto, X))
+
+
+def test_bf16_runs_conv_backbones_channels_last_and_restores_them():
+    module = RecordsInput()
+    x = torch.rand(2, 3, 8, 8)
+    with torch.inference_mode(), fast_inference(module, "cpu", torch.bfloat16) as forward:
+        out = forward(x)
+    assert out.dtype == torch.float32
+    assert module.seen == [(True, True, torch.bfloat16)]
+    assert module.conv.weight.is_contiguous() and not module.conv.weight.is_inference()
+    with torch.inference_mode(), fast_inference(module, "cpu", torch.float32) as forward:
+        forward(x)
+    assert module.seen[-1] == (False, False, None)  # float32: as before, untouched
+
+
+def test_grey_arrays_and_pil_images_reach_the_backbone_alike(images):
+    """Item 3: PIL images decode as HWC, so they reached the backbone channels_last (faster
+    convolutions) while grey uint8 arrays came NCHW; in bf16 both now run channels_last."""
+    from PIL import Image
+
+    X, _ = images
+    seen = {}
+    for name, data in (("array", X[:4]), ("pil", [Image.fromarray(a) for a in X[:4]])):
+        module = RecordsInput()
+        module.pretrained_cfg = TinyConv.pretrained_cfg
+        emb = MeanTTAEmbedder(module, n_augmentations=0, precision="bfloat16",
+                              device="cpu").fit(data)
+        emb.backbone_.seen.clear()  # the probe of fit
+        emb.transform(data)
+        seen[name] = emb.backbone_.seen
+    assert seen["array"] == seen["pil"] == [(True, True, torch.bfloat16)]
+
+
+def test_finetune_predictions_in_bf16_are_float(images):
+    X, y = images
+    common = dict(max_steps=2, batch_size=6, device="cpu", random_state=0)
+    module = TinyConv()
+    clf32 = FineTuneClassifier(module, precision="float32", **common).fit(X, y)
+    clf16 = FineTuneClassifier(module, precision="bfloat16", **common).fit(X, y)
+    p32, p16 = clf32.predict_proba(X), clf16.predict_proba(X)
+    assert p16.dtype == np.float64 and np.isfinite(p16).all()
+    np.testing.assert_allclose(p16.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(p16, p32, atol=0.02)
+    assert not np.array_equal(p16, p32)
+
+
+def test_ensiam_bf16_trains_finite_and_embeds_float32(images):
+    X, _ = images
+    pre = EnSiamPretrainer(TinyConv(), policy="crop_flip", n_views=2, max_epochs=2,
+                           batch_size=6, projector_dim=16, predictor_hidden_dim=8,
+                           precision="bfloat16", device="cpu", random_state=0).fit(X)
+    Z = pre.transform(X)
+    assert np.isfinite(pre.history_[:, "train_loss"]).all()
+    assert Z.dtype == np.float32 and np.isfinite(Z).all()
