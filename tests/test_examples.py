@@ -14,11 +14,16 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs_quick(script, tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg", REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD="1")
+    """Runs, prints, and prints no warning (every warning shown once: ``-W default``)."""
+    env = dict(os.environ, MPLBACKEND="Agg", REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD="1",
+               PYTHONWARNINGS="default")
     result = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"{script.name} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, \
+        f"{script.name} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     assert result.stdout.strip(), f"{script.name} printed nothing"
+    warnings = [line for line in result.stderr.splitlines() if "Warning:" in line]
+    assert warnings == [], f"{script.name} warned:\n" + "\n".join(warnings[:5])
 
 
 def test_examples_exist_for_every_paper():
