@@ -1,6 +1,6 @@
 """What every torch estimator of the library shares.
 
-Parameter constraints for the common parameters, backbone / policy / device
+One definition per shared parameter (constraint and docstring entry), backbone / policy / device
 resolution, seeding through private generators, and the input pipeline.
 """
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
+import re
 from numbers import Integral, Real
 
 import numpy as np
@@ -29,23 +31,12 @@ from ._plugins import create_augmentation_policy
 from ._preprocess import ImagePreprocessor, data_config
 from .backbones import build_backbone, check_backbone_accepts
 
-# One definition per shared parameter, so every estimator accepts the same values.
-DEVICE_CONSTRAINT = [StrOptions({"auto"}), str, torch.device, None]
-COMMON_CONSTRAINTS = {
-    "device": DEVICE_CONSTRAINT,
-    "input_shape": [tuple, list, np.ndarray, None],
-    "batch_size": [Interval(Integral, 1, None, closed="left")],
-    "random_state": ["random_state"],
-    "verbose": ["verbose"],
-}
-
-# Shared by the estimators that train: 0 epochs is an untrained model (a baseline).
-TRAINING_CONSTRAINTS = {
-    "max_epochs": [Interval(Integral, 0, None, closed="left")],
-    "momentum": [Interval(Real, 0, 1, closed="left")],  # SGD diverges at momentum 1
-}
-
-BACKBONE_CONSTRAINTS = {
+# One definition per shared parameter (issue #22): its constraint, the one list object every
+# estimator's ``_parameter_constraints`` holds, and its numpydoc entry below. An estimator
+# writes ``{name}`` on a line of its Parameters section; :func:`fill_parameter_docs` puts the
+# entry there at import, the default read from the signature. Lines indented under ``{name}``
+# continue the entry with what that estimator does with the parameter.
+PARAMETER_CONSTRAINTS = {
     "backbone": [str, nn.Module, HasMethods(["as_backbone"])],
     "backbone_params": [dict, None],
     "policy": [str, callable],
@@ -53,8 +44,153 @@ BACKBONE_CONSTRAINTS = {
     "preprocess": ["boolean"],
     "img_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
     "crop_pct": [Interval(Real, 0, 1, closed="right"), None],
+    "input_shape": [tuple, list, np.ndarray, None],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
     "num_workers": [Interval(Integral, 0, None, closed="left")],
     "precision": [StrOptions(set(PRECISIONS))],  # resolved by _device.resolve_precision
+    "device": [StrOptions({"auto"}), str, torch.device, None],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+    # training: 0 epochs is an untrained model (a baseline); SGD diverges at momentum 1
+    "max_epochs": [Interval(Integral, 0, None, closed="left")],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "momentum": [Interval(Real, 0, 1, closed="left")],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    # composites
+    "memory": [None, str, HasMethods(["cache"])],
+    "n_jobs": [Integral, None],
+}
+
+PARAMETER_DOCS = """
+backbone : str, torch.nn.Module or fitted estimator
+    A registered backbone name (:func:`~repens_sklearn.list_backbones`), a
+    module (deep-copied; maps a batch to ``(batch, dim)``), or a fitted
+    estimator of this library that has ``as_backbone()`` (e.g. a fitted
+    :class:`~repens_sklearn.EnSiamPretrainer`). Wrap a fitted estimator in
+    ``sklearn.frozen.FrozenEstimator`` to keep it fitted through ``clone``
+    (``GridSearchCV``).
+backbone_params : dict
+    Keyword arguments for the backbone factory (registered names only).
+    ``in_features`` / ``in_chans`` are filled in from the data.
+policy : str or callable
+    A registered augmentation policy
+    (:func:`~repens_sklearn.list_augmentation_policies`) or a callable
+    ``policy(x, generator) -> x_aug`` returning a batch of the same shape,
+    drawn independently for every sample, on the device. Images are
+    augmented as [0, 1] values at the backbone's resolution (see
+    ``preprocess``); ``"gaussian_noise"`` augments vectors.
+policy_params : dict
+    Keyword arguments for the policy factory (registered names only).
+preprocess : bool
+    Feed a pretrained backbone (one with a ``pretrained_cfg``, as timm's
+    models have) images prepared as in its pretraining: grey to RGB, resized
+    and centre-cropped to its ``input_size`` (timm's evaluation transform),
+    the ``policy`` applied at that resolution, then normalised with its
+    ``mean``/``std``. False feeds the pixels as they are. Backbones without
+    ``pretrained_cfg`` are never preprocessed.
+img_size : int or (H, W)
+    Resolution a pretrained backbone is fed at instead of its
+    ``pretrained_cfg["input_size"]`` (timm's ``img_size``), e.g. 96 on a CPU.
+crop_pct : float in (0, 1]
+    Centre-crop fraction instead of the backbone's
+    ``pretrained_cfg["crop_pct"]`` (1.0: no crop).
+input_shape : tuple (C, H, W)
+    Shape of one image when X is 2-D (flattened images) or a list of image
+    files to resize (without a pretrained backbone; with one, files are
+    decoded at its resolution).
+batch_size : int
+    Size of the batches the network is run on.
+num_workers : int
+    Processes decoding image files in parallel with the network (torch
+    ``DataLoader`` workers); 0 decodes in the main process. Arrays are
+    always sliced in place.
+precision : {"auto", "float32", "bfloat16"}
+    Arithmetic of the network's forward passes; outputs are float32 either
+    way. ``"auto"``: bfloat16 autocast (convolutional backbones
+    channels_last) where the device computes bf16 natively - CUDA GPUs from
+    Ampere on, CPUs with AVX512-BF16 or AMX (detected from the CPU's flags) -
+    else float32. ``"float32"`` gives the exact float32 results. Speed and
+    accuracy of each: ``docs/benchmarks.md``.
+device : "auto", str, torch.device or None
+    ``"auto"`` or None: CUDA when available, else the CPU; otherwise a torch
+    device (``"cpu"``, ``"cuda:1"``, ...).
+random_state : int, RandomState instance or None
+    Pass an int for reproducible results across calls.
+verbose : int or bool
+    Progress output; 0 or False is silent.
+max_epochs : int
+    Training epochs; 0 keeps the untrained model (a baseline).
+lr : float
+    Learning rate of the optimiser (> 0).
+momentum : float in [0, 1)
+    SGD momentum.
+weight_decay : float
+    Weight decay (L2 penalty) of the optimiser.
+memory : str, joblib.Memory or None
+    Cache of the members' fitted state and features (``joblib.Memory``, as in
+    ``Pipeline``), keyed on all of X, module weights and the identity (path,
+    size, modification time) of every file named in X or the members'
+    parameters.
+n_jobs : int or None
+    Members run in parallel by ``joblib.Parallel`` (None: one, -1: all
+    cores); ``joblib.parallel_config(backend="dask")`` runs them on a cluster.
+"""
+
+
+def _numpydoc_entries(block: str) -> dict:
+    """``{name: (type, text lines)}`` of a block of numpydoc parameter entries."""
+    entries = {}
+    for line in block.strip("\n").splitlines():
+        if line.startswith(" "):
+            entries[name][1].append(line.strip())
+        else:
+            name, _, type_ = line.partition(" : ")
+            entries[name] = (type_, [])
+    return entries
+
+
+_ENTRIES = _numpydoc_entries(PARAMETER_DOCS)
+_PLACEHOLDER = re.compile(r"^([ \t]*)\{(\w+)\}[ \t]*$", re.MULTILINE)
+
+
+def parameter_doc(name: str, default=inspect.Parameter.empty, indent: str = "    ") -> str:
+    """The numpydoc entry of shared parameter ``name`` with ``default``, as in a docstring."""
+    type_, text = _ENTRIES[name]
+    if default is not inspect.Parameter.empty:
+        type_ += f', default="{default}"' if isinstance(default, str) else f", default={default!r}"
+    return "\n".join([f"{indent}{name} : {type_}", *(f"{indent}    {t}" for t in text)])
+
+
+def fill_parameter_docs(obj):
+    """Class or function decorator: every ``{name}`` line of the docstring becomes the
+    shared entry of parameter ``name``, its default taken from ``obj``'s signature."""
+    if obj.__doc__:
+        signature = inspect.signature(obj)
+
+        def entry(match):
+            if match[2] not in signature.parameters:
+                raise TypeError(f"{obj.__qualname__}'s docstring documents {{{match[2]}}}, "
+                                "which is not in its signature")
+            default = signature.parameters[match[2]].default
+            return parameter_doc(match[2], default, indent=match[1])
+
+        obj.__doc__ = _PLACEHOLDER.sub(entry, obj.__doc__)
+    return obj
+
+
+
+def _constraints(*names) -> dict:
+    return {name: PARAMETER_CONSTRAINTS[name] for name in names}
+
+
+# The groups the estimators spread into their ``_parameter_constraints``.
+DEVICE_CONSTRAINT = PARAMETER_CONSTRAINTS["device"]
+COMMON_CONSTRAINTS = _constraints("device", "input_shape", "batch_size", "random_state",
+                                  "verbose")
+TRAINING_CONSTRAINTS = _constraints("max_epochs", "momentum")
+BACKBONE_CONSTRAINTS = {
+    **_constraints("backbone", "backbone_params", "policy", "policy_params", "preprocess",
+                   "img_size", "crop_pct", "num_workers", "precision"),
     **COMMON_CONSTRAINTS,
 }
 

@@ -12,8 +12,8 @@ from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._base import COMMON_CONSTRAINTS
-from .._compat import _fit_context, HasMethods, Interval, StrOptions
+from .._base import PARAMETER_CONSTRAINTS
+from .._compat import _fit_context, Interval, StrOptions
 from .._composition import embedding_members, NamedMembers
 from .._device import seed_from
 from .._fingerprint import KeyedCache
@@ -151,9 +151,9 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         "fractions": [Interval(Real, 0, 1, closed="right"), dict, None],
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "combine": [StrOptions({"concat", "mean"})],
-        "random_state": COMMON_CONSTRAINTS["random_state"],
-        "n_jobs": [Integral, None],
-        "memory": [None, str, HasMethods(["cache"])],
+        "random_state": PARAMETER_CONSTRAINTS["random_state"],
+        "n_jobs": PARAMETER_CONSTRAINTS["n_jobs"],
+        "memory": PARAMETER_CONSTRAINTS["memory"],
     }
 
     def __init__(self, embedders, *, normalize=True, weights=None, fractions=None,

@@ -14,8 +14,8 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from torch.nn import functional as F
 
-from .._base import COMMON_CONSTRAINTS, TRAINING_CONSTRAINTS, seeded_init
-from .._compat import _fit_context, HasMethods, Interval, StrOptions
+from .._base import COMMON_CONSTRAINTS, PARAMETER_CONSTRAINTS, fill_parameter_docs, seeded_init
+from .._compat import _fit_context, Interval, StrOptions
 from .._composition import check_embedding_members, NamedMembers
 from .._device import make_generator, resolve_device, seed_from
 from .._inputs import check_member_inputs
@@ -202,6 +202,7 @@ class _ClampBank(Callback):
                 net.module_.bank.weight.clamp_(min=0)
 
 
+@fill_parameter_docs
 class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, NamedMembers):
     """One vector per sample, learned so that small MLPs recover every backbone's features.
 
@@ -255,39 +256,36 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     hidden_dim : int, default=None
         Width of the hidden layers; None = the vector width (section 3: "both of
         output dimension the same as their input").
-    max_epochs : int, default=50
-        Training epochs (section 3.1: 50 outside ImageNet, 20 on ImageNet); 0 keeps
-        the initial normalised average.
+    {max_epochs}
+        Section 3.1: 50 outside ImageNet, 20 on ImageNet; 0 keeps the initial
+        normalised average.
     transform_epochs : int, default=None
         Optimisation steps per new vector in ``transform`` (each sample gets one
         step per epoch, as in training); None = ``max_epochs``.
-    lr : float, default=3e-4
-        Adam learning rate, for fit and transform (section 3.1).
-    batch_size : int, default=256
+    {lr}
+        Adam's, for fit and transform (section 3.1).
+    {batch_size}
         Samples per step in fit and per parallel chunk in transform (section 3.1).
     warmup_fraction : float in [0, 1), default=0.5
         Share of the epochs that train only the MLPs (section 3.1: half).
-    weight_decay : float, default=0.0
-        Adam weight decay on the MLPs (never the vectors); section 5.1 mentions
-        1e-6.
+    {weight_decay}
+        Adam's, on the MLPs (never the vectors); section 5.1 mentions 1e-6.
     final_activation : {"relu", "identity"} or None, default="relu"
         Activation after each MLP's last layer. ReLU (the paper) matches
         post-ReLU pooled features; use "identity" when features can be negative.
     nonnegative : bool, default=False
         Keep the learned vectors in the non-negative orthant (projection after
         each step; the constrained variant of section 5.2).
-    device : "auto", str, torch.device or None, default="auto"
-        "auto" or None: CUDA when available, else CPU; otherwise a torch device.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the backbones built from registered names, MLP initialisation and
-        batch order; ``transform`` itself draws nothing, so equal seeds give
+    {device}
+    {random_state}
+        It seeds the backbones built from registered names, MLP initialisation
+        and batch order; ``transform`` itself draws nothing, so equal seeds give
         equal outputs.
-    memory : str, joblib.Memory or None, default=None
-        Caches the backbones' fitted state and features (``joblib.Memory``,
-        through :class:`ConcatEmbedder`): keyed on the data, module weights and
-        the identity of every file named in X or the backbones' parameters.
-    verbose : bool, default=False
-        Show skorch's epoch log and progress bar.
+    {memory}
+        The members are the ``backbones``, cached through
+        :class:`ConcatEmbedder`.
+    {verbose}
+        True shows skorch's epoch log and progress bar.
 
     Attributes
     ----------
@@ -335,25 +333,40 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         "feature_groups": ["array-like", None],
         "mlp_depth": [Interval(Integral, 1, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left"), None],
-        "max_epochs": TRAINING_CONSTRAINTS["max_epochs"],
+        "max_epochs": PARAMETER_CONSTRAINTS["max_epochs"],
         "transform_epochs": [Interval(Integral, 0, None, closed="left"), None],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr": PARAMETER_CONSTRAINTS["lr"],
         "batch_size": COMMON_CONSTRAINTS["batch_size"],
         "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "weight_decay": PARAMETER_CONSTRAINTS["weight_decay"],
         "final_activation": [StrOptions({"relu", "identity"}), None],
         "nonnegative": ["boolean"],
         "device": COMMON_CONSTRAINTS["device"],
         "random_state": COMMON_CONSTRAINTS["random_state"],
-        "memory": [None, str, HasMethods(["cache"])],
+        "memory": PARAMETER_CONSTRAINTS["memory"],
         "verbose": COMMON_CONSTRAINTS["verbose"],
     }
 
-    def __init__(self, backbones=None, *, feature_groups=None, mlp_depth=2, hidden_dim=None,
-                 max_epochs=50, transform_epochs=None, lr=3e-4, batch_size=256,
-                 warmup_fraction=0.5, weight_decay=0.0, final_activation="relu",
-                 nonnegative=False, device="auto", random_state=None, memory=None,
-                 verbose=False):
+    def __init__(
+        self,
+        backbones=None,
+        *,
+        feature_groups=None,
+        mlp_depth=2,
+        hidden_dim=None,
+        max_epochs=50,
+        transform_epochs=None,
+        lr=3e-4,
+        batch_size=256,
+        warmup_fraction=0.5,
+        weight_decay=0.0,
+        final_activation="relu",
+        nonnegative=False,
+        device="auto",
+        random_state=None,
+        memory=None,
+        verbose=False,
+    ):
         self.backbones = backbones
         self.feature_groups = feature_groups
         self.mlp_depth = mlp_depth

@@ -13,7 +13,7 @@ from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils.validation import check_is_fitted
 
 from .. import aggregate as _aggregate
-from .._base import BACKBONE_CONSTRAINTS, TorchEstimatorMixin, module_on
+from .._base import BACKBONE_CONSTRAINTS, TorchEstimatorMixin, fill_parameter_docs, module_on
 from .._compat import Interval, StrOptions, _fit_context
 from .._device import fast_inference, make_generator
 from .._plugins import create_aggregation
@@ -32,6 +32,7 @@ from ..backbones import check_backbone_accepts
 _FIT_VIEW = -1
 
 
+@fill_parameter_docs
 class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                       BaseEstimator):
     """Embeddings of a frozen backbone averaged over random test-time augmentations (MeTTA).
@@ -64,33 +65,22 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
 
     Parameters
     ----------
-    backbone : str, torch.nn.Module or fitted estimator
-        A registered backbone name (``repens_sklearn.list_backbones()``), a module
-        (deep-copied; maps a batch to ``(batch, dim)``), or a fitted estimator of
-        this library that has ``as_backbone()`` (e.g. a fitted
-        ``EnSiamPretrainer``). Wrap a fitted estimator in
-        ``sklearn.frozen.FrozenEstimator`` to keep it fitted through ``clone``
-        (``GridSearchCV``).
-    backbone_params : dict, default=None
-        Keyword arguments for the backbone factory (registered names only).
-        ``in_features`` / ``in_chans`` are filled in from the data.
-    policy : str or callable, default="crop_flip"
-        A registered augmentation policy name or a callable
-        ``policy(x, generator) -> x_aug``. ``"crop_flip"`` is a
+    {backbone}
+    {backbone_params}
+    {policy}
+        It draws the S test-time views. ``"crop_flip"`` is a
         resize-randomcrop-flip augmentation whose crop area adapts to the
         resolution the policy sees (see ``repens_sklearn.augment.CropFlip``);
         ``"crop_flip_paper"`` is the paper's conventional one (torchvision's
-        area 0.08-1 at every size; sec. 5); use ``"gaussian_noise"`` for
-        vectors and ``"multiscale"`` (with ``aggregation="gem"``) for the
-        image-retrieval recipe (sec. 4).
+        area 0.08-1 at every size; sec. 5); ``"multiscale"`` (with
+        ``aggregation="gem"``) is the image-retrieval recipe (sec. 4).
         A deterministic multi-view policy (one with ``n_views`` and
         ``view(x, index)``, like ``"multiscale"``) gives
         ``min(n_augmentations, n_views)`` views, each run at its own resolution.
         A policy with ``seeded(x, seeds)`` (all built-ins) makes every view of a
         batch in one call; any other callable is called once per view of each
         sample, with a generator seeded from that view's seed.
-    policy_params : dict, default=None
-        Keyword arguments for the policy factory (registered names only).
+    {policy_params}
     n_augmentations : int, default=10
         Number S of augmented views per sample (the paper's N uses 10 and 32).
         ``0`` gives the plain embedding of the un-augmented input.
@@ -123,46 +113,24 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         ``fit_transform(X)`` differs from ``fit(X).transform(X)`` on purpose, as
         scikit-learn's ``TargetEncoder`` does; ``Pipeline.fit`` uses
         ``fit_transform``, so the next step is trained on those rows.
-    preprocess : bool, default=True
-        Feed a pretrained backbone (one with a ``pretrained_cfg``, as timm's
-        models have) images prepared as in its pretraining: grey to RGB, resized
-        and centre-cropped to its ``input_size`` (timm's evaluation transform),
-        the views drawn at that resolution, then normalised with its
-        ``mean``/``std``. False feeds the pixels as they are. Backbones without
-        ``pretrained_cfg`` are never preprocessed.
-    img_size : int or (H, W), default=None
-        Resolution a pretrained backbone is fed at instead of its
-        ``pretrained_cfg["input_size"]`` (timm's ``img_size``), e.g. 96 on a CPU.
-    crop_pct : float in (0, 1], default=None
-        Centre-crop fraction instead of the backbone's ``pretrained_cfg["crop_pct"]``
-        (1.0: no crop).
-    input_shape : tuple (C, H, W), default=None
-        Shape of one image when X is 2-D (flattened images) or a list of image
-        files to resize (without a pretrained backbone; with one, files are
-        decoded at its resolution).
-    batch_size : int, default=256
-        Number of views per forward pass.
-    num_workers : int, default=0
-        Processes decoding image files in parallel with the forward passes
-        (torch ``DataLoader`` workers); 0 decodes in the main process. Arrays
-        are always sliced in place.
-    device : str or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU.
-    precision : {"auto", "float32", "bfloat16"}, default="auto"
-        Arithmetic of the backbone's forward passes; embeddings are float32
-        either way. ``"auto"``: bfloat16 autocast (convolutional backbones
-        channels_last) where the device computes bf16 natively - CUDA GPUs
-        from Ampere on, CPUs with AVX512-BF16 or AMX (detected from the CPU's
-        flags) - else float32. ``"float32"`` gives the exact float32
-        embeddings. Speed and accuracy of each: ``docs/benchmarks.md``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the backbone's initialisation (registered names) and the views:
+    {preprocess}
+    {img_size}
+    {crop_pct}
+    {input_shape}
+    {batch_size}
+        It counts views: a forward pass holds the views of
+        ``batch_size // S`` samples.
+    {num_workers}
+    {device}
+    {precision}
+    {random_state}
+        It seeds the backbone's initialisation (registered names) and the views:
         with an int, a sample gets the same views in every ``transform`` call,
         in any batch, at any position in X, with any ``batch_size``, in any
         process (the seeds are computed exactly; the views' pixels on another
         device may differ by rounding).
-    verbose : bool, default=False
-        Show a tqdm progress bar during ``transform``.
+    {verbose}
+        True shows a tqdm progress bar during ``transform``.
 
     Attributes
     ----------
@@ -234,12 +202,31 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         "fit_output": [StrOptions({"mean", "single_view", "plain"})],
     }
 
-    def __init__(self, backbone="convnet_small", *, backbone_params=None, policy="crop_flip",
-                 policy_params=None, n_augmentations=10, include_identity=False,
-                 aggregation="mean", aggregation_params=None, normalize="auto",
-                 normalize_views="auto", fit_output="mean", preprocess=True, img_size=None,
-                 crop_pct=None, input_shape=None, batch_size=256, num_workers=0, device="auto",
-                 precision="auto", random_state=None, verbose=False):
+    def __init__(
+        self,
+        backbone="convnet_small",
+        *,
+        backbone_params=None,
+        policy="crop_flip",
+        policy_params=None,
+        n_augmentations=10,
+        include_identity=False,
+        aggregation="mean",
+        aggregation_params=None,
+        normalize="auto",
+        normalize_views="auto",
+        fit_output="mean",
+        preprocess=True,
+        img_size=None,
+        crop_pct=None,
+        input_shape=None,
+        batch_size=256,
+        num_workers=0,
+        device="auto",
+        precision="auto",
+        random_state=None,
+        verbose=False,
+    ):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.policy = policy

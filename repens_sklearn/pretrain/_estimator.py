@@ -13,8 +13,15 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, module_on
-from .._base import seeded_init
+from .._base import (
+    BACKBONE_CONSTRAINTS,
+    PARAMETER_CONSTRAINTS,
+    TRAINING_CONSTRAINTS,
+    TorchEstimatorMixin,
+    fill_parameter_docs,
+    module_on,
+    seeded_init,
+)
 from .._compat import Interval, StrOptions, _fit_context
 from .._fingerprint import fingerprint, run_differences, run_identity
 from .._inputs import InputsDataset
@@ -38,6 +45,7 @@ _CHECKPOINT_FILES = {"f_params": "params.pt", "f_optimizer": "optimizer.pt",
                      "f_criterion": None, "f_history": "history.json", "f_rng": "rng.pt"}
 
 
+@fill_parameter_docs
 class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                        BaseEstimator):
     """Self-supervised pretraining of a backbone with EnSiam or SimSiam K-aug.
@@ -55,40 +63,34 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
 
     Parameters
     ----------
-    backbone : str, torch.nn.Module or fitted embedder, default="resnet18_cifar"
-        The encoder: a registered backbone name (see
-        :func:`~repens_sklearn.list_backbones`), a module (deep-copied) or a
-        fitted estimator with ``as_backbone()``. The EnSiam paper (sec. 4.1) uses
-        ResNet-18 with a 3x3 stride-1 stem and no max-pool for small images.
-    backbone_params : dict, default=None
-        Keyword arguments for the backbone factory (registered names only).
+    {backbone}
+        It is the encoder. The EnSiam paper (sec. 4.1) uses ResNet-18 with a 3x3
+        stride-1 stem and no max-pool for small images (the default).
+    {backbone_params}
     n_views : int, default=4
         K, the augmented views per sample (>= 2; even for ``target="pair"``).
         The paper's default is 4 (sec. 4.1).
     target : {"ensemble", "pair"}, default="ensemble"
         ``"ensemble"``: EnSiam; ``"pair"``: SimSiam K-aug.
-    policy : str or callable, default="simsiam"
-        Augmentation policy drawing the views: a registered name (see
-        :func:`~repens_sklearn.list_augmentation_policies`) or a callable
-        ``policy(x, generator) -> x'``. Use ``"gaussian_noise"`` for vectors.
-    policy_params : dict, default=None
-        Keyword arguments for the policy factory (registered names only).
+    {policy}
+        It draws the K views of every sample.
+    {policy_params}
     projector_layers : int, default=2
         Layers of the projection MLP: 2 for small data, 3 for ImageNet (sec. 4.1).
     projector_dim : int, default=2048
         Width of the projection MLP's layers and of the projections (sec. 4.1).
     predictor_hidden_dim : int, default=512
         Bottleneck width of the 2-layer prediction MLP (sec. 4.1).
-    max_epochs : int, default=200
-        Pretraining epochs (sec. 4.1: 200).
-    batch_size : int, default=256
+    {max_epochs}
+        The paper pretrains 200 (sec. 4.1).
+    {batch_size}
         Samples per step (each gives K views); capped at the number of samples.
     base_lr : float, default=0.1
         SGD learning rate is ``base_lr * batch_size / 256`` (sec. 4.1).
-    momentum : float, default=0.9
-        SGD momentum (sec. 4.1).
-    weight_decay : float, default=1e-4
-        SGD weight decay (sec. 4.1).
+    {momentum}
+        0.9 in the paper (sec. 4.1).
+    {weight_decay}
+        SGD's, 1e-4 in the paper (sec. 4.1).
     warmup_epochs : float, default=10
         Linear warm-up before the cosine schedule (sec. 4.1: 10 of 200 epochs).
         Short runs scale it down to the paper's ratio:
@@ -103,30 +105,19 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         BatchNorm normalises each view's batch separately, as SimSiam's
         reference code does; False forwards all K x B views in one pass
         (BatchNorm statistics over every view; faster).
-    preprocess : bool, default=True
-        Feed a pretrained backbone (one with ``pretrained_cfg``) images as in its
-        pretraining: grey to RGB, resized and centre-cropped to its
-        ``input_size``, the K views drawn at that resolution, then normalised
-        with its ``mean``/``std``. False feeds the pixels as they are.
-    img_size : int or (H, W), default=None
-        Resolution for a pretrained backbone instead of its ``input_size``.
-    crop_pct : float in (0, 1], default=None
-        Centre-crop fraction instead of the backbone's ``crop_pct``.
-    input_shape : tuple (C, H, W), default=None
-        Shape of one image when X holds flattened images or image files.
-    num_workers : int, default=0
-        DataLoader processes decoding image files in parallel with training.
-    device : str or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU.
-    precision : {"auto", "float32", "bfloat16"}, default="auto"
-        Autocast dtype. ``transform`` (and the kNN monitor): ``"auto"`` is
-        bfloat16 where the device computes it natively (CUDA from Ampere on,
-        CPUs with AVX512-BF16 / AMX), else float32; embeddings are float32
-        either way. Training: ``"auto"`` is bfloat16 on CUDA and float32 on
-        CPUs (bf16 training on CPUs is not validated); ``"float32"`` and
-        ``"bfloat16"`` force both.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initialisation, the views and the batch order.
+    {preprocess}
+    {img_size}
+    {crop_pct}
+    {input_shape}
+    {num_workers}
+    {device}
+    {precision}
+        Training: ``"auto"`` is bfloat16 autocast on CUDA and float32 on CPUs
+        (bf16 training on CPUs is not validated); ``"float32"`` and
+        ``"bfloat16"`` force it. ``transform`` and the kNN monitor follow the
+        inference rule above.
+    {random_state}
+        It seeds the initialisation, the views and the batch order.
     callbacks : list of skorch callbacks, default=None
         Extra callbacks for the skorch net (``(name, callback)`` pairs or callbacks).
     checkpoint_dir : str or path-like, default=None
@@ -140,7 +131,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         ``verbose``, ``num_workers``, ``callbacks``, ``checkpoint_dir`` - aside, also
         in a fitted backbone: the rule of a resumed ``embed_files``); another run's
         is refused, naming what differs.
-    verbose : int, default=0
+    {verbose}
         0: silent; 1: skorch's per-epoch table; 2: also a progress bar.
 
     Attributes
@@ -188,7 +179,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         "projector_dim": [Interval(Integral, 1, None, closed="left")],
         "predictor_hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "base_lr": [Interval(Real, 0, None, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "weight_decay": PARAMETER_CONSTRAINTS["weight_decay"],
         "warmup_epochs": [Interval(Real, 0, None, closed="left")],
         "fix_predictor_lr": ["boolean"],
         "bn_per_view": ["boolean"],
@@ -196,14 +187,38 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         "checkpoint_dir": [str, os.PathLike, None],
     }
 
-    def __init__(self, backbone="resnet18_cifar", *, backbone_params=None, n_views=4,
-                 target="ensemble", policy="simsiam", policy_params=None, projector_layers=2,
-                 projector_dim=2048, predictor_hidden_dim=512, max_epochs=200, batch_size=256,
-                 base_lr=0.1, momentum=0.9, weight_decay=1e-4, warmup_epochs=10,
-                 fix_predictor_lr=False, bn_per_view=False, preprocess=True, img_size=None,
-                 crop_pct=None, input_shape=None, num_workers=0, device="auto",
-                 precision="auto", random_state=None, callbacks=None, checkpoint_dir=None,
-                 verbose=0):
+    def __init__(
+        self,
+        backbone="resnet18_cifar",
+        *,
+        backbone_params=None,
+        n_views=4,
+        target="ensemble",
+        policy="simsiam",
+        policy_params=None,
+        projector_layers=2,
+        projector_dim=2048,
+        predictor_hidden_dim=512,
+        max_epochs=200,
+        batch_size=256,
+        base_lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        warmup_epochs=10,
+        fix_predictor_lr=False,
+        bn_per_view=False,
+        preprocess=True,
+        img_size=None,
+        crop_pct=None,
+        input_shape=None,
+        num_workers=0,
+        device="auto",
+        precision="auto",
+        random_state=None,
+        callbacks=None,
+        checkpoint_dir=None,
+        verbose=0,
+    ):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.n_views = n_views
@@ -454,7 +469,18 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
-        """Encoder embeddings of X (eval mode, batched), shape ``(n_samples, embedding_dim_)``."""
+        """Encoder embeddings of X (eval mode, batched).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or image array / list
+            Samples of the kind seen in ``fit`` (vectors, images, or image files).
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, embedding_dim_)
+            The encoder's embeddings, float32.
+        """
         check_is_fitted(self, "net_")
         inputs = self._transform_inputs(X)
         device = self._resolved_device()

@@ -137,6 +137,8 @@ class SelectionDisplay:
         Selected candidate names (highlighted).
     ranking : list of str, default=None
         Order of the bars, best first; default by decreasing score.
+    score_name : str, default="leave-one-out kNN accuracy"
+        Label of the score axis (``from_estimator`` names the selector's ``scoring``).
 
     Attributes
     ----------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -13,7 +13,13 @@ from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from torch import nn
 
-from .._base import BACKBONE_CONSTRAINTS, TRAINING_CONSTRAINTS, TorchEstimatorMixin, seeded_init
+from .._base import (
+    BACKBONE_CONSTRAINTS,
+    PARAMETER_CONSTRAINTS,
+    TorchEstimatorMixin,
+    fill_parameter_docs,
+    seeded_init,
+)
 from .._compat import Interval, StrOptions, _fit_context
 from .._composition import check_named_list
 from .._device import autocast, fast_inference, make_generator
@@ -123,6 +129,7 @@ def _steps_done(history):
     return sum(len(row["batches"]) for row in history)
 
 
+@fill_parameter_docs
 class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Fine-tune a backbone with a new linear head (cross-entropy, SGD with momentum).
 
@@ -142,24 +149,22 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str, torch.nn.Module or fitted embedder
-        Registered backbone name, a module (deep-copied) or a fitted estimator
-        with ``as_backbone()``.
-    backbone_params : dict or None, default=None
-        Keyword arguments for the backbone factory (registered names only).
-    lr : float, default=0.01
-        Peak learning rate (paper sweep: 0.1 and 0.01).
+    {backbone}
+    {backbone_params}
+    {lr}
+        It is the peak of the ``schedule`` (paper sweep: 0.1 and 0.01).
     max_steps : int, default=2500
         Optimiser steps (paper sweep: 2,500 and 10,000).
-    batch_size : int, default=512
-        Samples per step (paper: 512).
+    {batch_size}
+        Samples per optimiser step (paper: 512).
     schedule : {"paper", "constant"} or callable, default="paper"
         Learning-rate factor per step; a callable ``f(step) -> factor`` is
         used as the ``lr_lambda`` of ``LambdaLR`` (it must pickle to pickle
         the model).
-    momentum : float, default=0.9
-        SGD momentum (the paper used 0.99 at batch size 512; :func:`make_finetune_sweep`
-        uses it).
+    {momentum}
+        The paper used 0.99 at batch size 512, as :func:`make_finetune_sweep`
+        does.
+    {weight_decay}
     recalibrate_bn : bool, default=True
         After training, re-estimate the BatchNorm running statistics with one
         pass over the (un-augmented) training data
@@ -173,38 +178,24 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         Initialisation of the new head: PyTorch's ``nn.Linear`` default, or
         zeros as in BiT ("Big Transfer (BiT): General Visual Representation
         Learning", sec. 3.3), which :func:`make_finetune_sweep` uses.
-    weight_decay : float, default=0.0
-        SGD weight decay.
-    policy : str, callable or None, default=None
-        Train-time augmentation: a registered policy name or a
-        ``policy(x, generator)`` callable, applied to each batch on the device.
-    policy_params : dict or None, default=None
-        Keyword arguments for the policy factory.
-    preprocess : bool, default=True
-        Feed a pretrained backbone (one with ``pretrained_cfg``) images as in its
-        pretraining: grey to RGB, resized and centre-cropped to its
-        ``input_size``, the policy applied at that resolution, then normalised
-        with its ``mean``/``std``. False feeds the pixels as they are.
-    img_size : int or (H, W), default=None
-        Resolution for a pretrained backbone instead of its ``input_size``.
-    crop_pct : float in (0, 1], default=None
-        Centre-crop fraction instead of the backbone's ``crop_pct``.
-    input_shape : tuple (C, H, W) or None, default=None
-        Shape of one image when X holds flattened images.
-    num_workers : int, default=0
-        DataLoader processes decoding image files in parallel with training.
-    device : str or torch.device, default="auto"
-        Torch device; "auto" is CUDA when available, else CPU.
-    precision : {"auto", "float32", "bfloat16"}, default="auto"
-        Arithmetic of predictions (``predict_proba``): ``"auto"`` is bfloat16
-        autocast where the device computes it natively (CUDA from Ampere on,
-        CPUs with AVX512-BF16 / AMX), else float32; probabilities are float
-        either way. Training runs in float32 (bf16 fine-tuning is not validated).
-    random_state : int, RandomState or None, default=None
-        Seeds the head, a backbone built from a name, the batch order and the
+    {policy}
+        Train-time augmentation of every batch; None trains on the inputs as
+        they are.
+    {policy_params}
+    {preprocess}
+    {img_size}
+    {crop_pct}
+    {input_shape}
+    {num_workers}
+    {device}
+    {precision}
+        It applies to predictions (``predict_proba``); training runs in float32
+        (bf16 fine-tuning is not validated).
+    {random_state}
+        It seeds the head, a backbone built from a name, the batch order and the
         augmentations.
-    verbose : int or bool, default=False
-        Print skorch's epoch summary and a progress bar.
+    {verbose}
+        True prints skorch's epoch summary and a progress bar.
 
     Attributes
     ----------
@@ -237,21 +228,41 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints = {
         **BACKBONE_CONSTRAINTS,
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr": PARAMETER_CONSTRAINTS["lr"],
         "max_steps": [Interval(Integral, 1, None, closed="left")],
         "schedule": [StrOptions({"paper", "constant"}), callable],
-        "momentum": TRAINING_CONSTRAINTS["momentum"],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "policy": [str, callable, None],
+        "momentum": PARAMETER_CONSTRAINTS["momentum"],
+        "weight_decay": PARAMETER_CONSTRAINTS["weight_decay"],
+        "policy": [*PARAMETER_CONSTRAINTS["policy"], None],  # None: no augmentation
         "head_init": [StrOptions({"default", "zeros"})],
         "recalibrate_bn": ["boolean"],
     }
 
-    def __init__(self, backbone, *, backbone_params=None, lr=0.01, max_steps=2500,
-                 batch_size=512, schedule="paper", momentum=0.9, weight_decay=0.0,
-                 recalibrate_bn=True, head_init="default", policy=None, policy_params=None, preprocess=True, img_size=None, crop_pct=None,
-                 input_shape=None, num_workers=0, device="auto", precision="auto",
-                 random_state=None, verbose=False):
+    def __init__(
+        self,
+        backbone,
+        *,
+        backbone_params=None,
+        lr=0.01,
+        max_steps=2500,
+        batch_size=512,
+        schedule="paper",
+        momentum=0.9,
+        weight_decay=0.0,
+        recalibrate_bn=True,
+        head_init="default",
+        policy=None,
+        policy_params=None,
+        preprocess=True,
+        img_size=None,
+        crop_pct=None,
+        input_shape=None,
+        num_workers=0,
+        device="auto",
+        precision="auto",
+        random_state=None,
+        verbose=False,
+    ):
         self.backbone = backbone
         self.backbone_params = backbone_params
         self.lr = lr

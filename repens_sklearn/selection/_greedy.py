@@ -13,6 +13,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .._base import PARAMETER_CONSTRAINTS
 from .._compat import _fit_context, _num_samples, _safe_indexing, Interval, StrOptions
 from .._composition import check_named_list, NamedMembers
 from .._device import seed_from
@@ -142,9 +143,9 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         "bootstrap_fraction": [Interval(Real, 0, None, closed="neither"), None],
         "calibration": [StrOptions({"temperature"}), None],
         "refit": ["boolean"],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        "n_jobs": PARAMETER_CONSTRAINTS["n_jobs"],
+        "random_state": PARAMETER_CONSTRAINTS["random_state"],
+        "verbose": PARAMETER_CONSTRAINTS["verbose"],
     }
 
     def __init__(self, estimators, *, max_size=15, scoring="log_loss", replacement=False,

@@ -9,7 +9,8 @@ from joblib import delayed
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._compat import _fit_context, HasMethods, Interval, StrOptions
+from .._base import PARAMETER_CONSTRAINTS
+from .._compat import _fit_context, Interval, StrOptions
 from .._composition import embedding_members, NamedMembers
 from .._device import seed_from
 from .._fingerprint import KeyedCache
@@ -182,10 +183,10 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         "n_select": [Interval(Integral, 1, None, closed="left"), None],
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
         "scoring": [StrOptions(set(_SCORINGS)), callable],
-        "memory": [None, str, HasMethods(["cache"])],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        "memory": PARAMETER_CONSTRAINTS["memory"],
+        "n_jobs": PARAMETER_CONSTRAINTS["n_jobs"],
+        "random_state": PARAMETER_CONSTRAINTS["random_state"],
+        "verbose": PARAMETER_CONSTRAINTS["verbose"],
     }
 
     def __init__(self, candidates, *, scoring="knn_loo", n_neighbors=1, metric="euclidean",
@@ -278,7 +279,17 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         return np.hstack(blocks)
 
     def get_feature_names_out(self, input_features=None):
-        """Output feature names ``"<candidate>__<i>"``, in the order of :meth:`transform`."""
+        """Output feature names ``"<candidate>__<i>"``, in the order of :meth:`transform`.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored: the names come from the selected candidates.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
         check_is_fitted(self)
         names = [f"{name}__{i}" for name in self.selected_
                  for i in range(self.embedding_widths_[name])]
