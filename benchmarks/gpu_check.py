@@ -8,12 +8,16 @@ Checks (each prints PASS/FAIL and a figure):
 3. an estimator fitted on the GPU pickles and loads on a CPU-only process;
 4. FineTuneClassifier and EnSiamPretrainer train on CUDA (one short fit each);
 5. throughput: MeTTA (S views, preprocessing on) vs a plain bf16 forward of
-   the same number of already-prepared views, images/s.
+   the same number of already-prepared views, images/s;
+7. with 2 or more GPUs: ``torchrun`` 2 processes on NCCL train FineTuneClassifier and
+   EnSiamPretrainer (SyncBN) to the per-batch losses of one GPU (skipped below 2 GPUs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import pickle
 import subprocess
 import sys
@@ -114,8 +118,68 @@ def main(argv=None):
     _report(f"MeTTA S={args.views} at {args.size}px, images/s", True,
             f"{metta:,.0f} vs plain bf16 forward of the same views {plain:,.0f} "
             f"(ratio {metta / plain:.2f})")
+    ok &= _check_nccl_data_parallel()
     return 0 if ok else 1
 
 
+_NCCL_WORKER = "REPENS_GPU_CHECK_NCCL_WORKER"  # set for the processes torchrun starts
+# small models, float32 so that 2 GPUs and 1 GPU agree to float tolerance
+_NCCL_CASES = {
+    "FineTuneClassifier": dict(backbone="mlp", lr=0.1, max_steps=6, batch_size=16,
+                               policy="gaussian_noise"),
+    "EnSiamPretrainer (SyncBN)": dict(backbone="mlp", policy="gaussian_noise", max_epochs=3,
+                                      batch_size=16, projector_dim=32, predictor_hidden_dim=8),
+}
+
+
+def _nccl_fit(name, params):
+    """The per-batch losses of one case (2 processes: the global ones, on every rank)."""
+    X = np.random.default_rng(0).normal(size=(45, 10)).astype("float32")
+    cls = FineTuneClassifier if name.startswith("FineTune") else EnSiamPretrainer
+    est = cls(**params, device="auto", precision="float32", random_state=0)
+    est.fit(X, np.arange(len(X)) % 3)
+    return [b["train_loss"] for row in est.net_.history for b in row["batches"]]
+
+
+def _nccl_worker(out):
+    from repens_sklearn import init_distributed
+
+    dp = init_distributed()  # NCCL, one GPU per process (LOCAL_RANK)
+    losses = {name: _nccl_fit(name, params) for name, params in _NCCL_CASES.items()}
+    if dp.is_main:
+        with open(out, "w") as f:
+            json.dump({"backend": torch.distributed.get_backend(), "losses": losses}, f)
+    return 0
+
+
+def _check_nccl_data_parallel():
+    """2 processes on 2 GPUs (NCCL, torchrun) train as 1 process does; skipped below 2 GPUs."""
+    if torch.cuda.device_count() < 2:
+        print(f"SKIP  data-parallel training on NCCL: needs 2 GPUs, "
+              f"{torch.cuda.device_count()} here")
+        return True
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "nccl.json")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", "-m", "benchmarks.gpu_check"]
+        run = subprocess.run(cmd, env={**os.environ, _NCCL_WORKER: out}, capture_output=True)
+        if run.returncode:
+            return _report("data-parallel training on 2 GPUs (NCCL)", False,
+                           run.stderr.decode()[-300:])
+        with open(out) as f:
+            two = json.load(f)
+    ok = _report("torchrun 2 processes -> NCCL backend", two["backend"] == "nccl",
+                 two["backend"])
+    for name, params in _NCCL_CASES.items():
+        one = _nccl_fit(name, params)
+        gap = float(np.max(np.abs(np.subtract(two["losses"][name], one))))
+        ok &= _report(f"{name}: 2 GPUs x B/2 = 1 GPU x B (loss)", gap < 1e-3, f"max {gap:.1e}")
+    return ok
+
+
 if __name__ == "__main__":
+    if _NCCL_WORKER in os.environ:
+        sys.exit(_nccl_worker(os.environ[_NCCL_WORKER]))
     sys.exit(main())

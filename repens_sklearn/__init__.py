@@ -9,6 +9,7 @@ from ._plugins import (
     list_augmentation_policies,
     list_backbones,
 )
+from ._distributed import init_distributed
 from .datasets import load_digits_images, load_fashion_mnist, load_image_folder
 from .embedders import ConcatEmbedder, LearnedEnsembleEmbedder, MeanTTAEmbedder
 from .hookspecs import hookimpl
@@ -45,4 +46,5 @@ __all__ = [
     "load_fashion_mnist",
     "load_image_folder",
     "embed_files",
+    "init_distributed",
 ]

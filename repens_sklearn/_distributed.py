@@ -33,6 +33,9 @@ import torch
 from skorch.callbacks import Callback
 from torch import nn
 
+# The estimators' callbacks with side effects only rank 0 has: files, monitors, printing.
+MAIN_RANK_CALLBACKS = ("checkpoint", "knn", "progress")
+
 __all__ = ["DataParallel", "convert_sync_batchnorm", "data_parallel", "draw_shard",
            "init_distributed", "revert_sync_batchnorm"]
 
@@ -114,6 +117,15 @@ class DataParallel:
                 "one; choose batch_size (and, for the last batch of an epoch, n_samples % "
                 f"batch_size) of at least {self.world_size}, or use fewer processes"
             )
+
+    def rank_callbacks(self, callbacks):
+        """This rank's skorch callbacks (``(name, callback)`` pairs): rank 0's side effects
+        (:data:`MAIN_RANK_CALLBACKS`) on rank 0 only; on every rank the global batch size
+        in the history (the weights of the epoch's ``train_loss``)."""
+        if not self.is_main:
+            callbacks = [item for item in callbacks
+                         if not (isinstance(item, tuple) and item[0] in MAIN_RANK_CALLBACKS)]
+        return [("global_batch_size", GlobalBatchSize()), *callbacks]
 
     def wrap(self, module):
         """``module``'s forward through torch's ``DistributedDataParallel`` (gradients
@@ -229,8 +241,8 @@ class GlobalBatchSize(Callback):
 class _CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm over the global batch of gloo processes on CPU, where torch's
     ``SyncBatchNorm`` refuses to run (and DDP refuses it): the global mean and variance
-    come from two differentiable all-reduces (``torch.distributed.nn.functional``), so
-    the gradient flows across processes as in torch's CUDA kernel. In one process, or in
+    come from two differentiable all-reduces, so the gradient flows across processes as
+    in torch's CUDA kernel. In one process, or in
     eval mode, it is a plain BatchNorm.
     """
 
@@ -245,8 +257,7 @@ class _CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         return self._cpu_sync_forward(input)
 
     def _cpu_sync_forward(self, x):
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _AllReduceSum.apply
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         count = _dist_sum_scalar(x.numel() // x.shape[1])
@@ -267,6 +278,24 @@ class _CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
                   else self.momentum)
         self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
         self.running_var.mul_(1 - factor).add_(unbiased_var, alpha=factor)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose gradient is the sum of the ranks' gradients (each rank's output
+    depends on every rank's input), as ``torch.distributed.nn.functional.all_reduce``,
+    which torch deprecates without a public successor."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        tensor = tensor.clone()
+        _dist().all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        _dist().all_reduce(grad)
+        return grad
 
 
 def _dist_sum_scalar(value):

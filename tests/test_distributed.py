@@ -257,3 +257,28 @@ def test_batches_smaller_than_the_processes_are_refused():
                        r"an epoch, n_samples % batch_size\) of at least 4, or use fewer "
                        r"processes$"):
         DataParallel(0, 4).check_batches([16, 3], "EnSiamPretrainer")
+
+
+@pytest.mark.slow
+def test_module_entry_pretrains_a_folder_on_two_processes(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(
+            tmp_path / "images" / f"{i:02d}.png")
+    out = tmp_path / "encoder.joblib"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "repens_sklearn.pretrain", str(tmp_path / "images"), "-o", str(out),
+           "--backbone", "convnet_small", "--epochs", "2", "--batch-size", "8",
+           "--policy", "crop_flip", "--checkpoint-dir", str(tmp_path / "ckpt")]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("pretrained 2 epochs on 20 images with 2 process(es)") == 1
+    import joblib
+
+    est = joblib.load(out)
+    assert est.n_epochs_ == 2 and est.transform(
+        [str(p) for p in sorted((tmp_path / "images").iterdir())]).shape == (20, 128)

@@ -23,6 +23,7 @@ from .._base import (
     seeded_init,
 )
 from .._compat import Interval, StrOptions, _fit_context
+from .._distributed import convert_sync_batchnorm, data_parallel, revert_sync_batchnorm
 from .._fingerprint import fingerprint, run_differences, run_identity
 from .._inputs import InputsDataset
 from .._warnings import warn
@@ -105,6 +106,12 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         BatchNorm normalises each view's batch separately, as SimSiam's
         reference code does; False forwards all K x B views in one pass
         (BatchNorm statistics over every view; faster).
+    sync_batchnorm : bool, default=True
+        In data-parallel training (``torchrun``, see :func:`~repens_sklearn.init_distributed`)
+        BatchNorm normalises over the global batch of all processes, as SimSiam
+        does on several GPUs ("Exploring Simple Siamese Representation Learning",
+        appendix A: SyncBN); False normalises each process's share. No effect in
+        one process.
     {preprocess}
     {img_size}
     {crop_pct}
@@ -183,6 +190,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         "warmup_epochs": [Interval(Real, 0, None, closed="left")],
         "fix_predictor_lr": ["boolean"],
         "bn_per_view": ["boolean"],
+        "sync_batchnorm": ["boolean"],
         "callbacks": [list, None],
         "checkpoint_dir": [str, os.PathLike, None],
     }
@@ -207,6 +215,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         warmup_epochs=10,
         fix_predictor_lr=False,
         bn_per_view=False,
+        sync_batchnorm=True,
         preprocess=True,
         img_size=None,
         crop_pct=None,
@@ -236,6 +245,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.warmup_epochs = warmup_epochs
         self.fix_predictor_lr = fix_predictor_lr
         self.bn_per_view = bn_per_view
+        self.sync_batchnorm = sync_batchnorm
         self.preprocess = preprocess
         self.img_size = img_size
         self.crop_pct = crop_pct
@@ -269,7 +279,8 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self : EnSiamPretrainer
         """
         self._check_views()
-        seed = self._run_seed()
+        dp = data_parallel()  # torchrun: this process's share of each batch
+        seed = self._run_seed() if dp is None else dp.broadcast_object(self._run_seed())
         inputs, encoder = self._fit_backbone(X, seed=seed)
         if inputs.n_samples < 2:
             raise ValueError(
@@ -279,10 +290,14 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         policy = self._resolve_policy()
         self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))
         checkpoint = self._checkpoint()
-        self.net_ = self._build_net(self._build_module(encoder, seed), policy, inputs.n_samples,
-                                    X_val, y_val, checkpoint, seed)
-        done = self._resume(checkpoint, X, inputs, seed)
+        module = self._build_module(encoder, seed)
+        if dp is not None and self.sync_batchnorm:
+            convert_sync_batchnorm(module, self._resolved_device())
+        self.net_ = self._build_net(module, policy, inputs.n_samples, X_val, y_val, checkpoint,
+                                    seed, dp)
+        done = self._resume(checkpoint, X, inputs, seed, dp)
         self._train(InputsDataset(inputs), done, checkpoint)
+        self._end_data_parallel(dp)
         self._record_run()
         return self
 
@@ -300,18 +315,24 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
                                   self.projector_layers, self.predictor_hidden_dim,
                                   self.preprocess_)
 
-    def _build_net(self, module, policy, n_samples, X_val, y_val, checkpoint, seed):
+    def _build_net(self, module, policy, n_samples, X_val, y_val, checkpoint, seed, dp=None):
         """The initialised skorch net (sets ``effective_batch_size_`` and ``lr_``)."""
         self.effective_batch_size_ = int(min(self.batch_size, n_samples))
         self.lr_ = self.base_lr * self.effective_batch_size_ / 256  # sec. 4.1
+        callbacks = self._callbacks(n_samples, X_val, y_val, checkpoint)
+        verbose = int(self.verbose)
+        if dp is not None:
+            dp.check_batches([self.effective_batch_size_, n_samples % self.effective_batch_size_
+                              or self.effective_batch_size_], "EnSiamPretrainer")
+            callbacks, verbose = dp.rank_callbacks(callbacks), verbose if dp.is_main else 0
         net = SiameseNet(
             module, criterion=SiameseLoss, criterion__n_views=self.n_views,
             criterion__target=self.target, optimizer=torch.optim.SGD, lr=self.lr_,
             optimizer__momentum=self.momentum, optimizer__weight_decay=self.weight_decay,
             max_epochs=self.max_epochs, batch_size=self.effective_batch_size_,
             train_split=None, callbacks__print_log=None, device=str(self._resolved_device()),
-            callbacks=self._callbacks(n_samples, X_val, y_val, checkpoint),
-            verbose=int(self.verbose), policy=policy, n_views=self.n_views, seed=seed,
+            callbacks=callbacks, data_parallel=dp,
+            verbose=verbose, policy=policy, n_views=self.n_views, seed=seed,
             num_workers=self.num_workers, bn_per_view=self.bn_per_view,
             autocast_dtype=self._precision_dtype(self._resolved_device(), training=True),
             **self._predictor_lr_groups(),
@@ -333,6 +354,15 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
                 "lower base_lr (in a new checkpoint_dir: a checkpoint resumes only with the same "
                 "settings)"
             ) from exc
+
+    def _end_data_parallel(self, dp):
+        """Every rank holds rank 0's weights and history, with plain BatchNorm layers."""
+        if dp is None:
+            return
+        self.net_.release_data_parallel()
+        revert_sync_batchnorm(self.net_.module_)
+        dp.broadcast_module(self.net_.module_)
+        self.net_.history = dp.broadcast_object(self.net_.history)
 
     def _record_run(self):
         """``history_`` and ``n_epochs_``; a warning when Ctrl-C cut the run short."""
@@ -421,20 +451,36 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
                 return saved
         return self._seed()
 
-    def _resume(self, checkpoint, X, inputs, seed):
+    def _resume(self, checkpoint, X, inputs, seed, dp=None):
         """Load the checkpoint in ``checkpoint_dir`` if there is one; return the epochs done.
 
         A checkpoint is only resumed for the same settings and data (recorded in
         ``ensiam_config.json``), so a reused directory never silently returns
-        another model.
+        another model. In data-parallel training every process reads it (a
+        directory they share) and only rank 0 writes.
         """
         if checkpoint is None:
             return 0
+        if dp is None:
+            return self._load_checkpoint(checkpoint, X, inputs, seed)
+        done = self._load_checkpoint(checkpoint, X, inputs, seed, write=False)
+        dp.barrier()  # every rank has looked before rank 0 writes a new run's config
+        if done is None and dp.is_main:
+            self._load_checkpoint(checkpoint, X, inputs, seed)
+        return dp.agree(done or 0, f"the epochs done in the checkpoint in checkpoint_dir="
+                        f"{os.fspath(self.checkpoint_dir)!r} (it must be a directory every "
+                        "process sees)")
+
+    def _load_checkpoint(self, checkpoint, X, inputs, seed, write=True):
+        """The epochs done in a checkpoint of this run (loaded); a new run's config is written
+        when there is none (None without ``write``)."""
         config = self._run_config(X, inputs, seed)
         config_path = os.path.join(checkpoint.dirname, _CONFIG_FILE)
         files = {key: os.path.join(checkpoint.dirname, name)
                  for key, name in _CHECKPOINT_FILES.items() if name is not None}
         if not all(os.path.exists(f) for f in [config_path, *files.values()]):
+            if not write:
+                return None
             os.makedirs(checkpoint.dirname, exist_ok=True)
             with open(config_path, "w") as f:
                 json.dump(config, f, indent=1)

@@ -11,6 +11,8 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
+from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
 from torch import nn
 
 from .._base import (
@@ -22,6 +24,7 @@ from .._base import (
 )
 from .._compat import Interval, StrOptions, _fit_context
 from .._composition import check_named_list
+from .._distributed import data_parallel, draw_shard
 from .._device import autocast, fast_inference, make_generator
 from .._inputs import (
     check_classification_y,
@@ -66,6 +69,10 @@ class _FineTuneModule(nn.Module):
     normalisation (an identity without ``pretrained_cfg``).
     """
 
+    # (offset, total) in data-parallel training: the batch holds rows offset.. of a global
+    # batch of total, and draws the augmentations they get in one process
+    shard = None
+
     def __init__(self, backbone, embedding_dim, n_classes, policy=None, seed=0, preprocess=None,
                  head_init="default"):
         super().__init__()
@@ -84,7 +91,7 @@ class _FineTuneModule(nn.Module):
         if self.training and self.policy is not None:
             if self._generator is None or self._generator.device != x.device:
                 self._generator = make_generator(self.seed, x.device)
-            x = self.policy(x, self._generator)
+            x = draw_shard(self.policy, x, self._generator, self.shard)
         return self.head(self.backbone(self.preprocess.normalize(x)).flatten(1))
 
     def __getstate__(self):
@@ -103,6 +110,42 @@ class _FiniteLossNet(NeuralNetClassifier):
 
     total_steps = None
     inference_dtype = None  # set by FineTuneClassifier.predict_proba (its precision)
+    # a repens_sklearn._distributed.DataParallel in data-parallel training (set by fit);
+    # batch_size is then the global batch, iterator_train__batch_size this rank's share
+    data_parallel = None
+    ddp_forward_ = None
+
+    def initialize(self):
+        super().initialize()
+        dp = self.data_parallel
+        self.ddp_forward_ = None if dp is None else dp.wrap(self.module_)
+        return self
+
+    def release_data_parallel(self):
+        """Drop the process group's objects (DDP does not pickle): a plain fitted net."""
+        self.data_parallel = self.ddp_forward_ = None
+        self.module_.shard = None
+
+    def infer(self, x, **fit_params):
+        if self.ddp_forward_ is None or not self.module_.training:
+            return super().infer(x, **fit_params)
+        return self.ddp_forward_(to_tensor(x, device=self.device), **fit_params)
+
+    def train_step_single(self, batch, **fit_params):
+        """skorch's step; data-parallel, the loss is the global batch's (checked and
+        recorded on every rank) and the gradients, averaged by DDP, are those of it."""
+        dp = self.data_parallel
+        if dp is None:
+            return super().train_step_single(batch, **fit_params)
+        self.module_.train()
+        self.criterion_.train()
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        reported, weight = dp.global_mean(loss, len(yi), self.batch_size)
+        self._check_finite_loss(reported)
+        (loss * weight).backward()
+        return {"loss": reported, "y_pred": y_pred}
 
     def evaluation_step(self, batch, training=False):
         dtype = self.inference_dtype
@@ -113,7 +156,12 @@ class _FiniteLossNet(NeuralNetClassifier):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if training and not torch.isfinite(loss):
+        if training and self.data_parallel is None:  # else: the global loss, every rank
+            self._check_finite_loss(loss)
+        return loss
+
+    def _check_finite_loss(self, loss):
+        if not torch.isfinite(loss):
             of = "" if self.total_steps is None else f" of {self.total_steps}"
             raise NonFiniteLossError(
                 f"FineTuneClassifier: the training loss became {loss.item()} at step "
@@ -121,7 +169,6 @@ class _FiniteLossNet(NeuralNetClassifier):
                 f"{self.optimizer_.param_groups[0]['lr']:g} at that step (lr={self.lr:g}); "
                 "the training diverged: lower lr or momentum, or scale the inputs"
             )
-        return loss
 
 
 def _steps_done(history):
@@ -307,15 +354,16 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             message names the step and the learning rate), or the weights do
             after the last step. The estimator is then left unfitted.
         """
-        seed = self._seed()
+        dp = data_parallel()  # torchrun: this process's share of each batch
+        seed = self._seed() if dp is None else dp.broadcast_object(self._seed())
         try:
-            self._fit(X, y, seed)
+            self._fit(X, y, seed, dp)
         except NonFiniteLossError:
             self._forget_fit()  # a diverged model must not look fitted (NaN predictions)
             raise
         return self
 
-    def _fit(self, X, y, seed):
+    def _fit(self, X, y, seed, dp=None):
         inputs, backbone = self._fit_backbone(X, seed=seed)
         y_idx = self._encode_y(y, inputs.n_samples)
         policy = self._resolve_policy(allow_none=True)
@@ -349,12 +397,30 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         )
         net.total_steps = self.max_steps
         order = _step_order(inputs.n_samples, self.max_steps * self.batch_size, seed)
+        if dp is not None:
+            order = self._share_steps(order, net, dp)
         with seeded_init(seed):  # dropout etc. reproducible without touching global state
             net.fit(InputsDataset(inputs, y_idx, order), None)
         self.net_ = net
+        if dp is not None:
+            net.release_data_parallel()
         if self.recalibrate_bn:
             self._recalibrate_batchnorm(inputs, device)
+        if dp is not None:  # every rank returns rank 0's model and history
+            dp.broadcast_module(net.module_)
+            net.history = dp.broadcast_object(net.history)
         self._check_finite_state()
+
+    def _share_steps(self, order, net, dp):
+        """This rank's rows of every step's global batch of ``batch_size`` samples."""
+        dp.check_batches([self.batch_size], "FineTuneClassifier")
+        offset, size = dp.share(self.batch_size)
+        net.data_parallel = dp
+        net.set_params(iterator_train__batch_size=size,
+                       callbacks=dp.rank_callbacks(net.callbacks),  # rank 0 alone prints
+                       verbose=net.verbose if dp.is_main else 0)
+        net.module.shard = (offset, self.batch_size)
+        return order.reshape(self.max_steps, self.batch_size)[:, offset:offset + size].ravel()
 
     def _check_finite_state(self):
         """The last step (or the BatchNorm pass) can overflow the weights with a finite loss."""
