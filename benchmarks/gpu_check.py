@@ -9,6 +9,9 @@ Checks (each prints PASS/FAIL and a figure):
 4. FineTuneClassifier and EnSiamPretrainer train on CUDA (one short fit each);
 5. throughput: MeTTA (S views, preprocessing on) vs a plain bf16 forward of
    the same number of already-prepared views, images/s;
+6. ``precision="auto"`` resolves to bf16 on a GPU that computes it natively, and
+   the peers table of ``benchmarks.bench_peers`` (timm hand loop, ttach, repens in
+   each precision; embetter runs on CPU only) re-measured on CUDA;
 7. with 2 or more GPUs: ``torchrun`` 2 processes on NCCL train FineTuneClassifier and
    EnSiamPretrainer (SyncBN) to the per-batch losses of one GPU (skipped below 2 GPUs).
 """
@@ -83,6 +86,7 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=4096, help="images for the throughput check")
     parser.add_argument("--size", type=int, default=96, help="resolution fed to the backbone")
     parser.add_argument("--views", type=int, default=10, help="MeTTA views S")
+    parser.add_argument("--peers-n", type=int, default=256, help="images for the peers table")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("gpu_check: CUDA is not available here; nothing to check (skipped).")
@@ -95,7 +99,8 @@ def main(argv=None):
     gpu = MeanTTAEmbedder(_Pretrained(), n_augmentations=0, device="auto").fit(X)
     on_cuda = next(gpu.backbone_.parameters()).device.type == "cuda"
     ok &= _report("device='auto' -> CUDA", on_cuda, str(next(gpu.backbone_.parameters()).device))
-    cpu = MeanTTAEmbedder(_Pretrained(), n_augmentations=0, device="cpu").fit(X)
+    cpu = MeanTTAEmbedder(_Pretrained(), n_augmentations=0, device="cpu",
+                          precision="float32").fit(X)
     cpu.backbone_.load_state_dict(gpu.backbone_.state_dict())
     cos = _cosine(gpu.transform(X), cpu.transform(X))
     ok &= _report("bf16 autocast vs float32 CPU (cosine)", cos > 0.99, f"{cos:.5f}")
@@ -118,8 +123,29 @@ def main(argv=None):
     _report(f"MeTTA S={args.views} at {args.size}px, images/s", True,
             f"{metta:,.0f} vs plain bf16 forward of the same views {plain:,.0f} "
             f"(ratio {metta / plain:.2f})")
+    ok &= _check_precision_and_peers(args)
     ok &= _check_nccl_data_parallel()
     return 0 if ok else 1
+
+
+def _check_precision_and_peers(args):
+    """``precision="auto"`` on this GPU, then the peers comparison on CUDA."""
+    from repens_sklearn._device import resolve_precision
+
+    native = torch.cuda.is_bf16_supported(including_emulation=False)
+    auto = resolve_precision("auto", "cuda")
+    ok = _report("precision='auto' on CUDA -> bf16 where native",
+                 auto == (torch.bfloat16 if native else torch.float32), str(auto))
+    try:
+        from benchmarks._common import print_table
+        from benchmarks.bench_peers import parse_args, speed_table
+    except ImportError as exc:  # timm missing: the peers need it
+        print(f"SKIP  peers comparison on CUDA: {exc}")
+        return ok
+    table = speed_table(parse_args(["--device", "cuda", "--n", str(args.peers_n),
+                                    "--repeat", "3", "--no-accuracy"]))
+    print_table(table, ["pipeline", "images/s", "views/s", "vs hand loop", "cosine to float32"])
+    return ok
 
 
 _NCCL_WORKER = "REPENS_GPU_CHECK_NCCL_WORKER"  # set for the processes torchrun starts
