@@ -76,6 +76,7 @@ from benchmarks._common import (
     machine_description,
     print_table,
     run_and_record,
+    set_threads,
     train_backbone,
 )
 
@@ -89,10 +90,16 @@ from repens_sklearn import (  # noqa: E402
     load_fashion_mnist,
 )
 from repens_sklearn.selection import (  # noqa: E402
+    etran_score,
+    gbc_score,
     hscore,
     knn_loo_score,
     linear_cv_score,
     logme_score,
+    mean_rank_score,
+    nleep_score,
+    sfda_score,
+    transrate_score,
 )
 
 torch.set_num_threads(1)
@@ -100,35 +107,58 @@ torch.set_num_threads(1)
 SCORES = {
     "knn_loo": knn_loo_score,
     # the paper ranks with Euclidean kNN and suspects cosine may help (appendix C.7)
-    "knn_loo_euclidean": partial(knn_loo_score, metric="euclidean"),
+    "knn_loo_cosine": partial(knn_loo_score, metric="cosine"),
     "logme": logme_score,
     "hscore": hscore,
-    "hscore_pinv": partial(hscore, shrinkage=0),
     "linear_cv": linear_cv_score,
+    "nleep": nleep_score,
+    "sfda": sfda_score,
+    "gbc": gbc_score,
+    "transrate": transrate_score,
+    "etran": etran_score,
+}
+
+# rank aggregates (KNNModelSelector(scoring=[...])): mean rank of the candidates over the scores
+AGGREGATES = {
+    "rank(logme,sfda,nleep)": ["logme", "sfda", "nleep"],
+    "rank(logme,knn_loo,sfda)": ["logme", "knn_loo", "sfda"],
+    "rank(all cheap)": ["knn_loo", "logme", "hscore", "nleep", "sfda", "gbc", "transrate",
+                        "etran"],
 }
 
 
 # --------------------------------------------------------------------------- tasks
 
 
-def fashion_task(args, seed):
-    """Fashion-MNIST: upstream images for the small zoo, labelled low-data split, test set."""
+def _per_class(y, pool, size, seed):
+    """Indices of ``size`` images of every class drawn from ``pool`` (nested across sizes)."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(pool[y[pool] == c])[:size] for c in np.unique(y[pool])]
+    return np.sort(np.concatenate(picks))
+
+
+def fashion_task(args):
+    """Fashion-MNIST: upstream images for the small zoo, a labelled pool, one test set.
+
+    The pool (``args.pool`` images of every class) is embedded once; each draw takes
+    ``size`` images of every class from it.
+    """
     X, y = load_fashion_mnist(split="train", return_X_y=True)
     X_te, y_te = load_fashion_mnist(split="test", return_X_y=True)
     order = np.random.default_rng(1234).permutation(len(X))
     up, rest = order[: args.n_upstream], order[args.n_upstream:]
-    tr = np.random.default_rng(seed).choice(rest, size=args.n_train, replace=False)
+    pool = _per_class(y, rest, args.pool, 7)
     te = np.random.default_rng(99).permutation(len(X_te))[: args.n_test]  # one test set
-    return dict(name="fashion", seed=seed, X=X[tr], y=y[tr], X_test=X_te[te], y_test=y_te[te],
+    return dict(name="fashion", X=X[pool], y=y[pool], X_test=X_te[te], y_test=y_te[te],
                 X_up=X[up], y_up=y[up])
 
 
-def digits_task(args, seed):
+def digits_task(args):
+    """digits: a stratified test set of ``n_test`` images, the other images are the pool."""
     X, y = load_digits_images(return_X_y=True)
-    size = min(args.n_train, args.n_test)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, train_size=size, test_size=args.n_test,
-                                              stratify=y, random_state=seed)
-    return dict(name="digits", seed=seed, X=X_tr, y=y_tr, X_test=X_te, y_test=y_te)
+    X_pool, X_te, y_pool, y_te = train_test_split(X, y, test_size=args.n_test, stratify=y,
+                                                  random_state=0)
+    return dict(name="digits", X=X_pool, y=y_pool, X_test=X_te, y_test=y_te)
 
 
 # --------------------------------------------------------------------------- zoo
@@ -221,25 +251,38 @@ def _image_params(res):
     return {} if res is None else dict(img_size=res, crop_pct=1.0)
 
 
-def measure(task, name, module, res, args):
-    """Embeddings (train, test), embed time, fine-tuned test accuracy and time (cached)."""
+def _zoo_key(args):
+    return [args.width, args.epochs_sup, args.epochs_ssl, args.n_upstream, args.device]
+
+
+def embed_pool(task, name, module, res, args):
+    """Embeddings of the task's whole pool and test set, and the seconds per image (cached)."""
 
     def compute():
         t0 = time.perf_counter()
         emb = MeanTTAEmbedder(module, n_augmentations=0, device=args.device, batch_size=128,
-                              random_state=0, **_image_params(res)).fit(task["X"])
+                              random_state=0, **_image_params(res)).fit(task["X"][:2])
         Z, Z_test = emb.transform(task["X"]), emb.transform(task["X_test"])
-        t1 = time.perf_counter()
+        return dict(Z=Z, Z_test=Z_test, s_per_image=(time.perf_counter() - t0) / (
+            len(Z) + len(Z_test)))
+
+    key = ["pool", task["name"], name, res, args.pool, args.n_test, *_zoo_key(args)]
+    return _cached(key, compute)
+
+
+def finetune(task, idx, name, module, res, args, draw):
+    """Test accuracy after fine-tuning on the images ``idx`` of the pool (cached)."""
+
+    def compute():
+        t0 = time.perf_counter()
         clf = FineTuneClassifier(module, lr=args.lr, max_steps=args.steps, batch_size=32,
                                  schedule="constant", device=args.device, random_state=0,
                                  **_image_params(res))
-        ft_acc = clf.fit(task["X"], task["y"]).score(task["X_test"], task["y_test"])
-        return dict(Z=Z, Z_test=Z_test, embed_s=t1 - t0, ft_acc=ft_acc,
-                    ft_s=time.perf_counter() - t1)
+        acc = clf.fit(task["X"][idx], task["y"][idx]).score(task["X_test"], task["y_test"])
+        return dict(ft_acc=acc, ft_s=time.perf_counter() - t0)
 
-    key = [task["name"], name, res, args.n_train, args.n_test, task["seed"], args.steps, args.lr,
-           "constant", args.device,
-           args.width, args.epochs_sup, args.epochs_ssl, args.n_upstream]
+    key = ["ft", task["name"], name, res, args.pool, args.n_test, len(idx), draw, args.steps,
+           args.lr, "constant", *_zoo_key(args)]
     return _cached(key, compute)
 
 
@@ -258,67 +301,107 @@ def timed_scores(Z, y):
 
 
 def run_task(task, zoo, args):
-    rows = {}
+    """{(size, draw): rows}, rows = {candidate: dict(ft, lp, scores)}; FT only where asked."""
+    pools = {}
     for name, (module, res) in zoo.items():
-        m, hit = measure(task, name, module, res, args)
-        lp = linear_probe(m["Z"], task["y"], m["Z_test"], task["y_test"])
-        rows[name] = dict(width=m["Z"].shape[1], ft=float(m["ft_acc"]), lp=lp,
-                          embed_s=float(m["embed_s"]), ft_s=float(m["ft_s"]),
-                          scores=timed_scores(m["Z"], task["y"]), cached=hit)
-        print(f"  [{task['name']} seed {task['seed']}] {name}: fine-tuned {rows[name]['ft']:.3f},"
-              f" probe {lp:.3f}{' (cached)' if hit else ''} embed {rows[name]['embed_s']:.0f}s"
-              f" fine-tune {rows[name]['ft_s']:.0f}s", flush=True)
-    return rows
+        pools[name], hit = embed_pool(task, name, module, res, args)
+        print(f"  [{task['name']}] {name}: pool embedded"
+              f"{' (cached)' if hit else ''}", flush=True)
+    ft_size = args.ft_size[task["name"]]
+    out = {}
+    for size in _sizes(task, args):
+        for draw in args.seeds:
+            idx = _per_class(task["y"], np.arange(len(task["y"])), size, draw)
+            y = task["y"][idx]
+            rows = {}
+            for name, (module, res) in zoo.items():
+                Z = pools[name]["Z"][idx]
+                rows[name] = dict(lp=linear_probe(Z, y, pools[name]["Z_test"], task["y_test"]),
+                                  scores=timed_scores(Z, y), ft=np.nan)
+                if size == ft_size and draw in args.ft_draws:
+                    m, hit = finetune(task, idx, name, module, res, args, draw)
+                    rows[name]["ft"] = float(m["ft_acc"])
+                    print(f"  [{task['name']} {size}/class draw {draw}] {name}: fine-tuned "
+                          f"{rows[name]['ft']:.3f}{' (cached)' if hit else ''}", flush=True)
+            out[size, draw] = rows
+    return out
+
+
+def _sizes(task, args):
+    per_class = np.bincount(task["y"]).min()
+    sizes = [s for s in args.sizes if s <= per_class]
+    if len(sizes) < len(args.sizes):
+        print(f"  [{task['name']}] pool holds {per_class} images of its rarest class: sizes "
+              f"{[s for s in args.sizes if s > per_class]} per class left out", flush=True)
+    return sizes
 
 
 # --------------------------------------------------------------------------- report
 
 
-def candidate_table(task, rows):
-    headers = ["candidate", "width", *SCORES, "fine-tuned acc", "linear-probe acc"]
-    table = [[name, r["width"], *(f"{r['scores'][s][0]:.3f}" for s in SCORES),
-              f"{r['ft']:.3f}", f"{r['lp']:.3f}"] for name, r in rows.items()]
-    print(f"\n#### {task['name']} (seed {task['seed']}): {len(task['y'])} training / "
-          f"{len(task['y_test'])} test images, {len(np.unique(task['y']))} classes\n")
-    print_table(table, headers)
-
-
-def agreement(rows):
-    """{score: dict(tau/rho with FT and LP, top-1 pick, regrets in points, ms per candidate)}."""
+def _aggregates(rows):
+    """Rank-aggregate scores of every candidate, as KNNModelSelector(scoring=[...]) makes them."""
     names = list(rows)
-    truth = {k: np.array([rows[n][k] for n in names]) for k in ("ft", "lp")}
+    for label, members in AGGREGATES.items():
+        table = np.array([[rows[n]["scores"][s][0] for n in names] for s in members])
+        values = mean_rank_score(table)
+        ms = sum(np.mean([rows[n]["scores"][s][1] for n in names]) for s in members)
+        for n, v in zip(names, values):
+            rows[n]["scores"][label] = (v, ms)
+    return rows
+
+
+def agreement(rows, truth):
+    """{score: dict(tau, top-1 regret in points, ms per candidate)} against one ground truth."""
+    names = list(rows)
+    acc = np.array([rows[n][truth] for n in names])
     out = {}
-    for s in SCORES:
+    for s in rows[names[0]]["scores"]:
         values = np.array([rows[n]["scores"][s][0] for n in names])
         top = int(np.argmax(values))
-        out[s] = dict(pick=names[top], ms=1e3 * np.mean([rows[n]["scores"][s][1] for n in names]))
-        for k, acc in truth.items():
-            out[s][f"tau_{k}"] = kendalltau(values, acc).statistic
-            out[s][f"rho_{k}"] = spearmanr(values, acc).statistic
-            out[s][f"regret_{k}"] = 100 * (acc.max() - acc[top])
+        out[s] = dict(tau=kendalltau(values, acc).statistic, regret=100 * (acc.max() - acc[top]),
+                      ms=1e3 * np.mean([rows[n]["scores"][s][1] for n in names]), pick=names[top])
     return out
 
 
-_METRICS = ["tau_ft", "rho_ft", "tau_lp", "rho_lp", "regret_ft", "regret_lp", "ms"]
-_HEADERS = ["tau FT", "rho FT", "tau LP", "rho LP", "regret FT (pts)", "regret LP (pts)",
-            "ms / candidate"]
+def _mean_sd(values, fmt):
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(values.mean(), fmt)} ± {format(values.std(ddof=1), '.2f')}"
 
 
-def _fmt(metric, value):
-    return f"{value:.1f}" if metric.startswith(("regret", "ms")) else f"{value:+.2f}"
-
-
-def report(results, n_candidates):
-    """Per task and seed, then the mean over them."""
-    rows = [[label, s, *(_fmt(m, r[m]) for m in _METRICS), r["pick"]]
-            for label, per_score in results for s, r in per_score.items()]
-    print(f"\n### Transferability scores vs fine-tuned (FT) and linear-probe (LP) test "
-          f"accuracy, {n_candidates} candidates\n")
-    print_table(rows, ["task", "score", *_HEADERS, "top-1 pick"])
-    mean = [[s, *(_fmt(m, np.mean([r[s][m] for _, r in results])) for m in _METRICS)]
-            for s in SCORES]
-    print(f"\n### Mean over {len(results)} task x seed runs\n")
-    print_table(mean, ["score", *_HEADERS])
+def report(results, n_candidates, args):
+    """Mean ± standard deviation over task x size x draw runs; per-setting tau; wins."""
+    lp = [(k, agreement(rows, "lp")) for k, rows in results]
+    ft = [(k, agreement(rows, "ft")) for k, rows in results
+          if not np.isnan(rows[next(iter(rows))]["ft"])]
+    scores = list(lp[0][1])
+    print(f"\n### Mean ± SD over runs, {n_candidates} candidates\n")
+    print(f"{len(lp)} runs (task x size x draw) against the linear probe (LP), {len(ft)} "
+          f"against fine-tuning (FT). Kendall's tau over the zoo; regret: accuracy points lost "
+          f"by keeping only the score's top-1 candidate; ms per candidate (scoring only).\n")
+    rows = []
+    for s in scores:
+        rows.append([s, _mean_sd([r[s]["tau"] for _, r in ft], "+.2f"),
+                     _mean_sd([r[s]["regret"] for _, r in ft], ".1f"),
+                     _mean_sd([r[s]["tau"] for _, r in lp], "+.2f"),
+                     _mean_sd([r[s]["regret"] for _, r in lp], ".1f"),
+                     f"{np.mean([r[s]['ms'] for _, r in lp]):.0f}"])
+    print_table(rows, ["score", "tau FT", "regret FT", "tau LP", "regret LP", "ms / candidate"])
+    settings = sorted({k[:2] for k, _ in lp}, key=lambda t: (t[0], t[1]))
+    print("\n### Kendall tau against the linear probe, mean over draws, per task and size\n")
+    table = [[s, *(f"{np.mean([r[s]['tau'] for k, r in lp if k[:2] == t]):+.2f}"
+                   for t in settings)] for s in scores]
+    print_table(table, ["score", *(f"{t} {n}/class" for t, n in settings)])
+    best = np.array([[r[s]["tau"] for s in scores] for _, r in lp])
+    wins = (best >= best.max(axis=1, keepdims=True) - 1e-12).sum(axis=0)
+    print("\nRuns in which a score has the best tau against LP (ties count for each): "
+          + ", ".join(f"{s} {w}" for s, w in zip(scores, wins)))
+    print("\n### Against fine-tuning, per run\n")
+    table = [[f"{k[0]} {k[1]}/class draw {k[2]}", s, f"{r[s]['tau']:+.2f}",
+              f"{r[s]['regret']:.1f}", r[s]["pick"]] for k, r in ft for s in scores]
+    print_table(table, ["run", "score", "tau FT", "regret FT", "top-1 pick"])
 
 
 def main(argv=None):
@@ -327,42 +410,46 @@ def main(argv=None):
                         help="about a minute: tiny sizes, 6 candidates")
     parser.add_argument("--tasks", nargs="+", default=["fashion", "digits"],
                         choices=["fashion", "digits"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="draws of the labelled / test images (default 0; each seed "
-                             "repeats the whole measurement)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="label draws from the pool (default 0 1 2)")
+    parser.add_argument("--sizes", type=int, nargs="+",
+                        help="labelled images per class (default 50 100 300; sizes a task's "
+                             "pool cannot hold are left out)")
     parser.add_argument("--steps", type=int, help="fine-tuning steps (default 40; 5 quick)")
     parser.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.01)")
-    parser.add_argument("--resolutions", type=int, nargs=2,
-                        help="EfficientNet input sizes (default 64 96; 32 48 quick)")
+    parser.add_argument("--resolutions", type=int, nargs="+",
+                        help="EfficientNet input sizes (default 64 96; 32 quick)")
+    parser.add_argument("--ft-draws", type=int, nargs="+", default=[0],
+                        help="draws fine-tuned at each task's reference size (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device of embedding and "
                         "fine-tuning (default cpu; the small zoo is always trained on the CPU)")
     args = parser.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None}
     if args.quick:
-        args.__dict__.update(n_train=200, n_test=200, n_upstream=600, steps=5, lr=0.01,
-                             resolutions=[32, 48], lites=[0], width=8, epochs_sup=1,
-                             epochs_ssl=1)
+        args.__dict__.update(pool=30, sizes=[10, 20], n_test=200, n_upstream=600, steps=5,
+                             lr=0.01, resolutions=[32], lites=[0], width=8, epochs_sup=1,
+                             epochs_ssl=1, ft_size={"fashion": 20, "digits": 20})
     else:
-        args.__dict__.update(n_train=1000, n_test=500, n_upstream=3000, steps=40, lr=0.01,
-                             resolutions=[64, 96], lites=[0, 1, 2], width=16, epochs_sup=3,
-                             epochs_ssl=3)
+        args.__dict__.update(pool=350, sizes=[50, 100, 300], n_test=500, n_upstream=3000,
+                             steps=40, lr=0.01, resolutions=[64, 96], lites=[0, 1, 2], width=16,
+                             epochs_sup=3, epochs_ssl=3, ft_size={"fashion": 100, "digits": 50})
     args.__dict__.update(given)
+    set_threads(1)
     start = time.perf_counter()
-    print(f"machine: {machine_description()} (torch.set_num_threads(1))")
-    print(f"mode: {'--quick' if args.quick else 'default'}; seeds {args.seeds}; fine-tuning "
-          f"{args.steps} steps x batch 32, constant lr {args.lr}; EfficientNet resolutions "
-          f"{args.resolutions}", flush=True)
-    zoo = build_zoo(fashion_task(args, 0), args)
+    print(f"machine: {machine_description()}")
+    print(f"mode: {'--quick' if args.quick else 'default'}; draws {args.seeds}; sizes "
+          f"{args.sizes} per class; fine-tuning {args.steps} steps x batch 32, constant lr "
+          f"{args.lr}, at {args.ft_size} per class, draws {args.ft_draws}; EfficientNet "
+          f"resolutions {args.resolutions}", flush=True)
+    fashion = fashion_task(args)
+    zoo = build_zoo(fashion, args)
     print(f"zoo of {len(zoo)} candidates ready, {time.perf_counter() - start:.0f}s", flush=True)
-    makers = {"fashion": fashion_task, "digits": digits_task}
     results = []
-    for seed in args.seeds:
-        for task_name in args.tasks:
-            task = makers[task_name](args, seed)
-            rows = run_task(task, zoo, args)
-            candidate_table(task, rows)
-            results.append((f"{task_name} s{seed}", agreement(rows)))
-    report(results, len(zoo))
+    for task_name in args.tasks:
+        task = fashion if task_name == "fashion" else digits_task(args)
+        for (size, draw), rows in run_task(task, zoo, args).items():
+            results.append(((task_name, size, draw), _aggregates(rows)))
+    report(results, len(zoo), args)
     print(f"\ntotal {time.perf_counter() - start:.0f}s")
 
 

@@ -64,6 +64,11 @@ def test_selection_axis_label_comes_from_the_one_scoring_list(monkeypatch):
         "linear_cv": "cross-validated linear accuracy",
         "logme": "LogME (log evidence)",
         "hscore": "H-score",
+        "nleep": "NLEEP (log-likelihood)",
+        "sfda": "SFDA (probability of the true class)",
+        "gbc": "GBC (minus the class overlap)",
+        "transrate": "TransRate (coding-rate reduction)",
+        "etran": "ETran (energy + LDA score)",
     }
     assert _displays.score_label("my_score") == "my_score"
     assert _displays.score_label(np.mean) == "mean"

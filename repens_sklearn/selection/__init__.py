@@ -3,7 +3,8 @@
 Paper: "Deep Ensembles for Low-Data Transfer Learning" (kNN selection ->
 fine-tuning sweep -> greedy ensemble), with the transferability scores
 LogME, H-score and a cross-validated linear probe as alternatives to the
-leave-one-out kNN accuracy; the displays of a fitted selector and of a greedy
+leave-one-out kNN accuracy, and NLEEP, SFDA, GBC, TransRate, ETran and
+their rank aggregate (``scoring=[...]``); the displays of a fitted selector and of a greedy
 ensemble (matplotlib, the ``plot`` extra; imported only when drawing).
 """
 
@@ -13,7 +14,18 @@ from ._finetune import FineTuneClassifier, PaperSchedule, make_finetune_sweep
 from ._greedy import GreedyEnsembleClassifier
 from ._knn import KNNModelSelector
 from ._loo import loo_knn_accuracy, loo_knn_predict
-from ._transferability import hscore, knn_loo_score, linear_cv_score, logme_score
+from ._transferability import (
+    etran_score,
+    gbc_score,
+    hscore,
+    knn_loo_score,
+    linear_cv_score,
+    logme_score,
+    mean_rank_score,
+    nleep_score,
+    sfda_score,
+    transrate_score,
+)
 
 __all__ = [
     "EnsembleCurveDisplay",
@@ -22,6 +34,8 @@ __all__ = [
     "KNNModelSelector",
     "PaperSchedule",
     "SelectionDisplay",
+    "etran_score",
+    "gbc_score",
     "greedy_selection",
     "hscore",
     "knn_loo_score",
@@ -30,4 +44,8 @@ __all__ = [
     "loo_knn_accuracy",
     "loo_knn_predict",
     "make_finetune_sweep",
+    "mean_rank_score",
+    "nleep_score",
+    "sfda_score",
+    "transrate_score",
 ]

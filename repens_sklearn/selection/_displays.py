@@ -23,6 +23,8 @@ def score_label(scoring):
     """
     if isinstance(scoring, str):
         return _SCORINGS[scoring][2] if scoring in _SCORINGS else scoring
+    if isinstance(scoring, list):  # KNNModelSelector's rank aggregate
+        return "mean rank of " + ", ".join(score_label(s) for s in scoring)
     return getattr(scoring, "__name__", type(scoring).__name__)
 
 

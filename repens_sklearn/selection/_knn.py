@@ -17,7 +17,18 @@ from .._fingerprint import KeyedCache
 from .._fitted import as_embedding, fit_embed
 from .._inputs import check_classification_y, check_member_inputs
 from ._candidates import embed_candidate, make_parallel, raise_naming
-from ._transferability import hscore, knn_loo_score, linear_cv_score, logme_score
+from ._transferability import (
+    etran_score,
+    gbc_score,
+    hscore,
+    knn_loo_score,
+    linear_cv_score,
+    logme_score,
+    mean_rank_score,
+    nleep_score,
+    sfda_score,
+    transrate_score,
+)
 
 # name -> (score function, whether it is an accuracy in [0, 1], what its values are called):
 # the one list of selection's scorings (SelectionDisplay labels its axis from it)
@@ -26,6 +37,11 @@ _SCORINGS = {
     "linear_cv": (linear_cv_score, True, "cross-validated linear accuracy"),
     "logme": (logme_score, False, "LogME (log evidence)"),
     "hscore": (hscore, False, "H-score"),
+    "nleep": (nleep_score, False, "NLEEP (log-likelihood)"),
+    "sfda": (sfda_score, False, "SFDA (probability of the true class)"),
+    "gbc": (gbc_score, False, "GBC (minus the class overlap)"),
+    "transrate": (transrate_score, False, "TransRate (coding-rate reduction)"),
+    "etran": (etran_score, False, "ETran (energy + LDA score)"),
 }
 
 
@@ -37,10 +53,11 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
     training data once and is scored on those embeddings by a cheap proxy for
     its accuracy after fine-tuning. The paper's proxy (after Puigcerver et al.,
     2020, "Scalable Transfer Learning with Expert Models") is the leave-one-out
-    kNN accuracy (``scoring="knn_loo"``, the default); LogME, the H-score and a
-    cross-validated linear probe are the alternatives, and any
-    ``score(Z, y) -> float`` can be given. The ``n_select`` best are kept (the
-    paper uses K = 15), or, with ``threshold``, every candidate close enough to
+    kNN accuracy (``scoring="knn_loo"``, the default); LogME, the H-score, a
+    cross-validated linear probe, NLEEP, SFDA, GBC, TransRate and ETran are
+    the alternatives, any ``score(Z, y) -> float`` can be given, and a list of
+    scorings ranks by the mean rank they give each candidate. The ``n_select``
+    best are kept (the paper uses K = 15), or, with ``threshold``, every candidate close enough to
     the best, at most ``n_select`` (section 2.3.1 keeps those within tau = 2 %
     of the best kNN accuracy, i.e. ``threshold=0.98``).
 
@@ -75,7 +92,7 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         wrapped in ``MeanTTAEmbedder(backbone=..., n_augmentations=0)``),
         ``"passthrough"`` (X itself, a raw-feature baseline) or ``"drop"``: the
         members ``ConcatEmbedder`` and ``LearnedEnsembleEmbedder`` take.
-    scoring : {"knn_loo", "logme", "hscore", "linear_cv"} or callable, default="knn_loo"
+    scoring : str, callable or list of them, default="knn_loo"
         Transferability score, larger is better:
 
         - ``"knn_loo"``: leave-one-out kNN accuracy (:func:`knn_loo_score` with
@@ -85,6 +102,14 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         - ``"hscore"``: H-score with Ledoit-Wolf shrinkage (:func:`hscore`);
         - ``"linear_cv"``: 5-fold accuracy of a standardised logistic
           regression (:func:`linear_cv_score`);
+        - ``"nleep"``, ``"sfda"``, ``"gbc"``, ``"transrate"``, ``"etran"``:
+          :func:`nleep_score`, :func:`sfda_score`, :func:`gbc_score`,
+          :func:`transrate_score`, :func:`etran_score` with their papers'
+          defaults;
+        - a list of the above: each candidate gets the mean over the
+          scorings of its normalised rank (:func:`mean_rank_score`, in
+          ``[0, 1]``, 1 for the best of every scoring), so no one score's
+          scale or instability decides alone;
         - a callable ``score(Z, y) -> float`` on a candidate's float32
           embeddings ``(n_samples, width)`` and the labels as given, e.g.
           ``functools.partial(hscore, shrinkage=0)``. It runs in the joblib
@@ -109,7 +134,8 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         floor)``, where ``floor`` is 0 for the accuracies (``"knn_loo"``,
         ``"linear_cv"``: ``threshold`` is the paper's fraction of the best
         score) and the worst candidate's score for the unbounded scores
-        (``"logme"``, which can be negative, ``"hscore"`` and callables: a
+        (``"logme"``, which can be negative, the other scores, lists and
+        callables: a
         fraction of the range on min-max normalised scores, so 1 keeps the
         best only and 0 keeps all). The best candidate is always kept.
     memory : str, joblib.Memory or None, default=None
@@ -132,7 +158,10 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
     ----------
     scores_ : dict
         ``{name: score}`` in candidate order (the leave-one-out kNN accuracy
-        with the default ``scoring``).
+        with the default ``scoring``; the mean normalised rank for a list).
+    component_scores_ : dict
+        Only for a list ``scoring``: ``{scoring name: {name: score}}``, each
+        scoring's own values (a callable is named by its ``__qualname__``).
     ranking_ : list of str
         Candidate names, best first; equal scores keep candidate order.
     threshold_score_ : float or None
@@ -153,6 +182,8 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
     See Also
     --------
     knn_loo_score, logme_score, hscore, linear_cv_score : the scores.
+    nleep_score, sfda_score, gbc_score, transrate_score, etran_score : more scores.
+    mean_rank_score : the aggregate of a list ``scoring``.
     GreedyEnsembleClassifier : step 3 of the paper's algorithm.
     make_finetune_sweep : step 2, fine-tuning the selected backbones.
 
@@ -182,7 +213,7 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         "metric": [StrOptions({"cosine", "euclidean"})],
         "n_select": [Interval(Integral, 1, None, closed="left"), None],
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
-        "scoring": [StrOptions(set(_SCORINGS)), callable],
+        "scoring": [StrOptions(set(_SCORINGS)), callable, list],
         "memory": PARAMETER_CONSTRAINTS["memory"],
         "n_jobs": PARAMETER_CONSTRAINTS["n_jobs"],
         "random_state": PARAMETER_CONSTRAINTS["random_state"],
@@ -223,7 +254,8 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         transformers = embedding_members(self.candidates, "candidates", lambda: seed, owner=self)
         n_samples = check_member_inputs(self, X)
         y, _, _ = check_classification_y(self, y, n_samples)
-        if self.scoring == "knn_loo" and self.n_neighbors > n_samples - 1:
+        scorings = _scoring_list(self.scoring)
+        if "knn_loo" in scorings and self.n_neighbors > n_samples - 1:
             raise ValueError(
                 f"n_neighbors={self.n_neighbors} needs at least {self.n_neighbors + 1} samples "
                 f"for leave-one-out kNN, got n_samples = {n_samples}"
@@ -236,6 +268,11 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
         )
         names = [name for name, _ in transformers]
         self.scores_ = {name: s for name, (_, (s, _)) in zip(names, results)}
+        if isinstance(self.scoring, list):  # one row per scoring, aggregated by mean rank
+            table = np.array([self.scores_[name] for name in names]).T
+            self.component_scores_ = {_scoring_name(s): dict(zip(names, row))
+                                      for s, row in zip(scorings, table.tolist())}
+            self.scores_ = dict(zip(names, mean_rank_score(table).tolist()))
         self.embedding_widths_ = {name: width for name, (_, (_, width)) in zip(names, results)}
         fitted = {name: est for name, (est, _) in zip(names, results)}
         self.ranking_ = _rank(self.scores_)
@@ -306,6 +343,23 @@ def _is_accuracy(scoring):
     return isinstance(scoring, str) and _SCORINGS[scoring][1]
 
 
+def _scoring_list(scoring):
+    """The scorings of ``scoring`` as a list; a list must hold names or callables."""
+    if not isinstance(scoring, list):
+        return [scoring]
+    bad = [s for s in scoring if not (callable(s) or (isinstance(s, str) and s in _SCORINGS))]
+    if not scoring or bad:
+        raise ValueError(
+            "scoring: a list must hold at least one of the names "
+            f"{sorted(_SCORINGS)} or callables; got {scoring!r}"
+        )
+    return scoring
+
+
+def _scoring_name(scoring):
+    return scoring if isinstance(scoring, str) else _callable_name(scoring)
+
+
 class _Scorer:
     """Picklable scorer run inside the joblib worker, so only numbers travel back."""
 
@@ -320,11 +374,16 @@ class _Scorer:
         return self._score(Z), Z.shape[1]
 
     def _score(self, Z):
-        if self.scoring == "knn_loo":
+        if isinstance(self.scoring, list):
+            return tuple(self._one(scoring, Z) for scoring in self.scoring)
+        return self._one(self.scoring, Z)
+
+    def _one(self, scoring, Z):
+        if scoring == "knn_loo":
             return knn_loo_score(Z, self.y, n_neighbors=self.n_neighbors, metric=self.metric)
-        if isinstance(self.scoring, str):
-            return _SCORINGS[self.scoring][0](Z, self.y)
-        return _as_score(self.scoring(Z, self.y), self.scoring)
+        if isinstance(scoring, str):
+            return _SCORINGS[scoring][0](Z, self.y)
+        return _as_score(scoring(Z, self.y), scoring)
 
 
 def _as_score(value, fn):

@@ -3,7 +3,13 @@
 Each score maps embeddings ``Z`` of shape (n_samples, n_features) and class
 labels ``y`` to one number, larger meaning "a better starting point". They are
 computed from embeddings made once per candidate, vectorised over samples and
-classes; LogME and the H-score work in float64.
+classes; all but the kNN accuracy work in float64.
+
+Besides the kNN accuracy, LogME, the H-score and the linear probe, the scores
+of the recent literature: NLEEP, SFDA, GBC, TransRate and ETran. No one score
+ranks best everywhere ("How stable are Transferability Metrics evaluations?",
+Agostinelli et al., ECCV 2022), so :func:`mean_rank_score` aggregates several
+by the mean rank they give each candidate (``KNNModelSelector(scoring=[...])``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.special import logsumexp, softmax
+from scipy.stats import rankdata
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
@@ -19,7 +27,10 @@ from .._warnings import warn
 
 from ._loo import loo_knn_accuracy
 
-__all__ = ["hscore", "knn_loo_score", "linear_cv_score", "logme_score"]
+__all__ = [
+    "etran_score", "gbc_score", "hscore", "knn_loo_score", "linear_cv_score", "logme_score",
+    "mean_rank_score", "nleep_score", "sfda_score", "transrate_score",
+]
 
 
 def _check_Zy(Z, y, *, dtype="numeric", score="score"):
@@ -469,3 +480,415 @@ def _n_folds(cv, y, y_idx):
             f"cross-validation; class {getattr(rare, 'item', lambda: rare)()!r} has 1"
         )
     return int(min(cv, counts.min()))
+
+
+# --------------------------------------------------------------------------- NLEEP
+
+
+def nleep_score(Z, y, *, variance=0.8, components_per_class=5, random_state=0):
+    """NLEEP: LEEP with the posteriors of a Gaussian mixture fitted to the embeddings.
+
+    "Ranking Neural Checkpoints" (Li, Jia, Zhou, Karamchandani, Chen, Zhu and
+    Kolluri, CVPR 2021), section 3.3: the embeddings are reduced by PCA to the
+    components explaining ``variance`` of their variance (80 %), a Gaussian
+    mixture with ``components_per_class`` times the number of classes (5 C)
+    full-covariance components is fitted to them (scikit-learn's
+    :class:`~sklearn.mixture.GaussianMixture` defaults), and its posteriors
+    ``pi_iv = p(v | z_i)`` play the source classifier's part in LEEP
+    (Nguyen et al., ICML 2020, eq. 2)::
+
+        P(y, v) = sum_i [y_i = y] pi_iv / n,   P(y | v) = P(y, v) / sum_y' P(y', v)
+        NLEEP = sum_i log(sum_v P(y_i | v) pi_iv) / n
+
+    The log is the paper's (the SFDA authors' reimplementation drops it). The
+    mixture is seeded by ``random_state``; its components are capped at the
+    number of samples. Features with no variance at all give the limit where
+    every sample has the same posterior: the mean log class frequency.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        Embeddings; converted to float64.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    variance : float in (0, 1], default=0.8
+        Fraction of the variance the PCA keeps.
+    components_per_class : int, default=5
+        Mixture components per class.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the mixture's k-means initialisation.
+
+    Returns
+    -------
+    score : float
+        Mean log-likelihood of the labels, in ``(-inf, 0]``.
+
+    See Also
+    --------
+    logme_score, sfda_score : other transferability scores.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from repens_sklearn.selection import nleep_score
+    >>> X, y = load_digits(return_X_y=True)
+    >>> nleep_score(X, y) > nleep_score(X[:, :8], y)
+    True
+    """
+    from sklearn.mixture import GaussianMixture
+
+    if not isinstance(variance, Real) or isinstance(variance, bool) or not 0 < variance <= 1:
+        raise ValueError(f"nleep_score: variance must be a float in (0, 1], got {variance!r}")
+    if not isinstance(components_per_class, Integral) or components_per_class < 1:
+        raise ValueError("nleep_score: components_per_class must be an int >= 1, got "
+                         f"{components_per_class!r}")
+    Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="nleep_score")
+    if not np.ptp(Z, axis=0).any():  # one point: every posterior is the same
+        return float(np.log(np.bincount(y_idx)[y_idx] / len(y_idx)).mean())
+    X = _pca(Z, variance=variance)
+    n_components = min(components_per_class * n_classes, len(X))
+    gmm = GaussianMixture(n_components, random_state=random_state).fit(X)
+    return _leep(gmm.predict_proba(X), y_idx, n_classes)
+
+
+def _pca(Z, *, n_components=None, variance=None):
+    """Principal-component scores of Z: the first ``n_components``, or those explaining
+    ``variance`` (the fewest whose cumulative ratio reaches it, as scikit-learn's PCA).
+
+    One thin SVD (LAPACK's divide and conquer), several times faster here than
+    ``PCA(svd_solver="full")``.
+    """
+    Zc = Z - Z.mean(axis=0)
+    u, s, _ = np.linalg.svd(Zc, full_matrices=False)
+    if variance is not None:
+        ratio = np.cumsum(s**2) / max((s**2).sum(), np.finfo(float).tiny)
+        n_components = int(np.searchsorted(ratio, variance - 1e-12) + 1)
+    n_components = min(n_components, len(s))
+    return u[:, :n_components] * s[:n_components]
+
+
+def _leep(post, y_idx, n_classes):
+    """LEEP of posteriors ``post`` (n, V) over pseudo-classes: mean log p(y_i | x_i)."""
+    joint = _one_hot(y_idx, n_classes).T @ post  # (C, V), times n
+    cond = joint / np.maximum(joint.sum(axis=0), np.finfo(float).tiny)  # P(y | v)
+    p = np.einsum("iv,iv->i", post, cond[y_idx])
+    return float(np.log(np.maximum(p, np.finfo(float).tiny)).mean())
+
+
+# --------------------------------------------------------------------------- SFDA / LDA
+
+
+def sfda_score(Z, y, *, shrinkage="auto"):
+    """SFDA: accuracy of a regularised Fisher classifier on self-challenged embeddings.
+
+    "Not All Models Are Equal: Predicting Model Transferability in a
+    Self-challenging Fisher Space" (Shao, Zhao, Ge, Lu, Ma, Jiang, Luo and Zhang,
+    ECCV 2022), section 3: a linear discriminant analysis with the within-class
+    covariance shrunk towards ``mu I`` (``mu`` its mean eigenvalue),
+    ``S = (1 - lambda) S_w + lambda mu I`` with the adaptive
+    ``lambda = max(exp(-5 sigma_max(S_w)), 1e-10)``, gives class probabilities
+    ``p(c | z_i)``; they are softened by a second softmax and every sample is
+    moved towards the mean of the *other* classes' means ``m_{-y_i}`` by its
+    confidence (ConfMix): ``z_i <- q_i z_i + (1 - q_i) m_{-y_i}``, ``q_i`` its
+    softened probability of its own class. A second discriminant analysis with
+    the same ``lambda`` on the mixed embeddings scores the mean probability of
+    the true class (without log, as the authors do). Where the authors' code
+    estimates ``sigma_max`` by three power iterations, it is exact here (one
+    SVD of the within-class centred embeddings serves it and the inverse).
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        Embeddings; converted to float64.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    shrinkage : "auto" or float in (0, 1], default="auto"
+        ``lambda``; "auto" is the paper's adaptive value.
+
+    Returns
+    -------
+    score : float
+        Mean probability of the true class, in ``(0, 1]``.
+
+    See Also
+    --------
+    etran_score, logme_score : other transferability scores.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from repens_sklearn.selection import sfda_score
+    >>> X, y = load_digits(return_X_y=True)
+    >>> sfda_score(X / 16, y) > sfda_score(X[:, :8] / 16, y)
+    True
+    """
+    _check_lda_shrinkage(shrinkage, "sfda_score")
+    Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="sfda_score")
+    proba, lam = _lda_proba(Z, y_idx, n_classes, shrinkage)
+    own = softmax(proba, axis=1)[np.arange(len(Z)), y_idx][:, None]  # softened confidence
+    means = _class_means(Z, y_idx, n_classes)
+    others = (means.sum(axis=0) - means) / (n_classes - 1)  # mean of the other classes' means
+    mixed = own * Z + (1 - own) * others[y_idx]
+    proba, _ = _lda_proba(mixed, y_idx, n_classes, lam)
+    return float(proba[np.arange(len(Z)), y_idx].mean())
+
+
+def _check_lda_shrinkage(shrinkage, score):
+    if isinstance(shrinkage, str) and shrinkage == "auto":
+        return
+    if isinstance(shrinkage, Real) and not isinstance(shrinkage, bool) and 0 < shrinkage <= 1:
+        return
+    raise ValueError(f"{score}: shrinkage must be 'auto' or a float in (0, 1], got {shrinkage!r}")
+
+
+def _class_means(Z, y_idx, n_classes):
+    return (_one_hot(y_idx, n_classes).T @ Z) / np.bincount(y_idx, minlength=n_classes)[:, None]
+
+
+def _lda_proba(Z, y_idx, n_classes, shrinkage):
+    """``(p(c | z_i) of the shrunk LDA, lambda)``; lambda adaptive when shrinkage is "auto".
+
+    ``S = (1 - lambda) S_w + lambda mu I`` is inverted through the SVD of the
+    within-class centred embeddings ``W = V diag(s^2 / n) V'``: the
+    directions outside V get ``1 / (lambda mu)``.
+    """
+    n, d = Z.shape
+    means = _class_means(Z, y_idx, n_classes)
+    _, s, vt = np.linalg.svd(Z - means[y_idx], full_matrices=False)
+    eig = s**2 / n
+    lam = max(np.exp(-5 * eig.max()), 1e-10) if shrinkage == "auto" else float(shrinkage)
+    mu = eig.sum() / d if eig.sum() > 0 else 1.0  # no within-class scatter: S = lambda I
+    coords = means @ vt.T  # (C, k)
+    inv_means = ((coords / ((1 - lam) * eig + lam * mu)) @ vt
+                 + (means - coords @ vt) / (lam * mu))  # S^-1 m_c, rows
+    priors = np.bincount(y_idx, minlength=n_classes) / n
+    logits = Z @ inv_means.T - 0.5 * np.einsum("cd,cd->c", means, inv_means) + np.log(priors)
+    return softmax(logits, axis=1), lam
+
+
+# --------------------------------------------------------------------------- GBC
+
+
+def gbc_score(Z, y, *, n_components=64, gaussian="spherical"):
+    """GBC: minus the summed Bhattacharyya coefficients between the classes' Gaussians.
+
+    "Transferability Estimation using Bhattacharyya Class Separability"
+    (Pandy, Agostinelli, Uijlings, Ferrari and Mensink, CVPR 2022), section 3:
+    the embeddings are reduced by PCA to ``n_components`` dimensions (64), each
+    class is modelled as a Gaussian with a spherical (the default) or diagonal
+    covariance, and::
+
+        D_B(c, c') = (m_c - m_c')' S^-1 (m_c - m_c') / 8
+                     + log(det S / sqrt(det S_c det S_c')) / 2,   S = (S_c + S_c') / 2
+        GBC = - sum_{c != c'} exp(-D_B(c, c'))
+
+    Variances are the biased (``1 / n_c``) per-dimension ones, floored at 1e-4
+    as in the authors' code (google-research ``stable_transfer``); a spherical
+    covariance is their mean times the identity. The log-determinant term counts
+    every dimension, as the paper's formula does (the authors' spherical code
+    adds it once).
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        Embeddings; converted to float64.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    n_components : int or None, default=64
+        PCA dimensions (capped at ``min(n_samples, n_features)``); None keeps
+        the features as they are.
+    gaussian : {"spherical", "diagonal"}, default="spherical"
+        Covariance of every class.
+
+    Returns
+    -------
+    score : float
+        In ``[-C (C - 1), 0]``: 0 when the classes do not overlap at all.
+
+    See Also
+    --------
+    hscore, transrate_score : other class-separation scores.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from repens_sklearn.selection import gbc_score
+    >>> X, y = load_digits(return_X_y=True)
+    >>> gbc_score(X, y) > gbc_score(X[:, :8], y)
+    True
+    """
+    if gaussian not in ("spherical", "diagonal"):
+        raise ValueError(f"gbc_score: gaussian must be 'spherical' or 'diagonal', got {gaussian!r}")
+    if n_components is not None and (not isinstance(n_components, Integral)
+                                     or isinstance(n_components, bool) or n_components < 1):
+        raise ValueError(f"gbc_score: n_components must be an int >= 1 or None, got "
+                         f"{n_components!r}")
+    Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="gbc_score")
+    if n_components is not None and Z.shape[1] > 1:
+        Z = _pca(Z, n_components=n_components)
+    means = _class_means(Z, y_idx, n_classes)
+    var = np.maximum(_class_means((Z - means[y_idx]) ** 2, y_idx, n_classes), 1e-4)
+    if gaussian == "spherical":
+        var = np.repeat(var.mean(axis=1, keepdims=True), Z.shape[1], axis=1)
+    avg = (var[:, None] + var[None]) / 2  # (C, C, d)
+    dist = (((means[:, None] - means[None]) ** 2 / avg).sum(-1) / 8
+            + (np.log(avg).sum(-1) - (np.log(var).sum(-1)[:, None]
+                                      + np.log(var).sum(-1)[None]) / 2) / 2)
+    coef = np.exp(-dist)
+    return float(-(coef.sum() - np.trace(coef)))
+
+
+# --------------------------------------------------------------------------- TransRate
+
+
+def transrate_score(Z, y, *, eps=1e-2):
+    """TransRate: coding rate of the embeddings minus their coding rate given the class.
+
+    "Frustratingly Easy Transferability Estimation" (Huang, Huang, Ren, Wang,
+    Xu and Liu, ICML 2022), section 3, the rate-distortion formula of
+    maximal coding rate reduction (Yu et al., NeurIPS 2020) on centred
+    embeddings ``Z``::
+
+        R(Z) = logdet(I + d / (n eps^2) Z'Z) / 2
+        R(Z | y) = sum_c n_c / n * logdet(I + d / (n_c eps^2) Z_c'Z_c) / 2
+        TransRate = R(Z) - R(Z | y)
+
+    Each log-determinant comes from singular values. The authors' code differs
+    in its constants (``1 / (n eps)`` without ``d``, an unweighted mean over
+    classes); the formula here is the paper's.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        Embeddings; converted to float64.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    eps : float, default=1e-2
+        Distortion ``eps`` (``eps^2 = 1e-4``, the authors' code's value).
+
+    Returns
+    -------
+    score : float
+        Coding-rate reduction in nats; unbounded, compare candidates on the
+        same data only.
+
+    See Also
+    --------
+    gbc_score, hscore : other class-separation scores.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from repens_sklearn.selection import transrate_score
+    >>> X, y = load_digits(return_X_y=True)
+    >>> transrate_score(X / 16, y) > transrate_score(X[:, :8] / 16, y)
+    True
+    """
+    if not isinstance(eps, Real) or isinstance(eps, bool) or not eps > 0:
+        raise ValueError(f"transrate_score: eps must be a float > 0, got {eps!r}")
+    Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="transrate_score")
+    Z = Z - Z.mean(axis=0)
+    n, d = Z.shape
+    given = sum((y_idx == c).mean() * _coding_rate(Z[y_idx == c], d, eps)
+                for c in range(n_classes))
+    return float(_coding_rate(Z, d, eps) - given)
+
+
+def _coding_rate(Z, d, eps):
+    """``logdet(I + d / (n eps^2) Z'Z) / 2`` from the singular values of Z."""
+    s = np.linalg.svd(Z, compute_uv=False)
+    return float(np.log1p(d / (len(Z) * eps**2) * s**2).sum() / 2)
+
+
+# --------------------------------------------------------------------------- ETran
+
+
+def etran_score(Z, y, *, energy_fraction=0.005, shrinkage="auto"):
+    """ETran for classification: energy score plus LDA score of the embeddings.
+
+    "ETran: Energy-Based Transferability Estimation" (Gholami, Akbari, Wang,
+    Rezaei and Zhang, ICCV 2023), section 3: the energy score ``S_en`` treats
+    the embedding as logits, ``-E(z) = logsumexp_j z_j``, and averages it over
+    the samples of lowest ``-E`` (the ``energy_fraction`` of them, 0.5 % in
+    the authors' code, at least one); the LDA score ``S_lda`` is the mean
+    probability of the true class under the shrunk linear discriminant
+    analysis of :func:`sfda_score` (its first stage, adaptive ``lambda``). The
+    score is ``S_en + S_lda``. The authors' code instead min-max normalises the
+    two parts over the model zoo and weighs them 0.15 / 0.85, which needs all
+    candidates at once (``KNNModelSelector(scoring=[...])`` aggregates scores
+    over the zoo by rank); the detection-only SVD part is left out.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        Embeddings; converted to float64.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    energy_fraction : float in (0, 1], default=0.005
+        Fraction of samples (lowest ``logsumexp``) the energy score averages.
+    shrinkage : "auto" or float in (0, 1], default="auto"
+        ``lambda`` of the LDA, as in :func:`sfda_score`.
+
+    Returns
+    -------
+    score : float
+        Unbounded; compare candidates on the same data only.
+
+    See Also
+    --------
+    sfda_score, logme_score : other transferability scores.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from repens_sklearn.selection import etran_score
+    >>> X, y = load_digits(return_X_y=True)
+    >>> etran_score(X / 16, y) > etran_score(X[:, :8] / 16, y)
+    True
+    """
+    if (not isinstance(energy_fraction, Real) or isinstance(energy_fraction, bool)
+            or not 0 < energy_fraction <= 1):
+        raise ValueError("etran_score: energy_fraction must be a float in (0, 1], got "
+                         f"{energy_fraction!r}")
+    _check_lda_shrinkage(shrinkage, "etran_score")
+    Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="etran_score")
+    energy = np.sort(logsumexp(Z, axis=1))[: max(1, int(energy_fraction * len(Z)))].mean()
+    proba, _ = _lda_proba(Z, y_idx, n_classes, shrinkage)
+    return float(energy + proba[np.arange(len(Z)), y_idx].mean())
+
+
+# --------------------------------------------------------------------------- rank aggregate
+
+
+def mean_rank_score(table):
+    """Mean normalised rank of every candidate over several scores (a Borda count).
+
+    Each row of ``table`` holds one score's values for all candidates (larger
+    is better); each row is turned into ranks (ties share their average rank),
+    scaled to ``[0, 1]`` (0 the worst, 1 the best: the fraction of the other
+    candidates it beats), and the rows are averaged. A score's scale and
+    outliers no longer matter, which is what makes several scores comparable
+    and the ranking more stable than any one of them ("How stable are
+    Transferability Metrics evaluations?", Agostinelli et al., ECCV 2022).
+
+    Parameters
+    ----------
+    table : array-like of shape (n_scores, n_candidates)
+        Finite score values.
+
+    Returns
+    -------
+    aggregate : ndarray of shape (n_candidates,)
+        In ``[0, 1]``; a single candidate gets 1.
+
+    Examples
+    --------
+    >>> from repens_sklearn.selection import mean_rank_score
+    >>> mean_rank_score([[0.9, 0.5, 0.7], [-1.0, -2.0, -3.0]])
+    array([1.  , 0.25, 0.25])
+    """
+    table = check_array(table, dtype=np.float64, input_name="table")
+    if table.shape[1] == 1:
+        return np.ones(1)
+    ranks = rankdata(table, axis=1) - 1  # 0 for the worst, average ranks for ties
+    return ranks.mean(axis=0) / (table.shape[1] - 1)
