@@ -43,7 +43,8 @@ def test_fashion_examples_fall_back_to_digits(name, monkeypatch, tmp_path, capsy
         raise FileNotFoundError("Fashion-MNIST file not found (test)")
 
     monkeypatch.setattr(repens_sklearn, "load_fashion_mnist", not_installed)
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES[0].parent / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"example_{name}",
+                                                  EXAMPLES[0].parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # binds the patched loader
     monkeypatch.chdir(tmp_path)
