@@ -106,11 +106,11 @@ num_workers : int
     always sliced in place.
 precision : {"auto", "float32", "bfloat16"}
     Arithmetic of the network's forward passes; outputs are float32 either
-    way. ``"auto"``: bfloat16 autocast (convolutional backbones
-    channels_last) where the device computes bf16 natively - CUDA GPUs from
-    Ampere on, CPUs with AVX512-BF16 or AMX (detected from the CPU's flags) -
-    else float32. ``"float32"`` gives the exact float32 results. Speed and
-    accuracy of each: ``docs/benchmarks.md``.
+    way. ``"auto"``: bfloat16 autocast on CUDA GPUs that compute bf16
+    natively (Ampere on), else float32. ``"bfloat16"`` forces bf16
+    (convolutional backbones run channels_last): on CPUs with AVX512-BF16 or
+    AMX 3.5-4x faster, at a small accuracy cost measured in
+    ``docs/benchmarks.md``; ``"float32"`` gives the exact float32 results.
 device : "auto", str, torch.device or None
     ``"auto"`` or None: CUDA when available, else the CPU; otherwise a torch
     device (``"cpu"``, ``"cuda:1"``, ...).

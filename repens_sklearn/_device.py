@@ -88,9 +88,12 @@ def resolve_precision(precision, device, *, training=False) -> torch.dtype:
     """The autocast dtype of ``precision`` on ``device``: ``torch.float32`` or ``torch.bfloat16``.
 
     ``"auto"``: what the environment variable ``REPENS_SKLEARN_PRECISION`` names
-    when it is ``float32`` or ``bfloat16``; otherwise bfloat16 where the device
-    computes it natively (:func:`native_bf16`), else float32 - when ``training``,
-    bfloat16 on CUDA only (bf16 training on CPUs is not validated here).
+    when it is ``float32`` or ``bfloat16``; otherwise bfloat16 on CUDA devices that
+    compute it natively (:func:`native_bf16`), else float32. CPUs stay float32 under
+    ``"auto"`` even with AVX512-BF16 / AMX: there bf16 is 3.5-4x faster but moved
+    ImageNet EfficientNet-Lite0 embeddings to cosine 0.985 of float32 and cost
+    about 1 point of kNN accuracy (``docs/benchmarks.md``, bench_peers), so it is
+    an opt-in (``"bfloat16"``, or the environment variable).
     ``"float32"`` and ``"bfloat16"`` force it.
 
     Examples
@@ -108,8 +111,9 @@ def resolve_precision(precision, device, *, training=False) -> torch.dtype:
         _check_precision(precision, f"the environment variable {PRECISION_ENV}")
     if precision == "auto":
         device = torch.device(device)
-        native = native_bf16(device) and (not training or device.type == "cuda")
-        return torch.bfloat16 if native else torch.float32
+        # CPU bf16 is opt-in: its accuracy cost on pretrained networks exceeds what a
+        # default may silently give up (see the docstring).
+        return torch.bfloat16 if device.type == "cuda" and native_bf16(device) else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
