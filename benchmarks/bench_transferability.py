@@ -1,58 +1,57 @@
 """Benchmark: transferability scores against fine-tuned and linear-probe accuracy.
 
-Which score ranks a zoo of backbones the way fine-tuning would? For every
-target task and every candidate backbone this measures
+Which score ranks a zoo of backbones the way fine-tuning would, and how stable
+is that ranking when the labelled images change ("How stable are
+Transferability Metrics evaluations?", Agostinelli et al., ECCV 2022)? For
+every task, every size (labelled images per class) and every draw of those
+images, and every candidate backbone, this measures
 
-  * the scores of ``repens_sklearn.selection`` on the candidate's embeddings of
-    the labelled training images: leave-one-out 1-NN accuracy (``knn_loo``, the
-    paper's), LogME, the H-score with Ledoit-Wolf shrinkage (``hscore``) and
-    with the plain pseudo-inverse (``hscore_pinv``, Bao et al.'s definition),
-    and the 5-fold logistic-regression accuracy (``linear_cv``), each timed;
+  * every score of ``repens_sklearn.selection`` on the candidate's embeddings
+    of the labelled images, timed: leave-one-out 1-NN accuracy (``knn_loo``,
+    Euclidean, the paper's; ``knn_loo_cosine``), LogME, the H-score with
+    Ledoit-Wolf shrinkage, the 5-fold logistic-regression accuracy
+    (``linear_cv``), NLEEP, SFDA, GBC, TransRate, ETran, and rank aggregates
+    of several of them (``mean_rank_score``, what ``KNNModelSelector(scoring=
+    [...])`` ranks by);
   * the ground truths: (a) test accuracy after fine-tuning the whole backbone
     with a new head (``FineTuneClassifier``: 40 SGD steps of 32 images at a
-    constant learning rate of 0.01, between the best rates of a pilot on
-    EfficientNet-Lite0 at 64 pixels, 0.005 on Fashion-MNIST and 0.02 on
-    digits; the paper's warm-up and decay schedule needs far more steps;
-    BatchNorm statistics recalibrated after training, the estimator's
-    default), (b) test accuracy of a linear probe (standardised logistic
-    regression on the frozen training embeddings);
+    constant learning rate of 0.01; BatchNorm statistics recalibrated), on one
+    draw at each task's reference size (Fashion-MNIST 100, digits 50 images
+    per class: fine-tuning is the cost of this benchmark); (b) test accuracy
+    of a linear probe (standardised logistic regression on the frozen
+    embeddings) for every size and draw;
 
-and reports Kendall's tau and Spearman's rho between each score and each
-ground truth over the zoo, the regret of fine-tuning only the score's top-1
-candidate (best fine-tuned accuracy of the zoo minus that of the pick; same
-for the probe) and the scoring time per candidate.
+and reports, as mean ± standard deviation over the runs, Kendall's tau between
+each score and each ground truth over the zoo, the regret of keeping only the
+score's top-1 candidate (best accuracy of the zoo minus that of the pick, in
+points) and the scoring time per candidate; then tau per task and size, and
+how often each score is the best one.
 
-Tasks
-  * Fashion-MNIST low-data: 1,000 labelled training images drawn from the
-    training split (outside the 3,000 "upstream" images the small zoo networks
-    are pre-trained on), 500 test images;
-  * digits (scikit-learn's 8x8 images): 500 training and 500 test images
-    (stratified).
+Tasks (one test set each, 500 images)
+  * Fashion-MNIST: a pool of 350 images per class drawn outside the 3,000
+    "upstream" images the small zoo networks are pre-trained on;
+  * digits (scikit-learn's 8x8 images): the 1,297 images outside the test set
+    (at least 126 per class, so no 300-per-class draws).
+Each draw takes ``size`` images of every class from the pool (nested: the
+50-image draw is part of the 100-image one). The pool is embedded once.
 
-Zoo (10 candidates)
+Zoo
   * ImageNet-pretrained EfficientNet-Lite0/1/2 (the repens-efficientnet-lite
-    plugin's ``efficientnet_lite{0,1,2}``), each fed at two resolutions
-    (``img_size``; 64 and 96 pixels instead of the native 224-260, for the CPU),
-    with the whole image kept (``crop_pct=1``);
-  * EfficientNet-Lite0 with random weights (same preprocessing);
-  * small convnets pre-trained on the 3,000 upstream Fashion-MNIST images:
-    supervised (cross-entropy) and self-supervised (EnSiam, no labels), plus
-    one left at its random initialisation. They carry a ``pretrained_cfg``
-    with input size 1x28x28, so digits are resized to 28x28 for them.
+    plugin) at each of ``--resolutions`` (default 64 and 96 pixels, for the
+    CPU), the whole image kept (``crop_pct=1``), and a random Lite0;
+  * small convnets pre-trained on the upstream images: supervised and
+    self-supervised (EnSiam), plus one left at its random initialisation,
+    fed 28x28 images.
 
-Everything runs on the CPU with ``torch.set_num_threads(1)`` (set below; the
-shared 2-core machine is faster with one thread per process). Embeddings and
-fine-tuned accuracies are cached under ``benchmarks/.cache`` (keyed by the
+Everything runs on the CPU with one thread (``set_threads(1)``). Embeddings
+and fine-tuned accuracies are cached under ``benchmarks/.cache`` (keyed by the
 whole configuration); scores are always recomputed and timed.
 
-Run ``python -m benchmarks.bench_transferability`` (default: one draw of the
-labelled images, 11-14 minutes on 2 busy cores; every run ends with the mean
-table, ``--seeds 0 1`` adds a second draw) or ``--quick`` (under a minute: 200
-training images, 5 fine-tuning steps, 6 candidates; a smoke test, its
-fine-tuned accuracies are near chance). ``--steps``, ``--lr`` and
-``--resolutions`` override the fine-tuning budget and the EfficientNet input
-sizes (e.g. ``--steps 1000 --resolutions 160 224 --device cuda`` where there is
-a GPU).
+``python -m benchmarks.bench_transferability --resolutions 64 --ft-draws 0 1``
+(7 candidates, 3 draws) took 14 minutes on 2 shared cores with the pools and the
+first draw's fine-tuning cached, about 23 more to fill that cache (fine-tuning
+the EfficientNets is most of it); ``--quick`` (under a minute, near-chance
+fine-tuning) is a smoke test.
 """
 
 from __future__ import annotations
