@@ -229,36 +229,110 @@ def plugin_of(kind: str, name: str) -> str:
 def list_backbones(filter: str | None = None) -> list[str]:
     """Sorted names of registered backbones, optionally filtered by :func:`matches`.
 
-    ``filter`` is an fnmatch pattern (``"resnet*"``, which also finds ``timm/resnet*``)
-    or a list of them, compared case-insensitively.
+    Parameters
+    ----------
+    filter : str, list of str or None, default=None
+        An fnmatch pattern (``"resnet*"``, which also finds ``timm/resnet*``) or a
+        list of them, compared case-insensitively (:func:`matches`); None lists all.
+
+    Returns
+    -------
+    names : list of str
+        Sorted registered names.
     """
     return _list("backbone", filter)
 
 
 def create_backbone(name: str, **params):
-    """Build the registered backbone ``name`` with ``params`` (an ``nn.Module``)."""
+    """Build the registered backbone ``name`` with ``params``.
+
+    Parameters
+    ----------
+    name : str
+        A registered backbone name (``list_backbones()``);
+        an unknown name raises :class:`~repens_sklearn.exceptions.UnknownNameError`
+        with the closest registered names.
+    **params : dict
+        Keyword arguments for the backbone's factory.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        Maps a float batch ``(B, C, H, W)`` or ``(B, F)`` to ``(B, D)``.
+    """
     return _lookup("backbone", name)(**params)
 
 
 def list_augmentation_policies(filter: str | None = None) -> list[str]:
-    """Sorted names of registered augmentation policies, optionally filtered by :func:`matches`."""
+    """Sorted names of registered augmentation policies, optionally filtered by :func:`matches`.
+
+    Parameters
+    ----------
+    filter : str, list of str or None, default=None
+        An fnmatch pattern (``"resnet*"``, which also finds ``timm/resnet*``) or a
+        list of them, compared case-insensitively (:func:`matches`); None lists all.
+
+    Returns
+    -------
+    names : list of str
+        Sorted registered names.
+    """
     return _list("augmentation policy", filter)
 
 
 def create_augmentation_policy(name: str, **params):
-    """Build the registered augmentation policy ``name`` with ``params``."""
+    """Build the registered augmentation policy ``name`` with ``params``.
+
+    Parameters
+    ----------
+    name : str
+        A registered augmentation policy name (``list_augmentation_policies()``);
+        an unknown name raises :class:`~repens_sklearn.exceptions.UnknownNameError`
+        with the closest registered names.
+    **params : dict
+        Keyword arguments for the augmentation policy's factory.
+
+    Returns
+    -------
+    policy : callable
+        ``policy(x, generator)``: a batch of the same shape, one random draw per sample.
+    """
     return _lookup("augmentation policy", name)(**params)
 
 
 def list_aggregations(filter: str | None = None) -> list[str]:
-    """Sorted names of registered aggregation functions, optionally filtered by :func:`matches`."""
+    """Sorted names of registered aggregation functions, optionally filtered by :func:`matches`.
+
+    Parameters
+    ----------
+    filter : str, list of str or None, default=None
+        An fnmatch pattern (``"resnet*"``, which also finds ``timm/resnet*``) or a
+        list of them, compared case-insensitively (:func:`matches`); None lists all.
+
+    Returns
+    -------
+    names : list of str
+        Sorted registered names.
+    """
     return _list("aggregation", filter)
 
 
 def create_aggregation(name: str, **params):
     """Return the registered aggregation ``name``, with ``params`` bound.
 
-    An aggregation maps ``views`` of shape ``(S, N, D)`` to ``(N, D)``.
+    Parameters
+    ----------
+    name : str
+        A registered aggregation name (``list_aggregations()``);
+        an unknown name raises :class:`~repens_sklearn.exceptions.UnknownNameError`
+        with the closest registered names.
+    **params : dict
+        Keyword arguments for the aggregation's factory.
+
+    Returns
+    -------
+    aggregation : callable
+        Maps ``views`` of shape ``(S, N, D)`` to ``(N, D)``.
     """
     fn = _lookup("aggregation", name)
     if not params:

@@ -39,8 +39,16 @@ _FASHION_FILES = {
 def load_digits_images(*, return_X_y=False):
     """scikit-learn's digits as float32 images ``(1797, 1, 8, 8)`` scaled to [0, 1].
 
-    Returns a :class:`~sklearn.utils.Bunch` with ``images``, ``target``,
-    ``target_names``, or ``(images, target)`` when ``return_X_y=True``.
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(images, target)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch` or tuple
+        ``images``, ``target``, ``target_names`` and ``DESCR``, or
+        ``(images, target)`` when ``return_X_y=True``.
     """
     from sklearn.datasets import load_digits
 
