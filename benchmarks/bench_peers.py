@@ -49,7 +49,7 @@ from benchmarks._common import (
 )
 
 from repens_sklearn import MeanTTAEmbedder, create_backbone  # noqa: E402
-from repens_sklearn._device import (  # noqa: E402
+from repens_sklearn._compute import (  # noqa: E402
     _NATIVE_BF16_FLAGS,
     cpu_flags,
     native_bf16,

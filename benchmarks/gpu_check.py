@@ -130,7 +130,7 @@ def main(argv=None):
 
 def _check_precision_and_peers(args):
     """``precision="auto"`` on this GPU, then the peers comparison on CUDA."""
-    from repens_sklearn._device import resolve_precision
+    from repens_sklearn._compute import resolve_precision
 
     native = torch.cuda.is_bf16_supported(including_emulation=False)
     auto = resolve_precision("auto", "cuda")

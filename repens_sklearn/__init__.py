@@ -14,7 +14,7 @@ from .datasets import load_digits_images, load_fashion_mnist, load_image_folder
 from .embedders import ConcatEmbedder, LearnedEnsembleEmbedder, MeanTTAEmbedder
 from .hookspecs import hookimpl
 from .pretrain import EnSiamPretrainer
-from ._stream import embed_files
+from ._embed_files import embed_files
 from .selection import (
     FineTuneClassifier,
     GreedyEnsembleClassifier,

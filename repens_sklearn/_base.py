@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._compat import HasMethods, Interval, StrOptions
-from ._device import (
+from ._compute import (
     PRECISIONS,
     embed_inputs,
     make_generator,
@@ -47,7 +47,7 @@ PARAMETER_CONSTRAINTS = {
     "input_shape": [tuple, list, np.ndarray, None],
     "batch_size": [Interval(Integral, 1, None, closed="left")],
     "num_workers": [Interval(Integral, 0, None, closed="left")],
-    "precision": [StrOptions(set(PRECISIONS))],  # resolved by _device.resolve_precision
+    "precision": [StrOptions(set(PRECISIONS))],  # resolved by _compute.resolve_precision
     "device": [StrOptions({"auto"}), str, torch.device, None],
     "random_state": ["random_state"],
     "verbose": ["verbose"],

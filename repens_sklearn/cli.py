@@ -20,7 +20,7 @@ from ._plugins import matches  # noqa: F401 - its old home was here
 from .datasets import load_image_folder
 from .exceptions import ImageDecodeError, ImageFolderError, UnknownNameError
 
-# How the command calls the options that library errors mention (see _stream.LIBRARY_WORDS).
+# How the command calls the options that library errors mention (see _embed_files.LIBRARY_WORDS).
 CLI_WORDS = {"resume": "--resume", "skip": "--skip-unreadable", "chunk_size": "--chunk-size",
              "overwrite": "--overwrite",
              "where": "file {number} of {n_files}"}
@@ -204,7 +204,7 @@ def _embedder(backbone, weights, args, input_shape, policy="identity", n_views=0
 
 
 def _check_output(text):
-    from ._stream import FORMATS, check_writer_available
+    from ._embed_files import FORMATS, check_writer_available
 
     out = Path(text)
     if out.suffix.lower() not in FORMATS:
@@ -214,7 +214,7 @@ def _check_output(text):
 
 
 def _cmd_embed(args) -> int:
-    from ._stream import EmbedFilesError, embed_files
+    from ._embed_files import EmbedFilesError, embed_files
 
     files = _collect_images(args.paths)
     out = _check_output(args.output)

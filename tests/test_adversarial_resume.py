@@ -16,7 +16,7 @@ from PIL import Image
 from repens_sklearn import ConcatEmbedder, EnSiamPretrainer, KNNModelSelector, MeanTTAEmbedder
 from repens_sklearn import LearnedEnsembleEmbedder, embed_files
 from repens_sklearn._fingerprint import KeyedCache, file_identity, fingerprint
-from repens_sklearn._stream import OutputExistsError, ResumeMismatchError
+from repens_sklearn._embed_files import OutputExistsError, ResumeMismatchError
 from repens_sklearn.cli import main
 
 from conftest import crash_transform_after
@@ -231,7 +231,7 @@ def test_stale_temporary_part_is_cleared_and_the_run_resumes(tmp_path, paths, mo
     parts = tmp_path / "emb.npy.parts"
     stale = parts / f"part-000002.tmp{os.getpid()}-140000.npz"  # a write cut short by a crash
     stale.write_bytes(b"half a zip")
-    from repens_sklearn._stream import InterruptedRunError
+    from repens_sklearn._embed_files import InterruptedRunError
 
     with pytest.raises(InterruptedRunError, match=r"\(2 of 3 chunks done\)"):
         embed_files(_embedder(), paths, output, chunk_size=CHUNK)  # not "invalid literal"

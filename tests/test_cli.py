@@ -278,7 +278,7 @@ def test_embed_passes_runtime_options_through(tmp_path, monkeypatch):
         seen.update(embedder.get_params(), **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("repens_sklearn._stream.embed_files", fake_embed_files)
+    monkeypatch.setattr("repens_sklearn._embed_files.embed_files", fake_embed_files)
     folder = _image_folder(tmp_path / "imgs")
     assert main(["embed", str(folder), "--backbone", "mlp", "--num-workers", "3",
                  "--batch-size", "5", "--chunk-size", "7", "--resume", "--skip-unreadable",

@@ -66,7 +66,7 @@ def test_reproducible_and_picklable(fitted, digits):
 
 def test_whole_model_is_trained(fitted):
     from repens_sklearn import create_backbone
-    from repens_sklearn._device import seed_from
+    from repens_sklearn._compute import seed_from
 
     clf, _, _ = fitted
     torch.manual_seed(seed_from(0))  # the initialisation fit() starts from

@@ -94,7 +94,7 @@ def _candidates():
 
 def _split(X, y, seed_state=0, fraction=0.2):
     """The split GreedyEnsembleClassifier draws for random_state=seed_state."""
-    from repens_sklearn._device import seed_from
+    from repens_sklearn._compute import seed_from
 
     n_val = int(np.ceil(fraction * len(y)))
     tr, va = train_test_split(np.arange(len(y)), test_size=n_val, stratify=y,

@@ -59,7 +59,7 @@ def test_cli_takes_the_majority_size(tmp_path, monkeypatch):
         seen["input_shape"] = embedder.input_shape
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("repens_sklearn._stream.embed_files", fake_embed_files)
+    monkeypatch.setattr("repens_sklearn._embed_files.embed_files", fake_embed_files)
     assert main(["embed", str(tmp_path / "imgs"), "--backbone", "convnet_small", "-q",
                  "-o", str(tmp_path / "x.npy")]) == 130
     assert seen["input_shape"] == MAJORITY

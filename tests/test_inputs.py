@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from sklearn.base import BaseEstimator
 
-from repens_sklearn._device import make_generator, resolve_device, seed_from
+from repens_sklearn._compute import make_generator, resolve_device, seed_from
 from repens_sklearn._inputs import check_inputs
 
 

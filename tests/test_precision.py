@@ -11,8 +11,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, MeanTTAEmbedder
-from repens_sklearn import _device
-from repens_sklearn._device import (
+from repens_sklearn import _compute
+from repens_sklearn._compute import (
     PRECISION_ENV,
     cpu_flags,
     cpu_has_native_bf16,
@@ -66,7 +66,7 @@ def auto_precision(monkeypatch):
 @pytest.fixture
 def no_bf16_cpu(monkeypatch, auto_precision):
     """A CPU whose flags name no native bf16 (an AVX-512 CPU before Cooper Lake)."""
-    monkeypatch.setattr(_device, "cpu_flags", lambda path=None: frozenset({"avx2", "avx512f"}))
+    monkeypatch.setattr(_compute, "cpu_flags", lambda path=None: frozenset({"avx2", "avx512f"}))
     cpu_has_native_bf16.cache_clear()
     yield
     cpu_has_native_bf16.cache_clear()
@@ -101,7 +101,7 @@ def test_auto_on_a_cpu_without_native_bf16_is_float32(no_bf16_cpu):
 
 def test_avx512_alone_is_not_native_bf16(monkeypatch, auto_precision):
     """oneDNN's own check is true on AVX-512 CPUs that emulate bf16: flags decide."""
-    monkeypatch.setattr(_device, "cpu_flags", lambda path=None: frozenset({"avx512bw"}))
+    monkeypatch.setattr(_compute, "cpu_flags", lambda path=None: frozenset({"avx512bw"}))
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True,
                         raising=False)
     cpu_has_native_bf16.cache_clear()
@@ -112,7 +112,7 @@ def test_avx512_alone_is_not_native_bf16(monkeypatch, auto_precision):
 
 
 def test_native_flags_need_onednn_too(monkeypatch, auto_precision):
-    monkeypatch.setattr(_device, "cpu_flags", lambda path=None: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(_compute, "cpu_flags", lambda path=None: frozenset({"amx_bf16"}))
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False,
                         raising=False)
     cpu_has_native_bf16.cache_clear()

@@ -10,7 +10,7 @@ import pytest
 from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder, embed_files
 
 from conftest import grey_png_files
-from repens_sklearn._stream import ResumeMismatchError
+from repens_sklearn._embed_files import ResumeMismatchError
 
 N_FILES, CHUNK = 12, 4  # three chunks
 ENSIAM = dict(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
@@ -51,15 +51,15 @@ def _interrupt_embed_files(monkeypatch, paths, output, **params):
 
 
 def test_one_list_of_runtime_parameters_serves_both():
-    from repens_sklearn import _stream, exceptions
+    from repens_sklearn import _embed_files, exceptions
     from repens_sklearn._fingerprint import RUNTIME_PARAMS, run_identity
 
-    assert _stream.RUNTIME_PARAMS is RUNTIME_PARAMS
+    assert _embed_files.RUNTIME_PARAMS is RUNTIME_PARAMS
     assert {"device", "n_jobs", "num_workers", "verbose"} <= set(RUNTIME_PARAMS)
     assert "batch_size" not in RUNTIME_PARAMS  # random views and training depend on it
     assert "num_workers" not in run_identity(EnSiamPretrainer())
     assert "num_workers" not in run_identity(MeanTTAEmbedder())
-    assert _stream.ResumeMismatchError is exceptions.ResumeMismatchError
+    assert _embed_files.ResumeMismatchError is exceptions.ResumeMismatchError
 
 
 def test_num_workers_does_not_block_an_embed_files_resume(tmp_path, paths, monkeypatch):

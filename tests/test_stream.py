@@ -9,7 +9,7 @@ from PIL import Image
 from repens_sklearn import MeanTTAEmbedder, embed_files
 
 from conftest import crash_transform_after, grey_png_files
-from repens_sklearn._stream import (
+from repens_sklearn._embed_files import (
     InterruptedRunError,
     OutputExistsError,
     ResumeMismatchError,

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_consistent_length
 
-from .._fitted import temperature_calibrated_prefit
+from .._member_fitting import temperature_calibrated_prefit
 from ._metrics import _check_labels_1d, _check_proba, _resolve_labels, check_same_label_type
 
 

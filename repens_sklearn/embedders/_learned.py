@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from .._base import COMMON_CONSTRAINTS, PARAMETER_CONSTRAINTS, fill_parameter_docs, seeded_init
 from .._compat import _fit_context, Interval, StrOptions
 from .._composition import check_embedding_members, NamedMembers
-from .._device import make_generator, resolve_device, seed_from
+from .._compute import make_generator, resolve_device, seed_from
 from .._inputs import check_member_inputs
 from .._warnings import warn
 from ._concat import ConcatEmbedder

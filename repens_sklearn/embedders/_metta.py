@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import aggregate as _aggregate
 from .._base import BACKBONE_CONSTRAINTS, TorchEstimatorMixin, fill_parameter_docs, module_on
 from .._compat import Interval, StrOptions, _fit_context
-from .._device import fast_inference, make_generator
+from .._compute import fast_inference, make_generator
 from .._plugins import create_aggregation
 from .._warnings import warn
 from ..augment import (
@@ -438,7 +438,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         return out
 
     def _embed_group(self, forward, views):
-        """``forward`` (:func:`~repens_sklearn._device.fast_inference`'s) on normalised views."""
+        """``forward`` (:func:`~repens_sklearn._compute.fast_inference`'s) on normalised views."""
         views = forward(self._normalize(views))
         return torch.nn.functional.normalize(views, dim=-1) if self.normalize_views_ else views
 

@@ -9,7 +9,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 
-from .._device import autocast, embed_inputs, make_generator
+from .._compute import autocast, embed_inputs, make_generator
 from .._distributed import ShardBatchSampler, draw_shard
 from .._inputs import InputsLoader, keep_batch, make_loader, to_float
 from .._warnings import warn

@@ -25,7 +25,7 @@ from .._base import (
 from .._compat import Interval, StrOptions, _fit_context
 from .._composition import check_named_list
 from .._distributed import data_parallel, draw_shard
-from .._device import autocast, fast_inference, make_generator
+from .._compute import autocast, fast_inference, make_generator
 from .._inputs import (
     check_classification_y,
     InputsDataset,

@@ -12,9 +12,9 @@ from sklearn.utils.validation import check_is_fitted
 from .._base import PARAMETER_CONSTRAINTS
 from .._compat import _fit_context, Interval, StrOptions
 from .._composition import embedding_members, NamedMembers
-from .._device import seed_from
+from .._compute import seed_from
 from .._fingerprint import KeyedCache
-from .._fitted import as_embedding, fit_embed
+from .._member_fitting import as_embedding, fit_embed
 from .._inputs import check_classification_y, check_member_inputs
 from ._candidates import embed_candidate, make_parallel, raise_naming
 from ._transferability import (

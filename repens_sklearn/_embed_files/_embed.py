@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._fingerprint import RUNTIME_PARAMS, run_fingerprint
-from .._fitted import is_fitted
+from .._member_fitting import is_fitted
 from .._warnings import warn
 from .._images import check_decodes, check_on_error
 from ..exceptions import InterruptedRunError

@@ -1,4 +1,9 @@
-"""Device choice, seeded generators and mixed precision."""
+"""Where and how the torch work is computed: device, precision, generators, the embedding loop.
+
+Device choice (``"auto"``), the ``precision`` parameter and its autocast, seeded
+``torch.Generator`` objects, inference-time module settings and the batched loop
+that embeds an input set (:func:`embed_inputs`).
+"""
 
 from __future__ import annotations
 
