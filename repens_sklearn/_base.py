@@ -15,6 +15,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.utils import deprecated
 from torch import nn
 
 from ._compat import HasMethods, Interval, StrOptions
@@ -227,13 +228,20 @@ class TorchEstimatorMixin:
         """The autocast dtype of ``precision`` on ``device`` (``"auto"`` for older pickles)."""
         return resolve_precision(getattr(self, "precision", "auto"), device, training=training)
 
+    # 0.2 renamed it: the attribute holds the preprocessor (``preprocess`` is the bool switch)
+    @deprecated("Attribute `preprocess_` was renamed `preprocessor_` in 0.2 and will be "
+                "removed in 0.3.")
+    @property
+    def preprocess_(self):
+        return self.preprocessor_
+
     def _backbone_name(self) -> str:
         return self.backbone if isinstance(self.backbone, str) else type(self.backbone).__name__
 
     def _fit_backbone(self, X, *, seed=None):
         """Validate X and build the backbone; returns ``(inputs, module)``.
 
-        Sets ``input_shape_``, ``n_features_in_``, ``preprocess_`` (None unless the
+        Sets ``input_shape_``, ``n_features_in_``, ``preprocessor_`` (None unless the
         backbone carries ``pretrained_cfg`` and ``preprocess=True``) and
         ``embedding_dim_``.
         """
@@ -244,8 +252,8 @@ class TorchEstimatorMixin:
             module = copy.deepcopy(module)  # never move/eval the estimator's own module
         config = data_config(module, preprocess=self.preprocess, img_size=self.img_size,
                              crop_pct=self.crop_pct)
-        self.preprocess_ = None if config is None else ImagePreprocessor.from_config(config)
-        if self.preprocess_ is not None:
+        self.preprocessor_ = None if config is None else ImagePreprocessor.from_config(config)
+        if self.preprocessor_ is not None:
             if not inputs.is_image:
                 raise ValueError(
                     f"backbone {self._backbone_name()!r} is pretrained on images "
@@ -254,28 +262,28 @@ class TorchEstimatorMixin:
                 )
             check_unit_range(inputs, self._backbone_name())
             if inputs.sources is not None:  # image files: decoded at the backbone's size
-                inputs = inputs.with_loader(self.preprocess_)
+                inputs = inputs.with_loader(self.preprocessor_)
                 self.input_shape_ = inputs.sample_shape
                 self.n_features_in_ = int(math.prod(inputs.sample_shape))
         self.embedding_dim_ = check_backbone_accepts(
-            module, self._normalize(self._prepare(inputs.example())),
+            module, self._standardize(self._prepare(inputs.example())),
             backbone_name=self._backbone_name())
         return inputs, module
 
     def _transform_inputs(self, X):
         """Validate X against what ``fit`` saw (image files decoded as in fit)."""
         inputs = check_inputs(self, X, input_shape=self.input_shape, reset=False,
-                              loader=getattr(self, "preprocess_", None))
-        if getattr(self, "preprocess_", None) is not None:
+                              loader=getattr(self, "preprocessor_", None))
+        if getattr(self, "preprocessor_", None) is not None:
             check_unit_range(inputs, self._backbone_name())
         return inputs
 
     def _prepare(self, x):
         """[0, 1] images at the data's resolution -> at the backbone's (pretrained only)."""
-        return x if self.preprocess_ is None else self.preprocess_.prepare(x)
+        return x if self.preprocessor_ is None else self.preprocessor_.prepare(x)
 
-    def _normalize(self, x):
-        return x if self.preprocess_ is None else self.preprocess_.normalize(x)
+    def _standardize(self, x):
+        return x if self.preprocessor_ is None else self.preprocessor_.standardize(x)
 
     def _resolve_policy(self, *, allow_none=False):
         """The policy callable (or None where allowed), its parameters applied."""
@@ -318,7 +326,7 @@ class TorchEstimatorMixin:
         """Plain embeddings of ``inputs`` through the preprocessing; float32 numpy."""
         return embed_inputs(module, inputs, batch_size=self.batch_size, device=device,
                             verbose=self.verbose if verbose is None else verbose, desc=desc,
-                            num_workers=self.num_workers, preprocess=self.preprocess_,
+                            num_workers=self.num_workers, preprocessor=self.preprocessor_,
                             dtype=self._precision_dtype(device))
 
     def _export_backbone(self, module):
@@ -332,7 +340,7 @@ class TorchEstimatorMixin:
         module.embedding_dim = self.embedding_dim_
         cfg = getattr(module, "pretrained_cfg", None)
         if cfg:
-            config = self.preprocess_.config if self.preprocess_ is not None else None
+            config = self.preprocessor_.config if self.preprocessor_ is not None else None
             module.pretrained_cfg = None if config is None else {**cfg, **config}
         return module
 

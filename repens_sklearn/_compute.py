@@ -197,11 +197,11 @@ def _restore_formats(module, formats):
 
 @torch.inference_mode()
 def embed_inputs(module, inputs, *, batch_size=256, device="cpu", verbose=False,
-                 desc="embedding", num_workers=0, preprocess=None, dtype=None):
+                 desc="embedding", num_workers=0, preprocessor=None, dtype=None):
     """Embed every sample of ``inputs`` with ``module`` in eval mode; ``(N, D)`` float32 numpy.
 
     Batches are streamed to ``device`` (image files decoded by ``num_workers``
-    processes), go through ``preprocess`` (a pretrained backbone's
+    processes), go through ``preprocessor`` (a pretrained backbone's
     :class:`~repens_sklearn._preprocess.ImagePreprocessor`) when given, and run
     under :func:`fast_inference` for ``dtype`` (None: :func:`autocast`'s former
     rule); the module's train/eval mode is restored afterwards.
@@ -220,8 +220,8 @@ def embed_inputs(module, inputs, *, batch_size=256, device="cpu", verbose=False,
             total = -(-inputs.n_samples // batch_size)
             for _, batch in tqdm(batches, total=total, desc=desc, disable=not verbose,
                                  leave=False):
-                if preprocess is not None:
-                    batch = preprocess(batch)
+                if preprocessor is not None:
+                    batch = preprocessor(batch)
                 chunks.append(forward(batch).reshape(len(batch), -1).cpu())
     finally:
         module.train(was_training)

@@ -8,7 +8,7 @@ augmentation policy (which works on [0, 1] images):
 1. :meth:`ImagePreprocessor.prepare`: channels adapted (grey -> RGB by
    repetition, RGBA -> RGB), resized as timm's evaluation transform does
    (shortest edge to ``H / crop_pct``, then a centre crop to ``(H, W)``);
-2. :meth:`ImagePreprocessor.normalize`: ``(x - mean) / std``.
+2. :meth:`ImagePreprocessor.standardize`: ``(x - mean) / std``.
 
 Both are batched tensor operations on the batch's device. Image files take the
 same resize and crop in PIL when decoded (:meth:`ImagePreprocessor.load_image`),
@@ -125,12 +125,12 @@ class ImagePreprocessor(nn.Module):
                             self.input_size[1:])
         return adapt_channels(x, channels)  # grey repeated after resizing (a third the work)
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / std`` in the batch's dtype, on its device."""
         return (x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype)
 
     def forward(self, x):
-        return self.normalize(self.prepare(x))
+        return self.standardize(self.prepare(x))
 
     def _resized_shape(self, height, width):
         scale_h, scale_w = self.scale_size
@@ -195,9 +195,9 @@ class NoPreprocessing(nn.Module):
     def prepare(self, x):
         return x
 
-    def normalize(self, x):
+    def standardize(self, x):
         return x
 
 
-def preprocessing_or_identity(preprocess):
-    return preprocess if preprocess is not None else NoPreprocessing()
+def preprocessing_or_identity(preprocessor):
+    return preprocessor if preprocessor is not None else NoPreprocessing()

@@ -173,7 +173,7 @@ def _float32_reference(emb, X):
     """Today's computation by hand: preprocessing, then a float32 forward (NCHW)."""
     x = torch.from_numpy(X[:, None]).float().div_(255.0)
     with torch.no_grad():
-        return emb.backbone_(emb.preprocess_(x)).numpy()
+        return emb.backbone_(emb.preprocessor_(x)).numpy()
 
 
 def test_float32_reproduces_the_float32_embeddings_exactly(images):

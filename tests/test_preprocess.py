@@ -52,7 +52,7 @@ def test_raw_grey_uint8_equals_hand_preprocessing(grey28):
         expected = net(by_hand(grey28)).numpy()
     emb = MeanTTAEmbedder(net, n_augmentations=0, device="cpu").fit(grey28)
     np.testing.assert_allclose(emb.transform(grey28), expected, rtol=1e-5, atol=1e-6)
-    assert emb.preprocess_.input_size == (3, 32, 32)
+    assert emb.preprocessor_.input_size == (3, 32, 32)
     assert emb.input_shape_ == (1, 28, 28)  # what the user's data looks like
 
 
@@ -69,7 +69,7 @@ def test_img_size_overrides_the_resolution(grey28):
             return self.conv(x).relu().mean(dim=(2, 3))
 
     emb = MeanTTAEmbedder(AnySize(), n_augmentations=0, img_size=20, device="cpu").fit(grey28)
-    assert emb.preprocess_.input_size == (3, 20, 20)
+    assert emb.preprocessor_.input_size == (3, 20, 20)
     with torch.no_grad():
         expected = emb.backbone_(by_hand(grey28, size=20)).numpy()
     np.testing.assert_allclose(emb.transform(grey28), expected, rtol=1e-5, atol=1e-6)

@@ -151,7 +151,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         Width D of the embeddings.
     input_shape_ : tuple
         Shape of one sample as seen in ``fit`` (image files: as decoded).
-    preprocess_ : ImagePreprocessor or None
+    preprocessor_ : ImagePreprocessor or None
         The pretrained backbone's preprocessing (None when there is none).
     n_features_in_ : int
         ``X.shape[1]`` in ``fit``, as scikit-learn counts features (the channel count
@@ -344,7 +344,7 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         try:
             # each deterministic view at its own resolution (all of them for a single view)
             for index in range(n_det or fixed_views(self.policy_)):
-                view = self._normalize(self.policy_.view(example, index))
+                view = self._standardize(self.policy_.view(example, index))
                 check_backbone_accepts(module, view, backbone_name=self._backbone_name())
         except ValueError as exc:
             hint = (" (for a backbone that needs a fixed input size use "
@@ -438,8 +438,8 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         return out
 
     def _embed_group(self, forward, views):
-        """``forward`` (:func:`~repens_sklearn._compute.fast_inference`'s) on normalised views."""
-        views = forward(self._normalize(views))
+        """``forward`` (:func:`~repens_sklearn._compute.fast_inference`'s) on standardized views."""
+        views = forward(self._standardize(views))
         return torch.nn.functional.normalize(views, dim=-1) if self.normalize_views_ else views
 
     def _view_groups(self, batch, keys):

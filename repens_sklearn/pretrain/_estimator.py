@@ -322,7 +322,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         with seeded_init(seed + 1):  # projector/predictor draws must not repeat the encoder's
             return SiameseNetwork(encoder, self.embedding_dim_, self.projector_dim,
                                   self.projector_layers, self.predictor_hidden_dim,
-                                  self.preprocess_)
+                                  self.preprocessor_)
 
     def _build_net(self, module, policy, n_samples, X_val, y_val, checkpoint, seed, dp=None):
         """The initialised skorch net (sets ``effective_batch_size_`` and ``lr_``)."""
@@ -440,7 +440,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         if inputs.n_samples < 2:
             raise ValueError("the kNN monitor needs at least 2 samples in X_val")
         dtype = self._precision_dtype(self._resolved_device())
-        return [("knn", KNNMonitor(inputs, y_val, preprocess=self.preprocess_, dtype=dtype))]
+        return [("knn", KNNMonitor(inputs, y_val, preprocessor=self.preprocessor_, dtype=dtype))]
 
     def _checkpoint(self):
         if self.checkpoint_dir is None:

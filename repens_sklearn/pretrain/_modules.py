@@ -40,10 +40,10 @@ class SiameseNetwork(nn.Module):
     """
 
     def __init__(self, encoder, embedding_dim, projector_dim=2048, projector_layers=2,
-                 predictor_hidden_dim=512, preprocess=None):
+                 predictor_hidden_dim=512, preprocessor=None):
         super().__init__()
-        # a pretrained encoder's preprocessing (prepare / normalize around the views)
-        self.preprocess = preprocessing_or_identity(preprocess)
+        # a pretrained encoder's preprocessing (prepare / standardize around the views)
+        self.preprocessor = preprocessing_or_identity(preprocessor)
         self.encoder = encoder
         self.projector = projection_mlp(embedding_dim, projector_dim, projector_layers)
         self.predictor = prediction_mlp(projector_dim, predictor_hidden_dim)

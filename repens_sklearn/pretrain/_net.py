@@ -103,11 +103,11 @@ class SiameseNet(NeuralNet):
         this rank's part of a global batch, and its rows get the views they get
         in one process (:func:`~repens_sklearn._distributed.draw_shard`).
         """
-        preprocess = self.module_.preprocess
-        x = preprocess.prepare(x)
+        preprocessor = self.module_.preprocessor
+        x = preprocessor.prepare(x)
         views = torch.cat([draw_shard(self.policy, x, self.augment_generator_, shard)
                            for _ in range(self.n_views)])
-        return preprocess.normalize(views)
+        return preprocessor.standardize(views)
 
     def forward_views(self, views):
         """``(z, p)`` of the K views: one pass over all of them (BatchNorm statistics over
@@ -239,10 +239,10 @@ class KNNMonitor(Callback):
     """
 
     def __init__(self, inputs, y, k=200, temperature=0.1, every=1, batch_size=256,
-                 preprocess=None, dtype=None):
+                 preprocessor=None, dtype=None):
         self.inputs = inputs
         self.dtype = dtype
-        self.preprocess = preprocess
+        self.preprocessor = preprocessor
         self.y = y
         self.k = k
         self.temperature = temperature
@@ -253,6 +253,6 @@ class KNNMonitor(Callback):
         if len(net.history) % self.every:
             return
         emb = embed_inputs(net.module_.encoder, self.inputs, batch_size=self.batch_size,
-                           device=net.device, preprocess=self.preprocess, dtype=self.dtype)
+                           device=net.device, preprocessor=self.preprocessor, dtype=self.dtype)
         acc = weighted_knn_accuracy(emb, self.y, k=self.k, temperature=self.temperature)
         net.history.record("knn_acc", acc)

@@ -73,7 +73,7 @@ class _FineTuneModule(nn.Module):
     # batch of total, and draws the augmentations they get in one process
     shard = None
 
-    def __init__(self, backbone, embedding_dim, n_classes, policy=None, seed=0, preprocess=None,
+    def __init__(self, backbone, embedding_dim, n_classes, policy=None, seed=0, preprocessor=None,
                  head_init="default"):
         super().__init__()
         self.backbone = backbone
@@ -83,16 +83,16 @@ class _FineTuneModule(nn.Module):
             nn.init.zeros_(self.head.bias)
         self.policy = policy
         self.seed = seed
-        self.preprocess = preprocessing_or_identity(preprocess)
+        self.preprocessor = preprocessing_or_identity(preprocessor)
         self._generator = None
 
     def forward(self, x):
-        x = self.preprocess.prepare(to_float(x))
+        x = self.preprocessor.prepare(to_float(x))
         if self.training and self.policy is not None:
             if self._generator is None or self._generator.device != x.device:
                 self._generator = make_generator(self.seed, x.device)
             x = draw_shard(self.policy, x, self._generator, self.shard)
-        return self.head(self.backbone(self.preprocess.normalize(x)).flatten(1))
+        return self.head(self.backbone(self.preprocessor.standardize(x)).flatten(1))
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -380,7 +380,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))
         with seeded_init(seed + 1):  # the head's draws must not repeat the backbone's
             module = _FineTuneModule(backbone, self.embedding_dim_, len(self.classes_), policy,
-                                     seed, self.preprocess_, self.head_init)
+                                     seed, self.preprocessor_, self.head_init)
         device = self._resolved_device()
         net = _FiniteLossNet(
             module,
