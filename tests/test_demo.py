@@ -55,7 +55,7 @@ def test_demo_quick_progress_findings_report(tmp_path, capsys, pretrained_zoo):
     assert 3 <= len(sentences) <= 5, findings
     assert findings.startswith("Leave-one-out 1-NN ranked efficientnet_lite")
     assert re.search(r"so the ranking (did not )?match", findings)
-    assert re.search(r"MeTTA's GeM of 4 augmented views moved \S+ linear-evaluation "
+    assert re.search(r"MeTTA's GeM of 3 augmented views moved \S+ linear-evaluation "
                      r"accuracy from \d\.\d{3} to \d\.\d{3} \([+-]\d+\.\d points", findings)
     assert re.search(r"(greedy ensemble of \d fine-tuned models reached|Greedy picked 1 "
                      r"model: no gain on this data)", findings)
@@ -122,7 +122,8 @@ def test_demo_data_splits_are_disjoint_and_sized():
 
 ROWS = [("MeTTA", "centre", "linear-eval accuracy", 0.75, True),
         ("MeTTA", "MeTTA S=4", "linear-eval accuracy", 0.77, False),
-        ("Ranking", "a", "train LOO 1-NN accuracy", 0.7, False),
+        ("Ranking", "a", "train LOO 1-NN accuracy", 0.7, None),
+        ("MeTTA", "another backbone alone", "linear-eval accuracy", 0.6, None),
         ("Fine-tune + greedy", "best single", "test accuracy", 0.70, True),
         ("Fine-tune + greedy", "greedy ensemble of 1", "test accuracy", 0.70, False)]
 
@@ -133,6 +134,7 @@ def test_report_table_says_when_a_method_did_not_help():
     assert "| Fine-tune + greedy | greedy ensemble of 1 | test accuracy | 0.7000 | " \
            "+0.0 points, no gain |" in table
     assert "| Ranking | a | train LOO 1-NN accuracy | 0.7000 |  |" in table
+    assert "| MeTTA | another backbone alone | linear-eval accuracy | 0.6000 |  |" in table
     assert table.count("| reference |") == 2
 
 
