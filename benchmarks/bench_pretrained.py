@@ -42,7 +42,7 @@ both sides of every comparison).
    a zoo of 7 backbones (the 3 pretrained EfficientNet-Lites; convnet_small and
    resnet18 at random initialisation; convnet_small pretrained on the upstream
    images by EnSiam (self-supervised) and by supervised training). Spearman
-   correlation between the kNN leave-one-out score (``KNNModelSelector``) and
+   correlation between the kNN leave-one-out score (``TransferabilitySelector``) and
    the accuracy after fine-tuning (``FineTuneClassifier``, a small step budget);
    kNN top-K -> ``make_finetune_sweep`` -> ``GreedyEnsembleClassifier`` against
    the best single fine-tuned model and against K random backbones. A candidate
@@ -83,7 +83,7 @@ from benchmarks._common import (
 from repens_sklearn import (
     ConcatEmbedder,
     GreedyEnsembleClassifier,
-    KNNModelSelector,
+    TransferabilitySelector,
     LearnedEnsembleEmbedder,
     MeanTTAEmbedder,
     create_aggregation,
@@ -368,7 +368,7 @@ def bench_selection(zoo, X, y, splits, args):
                                             random_state=seed).fit(X[tr], y[tr])
 
         candidates = [(n, embedder(m, args)) for n, m in zoo.items()]
-        sels = {metric: KNNModelSelector(candidates, n_select=args.k, metric=metric,
+        sels = {metric: TransferabilitySelector(candidates, n_select=args.k, metric=metric,
                                          memory=selector_memory, random_state=seed)
                 .fit(X[tr], y[tr]) for metric in METRICS}  # the second fit reuses the embeddings
         sel = sels[args.knn_metric]
@@ -594,7 +594,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
     parser.add_argument("--k", type=int, default=3, help="kNN top-K")
     parser.add_argument("--knn-metric", default="euclidean", choices=METRICS,
-                        help="distance of KNNModelSelector in the selection pipeline")
+                        help="distance of TransferabilitySelector in the selection pipeline")
     parser.add_argument("--speed-repeats", type=int, default=3,
                         help="interleaved repeats of the speed comparison (best of)")
     parser.add_argument("--threads", type=int, default=1)

@@ -46,7 +46,7 @@ from benchmarks._common import (
     timed,
     train_backbone,
 )
-from repens_sklearn import FineTuneClassifier, KNNModelSelector, load_fashion_mnist
+from repens_sklearn import FineTuneClassifier, TransferabilitySelector, load_fashion_mnist
 from repens_sklearn.selection import greedy_selection, loo_knn_accuracy
 
 
@@ -75,7 +75,7 @@ def bench_knn(n_candidates, n_samples, dim, n_sklearn):
     assert np.allclose(ours, bare), "blocked LOO differs from the bare reference"
     picks = [(f"c{i}", _Pick(Z)) for i, Z in enumerate(Zs)]
     X_dummy = np.zeros((n_samples, 1), dtype=np.float32)
-    selector = KNNModelSelector(picks, n_select=15, metric="cosine")
+    selector = TransferabilitySelector(picks, n_select=15, metric="cosine")
     t_sel, sel = timed(lambda: selector.fit(X_dummy, y))
     assert np.allclose(list(sel.scores_.values()), ours)
     knn = KNeighborsClassifier(1, metric="cosine", algorithm="brute")
@@ -96,7 +96,7 @@ def bench_knn(n_candidates, n_samples, dim, n_sklearn):
          f"{t_bare:.2f}", "1.00 (floor)"],
         ["loo_knn_accuracy (blocked, diagonal excluded)", n_candidates,
          f"{per['ours'] * 1e3:.2f}", f"{t_ours:.2f}", f"{per['ours'] / per['bare']:.2f}x bare"],
-        ["KNNModelSelector.fit (precomputed features)", n_candidates, f"{per['sel'] * 1e3:.2f}",
+        ["TransferabilitySelector.fit (precomputed features)", n_candidates, f"{per['sel'] * 1e3:.2f}",
          f"{t_sel:.2f}", f"{per['sel'] / per['bare']:.2f}x bare"],
     ]
     print(f"\n### Leave-one-out 1-NN (cosine): {n_candidates} candidates x {n_samples} samples x "
@@ -207,7 +207,7 @@ def bench_quality(args):
         X, y = X_all[idx], y_all[idx]
         tr, va = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y,
                                   random_state=seed)
-        sel = KNNModelSelector(list(pool.items()), n_select=args.k,
+        sel = TransferabilitySelector(list(pool.items()), n_select=args.k,
                                metric=args.metric).fit(X[tr], y[tr])
         val, test, ft_acc = {}, {}, {}
         t0 = time.perf_counter()

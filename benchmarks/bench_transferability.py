@@ -11,7 +11,7 @@ images, and every candidate backbone, this measures
     Euclidean, the paper's; ``knn_loo_cosine``), LogME, the H-score with
     Ledoit-Wolf shrinkage, the 5-fold logistic-regression accuracy
     (``linear_cv``), NLEEP, SFDA, GBC, TransRate, ETran, and rank aggregates
-    of several of them (``mean_rank_score``, what ``KNNModelSelector(scoring=
+    of several of them (``mean_rank_score``, what ``TransferabilitySelector(scoring=
     [...])`` ranks by);
   * the ground truths: (a) test accuracy after fine-tuning the whole backbone
     with a new head (``FineTuneClassifier``: 40 SGD steps of 32 images at a
@@ -117,7 +117,7 @@ SCORES = {
     "etran": etran_score,
 }
 
-# rank aggregates (KNNModelSelector(scoring=[...])): mean rank of the candidates over the scores
+# rank aggregates (TransferabilitySelector(scoring=[...])): mean rank of the candidates over the scores
 AGGREGATES = {
     "rank(logme,sfda,nleep)": ["logme", "sfda", "nleep"],
     "rank(logme,knn_loo,sfda)": ["logme", "knn_loo", "sfda"],
@@ -339,7 +339,7 @@ def _sizes(task, args):
 
 
 def _aggregates(rows):
-    """Rank-aggregate scores of every candidate, as KNNModelSelector(scoring=[...]) makes them."""
+    """Rank-aggregate scores of every candidate, as TransferabilitySelector(scoring=[...]) makes them."""
     names = list(rows)
     for label, members in AGGREGATES.items():
         table = np.array([[rows[n]["scores"][s][0] for n in names] for s in members])

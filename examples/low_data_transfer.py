@@ -6,7 +6,7 @@ on the 8x8 digits images, small enough for a CPU:
 1. an "upstream" pool of small convnets: generalists with different seeds,
    experts trained on half of the classes, and an untrained one, all trained on
    images the downstream task never sees;
-2. ``KNNModelSelector`` ranks the pool by leave-one-out kNN accuracy on the
+2. ``TransferabilitySelector`` ranks the pool by leave-one-out kNN accuracy on the
    downstream training data and keeps the top K;
 3. ``make_finetune_sweep`` fine-tunes each kept backbone with a new head at two
    learning rates (paper: {0.1, 0.01} x {2,500, 10,000} steps);
@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from repens_sklearn import (
     FineTuneClassifier,
     GreedyEnsembleClassifier,
-    KNNModelSelector,
+    TransferabilitySelector,
     load_digits_images,
     make_finetune_sweep,
 )
@@ -63,7 +63,7 @@ def main(quick=False):
     lrs = (0.05,) if quick else (0.05, 0.01)
 
     pool = upstream_pool(X_up, y_up, steps, quick)
-    selector = KNNModelSelector(list(pool.items()), n_select=2).fit(X_train, y_train)
+    selector = TransferabilitySelector(list(pool.items()), n_select=2).fit(X_train, y_train)
     print("leave-one-out kNN accuracy:")
     for name in selector.ranking_:
         print(f"  {name:<14} {selector.scores_[name]:.3f}")

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from repens_sklearn import (
     GreedyEnsembleClassifier,
-    KNNModelSelector,
+    TransferabilitySelector,
     load_digits_images,
     load_fashion_mnist,
 )
@@ -133,7 +133,7 @@ def run(argv=None):
     # Ranking representations by leave-one-out kNN accuracy.
     candidates = [("pixels", FunctionTransformer()), ("pca8", PCA(8, random_state=0)),
                   ("pca16", PCA(16, random_state=0)), ("pca32", PCA(32, random_state=0))]
-    selector = KNNModelSelector(candidates, n_select=2).fit(X_cal, y_cal)
+    selector = TransferabilitySelector(candidates, n_select=2).fit(X_cal, y_cal)
     disp = SelectionDisplay.from_estimator(selector)
     disp.figure_.savefig(out / "knn_selection.png", bbox_inches="tight")
     print(f"\nfigures saved to {out}")

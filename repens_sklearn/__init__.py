@@ -19,6 +19,7 @@ from .selection import (
     FineTuneClassifier,
     GreedyEnsembleClassifier,
     KNNModelSelector,
+    TransferabilitySelector,
     make_finetune_sweep,
 )
 
@@ -32,7 +33,8 @@ __all__ = [
     "MeanTTAEmbedder",
     "FineTuneClassifier",
     "GreedyEnsembleClassifier",
-    "KNNModelSelector",
+    "TransferabilitySelector",
+    "KNNModelSelector",  # deprecated alias of TransferabilitySelector (until 0.3)
     "make_finetune_sweep",
     "create_aggregation",
     "create_augmentation_policy",

@@ -7,12 +7,13 @@ that moves one breaks this file and nothing else.
 
 from sklearn.base import _fit_context
 from sklearn.utils import _safe_indexing
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Hidden, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import _num_samples
 
 __all__ = [
     "HasMethods",
+    "Hidden",
     "Interval",
     "StrOptions",
     "_BaseComposition",

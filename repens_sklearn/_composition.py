@@ -3,7 +3,7 @@
 The one home of "what a composite accepts": :func:`check_named_list` validates a
 ``[(name, member)]`` list (every composite, ``make_finetune_sweep`` and the
 diversity tables), :func:`as_embedder` turns a member of an embedding composite
-(``KNNModelSelector``, ``ConcatEmbedder``, ``LearnedEnsembleEmbedder``) into a
+(``TransferabilitySelector``, ``ConcatEmbedder``, ``LearnedEnsembleEmbedder``) into a
 transformer, and :class:`NamedMembers` gives them ``get_params`` / ``set_params``.
 """
 
@@ -141,7 +141,7 @@ class NamedMembers(_BaseComposition):
     """``get_params`` / ``set_params`` that reach the members of a ``[(name, estimator)]`` list.
 
     Subclasses name that parameter in ``_members_param`` (``"embedders"``,
-    ``"backbones"``, ``"candidates"``, ``"estimators"``), so ``GridSearchCV`` can
+    ``"candidates"``, ``"estimators"``), so ``GridSearchCV`` can
     tune ``name__param`` and replace a member by its ``name``.
     """
 

@@ -309,7 +309,7 @@ def _load_labelled_folder(folder, skip_unreadable):
 
 
 def _cmd_rank(args) -> int:
-    from .selection import KNNModelSelector
+    from .selection import TransferabilitySelector
 
     data, skipped = _load_labelled_folder(args.folder, args.skip_unreadable)
     if args.n_neighbors >= len(data.paths):
@@ -322,7 +322,7 @@ def _cmd_rank(args) -> int:
         label = text if weights is None else f"{name}:{Path(weights).name}"
         embedder = _embedder(name, weights, args, shape, command="rank")
         candidates.append((label, embedder.set_params(verbose=not args.quiet)))
-    selector = KNNModelSelector(candidates, n_neighbors=args.n_neighbors,
+    selector = TransferabilitySelector(candidates, n_neighbors=args.n_neighbors,
                                 n_select=len(candidates), verbose=not args.quiet)
     try:
         selector.fit(data.paths, data.target)

@@ -295,14 +295,14 @@ def test_knn_selector_finetune_and_embed_files_n_jobs_with_num_workers(tmp_path)
     """Each ran DataLoader workers inside loky workers: 'Process' object has no attribute 'env'."""
     from sklearn.model_selection import GridSearchCV
 
-    from repens_sklearn import FineTuneClassifier, KNNModelSelector, embed_files
+    from repens_sklearn import FineTuneClassifier, TransferabilitySelector, embed_files
 
     paths = _write_pngs(tmp_path, n=8)
     y = np.arange(8) % 2
     candidates = [(f"m{seed}", MeanTTAEmbedder("convnet_small", n_augmentations=0, num_workers=1,
                                                 batch_size=4, random_state=seed)) for seed in (0, 1)]
-    selector = KNNModelSelector(candidates, n_select=1, n_jobs=2).fit(paths, y)
-    serial = KNNModelSelector(candidates, n_select=1).fit(paths, y)
+    selector = TransferabilitySelector(candidates, n_select=1, n_jobs=2).fit(paths, y)
+    serial = TransferabilitySelector(candidates, n_select=1).fit(paths, y)
     assert selector.scores_ == pytest.approx(serial.scores_)
     GridSearchCV(FineTuneClassifier("convnet_small", max_steps=2, batch_size=4, num_workers=1),
                  {"lr": [0.01, 0.1]}, cv=2, n_jobs=2, error_score="raise").fit(paths, y)

@@ -10,7 +10,7 @@ import torch
 import repens_sklearn
 from repens_sklearn import (
     ConcatEmbedder,
-    KNNModelSelector,
+    TransferabilitySelector,
     LearnedEnsembleEmbedder,
     MeanTTAEmbedder,
     hookimpl,
@@ -97,10 +97,10 @@ def test_correct_plugin_gives_no_warning(fake_entry_points, recwarn):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: KNNModelSelector([("a", "mlp"), ("b", "convnet_small")]),
+    lambda: TransferabilitySelector([("a", "mlp"), ("b", "convnet_small")]),
     lambda: ConcatEmbedder([("a", "mlp"), ("b", "convnet_small")]),
     lambda: LearnedEnsembleEmbedder([("a", "mlp"), ("b", "convnet_small")]),
-], ids=["KNNModelSelector", "ConcatEmbedder", "LearnedEnsembleEmbedder"])
+], ids=["TransferabilitySelector", "ConcatEmbedder", "LearnedEnsembleEmbedder"])
 def test_set_params_on_a_member_given_by_name_says_what_to_pass(make):
     est = make()
     with pytest.raises(ValueError, match=r"set_params\(a__hidden_dim=\.\.\.\): member 'a' is "
@@ -111,14 +111,14 @@ def test_set_params_on_a_member_given_by_name_says_what_to_pass(make):
 
 
 def test_set_params_on_a_module_member_says_what_to_pass():
-    est = KNNModelSelector([("net", torch.nn.Linear(4, 2)), ("b", "mlp")])
+    est = TransferabilitySelector([("net", torch.nn.Linear(4, 2)), ("b", "mlp")])
     with pytest.raises(ValueError, match=r"member 'net' is given as Linear.*"
                                          r"<an estimator with a 'in_features' parameter>"):
         est.set_params(net__in_features=3)
 
 
 def test_set_params_replacing_a_name_by_an_estimator_in_the_same_call_works():
-    est = KNNModelSelector([("a", "mlp"), ("b", "mlp")])
+    est = TransferabilitySelector([("a", "mlp"), ("b", "mlp")])
     est.set_params(a=MeanTTAEmbedder("mlp", n_augmentations=0), a__batch_size=7)
     assert est.get_params()["a__batch_size"] == 7
 

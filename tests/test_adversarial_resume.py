@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from repens_sklearn import ConcatEmbedder, EnSiamPretrainer, KNNModelSelector, MeanTTAEmbedder
+from repens_sklearn import ConcatEmbedder, EnSiamPretrainer, TransferabilitySelector, MeanTTAEmbedder
 from repens_sklearn import LearnedEnsembleEmbedder, embed_files
 from repens_sklearn._fingerprint import KeyedCache, file_identity, fingerprint
 from repens_sklearn._embed_files import OutputExistsError, ResumeMismatchError
@@ -178,7 +178,7 @@ def test_knn_selector_cache_misses_after_a_weights_file_is_overwritten(tmp_path)
     _mlp_weights(weights, 0)
 
     def selector(**params):
-        return KNNModelSelector([("w", _weighted_member(weights)), ("raw", "mlp")], n_select=1,
+        return TransferabilitySelector([("w", _weighted_member(weights)), ("raw", "mlp")], n_select=1,
                                 random_state=0, **params)
 
     cached = selector(memory=str(tmp_path / "cache")).fit(X, y)

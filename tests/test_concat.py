@@ -72,12 +72,12 @@ def test_float_fraction_applies_to_every_block(X):
     assert emb.fit_transform(X).shape == (40, 4 + 2)
 
 
-def test_n_components_keeps_highest_variance_dimensions():
+def test_max_features_keeps_highest_variance_dimensions():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 6)).astype(np.float32) * np.array([1, 1, 1, 1, 8, 1], np.float32)
     X[:, 1] *= 6
     emb = ConcatEmbedder([("a", "passthrough"), ("b", "passthrough")], normalize=False,
-                         n_components=3).fit(X)
+                         max_features=3).fit(X)
     # columns 4 and 1 dominate in both copies; the third pick is one of the copies again
     assert set(emb.selected_features_[:2]) == {4, 10}
     assert set(emb.selected_features_) <= {4, 10, 1, 7}
@@ -168,7 +168,7 @@ def test_nan_input_is_an_error(X):
     (dict(fractions={"a": 0.5, "q": 0.5}), r"fractions names unknown members \['q'\]"),
     (dict(fractions={"a": 1.5}), r"fractions\['a'\] must be in \(0, 1\], got 1.5"),
     (dict(weights={"a": float("nan")}), r"weights\['a'\] must be a finite number"),
-    (dict(n_components=50), "n_components=50 is more than the 11 combined dimensions"),
+    (dict(max_features=50), "max_features=50 is more than the 11 combined dimensions"),
 ])
 def test_bad_parameters(X, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -176,7 +176,7 @@ def test_selection_display_from_knn_selector(digits):
     X, y = digits[:2]
     candidates = [("raw", FunctionTransformer()), ("pca2", PCA(n_components=2)),
                   ("pca16", PCA(n_components=16))]
-    sel = selection.KNNModelSelector(candidates, n_select=2).fit(X, y)
+    sel = selection.TransferabilitySelector(candidates, n_select=2).fit(X, y)
     disp = SelectionDisplay.from_estimator(sel)
     labels = [t.get_text() for t in disp.ax_.get_yticklabels()]
     assert labels == sel.ranking_[::-1]
@@ -186,7 +186,7 @@ def test_selection_display_from_knn_selector(digits):
     highlighted = {lab for lab, bar in zip(labels, disp.bars_) if bar.get_facecolor() != grey}
     assert highlighted == set(sel.selected_)
     assert disp.ax_.get_xlabel() == "leave-one-out kNN accuracy"
-    with pytest.raises(ValueError, match="needs a fitted KNNModelSelector"):
+    with pytest.raises(ValueError, match="needs a fitted TransferabilitySelector"):
         SelectionDisplay.from_estimator(PCA())
 
 
@@ -194,7 +194,7 @@ def test_selection_display_names_the_score_and_shows_negative_ones(digits):
     selection = pytest.importorskip("repens_sklearn.selection")
     X, y = digits[:2]
     candidates = [("raw", FunctionTransformer()), ("pca2", PCA(n_components=2))]
-    sel = selection.KNNModelSelector(candidates, scoring="logme").fit(X, y)
+    sel = selection.TransferabilitySelector(candidates, scoring="logme").fit(X, y)
     disp = SelectionDisplay.from_estimator(sel)
     assert disp.ax_.get_xlabel() == "LogME (log evidence)"
     low, high = disp.ax_.get_xlim()

@@ -1,7 +1,7 @@
 """The README is a newcomer's page; figures live in docs/benchmarks.md, written by the scripts.
 
 Issue #22, item 9: the README had grown to 497 lines, 42 % benchmark tables with dated
-re-runs stacked on older ones, and a docstring table (``KNNModelSelector``'s) showed
+re-runs stacked on older ones, and a docstring table (``TransferabilitySelector``'s) showed
 cosine kNN figures as those of the Euclidean default.
 """
 
@@ -93,7 +93,7 @@ def test_public_docstrings_hold_no_figure_tables():
         doc = re.split(r"\n\s*Examples\n\s*-+\n", doc)[0]  # doctest output may hold arrays
         rows = re.findall(r".*[+-]?\d+\.\d+%?(?:[ \t]+[+-]?\d+\.\d+%?){2,}.*", doc)
         assert rows == [], f"{name}'s docstring has a table of figures; use docs/benchmarks.md"
-    assert "docs/benchmarks.md" in repens_sklearn.KNNModelSelector.__doc__
+    assert "docs/benchmarks.md" in repens_sklearn.TransferabilitySelector.__doc__
 
 
 # ---------------------------------------------------------- docs/benchmarks.md and its writer

@@ -198,11 +198,11 @@ def test_knn_monitor_leaves_batchnorm_statistics_alone():
 
 
 def test_fitted_pretrainer_is_a_candidate_as_it_is(X):
-    """KNNModelSelector and ConcatEmbedder use a fitted EnSiamPretrainer without retraining."""
+    """TransferabilitySelector and ConcatEmbedder use a fitted EnSiamPretrainer without retraining."""
     y = (X[:, 0] > 0).astype(int)
     pre = small(max_epochs=1).fit(X)
     before = _weights(pre)
-    selector = repens_sklearn.KNNModelSelector([("ensiam", pre)], n_neighbors=3).fit(X, y)
+    selector = repens_sklearn.TransferabilitySelector([("ensiam", pre)], n_neighbors=3).fit(X, y)
     np.testing.assert_allclose(selector.transform(X), pre.transform(X), atol=1e-6)
     concat = repens_sklearn.ConcatEmbedder([("ensiam", pre)], normalize=False).fit(X)
     np.testing.assert_allclose(concat.transform(X), pre.transform(X), atol=1e-6)

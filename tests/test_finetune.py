@@ -8,7 +8,7 @@ import torch
 from sklearn.base import clone
 from sklearn.preprocessing import FunctionTransformer
 
-from repens_sklearn import FineTuneClassifier, KNNModelSelector, make_finetune_sweep
+from repens_sklearn import FineTuneClassifier, TransferabilitySelector, make_finetune_sweep
 from repens_sklearn.datasets import load_digits_images
 from repens_sklearn.selection import PaperSchedule
 
@@ -124,7 +124,7 @@ def test_sweep_names_and_parameters():
 
 def test_sweep_from_a_fitted_selector(digits):
     X, y = digits
-    sel = KNNModelSelector([("mlp", "mlp"), ("raw", FunctionTransformer())], n_select=2)
+    sel = TransferabilitySelector([("mlp", "mlp"), ("raw", FunctionTransformer())], n_select=2)
     sel.fit(X[:80], y[:80])
     sel.selected_candidates_ = [c for c in sel.selected_candidates_ if c[0] == "mlp"]
     sweep = make_finetune_sweep(sel, lrs=(0.1,), steps=(5,))
@@ -175,7 +175,7 @@ def test_sweep_from_selected_modules_keeps_the_module(digits):
 
     X, y = digits
     module = create_backbone("mlp", in_features=64, **SMALL)
-    sel = KNNModelSelector([("mine", module)]).fit(X[:60], y[:60])
+    sel = TransferabilitySelector([("mine", module)]).fit(X[:60], y[:60])
     (name, est), = make_finetune_sweep(sel, lrs=(0.1,), steps=(3,), device="cpu", augment=False)
     assert name == "mine-lr0.1-steps3" and isinstance(est.backbone, type(module))
     for p0, p1 in zip(module.parameters(), est.backbone.parameters()):  # same weights (a clone)
@@ -232,6 +232,6 @@ def test_sweep_fine_tunes_a_candidate_at_the_resolution_it_was_ranked_at(digits)
     X = X.reshape(-1, 1, 8, 8)
     candidate = MeanTTAEmbedder("convnet_small", n_augmentations=0, img_size=12, crop_pct=1.0,
                                 preprocess=False)
-    sel = KNNModelSelector([("c", candidate)]).fit(X[:40], y[:40])
+    sel = TransferabilitySelector([("c", candidate)]).fit(X[:40], y[:40])
     (_, est), = make_finetune_sweep(sel, lrs=(0.1,), steps=(3,), augment=False)
     assert (est.img_size, est.crop_pct, est.preprocess) == (12, 1.0, False)

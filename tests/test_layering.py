@@ -45,7 +45,7 @@ def _diversity_sources():
 
 
 def test_diversity_does_not_import_or_relist_selection_scorings():
-    from repens_sklearn.selection._knn import _SCORINGS
+    from repens_sklearn.selection._selector import _SCORINGS
 
     for filename, tree in _diversity_sources().items():
         strings = {node.value for node in ast.walk(tree)
@@ -57,9 +57,9 @@ def test_diversity_does_not_import_or_relist_selection_scorings():
 
 
 def test_selection_axis_label_comes_from_the_one_scoring_list(monkeypatch):
-    from repens_sklearn.selection import _displays, _knn
+    from repens_sklearn.selection import _displays, _selector
 
-    assert {name: _displays.score_label(name) for name in _knn._SCORINGS} == {
+    assert {name: _displays.score_label(name) for name in _selector._SCORINGS} == {
         "knn_loo": "leave-one-out kNN accuracy",
         "linear_cv": "cross-validated linear accuracy",
         "logme": "LogME (log evidence)",
@@ -73,7 +73,7 @@ def test_selection_axis_label_comes_from_the_one_scoring_list(monkeypatch):
     assert _displays.score_label("my_score") == "my_score"
     assert _displays.score_label(np.mean) == "mean"
     # one list: a scoring added there is labelled without touching the display
-    monkeypatch.setitem(_knn._SCORINGS, "new_score", (None, False, "new label"))
+    monkeypatch.setitem(_selector._SCORINGS, "new_score", (None, False, "new label"))
     assert _displays.score_label("new_score") == "new label"
 
 

@@ -160,7 +160,7 @@ def test_relu_head_warns_about_negative_targets(features):
         _fast(max_epochs=1).fit(signed)
     with pytest.warns(UserWarning, match="negative values of 'pca'"):  # "drop" not counted
         _fast(max_epochs=1, feature_groups=None,
-              backbones=[("gone", "drop"), ("raw", "passthrough"), ("pca", PCA(2))]).fit(features)
+              embedders=[("gone", "drop"), ("raw", "passthrough"), ("pca", PCA(2))]).fit(features)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _fast(max_epochs=1).fit(features)  # non-negative: no warning
@@ -178,7 +178,7 @@ def test_single_model_case_and_depth(features):
 
 def test_backbones_are_fitted_and_give_the_targets(features):
     backbones = [("pca", PCA(3)), ("raw", "passthrough"), ("net", "mlp")]
-    emb = _fast(feature_groups=None, backbones=backbones, final_activation="identity").fit(features)
+    emb = _fast(feature_groups=None, embedders=backbones, final_activation="identity").fit(features)
     assert emb.feature_groups_ == [3, 10, 64]
     assert emb.embedding_.shape == (90, 64)
     assert emb.n_features_in_ == 10
@@ -208,11 +208,11 @@ def test_feature_groups_must_be_positive_ints(features, groups):
 
 def test_feature_groups_with_backbones_is_an_error(features):
     with pytest.raises(ValueError, match="feature_groups is only for precomputed features"):
-        _fast(backbones=[("pca", PCA(2))]).fit(features)
+        _fast(embedders=[("pca", PCA(2))]).fit(features)
 
 
 def test_backbone_width_change_is_an_error(features):
-    emb = _fast(feature_groups=None, backbones=[("pca", PCA(3))],
+    emb = _fast(feature_groups=None, embedders=[("pca", PCA(3))],
                 final_activation="identity").fit(features)
     emb.targets_.embedders_[0][1].components_ = emb.targets_.embedders_[0][1].components_[:2]
     with pytest.raises(ValueError, match="embedder 'pca' returned 2 features, but it returned 3"):
@@ -229,7 +229,7 @@ def test_nan_features_are_errors(features):
         emb.transform(bad)
     nan_backbone = FunctionTransformer(lambda Z: np.where(Z > 1, np.nan, Z))
     with pytest.raises(ValueError, match="embedder 'nan' returned NaN or infinite features"):
-        _fast(feature_groups=None, backbones=[("nan", nan_backbone)]).fit(features)
+        _fast(feature_groups=None, embedders=[("nan", nan_backbone)]).fit(features)
 
 
 @pytest.mark.parametrize("value", [1.0, -0.1, 1.5])
@@ -245,7 +245,7 @@ def test_transform_checks_columns(features):
 
 
 def test_clone_keeps_params():
-    emb = _fast(backbones=[("pca", PCA(2))], feature_groups=None, mlp_depth=3)
+    emb = _fast(embedders=[("pca", PCA(2))], feature_groups=None, mlp_depth=3)
     cloned = clone(emb)
     assert cloned.get_params()["pca__n_components"] == 2 and cloned.mlp_depth == 3
 
@@ -341,13 +341,13 @@ def test_row_adam_is_torch_adam_per_row():
 def test_params_come_from_base_composition(features):
     from repens_sklearn._compat import _BaseComposition
 
-    emb = _fast(feature_groups=None, backbones=[("pca", PCA(2)), ("raw", "passthrough")])
+    emb = _fast(feature_groups=None, embedders=[("pca", PCA(2)), ("raw", "passthrough")])
     assert isinstance(emb, _BaseComposition)
     params = emb.get_params()
-    assert params["pca"] is emb.backbones[0][1] and params["pca__n_components"] == 2
+    assert params["pca"] is emb.embedders[0][1] and params["pca__n_components"] == 2
     assert "pca" not in emb.get_params(deep=False)
-    emb.set_params(backbones=[("pca", PCA(3))], pca__whiten=True)
-    assert emb.backbones[0][1].n_components == 3 and emb.backbones[0][1].whiten
+    emb.set_params(embedders=[("pca", PCA(3))], pca__whiten=True)
+    assert emb.embedders[0][1].n_components == 3 and emb.embedders[0][1].whiten
     assert _fast().get_params()["feature_groups"] == [6, 4]  # no backbones: plain params
 
 
@@ -360,8 +360,8 @@ def test_device_accepts_none_strings_and_torch_devices(features, device):
 def test_errors_about_X_name_this_estimator(features):
     backbones = [("raw", "passthrough")]
     with pytest.raises(ValueError, match="0 sample.*required by LearnedEnsembleEmbedder"):
-        _fast(feature_groups=None, backbones=backbones).fit(features[:0])
-    emb = _fast(feature_groups=None, backbones=backbones, max_epochs=1).fit(features)
+        _fast(feature_groups=None, embedders=backbones).fit(features[:0])
+    emb = _fast(feature_groups=None, embedders=backbones, max_epochs=1).fit(features)
     with pytest.raises(ValueError, match="X has 5 features, but LearnedEnsembleEmbedder is "
                                          "expecting 10"):
         emb.transform(features[:, :5])
@@ -370,7 +370,7 @@ def test_errors_about_X_name_this_estimator(features):
 
 def test_random_state_fixes_named_backbones(features):
     def run(seed):
-        return _fast(feature_groups=None, backbones=[("net", "mlp")], max_epochs=2,
+        return _fast(feature_groups=None, embedders=[("net", "mlp")], max_epochs=2,
                      final_activation="identity", random_state=seed).fit_transform(features)
 
     first, again, other = run(0), run(0), run(1)

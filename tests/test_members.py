@@ -1,6 +1,6 @@
 """One home for the members of a composite (issue #22, item 1).
 
-The embedding composites (``KNNModelSelector``, ``ConcatEmbedder``,
+The embedding composites (``TransferabilitySelector``, ``ConcatEmbedder``,
 ``LearnedEnsembleEmbedder``) take the same member kinds - a registered backbone
 name, an ``nn.Module``, a transformer, ``"passthrough"``, ``"drop"`` - every
 ``[(name, member)]`` list is refused with the same words, and the three
@@ -21,7 +21,7 @@ from repens_sklearn import (
     ConcatEmbedder,
     FineTuneClassifier,
     GreedyEnsembleClassifier,
-    KNNModelSelector,
+    TransferabilitySelector,
     LearnedEnsembleEmbedder,
     make_finetune_sweep,
 )
@@ -72,7 +72,7 @@ def test_concat_takes_every_member_kind(data):
 
 def test_knn_selector_takes_every_member_kind(data):
     X, y = data
-    sel = KNNModelSelector(_members(_linear()), random_state=0).fit(X, y)
+    sel = TransferabilitySelector(_members(_linear()), random_state=0).fit(X, y)
     assert sorted(sel.scores_) == ["module", "named", "pca", "raw"]
     assert sel.embedding_widths_["module"] == 3
     assert sel.embedding_widths_["raw"] == 8
@@ -92,7 +92,7 @@ def test_named_members_are_built_alike(data):
     """A name or a module member embeds the same in the selector and in the concatenation."""
     X, y = data
     module = _linear()
-    sel = KNNModelSelector([("module", module)]).fit(X, y)
+    sel = TransferabilitySelector([("module", module)]).fit(X, y)
     emb = ConcatEmbedder([("module", module)], normalize=False).fit(X)
     np.testing.assert_allclose(sel.transform(X), emb.transform(X), rtol=1e-6)
 
@@ -100,9 +100,9 @@ def test_named_members_are_built_alike(data):
 # ------------------------------------------------------------ one list check
 
 EMBEDDING_COMPOSITES = [
-    (lambda m: KNNModelSelector(m), "candidates"),
+    (lambda m: TransferabilitySelector(m), "candidates"),
     (lambda m: ConcatEmbedder(m), "embedders"),
-    (lambda m: LearnedEnsembleEmbedder(m, max_epochs=1), "backbones"),
+    (lambda m: LearnedEnsembleEmbedder(m, max_epochs=1), "embedders"),
 ]
 COMPOSITES = [*((make, param, "embedder") for make, param in EMBEDDING_COMPOSITES),
               (lambda m: GreedyEnsembleClassifier(m), "estimators", "classifier")]
@@ -166,7 +166,7 @@ def test_sweep_and_diversity_lists_same_words():
 # --------------------------------------------------------------- one y check
 
 CLASSIFIERS = [
-    lambda: KNNModelSelector([("pca", PCA(2))]),
+    lambda: TransferabilitySelector([("pca", PCA(2))]),
     lambda: GreedyEnsembleClassifier([("nb", GaussianNB())]),
     lambda: FineTuneClassifier("mlp", max_steps=1, device="cpu"),
 ]

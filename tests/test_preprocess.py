@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, KNNModelSelector, MeanTTAEmbedder
+from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, TransferabilitySelector, MeanTTAEmbedder
 from repens_sklearn._preprocess import ImagePreprocessor, adapt_channels
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -163,8 +163,8 @@ def test_knn_selector_ranks_a_contract_backbone_on_raw_grey_images(grey28):
     prepared = by_hand(grey28)
     hand = MeanTTAEmbedder(ContractNet(), n_augmentations=0, preprocess=False, device="cpu")
     raw = MeanTTAEmbedder(ContractNet(), n_augmentations=0, device="cpu")
-    selector = KNNModelSelector([("raw", raw)]).fit(grey28, y)
-    by_hand_sel = KNNModelSelector([("hand", hand)]).fit(prepared.numpy(), y)
+    selector = TransferabilitySelector([("raw", raw)]).fit(grey28, y)
+    by_hand_sel = TransferabilitySelector([("hand", hand)]).fit(prepared.numpy(), y)
     assert selector.scores_["raw"] == pytest.approx(by_hand_sel.scores_["hand"])
 
 

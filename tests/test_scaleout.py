@@ -10,7 +10,7 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from repens_sklearn import GreedyEnsembleClassifier, KNNModelSelector
+from repens_sklearn import GreedyEnsembleClassifier, TransferabilitySelector
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def _members():
 def test_dask_backend_gives_the_local_results(data):
     distributed = pytest.importorskip("distributed")
     X, y = data
-    local_sel = KNNModelSelector(_candidates(), n_select=2).fit(X, y)
+    local_sel = TransferabilitySelector(_candidates(), n_select=2).fit(X, y)
     local_ens = GreedyEnsembleClassifier(_members(), max_size=3, random_state=0).fit(X, y)
     # A real scheduler and two workers talking TCP over loopback. Worker threads rather
     # than worker processes keep the test quick on a busy 2-core machine (starting
@@ -45,7 +45,7 @@ def test_dask_backend_gives_the_local_results(data):
             distributed.Client(cluster) as client, \
             distributed.get_task_stream(client) as tasks:
         with parallel_config(backend="dask"):
-            sel = KNNModelSelector(_candidates(), n_select=2, n_jobs=-1).fit(X, y)
+            sel = TransferabilitySelector(_candidates(), n_select=2, n_jobs=-1).fit(X, y)
             ens = GreedyEnsembleClassifier(_members(), max_size=3, n_jobs=-1,
                                            random_state=0).fit(X, y)
         assert len(client.scheduler_info()["workers"]) == 2
@@ -72,21 +72,21 @@ def test_memory_caches_embeddings(data, tmp_path):
     X, y = data
     memory = Memory(str(tmp_path), verbose=0)  # a Path location skips the joblib/ subfolder
     CountingScaler.fits = 0
-    first = KNNModelSelector([("counted", CountingScaler()), ("pca", PCA(3))],
+    first = TransferabilitySelector([("counted", CountingScaler()), ("pca", PCA(3))],
                              memory=memory).fit(X, y)
     assert CountingScaler.fits == 1
     # refitting, and changing only the kNN settings, reuses the cached embeddings
-    second = KNNModelSelector([("counted", CountingScaler()), ("pca", PCA(3))], n_neighbors=3,
+    second = TransferabilitySelector([("counted", CountingScaler()), ("pca", PCA(3))], n_neighbors=3,
                               memory=memory).fit(X, y)
     assert CountingScaler.fits == 1
-    same = KNNModelSelector([("counted", CountingScaler()), ("pca", PCA(3))],
+    same = TransferabilitySelector([("counted", CountingScaler()), ("pca", PCA(3))],
                             memory=str(tmp_path)).fit(X, y)
     assert CountingScaler.fits == 1 and same.scores_ == first.scores_
     # other data: computed again
-    KNNModelSelector([("counted", CountingScaler())], memory=memory).fit(X[:200], y[:200])
+    TransferabilitySelector([("counted", CountingScaler())], memory=memory).fit(X[:200], y[:200])
     assert CountingScaler.fits == 2
     # no memory: computed every time, and the cached scores are the uncached ones
-    uncached = KNNModelSelector([("counted", CountingScaler()), ("pca", PCA(3))],
+    uncached = TransferabilitySelector([("counted", CountingScaler()), ("pca", PCA(3))],
                                 n_neighbors=3).fit(X, y)
     assert CountingScaler.fits == 3
     assert second.scores_ == pytest.approx(uncached.scores_)

@@ -14,7 +14,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import FunctionTransformer
 
-from repens_sklearn import KNNModelSelector
+from repens_sklearn import TransferabilitySelector
 from repens_sklearn.selection import (
     etran_score,
     gbc_score,
@@ -299,7 +299,7 @@ def test_selector_ranks_by_the_mean_rank_of_a_scoring_list():
     X, y = X[:300] / 16, y[:300]
     candidates = [("raw", FunctionTransformer()), ("half", FunctionTransformer(
         lambda Z: Z[:, :32])), ("few", FunctionTransformer(lambda Z: Z[:, :6]))]
-    selector = KNNModelSelector(candidates, scoring=["logme", "knn_loo", "sfda"],
+    selector = TransferabilitySelector(candidates, scoring=["logme", "knn_loo", "sfda"],
                                 n_select=None).fit(X, y)
     parts = {"logme": logme_score, "knn_loo": knn_loo_score, "sfda": sfda_score}
     Zs = {"raw": X, "half": X[:, :32], "few": X[:, :6]}
@@ -312,10 +312,10 @@ def test_selector_ranks_by_the_mean_rank_of_a_scoring_list():
 
 def test_selector_refuses_a_bad_scoring_list():
     X, y = load_digits(return_X_y=True)
-    selector = KNNModelSelector([("raw", FunctionTransformer())], scoring=["logme", "nope"])
+    selector = TransferabilitySelector([("raw", FunctionTransformer())], scoring=["logme", "nope"])
     with pytest.raises(ValueError) as info:
         selector.fit(X[:50], y[:50])
     assert str(info.value).startswith("scoring: a list must hold at least one of the names [")
     assert str(info.value).endswith("or callables; got ['logme', 'nope']")
     with pytest.raises(ValueError, match="^scoring: a list must hold"):
-        KNNModelSelector([("raw", FunctionTransformer())], scoring=[]).fit(X[:50], y[:50])
+        TransferabilitySelector([("raw", FunctionTransformer())], scoring=[]).fit(X[:50], y[:50])

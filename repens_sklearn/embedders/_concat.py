@@ -16,6 +16,7 @@ from .._base import PARAMETER_CONSTRAINTS
 from .._compat import _fit_context, Interval, StrOptions
 from .._composition import embedding_members, NamedMembers
 from .._compute import seed_from
+from .._deprecation import DEPRECATED, deprecated_constraint, renamed_param
 from .._fingerprint import KeyedCache
 from .._member_fitting import as_embedding, fit_embed
 from .._inputs import check_member_inputs
@@ -38,7 +39,7 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
     1. ``weights`` scales each normalised block;
     2. ``fractions`` keeps a random share of each block's dimensions, drawn once
        in ``fit`` (the paper's 25/75 experiment, section 4.6);
-    3. ``n_components`` keeps the dimensions of the concatenation that rank
+    3. ``max_features`` keeps the dimensions of the concatenation that rank
        highest by covariance on the training data, the paper's diversity
        heuristic (section 4.6: "we first compute the covariance of each
        dimension ... a ranking of highest to lowest covariance dimensions, which
@@ -85,10 +86,12 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         ``fit`` (``ceil(fraction * width)`` dimensions). A float applies to every
         block; a dict gives it per member name (missing names: 1).
         ``{"resnet": 0.25, "clip": 0.75}`` is the paper's 25/75 combination.
-    n_components : int, default=None
-        Keep only this many dimensions of the combined output, the ones with
-        the highest variance over the training data ("No One Representation
-        to Rule Them All", section 4.6). None keeps all.
+    max_features : int, default=None
+        Keep only this many dimensions (columns) of the combined output, the
+        ones with the highest variance over the training data ("No One
+        Representation to Rule Them All", section 4.6), as
+        ``SelectFromModel(max_features=)`` keeps the top-scored features. None
+        keeps all.
     combine : {"concat", "mean"}, default="concat"
         Concatenate the blocks, or average them (then L2-normalise).
     random_state : int, RandomState instance or None, default=None
@@ -102,6 +105,13 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         Cache of the members' fitted state and outputs (``joblib.Memory``),
         keyed on all of X, module weights and the identity (path, size,
         modification time) of every file named in X or the members' parameters.
+    n_components : int or None
+        Deprecated alias of ``max_features`` (the columns are selected, not a
+        decomposition's components).
+
+        .. deprecated:: 0.2
+           ``n_components`` was renamed ``max_features`` in 0.2 and will be
+           removed in 0.3.
 
     Attributes
     ----------
@@ -113,10 +123,10 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         Per member, the indices of its dimensions kept after ``fractions``.
     feature_scores_ : ndarray of shape (n_combined,)
         The diversity score (variance) of each combined dimension; only when
-        ``n_components`` is set.
+        ``max_features`` is set.
     selected_features_ : ndarray of int
         Indices, into the combined output, of the dimensions kept by
-        ``n_components`` (most diverse first); all of them otherwise.
+        ``max_features`` (most diverse first); all of them otherwise.
     n_features_in_ : int
         Number of features seen in ``fit`` (per sample, flattened).
     feature_names_in_ : ndarray of str
@@ -149,25 +159,27 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         "normalize": ["boolean"],
         "weights": [dict, None],
         "fractions": [Interval(Real, 0, 1, closed="right"), dict, None],
-        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "max_features": [Interval(Integral, 1, None, closed="left"), None],
         "combine": [StrOptions({"concat", "mean"})],
         "random_state": PARAMETER_CONSTRAINTS["random_state"],
         "n_jobs": PARAMETER_CONSTRAINTS["n_jobs"],
         "memory": PARAMETER_CONSTRAINTS["memory"],
+        "n_components": deprecated_constraint(Interval(Integral, 1, None, closed="left"), None),
     }
 
     def __init__(self, embedders, *, normalize=True, weights=None, fractions=None,
-                 n_components=None, combine="concat", random_state=None, n_jobs=None,
-                 memory=None):
+                 max_features=None, combine="concat", random_state=None, n_jobs=None,
+                 memory=None, n_components=DEPRECATED):
         self.embedders = embedders
         self.normalize = normalize
         self.weights = weights
         self.fractions = fractions
-        self.n_components = n_components
+        self.max_features = max_features
         self.combine = combine
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.memory = memory
+        self.n_components = n_components
 
     @property
     def named_embedders(self):
@@ -209,6 +221,7 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         Z : ndarray of shape (n_samples, n_output_features), float32
             The members' blocks normalised, weighted, sampled and combined.
         """
+        max_features = renamed_param(self, "n_components", "max_features")
         rng = check_random_state(self.random_state)
         members = self._check_members(rng)
         self._check_weights_and_fractions([name for name, _ in members])
@@ -225,7 +238,7 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         self._check_equal_widths()
         self.block_columns_ = self._draw_block_columns(rng)
         combined = self._combine(blocks)
-        self._select_features(combined)
+        self._select_features(combined, max_features)
         return combined[:, self.selected_features_]
 
     def _check_members(self, rng):
@@ -285,20 +298,20 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
                 columns.append(np.sort(rng.choice(width, size=keep, replace=False)))
         return columns
 
-    def _select_features(self, combined):
+    def _select_features(self, combined, max_features):
         n_combined = combined.shape[1]
-        if self.n_components is None:
+        if max_features is None:
             self.selected_features_ = np.arange(n_combined)
             return
-        if self.n_components > n_combined:
+        if max_features > n_combined:
             raise ValueError(
-                f"n_components={self.n_components} is more than the {n_combined} "
+                f"max_features={max_features} is more than the {n_combined} "
                 "combined dimensions"
             )
         self.feature_scores_ = combined.var(axis=0, dtype=np.float64)
         # stable sort: ties keep the members' order
         order = np.argsort(-self.feature_scores_, kind="stable")
-        self.selected_features_ = order[: self.n_components]
+        self.selected_features_ = order[:max_features]
 
     # ------------------------------------------------------------ transform
     def transform(self, X):

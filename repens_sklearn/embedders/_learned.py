@@ -18,6 +18,7 @@ from .._base import COMMON_CONSTRAINTS, PARAMETER_CONSTRAINTS, fill_parameter_do
 from .._compat import _fit_context, Interval, StrOptions
 from .._composition import check_embedding_members, NamedMembers
 from .._compute import make_generator, resolve_device, seed_from
+from .._deprecation import DEPRECATED, deprecated_constraint, renamed_param
 from .._inputs import check_member_inputs
 from .._warnings import warn
 from ._concat import ConcatEmbedder
@@ -234,7 +235,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     Parameters
     ----------
-    backbones : list of (str, embedder) or None, default=None
+    embedders : list of (str, embedder) or None, default=None
         The ensemble: each a transformer of this library or scikit-learn (an
         unfitted one, e.g. a :class:`MeanTTAEmbedder`, is cloned and fitted on
         X; a fitted one, e.g. a pretrained :class:`EnSiamPretrainer`, is used as
@@ -244,10 +245,10 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         n_augmentations=0)``, seeded from ``random_state``), ``"passthrough"``
         or ``"drop"``, as in :class:`ConcatEmbedder`. None: X already holds the
         features of the backbones side by side (widths in ``feature_groups``).
-        ``get_params`` / ``set_params`` reach the backbones as ``name`` and
+        ``get_params`` / ``set_params`` reach the members as ``name`` and
         ``name__param``.
     feature_groups : list of int or None, default=None
-        With ``backbones=None``, the widths of the feature blocks in X's
+        With ``embedders=None``, the widths of the feature blocks in X's
         columns; they must sum to the number of columns. None: one block, the
         paper's single-model case (section 4.2).
     mlp_depth : int, default=2
@@ -282,10 +283,16 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         and batch order; ``transform`` itself draws nothing, so equal seeds give
         equal outputs.
     {memory}
-        The members are the ``backbones``, cached through
+        The members are the ``embedders``, cached through
         :class:`ConcatEmbedder`.
     {verbose}
         True shows skorch's epoch log and progress bar.
+    backbones : list of (str, embedder) or None
+        Deprecated alias of ``embedders`` (the name :class:`ConcatEmbedder` uses).
+
+        .. deprecated:: 0.2
+           ``backbones`` was renamed ``embedders`` in 0.2 and will be removed
+           in 0.3.
 
     Attributes
     ----------
@@ -301,13 +308,13 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         Width of each target block.
     targets_ : ConcatEmbedder or None
         The fitted backbones (as one normalising ``ConcatEmbedder``), when
-        ``backbones`` is given.
+        ``embedders`` is given.
     n_features_in_ : int
         Number of features seen in ``fit``.
     feature_names_in_ : ndarray of str
         Column names seen in ``fit``, when X was a DataFrame with string columns.
     input_shape_ : tuple
-        Shape of one sample seen in ``fit`` (with ``backbones``).
+        Shape of one sample seen in ``fit`` (with ``embedders``).
 
     See Also
     --------
@@ -327,9 +334,9 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     (5, 6)
     """
 
-    _members_param = "backbones"
+    _members_param = "embedders"
     _parameter_constraints: dict = {
-        "backbones": [list, None],
+        "embedders": [list, None],
         "feature_groups": ["array-like", None],
         "mlp_depth": [Interval(Integral, 1, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left"), None],
@@ -345,11 +352,12 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         "random_state": COMMON_CONSTRAINTS["random_state"],
         "memory": PARAMETER_CONSTRAINTS["memory"],
         "verbose": COMMON_CONSTRAINTS["verbose"],
+        "backbones": deprecated_constraint(list, None),
     }
 
     def __init__(
         self,
-        backbones=None,
+        embedders=None,
         *,
         feature_groups=None,
         mlp_depth=2,
@@ -366,8 +374,9 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         random_state=None,
         memory=None,
         verbose=False,
+        backbones=DEPRECATED,
     ):
-        self.backbones = backbones
+        self.embedders = embedders
         self.feature_groups = feature_groups
         self.mlp_depth = mlp_depth
         self.hidden_dim = hidden_dim
@@ -383,6 +392,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         self.random_state = random_state
         self.memory = memory
         self.verbose = verbose
+        self.backbones = backbones
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -391,7 +401,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or inputs of the backbones
-            With ``backbones=None``, the backbones' features side by side (block
+            With ``embedders=None``, the backbones' features side by side (block
             widths in ``feature_groups``); otherwise whatever the backbones take
             (arrays, images, image paths).
         y : None
@@ -421,8 +431,9 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         Z : ndarray of shape (n_samples, n_components), float32
             The learned vector of each training sample.
         """
+        embedders = renamed_param(self, "backbones", "embedders")
         seed = seed_from(self.random_state)
-        targets = self._fit_targets(X, y, seed)
+        targets = self._fit_targets(X, y, seed, embedders)
         self._warn_if_relu_cannot_fit(targets)
         device = resolve_device(self.device)
         init = _average(targets, self.feature_groups_)
@@ -436,22 +447,22 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         """Width of the learned vectors (for ``get_feature_names_out``)."""
         return self.embedding_.shape[1]
 
-    def _fit_targets(self, X, y, seed):
+    def _fit_targets(self, X, y, seed, embedders):
         """L2-normalised target blocks side by side, float32; sets ``feature_groups_``."""
-        if self.backbones is None:
+        if embedders is None:
             self.targets_ = None
             X = validate_data(self, X, dtype=np.float32)
             self.feature_groups_ = self._check_feature_groups(X.shape[1])
             return _normalise_blocks(X, self.feature_groups_)
         if self.feature_groups is not None:
             raise ValueError(
-                "feature_groups is only for precomputed features (backbones=None); with "
-                "backbones the widths come from the backbones' outputs"
+                "feature_groups is only for precomputed features (embedders=None); with "
+                "embedders the widths come from the embedders' outputs"
             )
-        check_embedding_members(self.backbones, "backbones", owner=self)  # errors name backbones
+        check_embedding_members(embedders, "embedders", owner=self)  # errors name embedders
         check_member_inputs(self, X)  # errors about X name this estimator
         # the seed reaches the backbones built from registered names
-        self.targets_ = ConcatEmbedder(self.backbones, normalize=True, memory=self.memory,
+        self.targets_ = ConcatEmbedder(embedders, normalize=True, memory=self.memory,
                                        random_state=None if self.random_state is None else seed)
         targets = self.targets_.fit_transform(X, y)
         self.feature_groups_ = list(self.targets_.block_widths_)

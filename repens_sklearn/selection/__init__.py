@@ -12,7 +12,7 @@ from ._caruana import greedy_selection
 from ._displays import EnsembleCurveDisplay, SelectionDisplay
 from ._finetune import FineTuneClassifier, PaperSchedule, make_finetune_sweep
 from ._greedy import GreedyEnsembleClassifier
-from ._knn import KNNModelSelector
+from ._selector import KNNModelSelector, TransferabilitySelector
 from ._loo import loo_knn_accuracy, loo_knn_predict
 from ._transferability import (
     etran_score,
@@ -34,6 +34,7 @@ __all__ = [
     "KNNModelSelector",
     "PaperSchedule",
     "SelectionDisplay",
+    "TransferabilitySelector",
     "etran_score",
     "gbc_score",
     "greedy_selection",

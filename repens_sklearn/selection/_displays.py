@@ -1,6 +1,6 @@
 """Matplotlib displays of model selection, in scikit-learn's ``XDisplay`` style.
 
-:class:`SelectionDisplay` draws a fitted :class:`KNNModelSelector`'s scores and
+:class:`SelectionDisplay` draws a fitted :class:`TransferabilitySelector`'s scores and
 :class:`EnsembleCurveDisplay` a fitted :class:`GreedyEnsembleClassifier`'s
 validation curve. They live beside the estimators they read (and are still
 importable from ``repens_sklearn.diversity``, their former home). matplotlib is
@@ -12,18 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from .._plotting import figure_axes
-from ._knn import _SCORINGS
+from ._selector import _SCORINGS
 
 
 def score_label(scoring):
-    """What the values of a ``KNNModelSelector`` ``scoring`` are called (an axis label).
+    """What the values of a ``TransferabilitySelector`` ``scoring`` are called (an axis label).
 
     A registered scoring name gets the label listed with it in the selector's
     scorings; another string is its own label; a callable its ``__name__``.
     """
     if isinstance(scoring, str):
         return _SCORINGS[scoring][2] if scoring in _SCORINGS else scoring
-    if isinstance(scoring, list):  # KNNModelSelector's rank aggregate
+    if isinstance(scoring, list):  # TransferabilitySelector's rank aggregate
         return "mean rank of " + ", ".join(score_label(s) for s in scoring)
     return getattr(scoring, "__name__", type(scoring).__name__)
 
@@ -164,10 +164,10 @@ class SelectionDisplay:
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None, plot_kw=None):
-        """Read a fitted ``KNNModelSelector`` (``scores_``, ``ranking_``, ``selected_``); plot."""
+        """Read a fitted ``TransferabilitySelector`` (``scores_``, ``ranking_``, ``selected_``); plot."""
         if not hasattr(estimator, "scores_"):
             raise ValueError(
-                "SelectionDisplay.from_estimator needs a fitted KNNModelSelector (with "
+                "SelectionDisplay.from_estimator needs a fitted TransferabilitySelector (with "
                 f"scores_); got {type(estimator).__name__} without it. Call fit first."
             )
         disp = cls(dict(estimator.scores_), selected=list(getattr(estimator, "selected_", [])),

@@ -571,10 +571,10 @@ def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), *, augm
 
     Parameters
     ----------
-    backbones : list, or fitted KNNModelSelector
+    backbones : list, or fitted TransferabilitySelector
         Backbones as names / modules / fitted embedders (named after themselves
         or ``backbone0``, ``backbone1``, ...), ``(name, backbone)`` pairs, or a
-        fitted :class:`KNNModelSelector` whose selected candidates are used.
+        fitted :class:`TransferabilitySelector` whose selected candidates are used.
     lrs : sequence of float, default=(0.1, 0.01)
         Learning rates.
     steps : sequence of int, default=(2500, 10000)

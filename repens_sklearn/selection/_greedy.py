@@ -113,7 +113,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
 
     See Also
     --------
-    KNNModelSelector : step 1, ranking pre-trained models.
+    TransferabilitySelector : step 1, ranking pre-trained models.
     FineTuneClassifier, make_finetune_sweep : step 2, the candidates.
     sklearn.ensemble.VotingClassifier : a fixed, unweighted choice of members.
 

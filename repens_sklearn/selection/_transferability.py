@@ -9,7 +9,7 @@ Besides the kNN accuracy, LogME, the H-score and the linear probe, the scores
 of the recent literature: NLEEP, SFDA, GBC, TransRate and ETran. No one score
 ranks best everywhere ("How stable are Transferability Metrics evaluations?",
 Agostinelli et al., ECCV 2022), so :func:`mean_rank_score` aggregates several
-by the mean rank they give each candidate (``KNNModelSelector(scoring=[...])``).
+by the mean rank they give each candidate (``TransferabilitySelector(scoring=[...])``).
 """
 
 from __future__ import annotations
@@ -815,7 +815,7 @@ def etran_score(Z, y, *, energy_fraction=0.005, shrinkage="auto"):
     analysis of :func:`sfda_score` (its first stage, adaptive ``lambda``). The
     score is ``S_en + S_lda``. The authors' code instead min-max normalises the
     two parts over the model zoo and weighs them 0.15 / 0.85, which needs all
-    candidates at once (``KNNModelSelector(scoring=[...])`` aggregates scores
+    candidates at once (``TransferabilitySelector(scoring=[...])`` aggregates scores
     over the zoo by rank); the detection-only SVD part is left out.
 
     Parameters

@@ -1,4 +1,4 @@
-"""KNNModelSelector: rank candidate embedders by a transferability score; keep the best."""
+"""TransferabilitySelector: rank candidate embedders by a transferability score; keep the best."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import delayed
 from sklearn.base import TransformerMixin
+from sklearn.utils import deprecated
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import PARAMETER_CONSTRAINTS
@@ -45,7 +46,7 @@ _SCORINGS = {
 }
 
 
-class KNNModelSelector(TransformerMixin, NamedMembers):
+class TransferabilitySelector(TransformerMixin, NamedMembers):
     """Rank candidate representations by a transferability score; keep the best.
 
     Step 1 of the algorithm of "Deep Ensembles for Low-Data Transfer Learning"
@@ -59,7 +60,9 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
     scorings ranks by the mean rank they give each candidate. The ``n_select``
     best are kept (the paper uses K = 15), or, with ``threshold``, every candidate close enough to
     the best, at most ``n_select`` (section 2.3.1 keeps those within tau = 2 %
-    of the best kNN accuracy, i.e. ``threshold=0.98``).
+    of the best kNN accuracy, i.e. ``threshold=0.98``). The paper's "kNN model
+    selection" is ``TransferabilitySelector(scoring="knn_loo")``; this class was
+    ``KNNModelSelector`` before 0.2 (a deprecated alias until 0.3).
 
     All scores are computed from the one embedding of each candidate, inside
     the worker that made it (only numbers travel back); with ``memory`` a refit
@@ -199,17 +202,17 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
     >>> from sklearn.datasets import load_digits
     >>> from sklearn.decomposition import PCA
     >>> from sklearn.preprocessing import FunctionTransformer
-    >>> from repens_sklearn import KNNModelSelector
+    >>> from repens_sklearn import TransferabilitySelector
     >>> X, y = load_digits(return_X_y=True)
-    >>> selector = KNNModelSelector(
+    >>> selector = TransferabilitySelector(
     ...     [("raw", FunctionTransformer()), ("pca2", PCA(2)), ("pca20", PCA(20))],
     ...     n_select=2).fit(X, y)
     >>> selector.selected_
     ['raw', 'pca20']
     >>> selector.transform(X).shape
     (1797, 84)
-    >>> KNNModelSelector([("raw", FunctionTransformer()), ("pca2", PCA(2))],
-    ...                  scoring="logme", n_select=1).fit(X / 16, y).selected_
+    >>> TransferabilitySelector([("raw", FunctionTransformer()), ("pca2", PCA(2))],
+    ...                         scoring="logme", n_select=1).fit(X / 16, y).selected_
     ['raw']
     """
 
@@ -254,7 +257,7 @@ class KNNModelSelector(TransformerMixin, NamedMembers):
 
         Returns
         -------
-        self : KNNModelSelector
+        self : TransferabilitySelector
         """
         seed = None if self.random_state is None else seed_from(self.random_state)
         # every candidate gets the same seed (a named backbone's initialisation)
@@ -421,3 +424,19 @@ def _rank(scores):
     # stable sort on -score: equal scores keep candidate order
     order = np.argsort(-np.asarray([scores[n] for n in names]), kind="stable")
     return [names[i] for i in order]
+
+
+@deprecated("it was renamed TransferabilitySelector in 0.2 (it ranks by any transferability "
+            "score; scoring='knn_loo' is the paper's kNN model selection) and will be removed "
+            "in 0.3.")
+class KNNModelSelector(TransferabilitySelector):
+    pass
+
+
+# the parameters are those of TransferabilitySelector (its examples run there only)
+KNNModelSelector.__doc__ = (
+    "Deprecated alias of :class:`TransferabilitySelector` (removed in 0.3).\n\n"
+    "    .. deprecated:: 0.2\n"
+    "       ``KNNModelSelector`` was renamed ``TransferabilitySelector``.\n"
+    + TransferabilitySelector.__doc__.split("    Examples\n    --------\n")[0].split("\n", 1)[1]
+)

@@ -1,4 +1,4 @@
-"""KNNModelSelector, its scoring choices and the blocked leave-one-out kNN scores."""
+"""TransferabilitySelector, its scoring choices and the blocked leave-one-out kNN scores."""
 
 from functools import partial
 
@@ -12,7 +12,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from repens_sklearn import KNNModelSelector
+from repens_sklearn import TransferabilitySelector
 from repens_sklearn.selection import (
     hscore,
     knn_loo_score,
@@ -70,7 +70,7 @@ def test_selector_scores_ranking_and_selection(digits):
     X, y = digits
     candidates = [("pca2", PCA(2)), ("raw", FunctionTransformer()), ("pca20", PCA(20)),
                   ("raw_again", FunctionTransformer())]
-    sel = KNNModelSelector(candidates, n_select=2).fit(X, y)
+    sel = TransferabilitySelector(candidates, n_select=2).fit(X, y)
     assert list(sel.scores_) == ["pca2", "raw", "pca20", "raw_again"]
     assert sel.scores_["raw"] == pytest.approx(loo_knn_accuracy(X, y))
     assert sel.scores_["raw"] == sel.scores_["raw_again"]
@@ -89,11 +89,11 @@ def test_selector_scores_ranking_and_selection(digits):
 def test_threshold_keeps_candidates_near_the_best(digits):
     X, y = digits
     candidates = [("pca2", PCA(2)), ("raw", FunctionTransformer()), ("pca20", PCA(20))]
-    sel = KNNModelSelector(candidates, threshold=0.95, n_select=None).fit(X, y)
+    sel = TransferabilitySelector(candidates, threshold=0.95, n_select=None).fit(X, y)
     best = max(sel.scores_.values())
     assert sel.selected_ == [n for n in sel.ranking_ if sel.scores_[n] >= 0.95 * best]
     assert "pca2" not in sel.selected_ and len(sel.selected_) == 2
-    sel1 = KNNModelSelector(candidates, threshold=0.95, n_select=1).fit(X, y)
+    sel1 = TransferabilitySelector(candidates, threshold=0.95, n_select=1).fit(X, y)
     assert sel1.selected_ == sel.selected_[:1]
 
 
@@ -101,7 +101,7 @@ def test_fitted_candidates_are_used_as_they_are(digits):
     X, y = digits
     fitted = PCA(5).fit(X[::-1][:50])  # fitted elsewhere: must not be refitted
     unfitted = PCA(5)
-    sel = KNNModelSelector([("fitted", fitted), ("unfitted", unfitted)]).fit(X, y)
+    sel = TransferabilitySelector([("fitted", fitted), ("unfitted", unfitted)]).fit(X, y)
     got = dict(sel.selected_candidates_)
     assert got["fitted"] is fitted
     assert got["unfitted"] is not unfitted and not hasattr(unfitted, "components_")
@@ -114,7 +114,7 @@ def test_frozen_candidates_stay_fitted_through_clone(digits):
 
     X, y = digits
     pretrained = PCA(5).fit(X[::-1][:50])
-    sel = clone(KNNModelSelector([("frozen", FrozenEstimator(pretrained))])).fit(X, y)
+    sel = clone(TransferabilitySelector([("frozen", FrozenEstimator(pretrained))])).fit(X, y)
     np.testing.assert_allclose(sel.transform(X[:10]), pretrained.transform(X[:10]), rtol=1e-5)
 
 
@@ -122,7 +122,7 @@ def test_backbone_name_is_wrapped_in_mean_tta_embedder(digits):
     from repens_sklearn import MeanTTAEmbedder
 
     X, y = digits
-    sel = KNNModelSelector([("mlp", "mlp")]).fit(X[:60], y[:60])
+    sel = TransferabilitySelector([("mlp", "mlp")]).fit(X[:60], y[:60])
     (name, emb), = sel.selected_candidates_
     assert isinstance(emb, MeanTTAEmbedder) and emb.backbone == "mlp"
     assert emb.n_augmentations == 0
@@ -131,11 +131,11 @@ def test_backbone_name_is_wrapped_in_mean_tta_embedder(digits):
 
 def test_backbone_names_are_seeded_by_random_state(digits):
     X, y = digits
-    scores = [KNNModelSelector([("mlp", "mlp")], random_state=seed).fit(X[:80], y[:80]).scores_
+    scores = [TransferabilitySelector([("mlp", "mlp")], random_state=seed).fit(X[:80], y[:80]).scores_
               for seed in (0, 0, 1)]
     assert scores[0] == scores[1]
-    a = KNNModelSelector([("mlp", "mlp")], random_state=0).fit(X[:80], y[:80])
-    b = KNNModelSelector([("mlp", "mlp")], random_state=1).fit(X[:80], y[:80])
+    a = TransferabilitySelector([("mlp", "mlp")], random_state=0).fit(X[:80], y[:80])
+    b = TransferabilitySelector([("mlp", "mlp")], random_state=1).fit(X[:80], y[:80])
     assert not np.allclose(a.transform(X[:5]), b.transform(X[:5]))
 
 
@@ -143,20 +143,20 @@ def test_nested_params_reach_the_candidates(digits):
     from sklearn.model_selection import GridSearchCV
 
     X, y = digits
-    sel = KNNModelSelector([("pca", PCA(2)), ("raw", "passthrough")], n_select=1)
+    sel = TransferabilitySelector([("pca", PCA(2)), ("raw", "passthrough")], n_select=1)
     assert sel.get_params()["pca__n_components"] == 2
     sel.set_params(pca__n_components=5, raw=StandardScaler())
     assert sel.candidates[0][1].n_components == 5
     assert isinstance(sel.candidates[1][1], StandardScaler)
-    pipe = make_pipeline(KNNModelSelector([("pca", PCA(2))]), LogisticRegression(max_iter=300))
-    search = GridSearchCV(pipe, {"knnmodelselector__pca__n_components": [2, 16]}, cv=2)
-    assert search.fit(X, y).best_params_ == {"knnmodelselector__pca__n_components": 16}
+    pipe = make_pipeline(TransferabilitySelector([("pca", PCA(2))]), LogisticRegression(max_iter=300))
+    search = GridSearchCV(pipe, {"transferabilityselector__pca__n_components": [2, 16]}, cv=2)
+    assert search.fit(X, y).best_params_ == {"transferabilityselector__pca__n_components": 16}
 
 
 def test_selector_in_a_pipeline(digits):
     X, y = digits
     pipe = make_pipeline(
-        KNNModelSelector([("scaled", StandardScaler()), ("pca2", PCA(2))], n_select=1),
+        TransferabilitySelector([("scaled", StandardScaler()), ("pca2", PCA(2))], n_select=1),
         LogisticRegression(max_iter=500),
     ).fit(X, y)
     assert pipe[0].selected_ == ["scaled"]
@@ -166,66 +166,66 @@ def test_selector_in_a_pipeline(digits):
 def test_string_labels(digits):
     X, y = digits
     names = np.array(list("abcdefghij"))[y]
-    sel = KNNModelSelector([("raw", FunctionTransformer())]).fit(X, names)
+    sel = TransferabilitySelector([("raw", FunctionTransformer())]).fit(X, names)
     assert sel.scores_["raw"] == pytest.approx(loo_knn_accuracy(X, y))
 
 
 def test_error_duplicate_names(digits):
     X, y = digits
     with pytest.raises(ValueError, match=r"duplicate names \['a'\]"):
-        KNNModelSelector([("a", PCA(2)), ("a", PCA(3))]).fit(X, y)
+        TransferabilitySelector([("a", PCA(2)), ("a", PCA(3))]).fit(X, y)
 
 
 def test_error_one_class(digits):
     X, _ = digits
     with pytest.raises(ValueError, match="at least 2 classes in y; got 1 class"):
-        KNNModelSelector([("a", PCA(2))]).fit(X, np.zeros(len(X)))
+        TransferabilitySelector([("a", PCA(2))]).fit(X, np.zeros(len(X)))
 
 
 def test_error_candidate_that_fails_is_named(digits):
     X, y = digits
     with pytest.raises(ValueError, match="candidate 'too_many' failed to fit/embed"):
-        KNNModelSelector([("ok", PCA(2)), ("too_many", PCA(1000))]).fit(X, y)
+        TransferabilitySelector([("ok", PCA(2)), ("too_many", PCA(1000))]).fit(X, y)
 
 
 def test_error_not_a_transformer(digits):
     X, y = digits
     with pytest.raises(TypeError, match="candidates: member 'lr' must be a scikit-learn"):
-        KNNModelSelector([("lr", LogisticRegression())]).fit(X, y)
+        TransferabilitySelector([("lr", LogisticRegression())]).fit(X, y)
 
 
 def test_error_bad_candidates_shape(digits):
     X, y = digits
     with pytest.raises(TypeError, match=r"candidates\[0\] must be a \(name, embedder\) pair"):
-        KNNModelSelector([PCA(2)]).fit(X, y)
+        TransferabilitySelector([PCA(2)]).fit(X, y)
     with pytest.raises(ValueError, match="candidates must be a non-empty list"):
-        KNNModelSelector([]).fit(X, y)
+        TransferabilitySelector([]).fit(X, y)
 
 
 def test_error_too_many_neighbours(digits):
     X, y = digits
     with pytest.raises(ValueError, match="n_neighbors=5 needs at least 6 samples"):
-        KNNModelSelector([("a", PCA(2))], n_neighbors=5).fit(X[:5], y[:5])
+        TransferabilitySelector([("a", PCA(2))], n_neighbors=5).fit(X[:5], y[:5])
 
 
 def test_error_bad_metric(digits):
     X, y = digits
     with pytest.raises(ValueError, match="'metric' parameter"):
-        KNNModelSelector([("a", PCA(2))], metric="manhattan").fit(X, y)
+        TransferabilitySelector([("a", PCA(2))], metric="manhattan").fit(X, y)
 
 
 def test_error_non_finite_embeddings_are_named(digits):
     X, y = digits
     bad = FunctionTransformer(lambda X: np.full_like(X, np.nan))
     with pytest.raises(ValueError, match="candidate 'nan': returned embeddings holding NaN"):
-        KNNModelSelector([("ok", PCA(2)), ("nan", bad)]).fit(X, y)
+        TransferabilitySelector([("ok", PCA(2)), ("nan", bad)]).fit(X, y)
 
 
 def test_error_wrong_number_of_embeddings_is_named(digits):
     X, y = digits
     bad = FunctionTransformer(lambda X: X[:10])
     with pytest.raises(ValueError, match="candidate 'short': returned 10 embeddings for 300"):
-        KNNModelSelector([("short", bad)]).fit(X, y)
+        TransferabilitySelector([("short", bad)]).fit(X, y)
 
 
 def test_tables_with_string_columns_go_to_the_candidates():
@@ -234,7 +234,7 @@ def test_tables_with_string_columns_go_to_the_candidates():
 
     df = pd.DataFrame({"colour": ["red", "blue"] * 10, "noise": ["a", "b", "c", "d", "e"] * 4})
     y = np.array([0, 1] * 10)
-    sel = KNNModelSelector([("colour", make_pipeline(
+    sel = TransferabilitySelector([("colour", make_pipeline(
         FunctionTransformer(lambda d: d[["colour"]]), OneHotEncoder())),
         ("noise", make_pipeline(FunctionTransformer(lambda d: d[["noise"]]), OneHotEncoder()))],
         n_select=1).fit(df, y)
@@ -256,7 +256,7 @@ def _three(X):
 def test_scoring_names_give_the_public_functions_scores(digits, scoring):
     X, y = digits
     X = X / 16
-    sel = KNNModelSelector(_three(X), scoring=scoring, n_select=2).fit(X, y)
+    sel = TransferabilitySelector(_three(X), scoring=scoring, n_select=2).fit(X, y)
     for name, fitted in [("raw", FunctionTransformer()), ("pca20", PCA(20).fit(X))]:
         Z = fitted.transform(X).astype(np.float32)
         assert sel.scores_[name] == pytest.approx(_SCORES[scoring](Z, y), rel=1e-6)
@@ -273,7 +273,7 @@ def test_callable_scoring_gets_the_embeddings_and_labels(digits):
         seen.append((Z.dtype, Z.shape, labels))
         return Z.shape[1]
 
-    sel = KNNModelSelector(_three(X), scoring=width_score, n_select=1).fit(X, names)
+    sel = TransferabilitySelector(_three(X), scoring=width_score, n_select=1).fit(X, names)
     assert sel.scores_ == {"pca2": 2.0, "raw": 64.0, "pca20": 20.0}
     assert sel.selected_ == ["raw"]
     assert all(dtype == np.float32 and shape[0] == len(X) and np.array_equal(labels, names)
@@ -283,7 +283,7 @@ def test_callable_scoring_gets_the_embeddings_and_labels(digits):
 def test_callable_scoring_pickles_for_parallel_workers(digits):
     X, y = digits
     scoring = partial(hscore, shrinkage=0)
-    sel = KNNModelSelector(_three(X), scoring=scoring, n_jobs=2).fit(X, y)
+    sel = TransferabilitySelector(_three(X), scoring=scoring, n_jobs=2).fit(X, y)
     assert sel.scores_["raw"] == pytest.approx(hscore(X.astype(np.float32), y, shrinkage=0))
 
 
@@ -292,42 +292,42 @@ def test_error_callable_scoring_must_return_a_number(digits, bad):
     X, y = digits
     with pytest.raises(ValueError, match=r"candidate 'pca2': scoring callable .*<lambda> "
                                          r"returned .*one finite real number"):
-        KNNModelSelector([("pca2", PCA(2))], scoring=lambda Z, y: bad).fit(X, y)
+        TransferabilitySelector([("pca2", PCA(2))], scoring=lambda Z, y: bad).fit(X, y)
 
 
 def test_error_unknown_scoring_names_the_parameter(digits):
     X, y = digits
-    with pytest.raises(ValueError, match="'scoring' parameter of KNNModelSelector"):
-        KNNModelSelector([("a", PCA(2))], scoring="accuracy").fit(X, y)
+    with pytest.raises(ValueError, match="'scoring' parameter of TransferabilitySelector"):
+        TransferabilitySelector([("a", PCA(2))], scoring="accuracy").fit(X, y)
 
 
 def test_threshold_is_min_max_for_unbounded_scores(digits):
     X, y = digits
     X = X / 16
     candidates = _three(X) + [("pca5", PCA(5))]
-    full = KNNModelSelector(candidates, scoring="logme", n_select=None).fit(X, y)
+    full = TransferabilitySelector(candidates, scoring="logme", n_select=None).fit(X, y)
     assert full.threshold_score_ is None and len(full.selected_) == 4
     scores = np.array(list(full.scores_.values()))
     # LogME of both signs here: "a fraction of the best" would be meaningless
     assert (scores < 0).any() and (scores > 0).any()
     lo, hi = scores.min(), scores.max()
     for threshold in (0.0, 0.5, 0.9, 1.0):
-        sel = KNNModelSelector(candidates, scoring="logme", threshold=threshold,
+        sel = TransferabilitySelector(candidates, scoring="logme", threshold=threshold,
                                n_select=None).fit(X, y)
         assert sel.threshold_score_ == pytest.approx(lo + threshold * (hi - lo))
         normalised = {n: (s - lo) / (hi - lo) for n, s in full.scores_.items()}
         expected = [n for n in full.ranking_ if normalised[n] >= threshold - 1e-12]
         assert sel.selected_ == expected
-    assert len(KNNModelSelector(candidates, scoring="logme", threshold=0.0,
+    assert len(TransferabilitySelector(candidates, scoring="logme", threshold=0.0,
                                 n_select=None).fit(X, y).selected_) == 4
-    assert KNNModelSelector(candidates, scoring="logme", threshold=1.0,
+    assert TransferabilitySelector(candidates, scoring="logme", threshold=1.0,
                             n_select=None).fit(X, y).selected_ == full.ranking_[:1]
 
 
 def test_threshold_is_a_fraction_of_the_best_for_accuracies(digits):
     X, y = digits
     for scoring in ("knn_loo", "linear_cv"):
-        sel = KNNModelSelector(_three(X), scoring=scoring, threshold=0.9, n_select=None).fit(X, y)
+        sel = TransferabilitySelector(_three(X), scoring=scoring, threshold=0.9, n_select=None).fit(X, y)
         best = max(sel.scores_.values())
         assert sel.threshold_score_ == pytest.approx(0.9 * best)
         assert sel.selected_ == [n for n in sel.ranking_ if sel.scores_[n] >= 0.9 * best]
@@ -339,7 +339,7 @@ def test_threshold_one_keeps_the_best_despite_rounding():
     y = np.array([0, 1] * 3)
     fixed = {"a": -0.7, "b": -0.1}
     candidates = [(n, FunctionTransformer(lambda X, v=v: X + v)) for n, v in fixed.items()]
-    sel = KNNModelSelector(candidates, scoring=lambda Z, y: float(Z[0, 0]), threshold=1.0,
+    sel = TransferabilitySelector(candidates, scoring=lambda Z, y: float(Z[0, 0]), threshold=1.0,
                            n_select=None).fit(X, y)
     assert -0.7 + 1.0 * (-0.1 + 0.7) > -0.1
     assert sel.selected_ == ["b"]
@@ -347,14 +347,14 @@ def test_threshold_one_keeps_the_best_despite_rounding():
 
 def test_n_neighbors_only_constrains_knn_loo(digits):
     X, y = digits
-    sel = KNNModelSelector([("a", PCA(2))], scoring="logme", n_neighbors=5).fit(X[:5], y[:5])
+    sel = TransferabilitySelector([("a", PCA(2))], scoring="logme", n_neighbors=5).fit(X[:5], y[:5])
     assert np.isfinite(sel.scores_["a"])
 
 
 def test_fitted_attributes_end_with_an_underscore(digits):
     X, y = digits
     for params in ({}, {"scoring": "logme", "threshold": 0.5}):
-        sel = KNNModelSelector(_three(X), **params)
+        sel = TransferabilitySelector(_three(X), **params)
         before = set(vars(sel))
         sel.fit(X, y)
         added = set(vars(sel)) - before
@@ -365,7 +365,7 @@ def test_fitted_attributes_end_with_an_underscore(digits):
 
 def test_feature_names_follow_the_selection(digits):
     X, y = digits
-    sel = KNNModelSelector(_three(X), n_select=2).fit(X, y)
+    sel = TransferabilitySelector(_three(X), n_select=2).fit(X, y)
     names = sel.get_feature_names_out()
     widths = [sel.embedding_widths_[n] for n in sel.selected_]
     assert list(names[:2]) == [f"{sel.selected_[0]}__0", f"{sel.selected_[0]}__1"]
@@ -380,7 +380,7 @@ def test_other_scoring_reuses_the_cached_embeddings(digits, tmp_path):
     _CountingScaler.fits = 0
     scores = {}
     for scoring in ("knn_loo", "logme", "hscore"):
-        sel = KNNModelSelector([("counted", _CountingScaler())], scoring=scoring,
+        sel = TransferabilitySelector([("counted", _CountingScaler())], scoring=scoring,
                                memory=memory).fit(X, y)
         scores[scoring] = sel.scores_["counted"]
     assert _CountingScaler.fits == 1  # embedded once, scored three ways
