@@ -229,12 +229,12 @@ def stage_from_scratch(ctx):
 
 def stage_rank(ctx):
     """Deep-ensembles paper, step 1: rank every backbone by leave-one-out 1-NN accuracy."""
-    from .selection import KNNModelSelector
+    from .selection import TransferabilitySelector
 
     X_tr, y_tr = ctx.data[0], ctx.data[1]
     zoo = [(name, ctx.embedder(name)) for name in ctx.zoo]
-    selector = KNNModelSelector(zoo, n_neighbors=1, n_select=len(zoo),
-                                verbose=ctx.verbose).fit(X_tr, y_tr)
+    selector = TransferabilitySelector(zoo, n_neighbors=1, n_select=len(zoo),
+                                       verbose=ctx.verbose).fit(X_tr, y_tr)
     for name in selector.ranking_:
         kind = "pretrained" if name in ctx.pretrained else "from scratch"
         ctx.res.add("Ranking", f"{name} ({kind})", "train LOO 1-NN accuracy",
