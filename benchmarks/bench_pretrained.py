@@ -6,7 +6,7 @@ it with ``pip install -e plugins/repens-efficientnet-lite``). The library prepar
 the 28x28 grey images for these backbones from their ``pretrained_cfg``: grey to
 RGB, resized to ``--img-size`` (64 px by default, instead of 224-260: a CPU
 budget), no centre crop (``--crop-pct 1``: the items fill the frame), then
-normalised. Data: a pool of 2,000 Fashion-MNIST training images, split per seed
+normalized. Data: a pool of 2,000 Fashion-MNIST training images, split per seed
 (stratified) into 1,000 labelled training images and 1,000 test images; 3,000
 other training images are the "upstream" data of the small networks. Every
 network embeds the pool once (all views of every sample, cached with
@@ -17,7 +17,7 @@ both sides of every comparison).
 
 1. Speed: ``MeanTTAEmbedder`` on raw 28 px grey uint8 images with the library's
    preprocessing vs the same backbone with ``preprocess=False`` on images
-   prepared by hand at the target resolution (RGB, normalised), same run,
+   prepared by hand at the target resolution (RGB, normalized), same run,
    interleaved, best of 3. Target: preprocessing adds at most 10%.
 2. MeTTA ("Mean Embeddings with Test-Time Data Augmentation for Ensembling of
    Representations", Table 1): linear evaluation (StandardScaler +
@@ -525,7 +525,7 @@ def bench_diversity(centre_proba, small_feats, y, splits):
 # ----------------------------------------------------------------------------------- speed
 
 def prepare_by_hand(X, size, mean=0.5, std=0.5):
-    """Grey uint8 (N, 1, 28, 28) -> RGB float32 (N, 3, size, size), bicubic, normalised."""
+    """Grey uint8 (N, 1, 28, 28) -> RGB float32 (N, 3, size, size), bicubic, normalized."""
     x = torch.from_numpy(X).float().div_(255.0).expand(-1, 3, -1, -1)
     x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic",
                                         align_corners=False, antialias=True).clamp_(0.0, 1.0)

@@ -6,7 +6,7 @@ Speed
     (timed on a few candidates, per candidate; it refits 1,000 times), against the
     fair scikit-learn baseline ``NearestNeighbors(1).fit(Z).kneighbors()`` (no X:
     each point is excluded from its own neighbours, one fit per candidate), and
-    against a bare normalised matmul + argmax;
+    against a bare normalized matmul + argmax;
   * greedy Caruana selection, 60 candidates x 200 validation points, against a
     plain re-averaging reference (picks must be identical).
 
@@ -51,7 +51,7 @@ from repens_sklearn.selection import greedy_selection, loo_knn_accuracy
 
 
 def _bare_loo_1nn(Z, y):
-    """Reference floor: normalise, one matmul, mask the diagonal, argmax."""
+    """Reference floor: normalize, one matmul, mask the diagonal, argmax."""
     Zn = Z / np.linalg.norm(Z, axis=1, keepdims=True)
     sim = Zn @ Zn.T
     np.fill_diagonal(sim, -np.inf)
@@ -92,7 +92,7 @@ def bench_knn(n_candidates, n_samples, dim, n_sklearn):
          f"{per['sk'] / per['ours']:.0f}x slower"],
         ["sklearn NearestNeighbors(1).fit(Z).kneighbors() (no X)", n_candidates,
          f"{per['nn'] * 1e3:.2f}", f"{t_nn:.2f}", f"{per['nn'] / per['ours']:.1f}x slower"],
-        ["bare normalised matmul + argmax", n_candidates, f"{per['bare'] * 1e3:.2f}",
+        ["bare normalized matmul + argmax", n_candidates, f"{per['bare'] * 1e3:.2f}",
          f"{t_bare:.2f}", "1.00 (floor)"],
         ["loo_knn_accuracy (blocked, diagonal excluded)", n_candidates,
          f"{per['ours'] * 1e3:.2f}", f"{t_ours:.2f}", f"{per['ours'] / per['bare']:.2f}x bare"],

@@ -167,7 +167,7 @@ def _lite(name, pretrained):
     """EfficientNet-Lite from the repens-efficientnet-lite plugin.
 
     Random weights get the pretrained preprocessing too (same resize and
-    normalisation), so only the weights differ.
+    normalization), so only the weights differ.
     """
     if name not in list_backbones():
         raise SystemExit(

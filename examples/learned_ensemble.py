@@ -2,7 +2,7 @@
 
 The learned-ensemble paper ("Learning Rich Nearest Neighbor Representations from
 Self-supervised Ensembles", sec. 3) learns one vector per image so that one small MLP per
-frozen backbone recovers that backbone's L2-normalised features (cosine loss);
+frozen backbone recovers that backbone's L2-normalized features (cosine loss);
 ``transform`` learns vectors for new images with the MLPs frozen. Here three
 differently initialised / trained small networks embed 8x8 digits, and cosine
 kNN accuracy compares each backbone, the concatenation, the average and the

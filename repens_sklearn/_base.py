@@ -86,7 +86,7 @@ preprocess : bool
     Feed a pretrained backbone (one with a ``pretrained_cfg``, as timm's
     models have) images prepared as in its pretraining: grey to RGB, resized
     and centre-cropped to its ``input_size`` (timm's evaluation transform),
-    the ``policy`` applied at that resolution, then normalised with its
+    the ``policy`` applied at that resolution, then standardized with its
     ``mean``/``std``. False feeds the pixels as they are. Backbones without
     ``pretrained_cfg`` are never preprocessed.
 img_size : int or (H, W)

@@ -279,10 +279,10 @@ def stage_combine(ctx, top, blocks_tr, blocks_te):
     F_tr, F_te = np.hstack(blocks_tr), np.hstack(blocks_te)
     pickers = _column_pickers(top, blocks_tr)
     scores = {}
-    combines = [("concat", "concatenation"), ("mean", "normalised average")]
+    combines = [("concat", "concatenation"), ("mean", "normalized average")]
     if len({b.shape[1] for b in blocks_tr}) > 1:  # averaging needs one width
         combines = combines[:1]
-        res.notes.append(f"Normalised average left out: the top {len(top)} embeddings differ "
+        res.notes.append(f"Normalized average left out: the top {len(top)} embeddings differ "
                          f"in width ({', '.join(str(b.shape[1]) for b in blocks_tr)}).")
     for combine, label in combines:
         combiner = ConcatEmbedder(pickers, combine=combine).fit(F_tr)

@@ -293,7 +293,7 @@ def check_unit_range(inputs, backbone_name):
     """Warn when float image arrays for a pretrained backbone are not [0, 1] pixels.
 
     Its ``pretrained_cfg`` mean and std apply to [0, 1] pixels: [0, 255] floats or
-    already-normalised images would be embedded far from where they belong
+    already-normalized images would be embedded far from where they belong
     (:class:`~repens_sklearn.exceptions.InputRangeWarning`). uint8 arrays are scaled
     and image files decoded as [0, 1], so only float arrays are looked at.
     """
@@ -306,7 +306,7 @@ def check_unit_range(inputs, backbone_name):
     if low >= -_UNIT_RANGE_SLACK and high <= 255 + _UNIT_RANGE_SLACK:
         advice = "if they are [0, 255] pixels, divide X by 255 or pass it as uint8"
     else:
-        advice = ("if X is already normalised for this backbone (and at its input size), "
+        advice = ("if X is already normalized for this backbone (and at its input size), "
                   "pass preprocess=False")
     warn(f"X holds float images with values in [{low:.4g}, {high:.4g}], but backbone "
          f"{backbone_name!r} is pretrained on [0, 1] images (its pretrained_cfg mean and std "

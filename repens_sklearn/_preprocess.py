@@ -82,7 +82,7 @@ class ImagePreprocessor(nn.Module):
     input_size : (C, H, W)
         What the backbone takes.
     mean, std : sequence of float
-        Per-channel normalisation in [0, 1] units.
+        Per-channel standardization ``(x - mean) / std``, in [0, 1] units.
     interpolation : str, default="bilinear"
         timm's name; ``"bicubic"``, ``"bilinear"`` or ``"nearest"`` (others: bilinear).
     crop_pct : float, default=1.0

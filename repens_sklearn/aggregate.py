@@ -24,8 +24,8 @@ def gem(views: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
     This is the power mean of cirtorch's multi-scale extraction (``msp``;
     Radenovic et al., the image-retrieval use of multi-scale views in sec. 4 of
     "Mean Embeddings with Test-Time Data Augmentation for Ensembling of
-    Representations"). cirtorch applies it to L2-normalised per-scale
-    descriptors and L2-normalises the result; ``MeanTTAEmbedder`` does both
+    Representations"). cirtorch applies it to L2-normalized per-scale
+    descriptors and L2-normalizes the result; ``MeanTTAEmbedder`` does both
     around this function for ``policy="multiscale"`` (``normalize_views`` and
     ``normalize``), this function alone is the power mean of what it is given.
 

@@ -368,7 +368,7 @@ def _add_runtime_options(parser):
                              "resolution (e.g. 96 on a CPU)")
     parser.add_argument("--no-preprocess", action="store_true",
                         help="feed a pretrained backbone the pixels as they are (no resize to "
-                             "its resolution, no normalisation)")
+                             "its resolution, no normalization)")
     parser.add_argument("--batch-size", type=_count(1), default=64, metavar="N",
                         help="images per forward pass (views with -S; default: %(default)s)")
     parser.add_argument("--num-workers", type=_count(0), default=_default_workers(), metavar="N",

@@ -35,7 +35,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class CollapseWarning(UserWarning):
-    """The std of the L2-normalised projections fell towards 0 (SimSiam's collapse)."""
+    """The std of the L2-normalized projections fell towards 0 (SimSiam's collapse)."""
 
 
 class NonFiniteOutputError(FloatingPointError):

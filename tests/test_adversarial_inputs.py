@@ -197,7 +197,7 @@ def test_float_0_255_images_to_a_pretrained_backbone_warn_at_fit_and_transform()
                                                r"divide X by 255 or pass it as uint8"):
         emb.fit(X * 255)
     with pytest.warns(InputRangeWarning, match="pass preprocess=False"):
-        emb.transform((X - 0.5) / 0.25)  # already normalised
+        emb.transform((X - 0.5) / 0.25)  # already normalized
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputRangeWarning)
         out = emb.fit_transform(X)  # [0, 1] floats: no warning

@@ -1,4 +1,4 @@
-"""ConcatEmbedder: per-block normalisation, weights, fractions, diversity compression, mean."""
+"""ConcatEmbedder: per-block normalization, weights, fractions, diversity compression, mean."""
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ def test_fitted_members_are_used_as_they_are_unfitted_ones_are_cloned(X):
                                rtol=1e-4, atol=1e-5)
 
 
-def test_blocks_are_l2_normalised_then_concatenated(X):
+def test_blocks_are_l2_normalized_then_concatenated(X):
     emb = ConcatEmbedder([("scaled", StandardScaler()), ("raw", "passthrough")])
     Z = emb.fit_transform(X)
     expected = np.hstack([normalize(StandardScaler().fit_transform(X)), normalize(X)])
@@ -45,7 +45,7 @@ def test_without_normalize_is_plain_feature_union(X):
     np.testing.assert_allclose(Z[:, 8:], PCA(3).fit_transform(X), rtol=1e-4, atol=1e-5)
 
 
-def test_weights_scale_normalised_blocks(X):
+def test_weights_scale_normalized_blocks(X):
     Z = ConcatEmbedder([("a", "passthrough"), ("b", PCA(3))], weights={"b": 3.0}).fit_transform(X)
     np.testing.assert_allclose(np.linalg.norm(Z[:, :8], axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(Z[:, 8:], axis=1), 3.0, rtol=1e-5)
@@ -86,7 +86,7 @@ def test_max_features_keeps_highest_variance_dimensions():
     np.testing.assert_array_equal(emb.transform(X), np.hstack([X, X])[:, emb.selected_features_])
 
 
-def test_combine_mean_is_the_normalised_average(X):
+def test_combine_mean_is_the_normalized_average(X):
     emb = ConcatEmbedder([("a", "passthrough"), ("b", StandardScaler())], combine="mean")
     Z = emb.fit_transform(X)
     expected = normalize(normalize(X) + normalize(StandardScaler().fit_transform(X)))

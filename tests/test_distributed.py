@@ -160,8 +160,8 @@ def test_ensiam_syncbn_two_processes_equal_one(two_process_runs):
                                atol=ATOL)
 
 
-def test_ensiam_without_syncbn_normalises_each_share(two_process_runs, monkeypatch):
-    """SyncBN off: 2 processes equal 1 process whose BatchNorm normalises each process's
+def test_ensiam_without_syncbn_normalizes_each_share(two_process_runs, monkeypatch):
+    """SyncBN off: 2 processes equal 1 process whose BatchNorm normalizes each process's
     share separately - and differ from the global BatchNorm of SyncBN on."""
     rank0, _ = two_process_runs
     proxy = type("nn", (), {k: getattr(nn, k) for k in ("Linear", "ReLU", "Sequential")})

@@ -173,7 +173,7 @@ def test_linear_cka_invariances_and_gram_reference():
     Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     assert linear_cka(X, 2.5 * X @ Q + 3.0) == pytest.approx(1.0)
     Y = rng.normal(size=(40, 4))
-    # biased CKA = HSIC(XX^T, YY^T) normalised, computed with centred Gram matrices
+    # biased CKA = HSIC(XX^T, YY^T) normalized, computed with centred Gram matrices
     H = np.eye(40) - 1 / 40
     K, L = H @ X @ X.T @ H, H @ Y @ Y.T @ H
     ref = np.sum(K * L) / np.sqrt(np.sum(K * K) * np.sum(L * L))
@@ -369,7 +369,7 @@ _PB = np.array([[0.2, 0.35, 0.45], [0.4, 0.1, 0.5], [0.1, 0.5, 0.4], [0.6, 0.3, 
 _Y = np.array([1, 0, 2, 0, 1])
 
 
-def test_logit_averaging_is_the_normalised_geometric_mean():
+def test_logit_averaging_is_the_normalized_geometric_mean():
     logit = ensemble_proba(_PA, _PB, averaging="logit")
     geo = np.sqrt(_PA * _PB)
     np.testing.assert_allclose(logit, geo / geo.sum(1, keepdims=True), rtol=1e-9)

@@ -38,7 +38,7 @@ def _photos():
 
 
 def _eval_transform(image, cfg, size=None):
-    """timm's evaluation transform: resize the short side to size / crop_pct, centre crop, normalise."""
+    """timm's evaluation transform: resize the short side to size / crop_pct, centre crop, normalize."""
     size = size or cfg["input_size"][-1]
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
     scale = size / cfg["crop_pct"] / min(x.shape[-2:])
@@ -46,10 +46,10 @@ def _eval_transform(image, cfg, size=None):
     x = F.interpolate(x, size=(h, w), mode=cfg["interpolation"], antialias=True).clamp(0, 1)
     top, left = (h - size) // 2, (w - size) // 2
     x = x[..., top:top + size, left:left + size]
-    return _normalise(x, cfg)
+    return _normalize(x, cfg)
 
 
-def _normalise(x, cfg):
+def _normalize(x, cfg):
     mean = torch.tensor(cfg["mean"])[:, None, None]
     return (x - mean) / torch.tensor(cfg["std"])[:, None, None]
 
@@ -71,7 +71,7 @@ def test_pretrained_backbone_declares_its_preprocessing(registered, name):
 
 
 @pytest.mark.parametrize("name", sorted(NATIVE))
-def test_declared_normalisation_matches_the_stem_batchnorm_statistics(registered, name):
+def test_declared_normalization_matches_the_stem_batchnorm_statistics(registered, name):
     """The stem's BatchNorm running variance is what the training inputs produced:
     mean = std = 0.5 reproduces it on real photos, ImageNet's mean/std overshoots about 5x."""
     net = create_backbone(name).eval()
@@ -82,7 +82,7 @@ def test_declared_normalisation_matches_the_stem_batchnorm_statistics(registered
 
     def log_var_ratio(mean, std):
         with torch.no_grad():
-            out = net.net._conv_stem(_normalise(photos, {"mean": mean, "std": std}))
+            out = net.net._conv_stem(_normalize(photos, {"mean": mean, "std": std}))
         return (out.var((0, 2, 3))[alive] / bn.running_var[alive]).log().median().item()
 
     assert abs(log_var_ratio((0.5,) * 3, (0.5,) * 3)) < 0.5
@@ -170,7 +170,7 @@ def test_missing_weights_package_names_the_pip_package(registered, monkeypatch):
 def _fashion_features(net, images, size=64):
     x = torch.from_numpy(np.array(images)).float()[:, None] / 255
     x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-    x = _normalise(x.repeat(1, 3, 1, 1), lite.pretrained_cfg("efficientnet_lite0"))
+    x = _normalize(x.repeat(1, 3, 1, 1), lite.pretrained_cfg("efficientnet_lite0"))
     with torch.no_grad():
         return torch.cat([net(batch) for batch in x.split(100)]).numpy()
 

@@ -400,7 +400,7 @@ def test_fixed_predictor_lr_keeps_the_peak_rate(X):
     assert others[0]["lr"] < est.lr_  # the cosine schedule moved the rest
 
 
-def test_bn_per_view_normalises_each_view_on_its_own(X):
+def test_bn_per_view_normalizes_each_view_on_its_own(X):
     seen = []
     a = small(max_epochs=1, bn_per_view=True, n_views=4, batch_size=16)
     a.fit(X)

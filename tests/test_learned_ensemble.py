@@ -38,7 +38,7 @@ def _fast(**kwargs):
 
 
 def _recovery(emb, vectors, X):
-    """Mean cosine between the frozen MLPs' outputs and the normalised targets."""
+    """Mean cosine between the frozen MLPs' outputs and the normalized targets."""
     module = emb.net_.module_
     targets = np.hstack([normalize(X[:, :6]), normalize(X[:, 6:])])
     with torch.no_grad():
@@ -46,7 +46,7 @@ def _recovery(emb, vectors, X):
         return float(_block_cosines(out, torch.as_tensor(targets), emb.feature_groups_).mean())
 
 
-def test_transform_starts_from_the_zero_padded_normalised_average(features):
+def test_transform_starts_from_the_zero_padded_normalized_average(features):
     emb = _fast(transform_epochs=0).fit(features)
     a, b = normalize(features[:, :6]), normalize(features[:, 6:])
     expected = normalize(a + np.pad(b, ((0, 0), (0, 2))))

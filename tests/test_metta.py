@@ -425,7 +425,7 @@ def _scales(emb, X):
 
 
 def test_multiscale_gem_matches_cirtorch_by_default():
-    """cirtorch: L2-normalise each scale's descriptor, power mean over scales, L2-normalise."""
+    """cirtorch: L2-normalize each scale's descriptor, power mean over scales, L2-normalize."""
     X = np.random.default_rng(0).random((10, 1, 16, 16), dtype=np.float32)
     emb = MeanTTAEmbedder("convnet_small", policy="multiscale", n_augmentations=3,
                           aggregation="gem", random_state=0).fit(X)

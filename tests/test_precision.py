@@ -24,7 +24,7 @@ BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 
 
 class TinyConv(nn.Module):
-    """A small pretrained-looking CNN: preprocessing (resize, normalise) runs for it."""
+    """A small pretrained-looking CNN: preprocessing (resize, normalize) runs for it."""
 
     pretrained_cfg = {"input_size": (3, 32, 32), "mean": (0.5, 0.4, 0.3),
                       "std": (0.2, 0.25, 0.3), "interpolation": "bilinear", "crop_pct": 0.875}

@@ -14,7 +14,7 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class ContractNet(nn.Module):
-    """A third-party backbone written only against the contract: normalised RGB at 32 px."""
+    """A third-party backbone written only against the contract: normalized RGB at 32 px."""
 
     pretrained_cfg = {"input_size": (3, 32, 32), "mean": MEAN, "std": STD,
                       "interpolation": "bilinear", "crop_pct": 1.0}
@@ -34,7 +34,7 @@ class ContractNet(nn.Module):
 
 
 def by_hand(images_uint8, size=32):
-    """What a user would write: [0, 1], grey -> RGB, resize, normalise."""
+    """What a user would write: [0, 1], grey -> RGB, resize, normalize."""
     x = torch.from_numpy(images_uint8).float().div(255)[:, None].repeat(1, 3, 1, 1)
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     x = (x.clamp(0, 1) - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)

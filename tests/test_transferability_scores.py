@@ -283,7 +283,7 @@ def test_returns_a_python_float_from_float32_input(score):
 # ------------------------------------------------------------------ rank aggregate
 
 
-def test_mean_rank_score_is_the_mean_normalised_rank():
+def test_mean_rank_score_is_the_mean_normalized_rank():
     table = np.array([[0.9, 0.5, 0.7, 0.5], [-1.0, -2.0, -3.0, 0.0]])
     expected = np.mean([(rankdata(row) - 1) / 3 for row in table], axis=0)
     np.testing.assert_allclose(mean_rank_score(table), expected)

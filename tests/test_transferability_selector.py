@@ -315,8 +315,8 @@ def test_threshold_is_min_max_for_unbounded_scores(digits):
         sel = TransferabilitySelector(candidates, scoring="logme", threshold=threshold,
                                n_select=None).fit(X, y)
         assert sel.threshold_score_ == pytest.approx(lo + threshold * (hi - lo))
-        normalised = {n: (s - lo) / (hi - lo) for n, s in full.scores_.items()}
-        expected = [n for n in full.ranking_ if normalised[n] >= threshold - 1e-12]
+        normalized = {n: (s - lo) / (hi - lo) for n, s in full.scores_.items()}
+        expected = [n for n in full.ranking_ if normalized[n] >= threshold - 1e-12]
         assert sel.selected_ == expected
     assert len(TransferabilitySelector(candidates, scoring="logme", threshold=0.0,
                                 n_select=None).fit(X, y).selected_) == 4

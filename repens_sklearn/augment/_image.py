@@ -141,7 +141,7 @@ def _resized_crop(x, top, left, h, w, flip):
             src = np.where(mirror[:, None], src[:, ::-1], src)
         return torch.as_tensor((2 * src + 1) / size - 1, dtype=dtype, device=x.device)
 
-    gx = axis(left, w, width, flip)  # (B, W) normalised source x per output column
+    gx = axis(left, w, width, flip)  # (B, W) normalized source x per output column
     gy = axis(top, h, height)  # (B, H)
     grid = torch.stack([gx[:, None, :].expand(-1, height, -1),
                         gy[:, :, None].expand(-1, -1, width)], dim=-1)

@@ -264,7 +264,7 @@ def ensemble_proba(proba_a, proba_b, weights=None, *, averaging="proba"):
     ``averaging="proba"`` is the weighted mean of the probabilities;
     ``averaging="logit"`` the softmax of the weighted mean of the logits, taken
     as ``log(p + 1e-12)`` (log-probabilities differ from a model's logits by a
-    constant per sample, which the softmax removes): the normalised weighted
+    constant per sample, which the softmax removes): the normalized weighted
     geometric mean of the probabilities. The paper averages the logits of
     temperature-calibrated models and finds equal weights as good as any
     (§3.2, appendix Fig. 11).

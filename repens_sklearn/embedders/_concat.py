@@ -27,16 +27,16 @@ def _transform_one(transformer, X):
 
 
 class ConcatEmbedder(TransformerMixin, NamedMembers):
-    """Several embedders side by side: per-block L2 normalisation, sampling, compression.
+    """Several embedders side by side: per-block L2 normalization, sampling, compression.
 
     Like :class:`sklearn.pipeline.FeatureUnion`, every member transformer sees
     the same ``X`` and the outputs are concatenated, one block per member. Each
-    block is L2-normalised per row first ("we find it useful to normalize each
+    block is L2-normalized per row first ("we find it useful to normalize each
     representation before any operations", Gontijo-Lopes et al., "No One
     Representation to Rule Them All: Overlapping Features of Training Methods",
     ICLR 2022, appendix A.5). Then, in this order:
 
-    1. ``weights`` scales each normalised block;
+    1. ``weights`` scales each normalized block;
     2. ``fractions`` keeps a random share of each block's dimensions, drawn once
        in ``fit`` (the paper's 25/75 experiment, section 4.6);
     3. ``max_features`` keeps the dimensions of the concatenation that rank
@@ -47,8 +47,8 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
        dimension as the diagonal of the covariance matrix, i.e. its variance
        over the training samples.
 
-    With ``combine="mean"`` the normalised (weighted) blocks are averaged
-    instead and the result is L2-normalised again: the averaging baseline of
+    With ``combine="mean"`` the normalized (weighted) blocks are averaged
+    instead and the result is L2-normalized again: the averaging baseline of
     "Learning Rich Nearest Neighbor Representations from Self-supervised
     Ensembles" (section 3.1, "Averaging"), the initialisation of
     :class:`LearnedEnsembleEmbedder`. All members must then give the same
@@ -77,10 +77,10 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         fitted there. ``get_params`` / ``set_params`` reach them as
         ``name__param``.
     normalize : bool, default=True
-        L2-normalise each block per row before anything else.
+        L2-normalize each block per row before anything else.
     weights : dict of {str: float}, default=None
         Multiplier per member name (missing names: 1). Applied after
-        normalisation, so it sets a block's share of the cosine similarity.
+        normalization, so it sets a block's share of the cosine similarity.
     fractions : float or dict of {str: float}, default=None
         Share in (0, 1] of each block's dimensions to keep, drawn at random in
         ``fit`` (``ceil(fraction * width)`` dimensions). A float applies to every
@@ -93,7 +93,7 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         ``SelectFromModel(max_features=)`` keeps the top-scored features. None
         keeps all.
     combine : {"concat", "mean"}, default="concat"
-        Concatenate the blocks, or average them (then L2-normalise).
+        Concatenate the blocks, or average them (then L2-normalize).
     random_state : int, RandomState instance or None, default=None
         Seeds the draw of ``fractions`` and the backbones built from registered
         names (each member its own seed, drawn in member order, so two members
@@ -219,7 +219,7 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         Returns
         -------
         Z : ndarray of shape (n_samples, n_output_features), float32
-            The members' blocks normalised, weighted, sampled and combined.
+            The members' blocks normalized, weighted, sampled and combined.
         """
         max_features = renamed_param(self, "n_components", "max_features")
         rng = check_random_state(self.random_state)
@@ -325,7 +325,7 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         Returns
         -------
         Z : ndarray of shape (n_samples, n_output_features), float32
-            The members' blocks normalised, weighted, sampled and combined as in ``fit``.
+            The members' blocks normalized, weighted, sampled and combined as in ``fit``.
         """
         check_is_fitted(self)
         check_member_inputs(self, X, reset=False)

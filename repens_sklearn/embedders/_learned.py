@@ -209,16 +209,16 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     The method of "Learning Rich Nearest Neighbor Representations from
     Self-supervised Ensembles" (ICLR 2022 submission). For M frozen backbones
-    with L2-normalised features ``z^(j)``, ``fit`` keeps a memory bank of one
-    vector ``psi_i`` per training sample, initialised at the normalised average
+    with L2-normalized features ``z^(j)``, ``fit`` keeps a memory bank of one
+    vector ``psi_i`` per training sample, initialised at the normalized average
     of the ``z_i^(j)``, and one MLP ``phi_j`` per backbone; both are trained with
     Adam to maximise ``cos(phi_j(psi_i), z_i^(j))`` (section 3). The first
     ``warmup_fraction`` of the epochs train the MLPs alone, the rest MLPs and
     vectors together (section 3.1). ``transform`` freezes the MLPs and optimises
-    a new vector per sample from its normalised average, with the same loss
+    a new vector per sample from its normalized average, with the same loss
     (section 3, "Once training is completed ...").
 
-    When the backbones' widths differ, each normalised block is zero-padded to
+    When the backbones' widths differ, each normalized block is zero-padded to
     the widest one before averaging: the bank has the widest width and the
     narrower blocks fill its leading coordinates. (The paper's backbones all
     give 2048 dimensions; the blocks are not aligned either way, the average is
@@ -259,7 +259,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         output dimension the same as their input").
     {max_epochs}
         Section 3.1: 50 outside ImageNet, 20 on ImageNet; 0 keeps the initial
-        normalised average.
+        normalized average.
     transform_epochs : int, default=None
         Optimisation steps per new vector in ``transform`` (each sample gets one
         step per epoch, as in training); None = ``max_epochs``.
@@ -307,7 +307,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     feature_groups_ : list of int
         Width of each target block.
     targets_ : ConcatEmbedder or None
-        The fitted backbones (as one normalising ``ConcatEmbedder``), when
+        The fitted backbones (as one normalizing ``ConcatEmbedder``), when
         ``embedders`` is given.
     n_features_in_ : int
         Number of features seen in ``fit``.
@@ -448,12 +448,12 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return self.embedding_.shape[1]
 
     def _fit_targets(self, X, y, seed, embedders):
-        """L2-normalised target blocks side by side, float32; sets ``feature_groups_``."""
+        """L2-normalized target blocks side by side, float32; sets ``feature_groups_``."""
         if embedders is None:
             self.targets_ = None
             X = validate_data(self, X, dtype=np.float32)
             self.feature_groups_ = self._check_feature_groups(X.shape[1])
-            return _normalise_blocks(X, self.feature_groups_)
+            return _normalize_blocks(X, self.feature_groups_)
         if self.feature_groups is not None:
             raise ValueError(
                 "feature_groups is only for precomputed features (embedders=None); with "
@@ -530,7 +530,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     def transform(self, X):
         """Learn a vector for each sample of X with the MLPs frozen.
 
-        Each vector starts at the normalised average of the sample's target
+        Each vector starts at the normalized average of the sample's target
         blocks and gets ``transform_epochs`` Adam steps, computed as the steps
         of the training vectors in ``fit``.
 
@@ -562,7 +562,7 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     def _transform_targets(self, X):
         if self.targets_ is None:
             X = validate_data(self, X, dtype=np.float32, reset=False)
-            return _normalise_blocks(X, self.feature_groups_)
+            return _normalize_blocks(X, self.feature_groups_)
         check_member_inputs(self, X, reset=False)  # errors about X name this estimator
         return self.targets_.transform(X)
 
@@ -573,15 +573,15 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return tags
 
 
-def _normalise_blocks(X, widths):
-    """L2-normalise each block of columns per row (the paper's targets ``z``)."""
+def _normalize_blocks(X, widths):
+    """L2-normalize each block of columns per row (the paper's targets ``z``)."""
     bounds = np.cumsum([0, *widths])
     blocks = [_l2_normalize(X[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
     return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
 
 
 def _average(targets, widths):
-    """Normalised average of the (normalised) blocks, zero-padded to the widest (sec. 3)."""
+    """Normalized average of the (normalized) blocks, zero-padded to the widest (sec. 3)."""
     dim = max(widths)
     total = np.zeros((len(targets), dim), dtype=np.float32)
     bounds = np.cumsum([0, *widths])

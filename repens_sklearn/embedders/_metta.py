@@ -93,14 +93,14 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
     aggregation_params : dict, default=None
         Keyword arguments bound to the aggregation (e.g. ``{"p": 3}`` for GeM).
     normalize : bool or "auto", default="auto"
-        L2-normalise every output row (each sample on its own). ``"auto"``:
+        L2-normalize every output row (each sample on its own). ``"auto"``:
         True for a deterministic multi-view policy with ``aggregation="gem"``
-        (cirtorch's multi-scale descriptor is L2-normalised), else False.
+        (cirtorch's multi-scale descriptor is L2-normalized), else False.
     normalize_views : bool or "auto", default="auto"
-        L2-normalise every view's embedding before the aggregation. cirtorch's
+        L2-normalize every view's embedding before the aggregation. cirtorch's
         multi-scale extraction (Radenovic et al.; the paper's sec. 4) does this:
-        each scale's descriptor is L2-normalised, the power mean is taken over
-        the scales, and the result is L2-normalised, so no scale dominates by
+        each scale's descriptor is L2-normalized, the power mean is taken over
+        the scales, and the result is L2-normalized, so no scale dominates by
         its norm. ``"auto"``: True for a deterministic multi-view policy (like
         ``"multiscale"``) with ``aggregation="gem"``, else False.
     fit_output : {"mean", "single_view", "plain"}, default="mean"
@@ -144,9 +144,9 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         Number of views aggregated per sample (S, plus one with
         ``include_identity``); 1 when ``n_augmentations=0``.
     normalize_views_ : bool
-        Whether views are L2-normalised before the aggregation (``normalize_views`` resolved).
+        Whether views are L2-normalized before the aggregation (``normalize_views`` resolved).
     normalize_ : bool
-        Whether output rows are L2-normalised (``normalize`` resolved).
+        Whether output rows are L2-normalized (``normalize`` resolved).
     embedding_dim_ : int
         Width D of the embeddings.
     input_shape_ : tuple

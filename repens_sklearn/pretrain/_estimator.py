@@ -110,14 +110,14 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         reference code).
     bn_per_view : bool, default=False
         Forward each of the K views through the network on its own, so
-        BatchNorm normalises each view's batch separately, as SimSiam's
+        BatchNorm normalizes each view's batch separately, as SimSiam's
         reference code does; False forwards all K x B views in one pass
         (BatchNorm statistics over every view; faster).
     sync_batchnorm : bool, default=True
         In data-parallel training (``torchrun``, see :func:`~repens_sklearn.init_distributed`)
-        BatchNorm normalises over the global batch of all processes, as SimSiam
+        BatchNorm normalizes over the global batch of all processes, as SimSiam
         does on several GPUs ("Exploring Simple Siamese Representation Learning",
-        appendix A: SyncBN); False normalises each process's share. No effect in
+        appendix A: SyncBN); False normalizes each process's share. No effect in
         one process.
     {preprocess}
     {img_size}
@@ -294,7 +294,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         if inputs.n_samples < 2:
             raise ValueError(
                 f"EnSiamPretrainer needs at least 2 samples to train (BatchNorm in the projector "
-                f"normalises over a batch); got {inputs.n_samples} sample"
+                f"normalizes over a batch); got {inputs.n_samples} sample"
             )
         policy = self._resolve_policy()
         self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))

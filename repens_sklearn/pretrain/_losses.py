@@ -50,7 +50,7 @@ class SiameseLoss(nn.Module):
 
 @torch.no_grad()
 def collapse_std(z):
-    """SimSiam's collapse indicator: mean over dimensions of the std of L2-normalised ``z``.
+    """SimSiam's collapse indicator: mean over dimensions of the std of L2-normalized ``z``.
 
     About ``1 / sqrt(D)`` for well-spread outputs, 0 for a collapsed network.
     """

@@ -99,7 +99,7 @@ class SiameseNet(NeuralNet):
         """The K augmented views of a batch, concatenated view by view: ``(K * B, ...)``.
 
         With a pretrained backbone the views are drawn on [0, 1] images at its
-        resolution and normalised afterwards. ``shard=(offset, total)``: ``x`` is
+        resolution and standardized afterwards. ``shard=(offset, total)``: ``x`` is
         this rank's part of a global batch, and its rows get the views they get
         in one process (:func:`~repens_sklearn._distributed.draw_shard`).
         """
@@ -224,7 +224,7 @@ class CollapseMonitor(Callback):
             self.warned_ = True
             warn(
                 f"the projections are collapsing at epoch {len(net.history)}: std of the "
-                f"L2-normalised projection is {value:.2e}, healthy is about "
+                f"L2-normalized projection is {value:.2e}, healthy is about "
                 f"1/sqrt({dim}) = {1 / math.sqrt(dim):.2e}; try a lower base_lr or stronger "
                 "augmentations",
                 CollapseWarning,
@@ -234,7 +234,7 @@ class CollapseMonitor(Callback):
 class KNNMonitor(Callback):
     """Records ``knn_acc``: weighted cosine kNN accuracy of the encoder on labelled data.
 
-    Leave-one-out on ``(inputs, y)``, with the encoder in eval mode (normalisation
+    Leave-one-out on ``(inputs, y)``, with the encoder in eval mode (normalization
     layers use their running statistics), after every ``every`` epochs.
     """
 

@@ -66,7 +66,7 @@ class _FineTuneModule(nn.Module):
 
     Train-time augmentation is drawn on [0, 1] images at the backbone's
     resolution, between the pretrained preprocessing's resize and its
-    normalisation (an identity without ``pretrained_cfg``).
+    standardization (an identity without ``pretrained_cfg``).
     """
 
     # (offset, total) in data-parallel training: the batch holds rows offset.. of a global

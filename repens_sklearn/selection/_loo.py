@@ -71,7 +71,7 @@ def loo_knn_predict(Z, y_idx, *, n_neighbors=1, metric="euclidean", block_size=N
         Neighbours voting (majority; ties go to the nearest tied class).
     metric : {"euclidean", "cosine"}, default="euclidean"
         Euclidean centres the features and computes in float64 (exact under
-        any common offset); cosine normalises the rows once, then uses dot
+        any common offset); cosine normalizes the rows once, then uses dot
         products.
     block_size : int, default=None
         Queries per similarity block; by default blocks hold about 64 MiB.

@@ -117,7 +117,7 @@ class TransferabilitySelector(TransformerMixin, NamedMembers):
           :func:`transrate_score`, :func:`etran_score` with their papers'
           defaults;
         - a list of the above: each candidate gets the mean over the
-          scorings of its normalised rank (:func:`mean_rank_score`, in
+          scorings of its normalized rank (:func:`mean_rank_score`, in
           ``[0, 1]``, 1 for the best of every scoring), so no one score's
           scale or instability decides alone;
         - a callable ``score(Z, y) -> float`` on a candidate's float32
@@ -130,7 +130,7 @@ class TransferabilitySelector(TransformerMixin, NamedMembers):
         neighbour among the tied classes.
     metric : {"euclidean", "cosine"}, default="euclidean"
         Distance of the kNN classifier of ``scoring="knn_loo"`` (unused
-        otherwise; cosine normalises the embeddings once). Euclidean is the
+        otherwise; cosine normalizes the embeddings once). Euclidean is the
         paper's ("Deep Ensembles for Low-Data Transfer Learning", sec. 3.1),
         which suspects cosine might rank features of different widths better
         (appendix C.7). On the benchmark zoo (``docs/benchmarks.md``)
@@ -146,7 +146,7 @@ class TransferabilitySelector(TransformerMixin, NamedMembers):
         score) and the worst candidate's score for the unbounded scores
         (``"logme"``, which can be negative, the other scores, lists and
         callables: a
-        fraction of the range on min-max normalised scores, so 1 keeps the
+        fraction of the range on min-max normalized scores, so 1 keeps the
         best only and 0 keeps all). The best candidate is always kept.
     memory : str, joblib.Memory or None, default=None
         Caches each candidate's fit and embedding (as in ``Pipeline``), so a
@@ -168,7 +168,7 @@ class TransferabilitySelector(TransformerMixin, NamedMembers):
     ----------
     scores_ : dict
         ``{name: score}`` in candidate order (the leave-one-out kNN accuracy
-        with the default ``scoring``; the mean normalised rank for a list).
+        with the default ``scoring``; the mean normalized rank for a list).
     component_scores_ : dict
         Only for a list ``scoring``: ``{scoring name: {name: score}}``, each
         scoring's own values (a callable is named by its ``__qualname__``).

@@ -813,7 +813,7 @@ def etran_score(Z, y, *, energy_fraction=0.005, shrinkage="auto"):
     the authors' code, at least one); the LDA score ``S_lda`` is the mean
     probability of the true class under the shrunk linear discriminant
     analysis of :func:`sfda_score` (its first stage, adaptive ``lambda``). The
-    score is ``S_en + S_lda``. The authors' code instead min-max normalises the
+    score is ``S_en + S_lda``. The authors' code instead min-max normalizes the
     two parts over the model zoo and weighs them 0.15 / 0.85, which needs all
     candidates at once (``TransferabilitySelector(scoring=[...])`` aggregates scores
     over the zoo by rank); the detection-only SVD part is left out.
@@ -861,7 +861,7 @@ def etran_score(Z, y, *, energy_fraction=0.005, shrinkage="auto"):
 
 
 def mean_rank_score(table):
-    """Mean normalised rank of every candidate over several scores (a Borda count).
+    """Mean normalized rank of every candidate over several scores (a Borda count).
 
     Each row of ``table`` holds one score's values for all candidates (larger
     is better); each row is turned into ranks (ties share their average rank),
