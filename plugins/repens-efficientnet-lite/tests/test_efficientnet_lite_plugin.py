@@ -7,19 +7,28 @@ the real weights on the two photos scikit-learn ships and on Fashion-MNIST.
 import copy
 import pickle
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+import repens_efficientnet_lite as lite
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("efficientnet_lite_pytorch")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "repens-efficientnet-lite"))
+from repens_sklearn import create_backbone, get_plugin_manager, list_backbones
 
-import repens_efficientnet_lite as lite  # noqa: E402
+pytest.importorskip("efficientnet_lite_pytorch")  # the plugin imports it only when building
 
-from repens_sklearn import create_backbone, get_plugin_manager, list_backbones  # noqa: E402
+
+@pytest.fixture
+def fresh_plugin_manager(monkeypatch):
+    """A plugin manager without entry points (the test registers the plugin), then forgotten."""
+    from repens_sklearn import _plugins
+
+    monkeypatch.setenv("REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("REPENS_SKLEARN_PRECISION", "float32")  # float32 expected values
+    _plugins.reset_plugin_manager()
+    yield _plugins
+    _plugins.reset_plugin_manager()
 
 NATIVE = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 CROP_PCT = {"efficientnet_lite0": 0.875, "efficientnet_lite1": 0.882, "efficientnet_lite2": 0.89}

@@ -1,17 +1,24 @@
-"""The separately installable repens-timm plugin, registered by hand (nothing installed)."""
-
-import sys
-from pathlib import Path
+"""The separately installable repens-timm plugin, registered by hand (entry points off)."""
 
 import pytest
+import repens_timm
 import torch
 
-pytest.importorskip("timm")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "repens-timm"))
+from repens_sklearn import create_backbone, get_plugin_manager, list_backbones
 
-import repens_timm  # noqa: E402
+pytest.importorskip("timm")  # the plugin imports timm only when building a model
 
-from repens_sklearn import create_backbone, get_plugin_manager, list_backbones  # noqa: E402
+
+@pytest.fixture
+def fresh_plugin_manager(monkeypatch):
+    """A plugin manager without entry points (the test registers the plugin), then forgotten."""
+    from repens_sklearn import _plugins
+
+    monkeypatch.setenv("REPENS_SKLEARN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("REPENS_SKLEARN_PRECISION", "float32")  # float32 expected values
+    _plugins.reset_plugin_manager()
+    yield _plugins
+    _plugins.reset_plugin_manager()
 
 
 @pytest.fixture
