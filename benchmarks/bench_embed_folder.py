@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 INPUT_SHAPE = (1, 112, 112)
 BACKBONE = "convnet_small"
 BATCH_SIZE = 64

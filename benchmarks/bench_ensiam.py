@@ -24,10 +24,10 @@ import time
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
 
 from benchmarks._common import (
     fashion_subset,

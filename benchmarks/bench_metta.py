@@ -50,7 +50,6 @@ from benchmarks._common import (
     run_and_record,
     train_backbone,
 )
-
 from repens_sklearn import MeanTTAEmbedder  # noqa: E402
 
 POLICY = "crop_flip"

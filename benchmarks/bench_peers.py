@@ -47,7 +47,6 @@ from benchmarks._common import (
     run_and_record,
     set_threads,
 )
-
 from repens_sklearn import MeanTTAEmbedder, create_backbone  # noqa: E402
 from repens_sklearn._compute import (  # noqa: E402
     _NATIVE_BF16_FLAGS,

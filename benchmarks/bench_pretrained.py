@@ -83,9 +83,9 @@ from benchmarks._common import (
 from repens_sklearn import (
     ConcatEmbedder,
     GreedyEnsembleClassifier,
-    TransferabilitySelector,
     LearnedEnsembleEmbedder,
     MeanTTAEmbedder,
+    TransferabilitySelector,
     create_aggregation,
     create_backbone,
     list_backbones,
@@ -500,7 +500,7 @@ def bench_diversity(centre_proba, small_feats, y, splits):
     rows = []
     for label, probas in groups.items():
         stats = []
-        for s, (tr, te) in enumerate(splits):
+        for s, (_, te) in enumerate(splits):
             frame = pairwise_diversity({n: p[s] for n, p in probas.items()}, y=y[te])
             stats.append(frame[["accuracy_a", "error_inconsistency", "kappa",
                                 "ensemble_accuracy", "ensemble_gain"]].mean().to_numpy())

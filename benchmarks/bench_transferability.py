@@ -64,7 +64,7 @@ from functools import partial
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau, spearmanr
+from scipy.stats import kendalltau
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
@@ -78,7 +78,6 @@ from benchmarks._common import (
     set_threads,
     train_backbone,
 )
-
 from repens_sklearn import (  # noqa: E402
     EnSiamPretrainer,
     FineTuneClassifier,

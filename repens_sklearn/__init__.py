@@ -1,5 +1,7 @@
 """repens_sklearn: scikit-learn estimators that ensemble neural-network representations."""
 
+from ._distributed import init_distributed
+from ._embed_files import embed_files
 from ._plugins import (
     create_aggregation,
     create_augmentation_policy,
@@ -9,12 +11,10 @@ from ._plugins import (
     list_augmentation_policies,
     list_backbones,
 )
-from ._distributed import init_distributed
 from .datasets import load_digits_images, load_fashion_mnist, load_image_folder
 from .embedders import ConcatEmbedder, LearnedEnsembleEmbedder, MeanTTAEmbedder
 from .hookspecs import hookimpl
 from .pretrain import EnSiamPretrainer
-from ._embed_files import embed_files
 from .selection import (
     FineTuneClassifier,
     GreedyEnsembleClassifier,

@@ -140,9 +140,9 @@ n_jobs : int or None
 
 def _numpydoc_entries(block: str) -> dict:
     """``{name: (type, text lines)}`` of a block of numpydoc parameter entries."""
-    entries = {}
+    entries, name = {}, None
     for line in block.strip("\n").splitlines():
-        if line.startswith(" "):
+        if line.startswith(" "):  # a description line of the entry above
             entries[name][1].append(line.strip())
         else:
             name, _, type_ = line.partition(" : ")

@@ -63,7 +63,7 @@ def cpu_flags(path="/proc/cpuinfo") -> frozenset:
     return frozenset()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16, AMX or Arm BF16), detected.
 

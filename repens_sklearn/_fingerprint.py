@@ -288,7 +288,7 @@ def _is_code(obj):
 
 def _cell_has_value(cell):
     try:
-        cell.cell_contents
+        _ = cell.cell_contents  # reading an empty cell raises
     except ValueError:  # an empty cell
         return False
     return True

@@ -35,7 +35,6 @@ from ._warnings import warn
 from .exceptions import InputRangeWarning
 
 
-
 @dataclass
 class Inputs:
     """Validated samples: an array ``(N, *sample_shape)`` or a list of image sources.

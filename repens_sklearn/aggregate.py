@@ -5,7 +5,6 @@ Each maps ``views`` of shape ``(S, N, D)`` to ``(N, D)``.
 
 from __future__ import annotations
 
-
 import torch
 
 from ._warnings import warn

@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from repens_sklearn import MeanTTAEmbedder
-from repens_sklearn._inputs import check_inputs, make_loader, InputsDataset, worker_context
+from repens_sklearn._inputs import InputsDataset, check_inputs, make_loader, worker_context
 from repens_sklearn.exceptions import ImageDecodeError, InputRangeWarning
 
 

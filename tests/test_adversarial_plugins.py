@@ -6,19 +6,18 @@ import types
 import numpy as np
 import pytest
 import torch
+from conftest import plugin_module
 
 import repens_sklearn
 from repens_sklearn import (
     ConcatEmbedder,
-    TransferabilitySelector,
     LearnedEnsembleEmbedder,
     MeanTTAEmbedder,
+    TransferabilitySelector,
     hookimpl,
 )
 from repens_sklearn._plugins import PluginLoadWarning
 from repens_sklearn.cli import main as repens_main
-
-from conftest import plugin_module
 
 
 def _exiting_plugin(name):

@@ -3,7 +3,6 @@ another run's result, and a streaming job recovers from what a crash or odd file
 leave behind.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -11,15 +10,20 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import crash_transform_after
 from PIL import Image
 
-from repens_sklearn import ConcatEmbedder, EnSiamPretrainer, TransferabilitySelector, MeanTTAEmbedder
-from repens_sklearn import LearnedEnsembleEmbedder, embed_files
-from repens_sklearn._fingerprint import KeyedCache, file_identity, fingerprint
+from repens_sklearn import (
+    ConcatEmbedder,
+    EnSiamPretrainer,
+    LearnedEnsembleEmbedder,
+    MeanTTAEmbedder,
+    TransferabilitySelector,
+    embed_files,
+)
 from repens_sklearn._embed_files import OutputExistsError, ResumeMismatchError
+from repens_sklearn._fingerprint import KeyedCache, file_identity, fingerprint
 from repens_sklearn.cli import main
-
-from conftest import crash_transform_after
 
 ENSIAM = dict(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
               policy="gaussian_noise", projector_dim=16, predictor_hidden_dim=8, batch_size=16,

@@ -177,6 +177,7 @@ def test_torchvision_weights_enum_member_is_accepted(torch_cache):
 
 def test_pretrained_cfg_follows_the_weights_transforms():
     from torchvision.models import ResNet50_Weights
+
     from repens_sklearn.backbones import torchvision_pretrained_cfg
     cfg = torchvision_pretrained_cfg("resnet50", ResNet50_Weights.DEFAULT)  # V2: resize 232, crop 224
     assert cfg["tag"] == "IMAGENET1K_V2" and cfg["input_size"] == (3, 224, 224)

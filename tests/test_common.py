@@ -2,7 +2,6 @@
 
 import inspect
 
-import pytest
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB

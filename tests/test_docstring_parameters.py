@@ -9,11 +9,11 @@ Parsing is numpydoc's (``numpydoc.docscrape``, in the ``test`` extra).
 """
 
 import ast
-from collections import Counter
 import importlib
 import inspect
 import pkgutil
 import textwrap
+from collections import Counter
 
 import pytest
 

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
+from skorch.callbacks import Callback
 
 import repens_sklearn
 from repens_sklearn import EnSiamPretrainer

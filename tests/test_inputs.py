@@ -240,8 +240,8 @@ def test_transform_names_channels_and_image_size():
 
 def test_a_cloned_fitted_backbone_says_to_freeze_it():
     from sklearn.exceptions import NotFittedError
-    from sklearn.model_selection import cross_val_score
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
 
     from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder

@@ -21,8 +21,8 @@ from repens_sklearn import (
     ConcatEmbedder,
     FineTuneClassifier,
     GreedyEnsembleClassifier,
-    TransferabilitySelector,
     LearnedEnsembleEmbedder,
+    TransferabilitySelector,
     make_finetune_sweep,
 )
 from repens_sklearn.diversity import pairwise_diversity

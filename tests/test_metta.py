@@ -16,7 +16,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from repens_sklearn import MeanTTAEmbedder, create_aggregation, load_digits_images
+from repens_sklearn import MeanTTAEmbedder, create_aggregation
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +270,7 @@ def test_bad_inputs_raise_clear_errors():
 def test_fitted_embedder_is_a_backbone():
     """A fitted MeanTTAEmbedder hands its backbone on (plain embedding, no TTA)."""
     import torch
+
     from repens_sklearn import MeanTTAEmbedder
 
     X = np.random.default_rng(0).random((6, 5)).astype(np.float32)

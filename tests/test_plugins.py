@@ -1,18 +1,15 @@
 """The plugin system: registries, entry points, duplicates, broken plugins, autoload switch."""
 
-import importlib.metadata
-import sys
 import types
 import warnings
 
 import pytest
 import torch
+from conftest import plugin_module as _plugin_module
 
 import repens_sklearn
 from repens_sklearn import hookimpl
 from repens_sklearn._plugins import DuplicateNameWarning, PluginLoadWarning
-
-from conftest import plugin_module as _plugin_module
 
 
 def _double(x):

@@ -10,8 +10,7 @@ import torch
 from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
-from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, MeanTTAEmbedder
-from repens_sklearn import _compute
+from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, MeanTTAEmbedder, _compute
 from repens_sklearn._compute import (
     PRECISION_ENV,
     cpu_flags,

@@ -7,7 +7,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, TransferabilitySelector, MeanTTAEmbedder
+from repens_sklearn import (
+    EnSiamPretrainer,
+    FineTuneClassifier,
+    MeanTTAEmbedder,
+    TransferabilitySelector,
+)
 from repens_sklearn._preprocess import ImagePreprocessor, adapt_channels
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -6,10 +6,9 @@ a parameter that changes the result blocks both, in the same words.
 
 import numpy as np
 import pytest
+from conftest import grey_png_files
 
 from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder, embed_files
-
-from conftest import grey_png_files
 from repens_sklearn._embed_files import ResumeMismatchError
 
 N_FILES, CHUNK = 12, 4  # three chunks

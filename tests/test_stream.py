@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import crash_transform_after, grey_png_files
 from PIL import Image
 
 from repens_sklearn import MeanTTAEmbedder, embed_files
-
-from conftest import crash_transform_after, grey_png_files
 from repens_sklearn._embed_files import (
     InterruptedRunError,
     OutputExistsError,

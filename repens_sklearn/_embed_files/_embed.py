@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._fingerprint import RUNTIME_PARAMS, run_fingerprint
+from .._images import check_decodes, check_on_error
 from .._member_fitting import is_fitted
 from .._warnings import warn
-from .._images import check_decodes, check_on_error
 from ..exceptions import InterruptedRunError
 from ._chunks import _load_embedder, _run_chunks, _UnreadableFile, _with_readable_files
 from ._job import _EMBEDDER_FILE, _Job

@@ -13,13 +13,13 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import PARAMETER_CONSTRAINTS
-from .._compat import _fit_context, Interval, StrOptions
-from .._composition import embedding_members, NamedMembers
+from .._compat import Interval, StrOptions, _fit_context
+from .._composition import NamedMembers, embedding_members
 from .._compute import seed_from
 from .._deprecation import DEPRECATED, deprecated_constraint, renamed_param
 from .._fingerprint import KeyedCache
-from .._member_fitting import as_embedding, fit_embed
 from .._inputs import check_member_inputs
+from .._member_fitting import as_embedding, fit_embed
 
 
 def _transform_one(transformer, X):

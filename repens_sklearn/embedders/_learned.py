@@ -9,14 +9,14 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import normalize as _l2_normalize
 from sklearn.utils.validation import check_is_fitted, validate_data
-from torch import nn
 from skorch import NeuralNet
 from skorch.callbacks import Callback
+from torch import nn
 from torch.nn import functional as F
 
 from .._base import COMMON_CONSTRAINTS, PARAMETER_CONSTRAINTS, fill_parameter_docs, seeded_init
-from .._compat import _fit_context, Interval, StrOptions
-from .._composition import check_embedding_members, NamedMembers
+from .._compat import Interval, StrOptions, _fit_context
+from .._composition import NamedMembers, check_embedding_members
 from .._compute import make_generator, resolve_device, seed_from
 from .._deprecation import DEPRECATED, deprecated_constraint, renamed_param
 from .._inputs import check_member_inputs

@@ -12,8 +12,8 @@ from ._caruana import greedy_selection
 from ._displays import EnsembleCurveDisplay, SelectionDisplay
 from ._finetune import FineTuneClassifier, PaperSchedule, make_finetune_sweep
 from ._greedy import GreedyEnsembleClassifier
-from ._selector import KNNModelSelector, TransferabilitySelector
 from ._loo import loo_knn_accuracy, loo_knn_predict
+from ._selector import KNNModelSelector, TransferabilitySelector
 from ._transferability import (
     etran_score,
     gbc_score,

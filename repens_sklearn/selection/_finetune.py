@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from numbers import Integral
 
@@ -24,12 +23,12 @@ from .._base import (
 )
 from .._compat import Interval, StrOptions, _fit_context
 from .._composition import check_named_list
-from .._distributed import data_parallel, draw_shard
 from .._compute import autocast, fast_inference, make_generator
+from .._distributed import data_parallel, draw_shard
 from .._inputs import (
-    check_classification_y,
     InputsDataset,
     InputsLoader,
+    check_classification_y,
     keep_batch,
     make_loader,
     to_float,

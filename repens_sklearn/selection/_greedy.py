@@ -14,14 +14,14 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import PARAMETER_CONSTRAINTS
-from .._compat import _fit_context, _num_samples, _safe_indexing, Interval, StrOptions
-from .._composition import check_named_list, NamedMembers
+from .._compat import Interval, StrOptions, _fit_context, _num_samples, _safe_indexing
+from .._composition import NamedMembers, check_named_list
 from .._compute import seed_from
+from .._inputs import check_classification_y, check_split_inputs
+from .._member_fitting import temperature_calibrated, temperature_calibrated_prefit
 from .._warnings import warn
 from ..diversity._metrics import _check_proba  # one rule for "rows are probabilities"
 from ..exceptions import CandidateDroppedWarning, NonFiniteLossError, NonFiniteOutputError
-from .._member_fitting import temperature_calibrated, temperature_calibrated_prefit
-from .._inputs import check_classification_y, check_split_inputs
 from ._candidates import make_parallel, raise_naming
 from ._caruana import best_size, ensemble_score, greedy_selection
 

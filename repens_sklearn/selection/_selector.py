@@ -11,12 +11,12 @@ from sklearn.utils import deprecated
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import PARAMETER_CONSTRAINTS
-from .._compat import _fit_context, Interval, StrOptions
-from .._composition import embedding_members, NamedMembers
+from .._compat import Interval, StrOptions, _fit_context
+from .._composition import NamedMembers, embedding_members
 from .._compute import seed_from
 from .._fingerprint import KeyedCache
-from .._member_fitting import as_embedding, fit_embed
 from .._inputs import check_classification_y, check_member_inputs
+from .._member_fitting import as_embedding, fit_embed
 from ._candidates import embed_candidate, make_parallel, raise_naming
 from ._transferability import (
     etran_score,

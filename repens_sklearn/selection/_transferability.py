@@ -24,7 +24,6 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 from .._warnings import warn
-
 from ._loo import loo_knn_accuracy
 
 __all__ = [

@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 import pytest
-import repens_efficientnet_lite as lite
 import torch
 import torch.nn.functional as F
 
+import repens_efficientnet_lite as lite
 from repens_sklearn import create_backbone, get_plugin_manager, list_backbones
 
 pytest.importorskip("efficientnet_lite_pytorch")  # the plugin imports it only when building

@@ -1,9 +1,9 @@
 """The separately installable repens-timm plugin, registered by hand (entry points off)."""
 
 import pytest
-import repens_timm
 import torch
 
+import repens_timm
 from repens_sklearn import create_backbone, get_plugin_manager, list_backbones
 
 pytest.importorskip("timm")  # the plugin imports timm only when building a model
