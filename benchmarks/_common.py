@@ -40,13 +40,27 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 DOCS_BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 __all__ = [
-    "CACHE", "DOCS_BENCHMARKS", "OneCycle", "PeakRSS", "benchmark_key", "embed",
-    "ensiam_backbone", "fashion_pools", "fashion_subset", "machine_description", "print_table",
-    "run_and_record", "set_threads", "timed", "train_backbone", "write_benchmark_section",
+    "CACHE",
+    "DOCS_BENCHMARKS",
+    "OneCycle",
+    "PeakRSS",
+    "benchmark_key",
+    "embed",
+    "ensiam_backbone",
+    "fashion_pools",
+    "fashion_subset",
+    "machine_description",
+    "print_table",
+    "run_and_record",
+    "set_threads",
+    "timed",
+    "train_backbone",
+    "write_benchmark_section",
 ]
 
 
 # ----------------------------------------------------------------------------- machine
+
 
 def set_threads(n=1):
     """Use ``n`` threads in torch and in numpy / scikit-learn's BLAS and OpenMP pools.
@@ -64,9 +78,11 @@ def set_threads(n=1):
 def machine_description():
     """One line naming the machine, its load and the thread setting, for benchmark tables."""
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{platform.machine()}, {os.cpu_count()} cores (load average {load}), "
-            f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), "
-            f"{time.strftime('%Y-%m-%d %H:%M')}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores (load average {load}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
 
 
 def print_table(rows, headers):
@@ -98,7 +114,7 @@ def benchmark_key(name, argv=(), variant_flags=()):
         while j < len(argv) and not argv[j].startswith("--"):
             j += 1
         if argv[i] in variant_flags:
-            parts += [argv[i], *sorted(argv[i + 1:j])]
+            parts += [argv[i], *sorted(argv[i + 1 : j])]
         i = j
     return " ".join(parts)
 
@@ -110,16 +126,16 @@ def _report_markdown(text):
     shift = max(0, 3 - min(levels, default=3))
     out = []
     for line in lines:
-        starts_block = _HEADING.match(line) or (line.startswith("|") and out
-                                                and not out[-1].startswith("|"))
+        starts_block = _HEADING.match(line) or (
+            line.startswith("|") and out and not out[-1].startswith("|")
+        )
         if starts_block and out and out[-1]:  # Markdown needs a blank line before these
             out.append("")
         out.append("#" * shift + line if _HEADING.match(line) else line)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
 
 
-def write_benchmark_section(key, report, command, *, title=None, date=None,
-                            path=DOCS_BENCHMARKS):
+def write_benchmark_section(key, report, command, *, title=None, date=None, path=DOCS_BENCHMARKS):
     """Put one benchmark's dated report in ``docs/benchmarks.md`` under its own heading.
 
     The block of ``key`` (between ``<!-- benchmark: key -->`` markers) is replaced
@@ -148,15 +164,17 @@ def write_benchmark_section(key, report, command, *, title=None, date=None,
     """
     date = date or time.strftime("%Y-%m-%d")
     intro = f"{title}\n\n" if title else ""
-    block = (f"<!-- benchmark: {key} -->\n## {key}\n\n{intro}Measured {date} with "
-             f"`{command}`.\n\n{report.strip()}\n<!-- /benchmark: {key} -->\n")
+    block = (
+        f"<!-- benchmark: {key} -->\n## {key}\n\n{intro}Measured {date} with "
+        f"`{command}`.\n\n{report.strip()}\n<!-- /benchmark: {key} -->\n"
+    )
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     found = [m for m in _BLOCK.finditer(text) if m["key"] == key]
     for m in reversed(found[1:]):  # a duplicate left by hand goes
-        text = text[:m.start()] + text[m.end():].lstrip("\n")
+        text = text[: m.start()] + text[m.end() :].lstrip("\n")
     if found:
-        text = text[:found[0].start()] + block + text[found[0].end():]
+        text = text[: found[0].start()] + block + text[found[0].end() :]
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,14 +237,19 @@ def run_and_record(main, name, argv=None, *, variant_flags=(), path=DOCS_BENCHMA
         return status
     doc = (sys.modules[main.__module__].__doc__ or "").strip()
     key = benchmark_key(name, args, variant_flags)
-    write_benchmark_section(key, _report_markdown(tee.copy.getvalue()),
-                            " ".join(["python -m benchmarks." + name, *args]),
-                            title=doc.splitlines()[0] if doc else None, path=path)
+    write_benchmark_section(
+        key,
+        _report_markdown(tee.copy.getvalue()),
+        " ".join(["python -m benchmarks." + name, *args]),
+        title=doc.splitlines()[0] if doc else None,
+        path=path,
+    )
     print(f"\nrecorded as '{key}' in {path}")
     return status
 
 
 # ------------------------------------------------------------------------------ timing
+
 
 def timed(fn, repeat=1):
     """``(best wall seconds over repeat calls, result of the last call)``."""
@@ -266,6 +289,7 @@ class PeakRSS:
 
 # -------------------------------------------------------------------------------- data
 
+
 def fashion_pools(sizes, n_test, seed=0):
     """Disjoint random pools of the Fashion-MNIST training split and a test subset.
 
@@ -280,7 +304,7 @@ def fashion_pools(sizes, n_test, seed=0):
     perm = rng.permutation(len(X))
     pools, start = {}, 0
     for name, n in sizes.items():
-        idx = perm[start:start + n]
+        idx = perm[start : start + n]
         pools[name] = (X[idx], y[idx])
         start += n
     te = rng.permutation(len(X_te))[:n_test]
@@ -295,6 +319,7 @@ def fashion_subset(n_train=5000, n_test=2000, seed=0):
 
 
 # ------------------------------------------------------------------------------- models
+
 
 class OneCycle:
     """Learning-rate factor of ``torch.optim.lr_scheduler.OneCycleLR`` (cosine annealing).
@@ -340,9 +365,22 @@ def _load_or_build(path, arch, in_chans, arch_params, build):
     return backbone.eval()
 
 
-def train_backbone(X, y, *, arch="convnet_small", arch_params=None, epochs=3, lr=0.05,
-                   batch_size=128, seed=0, classes=None, policy=None, policy_params=None,
-                   name=None, verbose=True):
+def train_backbone(
+    X,
+    y,
+    *,
+    arch="convnet_small",
+    arch_params=None,
+    epochs=3,
+    lr=0.05,
+    batch_size=128,
+    seed=0,
+    classes=None,
+    policy=None,
+    policy_params=None,
+    name=None,
+    verbose=True,
+):
     """``arch`` + a linear head trained with cross-entropy by ``FineTuneClassifier``; the backbone.
 
     SGD (momentum 0.9, weight decay 5e-4) with a one-cycle schedule for
@@ -351,28 +389,59 @@ def train_backbone(X, y, *, arch="convnet_small", arch_params=None, epochs=3, lr
     'different data' model); ``epochs=0`` returns the random initialisation
     seeded by ``seed``. Results are cached on disk.
     """
-    config = dict(trainer="FineTuneClassifier+OneCycle", arch=arch, arch_params=arch_params or {},
-                  epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                  classes=list(classes or []), policy=policy, policy_params=policy_params or {},
-                  n=len(X), data=_data_key(X))
+    config = dict(
+        trainer="FineTuneClassifier+OneCycle",
+        arch=arch,
+        arch_params=arch_params or {},
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        classes=list(classes or []),
+        policy=policy,
+        policy_params=policy_params or {},
+        n=len(X),
+        data=_data_key(X),
+    )
     label = name or arch
 
     def build():
         if epochs == 0:  # the library's seeded build, no training
-            return MeanTTAEmbedder(arch, backbone_params=arch_params, n_augmentations=0,
-                                   device="cpu", random_state=seed).fit(X[:2]).as_backbone()
+            return (
+                MeanTTAEmbedder(
+                    arch,
+                    backbone_params=arch_params,
+                    n_augmentations=0,
+                    device="cpu",
+                    random_state=seed,
+                )
+                .fit(X[:2])
+                .as_backbone()
+            )
         Xb, yb = (X, y) if classes is None else (X[np.isin(y, classes)], y[np.isin(y, classes)])
         steps = max(1, epochs * -(-len(Xb) // batch_size))
-        clf = FineTuneClassifier(arch, backbone_params=arch_params, lr=lr, max_steps=steps,
-                                 batch_size=batch_size, schedule=OneCycle(steps), momentum=0.9,
-                                 weight_decay=5e-4, policy=policy, policy_params=policy_params,
-                                 device="auto", random_state=seed)
+        clf = FineTuneClassifier(
+            arch,
+            backbone_params=arch_params,
+            lr=lr,
+            max_steps=steps,
+            batch_size=batch_size,
+            schedule=OneCycle(steps),
+            momentum=0.9,
+            weight_decay=5e-4,
+            policy=policy,
+            policy_params=policy_params,
+            device="auto",
+            random_state=seed,
+        )
         start = time.perf_counter()
         clf.fit(Xb, yb)
         if verbose:
-            print(f"  [{label}] {epochs} epoch(s), {steps} steps, last-batch loss "
-                  f"{clf.net_.history[-1, 'train_loss']:.3f} ({time.perf_counter() - start:.0f}s)",
-                  flush=True)
+            print(
+                f"  [{label}] {epochs} epoch(s), {steps} steps, last-batch loss "
+                f"{clf.net_.history[-1, 'train_loss']:.3f} ({time.perf_counter() - start:.0f}s)",
+                flush=True,
+            )
         return clf.as_backbone()
 
     return _load_or_build(_cache_path(label, config), arch, X.shape[1], arch_params, build)
@@ -384,9 +453,22 @@ def ensiam_backbone(X, *, epochs, seed=0, name="ensiam-encoder", verbose=True, *
     Defaults: K=2 views, ``simsiam`` policy, projector 256, predictor 64, batch
     128, base lr 0.05, no warm-up; ``params`` override them. Cached on disk.
     """
-    params = {**dict(backbone="convnet_small", n_views=2, policy="simsiam", projector_dim=256,
-                      predictor_hidden_dim=64, batch_size=128, base_lr=0.05, warmup_epochs=0,
-                      device="auto"), **params, "max_epochs": epochs, "random_state": seed}
+    params = {
+        **dict(
+            backbone="convnet_small",
+            n_views=2,
+            policy="simsiam",
+            projector_dim=256,
+            predictor_hidden_dim=64,
+            batch_size=128,
+            base_lr=0.05,
+            warmup_epochs=0,
+            device="auto",
+        ),
+        **params,
+        "max_epochs": epochs,
+        "random_state": seed,
+    }
     config = {**params, "n": len(X), "data": _data_key(X)}
 
     def build():
@@ -396,8 +478,13 @@ def ensiam_backbone(X, *, epochs, seed=0, name="ensiam-encoder", verbose=True, *
             print(f"  [{name}] EnSiam pretraining {time.perf_counter() - start:.0f}s", flush=True)
         return encoder
 
-    return _load_or_build(_cache_path(name, config), params["backbone"], X.shape[1],
-                          params.get("backbone_params"), build)
+    return _load_or_build(
+        _cache_path(name, config),
+        params["backbone"],
+        X.shape[1],
+        params.get("backbone_params"),
+        build,
+    )
 
 
 def embed(backbone, X, **params):

@@ -27,10 +27,19 @@ _WORKER = "REPENS_BENCH_DISTRIBUTED_WORKER"  # the worker's settings, for torchr
 
 
 def _fit_params(args):
-    return dict(backbone="convnet_small", backbone_params={"width": 16}, policy="crop_flip",
-                n_views=4, max_epochs=args.epochs, batch_size=args.batch_size,
-                projector_dim=256, predictor_hidden_dim=64, base_lr=0.1, device="cpu",
-                random_state=0)
+    return dict(
+        backbone="convnet_small",
+        backbone_params={"width": 16},
+        policy="crop_flip",
+        n_views=4,
+        max_epochs=args.epochs,
+        batch_size=args.batch_size,
+        projector_dim=256,
+        predictor_hidden_dim=64,
+        base_lr=0.1,
+        device="cpu",
+        random_state=0,
+    )
 
 
 def _data(n):
@@ -60,14 +69,20 @@ def worker(spec):
     seconds = time.perf_counter() - start
     if dp is None or dp.is_main:
         with open(args.out, "w") as f:
-            json.dump({"fit_s": seconds,
-                       "loss": [row["train_loss"] for row in est.history_]}, f)
+            json.dump({"fit_s": seconds, "loss": [row["train_loss"] for row in est.history_]}, f)
     return 0
 
 
 def _launch(nproc, args, out):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "benchmarks.bench_distributed"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "benchmarks.bench_distributed",
+    ]
     spec = {"out": out, "n": args.n, "epochs": args.epochs, "batch_size": args.batch_size}
     env = {**os.environ, "OMP_NUM_THREADS": "1", _WORKER: json.dumps(spec)}
     start = time.perf_counter()
@@ -97,13 +112,24 @@ def main(argv=None):
             runs[nproc] = _launch(nproc, args, os.path.join(tmp, f"{nproc}.json"))
     one, two = runs[1], runs[2]
     gap = float(np.max(np.abs(np.subtract(two["loss"], one["loss"]))))
-    print(f"\nEnSiam, convnet_small (width 16), {args.n} Fashion-MNIST images, K=4, "
-          f"{args.epochs} epoch(s), global batch {args.batch_size}\n")
-    rows = [(f"{n} x batch {args.batch_size // n}", f"{r['fit_s']:.1f}", f"{r['total_s']:.1f}",
-             f"{r['loss'][-1]:.5f}") for n, r in runs.items()]
+    print(
+        f"\nEnSiam, convnet_small (width 16), {args.n} Fashion-MNIST images, K=4, "
+        f"{args.epochs} epoch(s), global batch {args.batch_size}\n"
+    )
+    rows = [
+        (
+            f"{n} x batch {args.batch_size // n}",
+            f"{r['fit_s']:.1f}",
+            f"{r['total_s']:.1f}",
+            f"{r['loss'][-1]:.5f}",
+        )
+        for n, r in runs.items()
+    ]
     print_table(rows, ["processes", "fit wall s", "launch + fit wall s", "last epoch loss"])
-    print(f"\nspeed-up of 2 processes over 1 (fit wall time): {one['fit_s'] / two['fit_s']:.2f}x;"
-          f" largest epoch-loss difference {gap:.1e}")
+    print(
+        f"\nspeed-up of 2 processes over 1 (fit wall time): {one['fit_s'] / two['fit_s']:.2f}x;"
+        f" largest epoch-loss difference {gap:.1e}"
+    )
     return 0
 
 

@@ -23,7 +23,7 @@ Backbones are trained by ``FineTuneClassifier`` and ``EnSiamPretrainer`` and cac
 under benchmarks/.cache (``benchmarks._common.train_backbone`` / ``ensiam_backbone``);
 their features come from ``MeanTTAEmbedder(n_augmentations=0)``.
 
-    python -m benchmarks.bench_diversity            # default (~10 min on 2 shared cores, cold cache)
+    python -m benchmarks.bench_diversity    # default (~10 min on 2 shared cores, cold cache)
     python -m benchmarks.bench_diversity --quick    # seconds-scale smoke run
 """
 
@@ -84,8 +84,10 @@ def build_zoo(data, epochs):
         start = time.perf_counter()
         module = train_backbone(Xb, yb, name=f"div-{name}", **{**common, **kw})
         zoo[name] = {s: embed(module, data[s][0]) for s in SPLITS}
-        print(f"  {name}: {zoo[name]['test'].shape[1]} dims "
-              f"({time.perf_counter() - start:.0f}s)", flush=True)
+        print(
+            f"  {name}: {zoo[name]['test'].shape[1]} dims ({time.perf_counter() - start:.0f}s)",
+            flush=True,
+        )
     encoder = ensiam_backbone(X, epochs=epochs)  # self-supervised: labels unused
     zoo["framework"] = {s: embed(encoder, data[s][0]) for s in SPLITS}
     return {k: zoo[k] for k in ["base"] + CATEGORIES if k in zoo}
@@ -102,8 +104,10 @@ def _cols(Z, start, stop):
 def concat_accuracy(base, other, y_train, y_test, fraction_base, seed=0):
     """§4.6: random `fraction_base` of the base dims + the rest of the other's, linear eval."""
     d0, d1 = base["train"].shape[1], other["train"].shape[1]
-    members = [("base", FunctionTransformer(_cols, kw_args=dict(start=0, stop=d0))),
-               ("other", FunctionTransformer(_cols, kw_args=dict(start=d0, stop=d0 + d1)))]
+    members = [
+        ("base", FunctionTransformer(_cols, kw_args=dict(start=0, stop=d0))),
+        ("other", FunctionTransformer(_cols, kw_args=dict(start=d0, stop=d0 + d1))),
+    ]
     fractions = {}
     if fraction_base == 0:
         members[0] = ("base", "drop")
@@ -120,16 +124,20 @@ def concat_accuracy(base, other, y_train, y_test, fraction_base, seed=0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds)")
-    parser.add_argument("--out", default=str(CACHE / "diversity_figures"),
-                        help="folder for the PNG figures")
+    parser.add_argument(
+        "--out", default=str(CACHE / "diversity_figures"), help="folder for the PNG figures"
+    )
     parser.add_argument("--n-train", type=int, default=2000, help="backbone/head training images")
     parser.add_argument("--epochs", type=int, default=2, help="backbone training epochs")
     args = parser.parse_args(argv)
-    n_train, n_calib, n_test, epochs = ((800, 400, 500, 1) if args.quick
-                                        else (args.n_train, 1000, 2000, args.epochs))
+    n_train, n_calib, n_test, epochs = (
+        (800, 400, 500, 1) if args.quick else (args.n_train, 1000, 2000, args.epochs)
+    )
     set_threads(1)
-    print(f"# Diversity of a model zoo on Fashion-MNIST\n\n{machine_description()}; "
-          f"{n_train} train / {n_calib} calibration / {n_test} test images, {epochs} epochs\n")
+    print(
+        f"# Diversity of a model zoo on Fashion-MNIST\n\n{machine_description()}; "
+        f"{n_train} train / {n_calib} calibration / {n_test} test images, {epochs} epochs\n"
+    )
     start = time.perf_counter()
     data = split(n_train, n_calib, n_test)
     zoo = build_zoo(data, epochs)
@@ -142,23 +150,48 @@ def analyse(zoo, data, out, start):
     probas = {k: heads[k].predict_proba(f["test"]) for k, f in zoo.items()}
     held = {k: heads[k].predict_proba(f["calib"]) for k, f in zoo.items()}
     raw = pairwise_diversity(probas, y=y_te, reference="base", calibrate=False)
-    cal = pairwise_diversity(probas, y=y_te, reference="base", calibrate=True, X_calib=held,
-                             y_calib=y_cal)
+    cal = pairwise_diversity(
+        probas, y=y_te, reference="base", calibrate=True, X_calib=held, y_calib=y_cal
+    )
     print("\n## Pairs (base, other): diversity and ensemble benefit\n")
     rows, ref_inc = [], float(raw.loc[raw.model_b == "reinit", "error_inconsistency"].iloc[0])
     for i, name in enumerate(raw.model_b):
         r, c = raw.iloc[i], cal.iloc[i]
-        rows.append([name, f"{r.accuracy_b:.4f}", f"{r.error_inconsistency:.4f}",
-                     f"{r.error_inconsistency / ref_inc:.2f}x", f"{r.kappa:.3f}",
-                     f"{linear_cka(zoo['base']['test'], zoo[name]['test']):.3f}",
-                     f"{r.ensemble_accuracy:.4f}", f"{r.ensemble_gain:+.4f}",
-                     f"{c.ensemble_accuracy:.4f}", f"{c.ensemble_gain:+.4f}",
-                     f"{c.conversion_rate:.3f}"])
-    print(f"base accuracy {raw.accuracy_a.iloc[0]:.4f}; ratio = inconsistency / reinit's "
-          "(baseline measured in this run); gain = pair accuracy - mean member accuracy\n")
-    print_table(rows, ["category", "acc", "err. inconsistency", "ratio vs reinit", "kappa",
-                       "CKA", "ens. acc (raw)", "gain (raw)", "ens. acc (calibrated)",
-                       "gain (calibrated)", "conversion (cal.)"])
+        rows.append(
+            [
+                name,
+                f"{r.accuracy_b:.4f}",
+                f"{r.error_inconsistency:.4f}",
+                f"{r.error_inconsistency / ref_inc:.2f}x",
+                f"{r.kappa:.3f}",
+                f"{linear_cka(zoo['base']['test'], zoo[name]['test']):.3f}",
+                f"{r.ensemble_accuracy:.4f}",
+                f"{r.ensemble_gain:+.4f}",
+                f"{c.ensemble_accuracy:.4f}",
+                f"{c.ensemble_gain:+.4f}",
+                f"{c.conversion_rate:.3f}",
+            ]
+        )
+    print(
+        f"base accuracy {raw.accuracy_a.iloc[0]:.4f}; ratio = inconsistency / reinit's "
+        "(baseline measured in this run); gain = pair accuracy - mean member accuracy\n"
+    )
+    print_table(
+        rows,
+        [
+            "category",
+            "acc",
+            "err. inconsistency",
+            "ratio vs reinit",
+            "kappa",
+            "CKA",
+            "ens. acc (raw)",
+            "gain (raw)",
+            "ens. acc (calibrated)",
+            "gain (calibrated)",
+            "conversion (cal.)",
+        ],
+    )
     order = raw.sort_values("error_inconsistency").model_b.tolist()
     print(f"\nordering by error inconsistency: {' < '.join(order)}")
     print("paper's ordering: reinit < hparam < arch < framework/dataset")
@@ -172,12 +205,25 @@ def analyse(zoo, data, out, start):
         accs = [concat_accuracy(zoo["base"], zoo[name], y_tr, y_te, f) for f in fractions]
         curves[name] = accs
         best_single = max(accs[0], accs[-1])
-        crow.append([name] + [f"{a:.4f}" for a in accs]
-                    + [f"{max(accs[1:-1]) - best_single:+.4f}",
-                       f"{max(accs[1:-1]) / accs[0]:.3f}x"])
+        crow.append(
+            [name]
+            + [f"{a:.4f}" for a in accs]
+            + [f"{max(accs[1:-1]) - best_single:+.4f}", f"{max(accs[1:-1]) / accs[0]:.3f}x"]
+        )
     print("columns: share of base dims / share of other dims; ratio = best mix / base alone\n")
-    print_table(crow, ["other", "100/0", "75/25", "50/50", "25/75", "0/100",
-                       "best mix - best single", "ratio vs base"])
+    print_table(
+        crow,
+        [
+            "other",
+            "100/0",
+            "75/25",
+            "50/50",
+            "25/75",
+            "0/100",
+            "best mix - best single",
+            "ratio vs base",
+        ],
+    )
     print(f"\ntotal {time.perf_counter() - start:.0f}s")
     save_figures(Path(out), raw, cal, probas, y_te, curves, fractions)
 
@@ -207,15 +253,19 @@ def save_figures(out, raw, cal, probas, y_te, curves, fractions):
         fig.savefig(out / f"pairwise_{metric}.png", dpi=120)
     for name in ("reinit", "arch", "framework", "data-classes"):
         if name in probas:
-            disp = ConfidenceDisplay.from_predictions(y_te, probas["base"], probas[name],
-                                                      name_a="base", name_b=name)
+            disp = ConfidenceDisplay.from_predictions(
+                y_te, probas["base"], probas[name], name_a="base", name_b=name
+            )
             disp.figure_.tight_layout()
             disp.figure_.savefig(out / f"confidence_base_vs_{name}.png", dpi=120)
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, accs in curves.items():
         ax.plot([int(f * 100) for f in fractions], accs, marker="o", label=name)
-    ax.set(xlabel="% of base dimensions (rest from the other model)",
-           ylabel="linear-eval accuracy", title="concatenated embeddings")
+    ax.set(
+        xlabel="% of base dimensions (rest from the other model)",
+        ylabel="linear-eval accuracy",
+        title="concatenated embeddings",
+    )
     ax.invert_xaxis()
     ax.legend(fontsize="small")
     fig.tight_layout()

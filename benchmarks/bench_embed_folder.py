@@ -55,15 +55,27 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="600 images, a couple of minutes")
     parser.add_argument("--n-images", type=int, default=5000, help="images in the folder")
-    parser.add_argument("--n-small", type=int, default=1000,
-                        help="the smaller run of the memory comparison")
-    parser.add_argument("--num-workers", type=int, default=2,
-                        help="decoding processes of the parallel runs (default: 2)")
+    parser.add_argument(
+        "--n-small", type=int, default=1000, help="the smaller run of the memory comparison"
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=2,
+        help="decoding processes of the parallel runs (default: 2)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--chunk-size", type=int, default=1024,
-                        help="embed_files chunk size in part 1 and 2 (default: 1024)")
-    parser.add_argument("--workdir", default=None,
-                        help="where the JPEG folder and outputs go (default: a temporary folder)")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=1024,
+        help="embed_files chunk size in part 1 and 2 (default: 1024)",
+    )
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="where the JPEG folder and outputs go (default: a temporary folder)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -81,8 +93,9 @@ def write_folder(root: Path, n_images: int, seed=0):
 
     images, labels = load_fashion_mnist(split="train", return_X_y=True)
     data = load_fashion_mnist(split="test")  # class names only
-    names = [f"{k}_{n.replace('/', '-').replace(' ', '_')}"
-             for k, n in enumerate(data.target_names)]
+    names = [
+        f"{k}_{n.replace('/', '-').replace(' ', '_')}" for k, n in enumerate(data.target_names)
+    ]
     rng = np.random.default_rng(seed)
     sizes = rng.integers(96, 129, size=n_images)
     for name in names:
@@ -104,9 +117,15 @@ def folder_files(root: Path):
 def _embedder(num_workers):
     from repens_sklearn import MeanTTAEmbedder
 
-    return MeanTTAEmbedder(BACKBONE, n_augmentations=0, input_shape=INPUT_SHAPE,
-                           batch_size=BATCH_SIZE, num_workers=num_workers, device="cpu",
-                           random_state=0)
+    return MeanTTAEmbedder(
+        BACKBONE,
+        n_augmentations=0,
+        input_shape=INPUT_SHAPE,
+        batch_size=BATCH_SIZE,
+        num_workers=num_workers,
+        device="cpu",
+        random_state=0,
+    )
 
 
 def _hand_loop(root: Path, paths, num_workers):
@@ -116,12 +135,14 @@ def _hand_loop(root: Path, paths, num_workers):
     from torchvision import transforms
 
     model = _embedder(0).fit(paths[:1]).backbone_.eval()
-    transform = transforms.Compose([
-        transforms.Grayscale(1), transforms.Resize(INPUT_SHAPE[1:]), transforms.ToTensor()])
+    transform = transforms.Compose(
+        [transforms.Grayscale(1), transforms.Resize(INPUT_SHAPE[1:]), transforms.ToTensor()]
+    )
     dataset = torchvision.datasets.ImageFolder(str(root), transform=transform)
     dataset = torch.utils.data.Subset(dataset, range(len(paths)))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE,
-                                         num_workers=num_workers, shuffle=False)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=BATCH_SIZE, num_workers=num_workers, shuffle=False
+    )
     start = time.perf_counter()
     out = []
     with torch.no_grad():
@@ -171,13 +192,32 @@ def run_child(args):
     np.save(Path(args.workdir) / "out" / f"values-{kind}-{len(paths)}.npy", values)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"elapsed": elapsed, "n": len(paths), "peak_mb": peak,
-                      "worker_peak_mb": worker_peak, "threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "elapsed": elapsed,
+                "n": len(paths),
+                "peak_mb": peak,
+                "worker_peak_mb": worker_peak,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def child(args, name, limit=None):
-    cmd = [sys.executable, __file__, "--child", name, "--workdir", args.workdir,
-           "--threads", str(args.threads), "--chunk-size", str(args.chunk_size)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--workdir",
+        args.workdir,
+        "--threads",
+        str(args.threads),
+        "--chunk-size",
+        str(args.chunk_size),
+    ]
     if limit is not None:
         cmd += ["--limit", str(limit)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
@@ -190,10 +230,29 @@ def child(args, name, limit=None):
 # ---------------------------------------------------------------- the command
 def cli(args, output, *extra, kill_at=None):
     """`repens embed` on the folder; with kill_at, SIGKILL it once that many chunks are saved."""
-    cmd = [sys.executable, "-m", "repens_sklearn.cli", "embed", str(Path(args.workdir) / "images"),
-           "--backbone", BACKBONE, "--input-shape", ",".join(map(str, INPUT_SHAPE)),
-           "--batch-size", str(BATCH_SIZE), "--num-workers", str(args.num_workers),
-           "--device", "cpu", "--chunk-size", str(args.cli_chunk), "-q", "-o", str(output), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "repens_sklearn.cli",
+        "embed",
+        str(Path(args.workdir) / "images"),
+        "--backbone",
+        BACKBONE,
+        "--input-shape",
+        ",".join(map(str, INPUT_SHAPE)),
+        "--batch-size",
+        str(BATCH_SIZE),
+        "--num-workers",
+        str(args.num_workers),
+        "--device",
+        "cpu",
+        "--chunk-size",
+        str(args.cli_chunk),
+        "-q",
+        "-o",
+        str(output),
+        *extra,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -230,12 +289,18 @@ def main(argv=None):
             shutil.rmtree(root, ignore_errors=True)
             start = time.perf_counter()
             write_folder(root, args.n_images)
-            print(f"wrote {args.n_images} JPEG files (96-128 px) in "
-                  f"{time.perf_counter() - start:.1f} s to {root}", flush=True)
+            print(
+                f"wrote {args.n_images} JPEG files (96-128 px) in "
+                f"{time.perf_counter() - start:.1f} s to {root}",
+                flush=True,
+            )
         (work / "out").mkdir(exist_ok=True)
         n, w = args.n_images, args.num_workers
-        print(f"machine: {machine_description()}; torch threads per process: {args.threads}; "
-              f"load average before: {' '.join(f'{v:.2f}' for v in load_before)}", flush=True)
+        print(
+            f"machine: {machine_description()}; torch threads per process: {args.threads}; "
+            f"load average before: {' '.join(f'{v:.2f}' for v in load_before)}",
+            flush=True,
+        )
 
         # 1. throughput
         runs = [
@@ -248,26 +313,40 @@ def main(argv=None):
         rows, results = [], {}
         for label, name in runs:
             results[name] = res = child(args, name)
-            rows.append([label, f"{res['n'] / res['elapsed']:.1f}", f"{res['elapsed']:.1f}",
-                         f"{res['peak_mb']:.0f}"])
+            rows.append(
+                [
+                    label,
+                    f"{res['n'] / res['elapsed']:.1f}",
+                    f"{res['elapsed']:.1f}",
+                    f"{res['peak_mb']:.0f}",
+                ]
+            )
             print(f"  {label}: {res['n'] / res['elapsed']:.1f} images/s", flush=True)
         ours = np.load(work / "out" / f"values-embed_files-{n}.npy")
         hand = np.load(work / "out" / f"values-hand-{n}.npy")
         print(f"\n### Throughput: {n} JPEG files, {BACKBONE} at {INPUT_SHAPE}, CPU\n")
         print_table(rows, ["pipeline", "images/s", "seconds", "peak RSS (MB)"])
-        print(f"\nsame model, same numbers: max |embed_files - hand loop| = "
-              f"{np.abs(ours - hand).max():.2e}")
+        print(
+            f"\nsame model, same numbers: max |embed_files - hand loop| = "
+            f"{np.abs(ours - hand).max():.2e}"
+        )
 
         # 2. memory
         small = child(args, f"embed_files:{w}", limit=args.n_small)
         large = results[f"embed_files:{w}"]
         growth = large["peak_mb"] / small["peak_mb"] - 1
         print(f"\n### Peak memory of embed_files (num_workers={w}, chunk_size={args.chunk_size})\n")
-        print_table([[f"{m}", f"{r['peak_mb']:.0f}", f"{r['worker_peak_mb']:.0f}"]
-                     for m, r in ((args.n_small, small), (n, large))],
-                    ["images", "main process peak RSS (MB)", "one decoding worker peak (MB)"])
-        print(f"\ngrowth {args.n_small} -> {n} images: {100 * growth:+.1f} % "
-              f"({'flat' if abs(growth) <= 0.10 else 'NOT flat'}: within 10 %)")
+        print_table(
+            [
+                [f"{m}", f"{r['peak_mb']:.0f}", f"{r['worker_peak_mb']:.0f}"]
+                for m, r in ((args.n_small, small), (n, large))
+            ],
+            ["images", "main process peak RSS (MB)", "one decoding worker peak (MB)"],
+        )
+        print(
+            f"\ngrowth {args.n_small} -> {n} images: {100 * growth:+.1f} % "
+            f"({'flat' if abs(growth) <= 0.10 else 'NOT flat'}: within 10 %)"
+        )
 
         # 3. resume after a kill half-way
         args.cli_chunk = max(1, n // 20)
@@ -282,21 +361,36 @@ def main(argv=None):
         n_saved = len(list(parts.glob("part-*.npz")))
         resume_time, resume_msg = cli(args, resumed_out, "--resume")
         same = resumed_out.read_bytes() == full_out.read_bytes()
-        print(f"\n### repens embed killed half-way, then --resume ({n} files, "
-              f"--chunk-size {args.cli_chunk}, --num-workers {w})\n")
-        print_table([
-            ["full run", f"{full_time:.1f}", f"{n_chunks} of {n_chunks}"],
-            ["run killed (SIGKILL) half-way", f"{killed_time:.1f}",
-             f"{n_saved} of {n_chunks} saved"],
-            ["--resume of the killed run", f"{resume_time:.1f}",
-             f"{n_chunks - n_saved} of {n_chunks}"],
-        ], ["command", "seconds (process start included)", "chunks embedded"])
-        print(f"\nresume / full rerun: {resume_time / full_time:.2f}; resumed output identical "
-              f"to the full run byte for byte: {same}")
+        print(
+            f"\n### repens embed killed half-way, then --resume ({n} files, "
+            f"--chunk-size {args.cli_chunk}, --num-workers {w})\n"
+        )
+        print_table(
+            [
+                ["full run", f"{full_time:.1f}", f"{n_chunks} of {n_chunks}"],
+                [
+                    "run killed (SIGKILL) half-way",
+                    f"{killed_time:.1f}",
+                    f"{n_saved} of {n_chunks} saved",
+                ],
+                [
+                    "--resume of the killed run",
+                    f"{resume_time:.1f}",
+                    f"{n_chunks - n_saved} of {n_chunks}",
+                ],
+            ],
+            ["command", "seconds (process start included)", "chunks embedded"],
+        )
+        print(
+            f"\nresume / full rerun: {resume_time / full_time:.2f}; resumed output identical "
+            f"to the full run byte for byte: {same}"
+        )
         print(f"({resume_msg.strip()})")
         load_after = os.getloadavg()
-        print(f"\nload average after: {' '.join(f'{v:.2f}' for v in load_after)} "
-              f"({os.cpu_count()} cores)")
+        print(
+            f"\nload average after: {' '.join(f'{v:.2f}' for v in load_after)} "
+            f"({os.cpu_count()} cores)"
+        )
         if not same:
             return 1
     finally:

@@ -27,19 +27,25 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder, load_fashion_mnist
 
-METHODS = {"EnSiam (K=4)": dict(n_views=4, target="ensemble"),
-           "SimSiam K-aug (K=4)": dict(n_views=4, target="pair"),
-           "SimSiam (K=2)": dict(n_views=2, target="pair")}
+METHODS = {
+    "EnSiam (K=4)": dict(n_views=4, target="ensemble"),
+    "SimSiam K-aug (K=4)": dict(n_views=4, target="pair"),
+    "SimSiam (K=2)": dict(n_views=2, target="pair"),
+}
 
 
 def knn_accuracy(embedder, X_lab, y_lab, X_test, y_test):
     knn = KNeighborsClassifier(n_neighbors=20, metric="cosine", weights="distance")
-    return float(knn.fit(embedder.transform(X_lab), y_lab).score(embedder.transform(X_test), y_test))
+    return float(
+        knn.fit(embedder.transform(X_lab), y_lab).score(embedder.transform(X_test), y_test)
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="500 unlabelled images, 1 epoch, 1 seed")
+    parser.add_argument(
+        "--quick", action="store_true", help="500 unlabelled images, 1 epoch, 1 seed"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--n-unlabelled", type=int, default=2000)
     parser.add_argument("--img-size", type=int, default=64)
@@ -52,31 +58,48 @@ def main(argv=None):
     X_test, y_test = load_fashion_mnist(split="test", return_X_y=True)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(X))
-    X_unlab = X[order[:args.n_unlabelled]]
+    X_unlab = X[order[: args.n_unlabelled]]
     X_lab, y_lab = X[order[-1000:]], y[order[-1000:]]
     X_test, y_test = X_test[:1000], y_test[:1000]
-    start = MeanTTAEmbedder("efficientnet_lite0", n_augmentations=0, img_size=args.img_size,
-                            device="cpu").fit(X_lab)
+    start = MeanTTAEmbedder(
+        "efficientnet_lite0", n_augmentations=0, img_size=args.img_size, device="cpu"
+    ).fit(X_lab)
     before = knn_accuracy(start, X_lab, y_lab, X_test, y_test)
-    print(f"pretrained EfficientNet-Lite0 at {args.img_size} px, before any training: "
-          f"kNN k=20 {100 * before:.2f}", flush=True)
+    print(
+        f"pretrained EfficientNet-Lite0 at {args.img_size} px, before any training: "
+        f"kNN k=20 {100 * before:.2f}",
+        flush=True,
+    )
     rows = []
     for label, method in METHODS.items():
         accs, seconds = [], []
         for seed in args.seeds:
             tic = time.process_time()
             encoder = EnSiamPretrainer(
-                "efficientnet_lite0", img_size=args.img_size, policy="simsiam",
-                policy_params={"scale": (0.4, 1.0)}, projector_dim=512, predictor_hidden_dim=128,
-                max_epochs=args.epochs, batch_size=64, base_lr=0.05, warmup_epochs=0,
-                device="cpu", random_state=seed, **method).fit(X_unlab)
+                "efficientnet_lite0",
+                img_size=args.img_size,
+                policy="simsiam",
+                policy_params={"scale": (0.4, 1.0)},
+                projector_dim=512,
+                predictor_hidden_dim=128,
+                max_epochs=args.epochs,
+                batch_size=64,
+                base_lr=0.05,
+                warmup_epochs=0,
+                device="cpu",
+                random_state=seed,
+                **method,
+            ).fit(X_unlab)
             seconds.append(time.process_time() - tic)
             accs.append(knn_accuracy(encoder, X_lab, y_lab, X_test, y_test))
-            print(f"  {label} seed {seed}: {100 * accs[-1]:.2f} ({seconds[-1]:.0f} s CPU)",
-                  flush=True)
+            print(
+                f"  {label} seed {seed}: {100 * accs[-1]:.2f} ({seconds[-1]:.0f} s CPU)", flush=True
+            )
         rows.append((label, 100 * np.mean(accs), 100 * np.std(accs), np.mean(seconds)))
-    print(f"\n{args.n_unlabelled} unlabelled images, {args.epochs} epochs, batch 64, "
-          f"seeds {args.seeds}; before training: {100 * before:.2f}\n")
+    print(
+        f"\n{args.n_unlabelled} unlabelled images, {args.epochs} epochs, batch 64, "
+        f"seeds {args.seeds}; before training: {100 * before:.2f}\n"
+    )
     print("| method | kNN k=20 after | change | CPU s per run |")
     print("|---|---|---|---|")
     for label, mean, std, sec in rows:

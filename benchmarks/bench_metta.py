@@ -66,8 +66,11 @@ def parse_args():
     parser.add_argument("--n-eval", type=int, default=250, help="linear-eval train and test size")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--crop-scales", action="store_true",
-                        help="only the crop-area sweep on 8x8 digits and 28x28 Fashion-MNIST")
+    parser.add_argument(
+        "--crop-scales",
+        action="store_true",
+        help="only the crop-area sweep on 8x8 digits and 28x28 Fashion-MNIST",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.sizes, args.n_train_backbone = 1, [1, 4], 500
@@ -91,12 +94,21 @@ def linear_eval(embedder, X_train, y_train, X_test, y_test):
 
 # (label, S, include_identity, aggregation, fit_output)
 def _configs(sizes):
-    configs = [("centre", 0, False, "mean", "mean"),
-               ("centre", 0, False, "mean", "single_view")]  # the paper's central-crop column
-    configs += [(f"S={s}", s, ident, agg, "mean") for agg in ("mean", "gem")
-                for ident in (False, True) for s in sizes]
-    configs += [(f"S={s}", s, False, "mean", fit_output) for fit_output in ("single_view", "plain")
-                for s in sizes]
+    configs = [
+        ("centre", 0, False, "mean", "mean"),
+        ("centre", 0, False, "mean", "single_view"),
+    ]  # the paper's central-crop column
+    configs += [
+        (f"S={s}", s, ident, agg, "mean")
+        for agg in ("mean", "gem")
+        for ident in (False, True)
+        for s in sizes
+    ]
+    configs += [
+        (f"S={s}", s, False, "mean", fit_output)
+        for fit_output in ("single_view", "plain")
+        for s in sizes
+    ]
     return configs
 
 
@@ -108,20 +120,36 @@ def quality(args):
     scores = {c: [] for c in configs}
     backbones = []
     for seed in range(args.seeds):
-        X_tr, y_tr, X_te, y_te = fashion_subset(args.n_train_backbone + args.n_eval, args.n_eval,
-                                                seed=seed)
-        X_bb, y_bb = X_tr[:args.n_train_backbone], y_tr[:args.n_train_backbone]
-        X_ev, y_ev = X_tr[args.n_train_backbone:], y_tr[args.n_train_backbone:]
-        backbone = train_backbone(X_bb, y_bb, arch="convnet_small",
-                                  arch_params={"width": args.width}, epochs=args.epochs,
-                                  seed=seed, policy=POLICY, policy_params=POLICY_PARAMS,
-                                  name="metta")
+        X_tr, y_tr, X_te, y_te = fashion_subset(
+            args.n_train_backbone + args.n_eval, args.n_eval, seed=seed
+        )
+        X_bb, y_bb = X_tr[: args.n_train_backbone], y_tr[: args.n_train_backbone]
+        X_ev, y_ev = X_tr[args.n_train_backbone :], y_tr[args.n_train_backbone :]
+        backbone = train_backbone(
+            X_bb,
+            y_bb,
+            arch="convnet_small",
+            arch_params={"width": args.width},
+            epochs=args.epochs,
+            seed=seed,
+            policy=POLICY,
+            policy_params=POLICY_PARAMS,
+            name="metta",
+        )
         backbones.append((backbone, X_ev))
         for config in configs:
             _, s, ident, agg, fit_output = config
-            emb = MeanTTAEmbedder(backbone, policy=POLICY, policy_params=POLICY_PARAMS,
-                                  n_augmentations=s, include_identity=ident, aggregation=agg,
-                                  fit_output=fit_output, device="cpu", random_state=seed)
+            emb = MeanTTAEmbedder(
+                backbone,
+                policy=POLICY,
+                policy_params=POLICY_PARAMS,
+                n_augmentations=s,
+                include_identity=ident,
+                aggregation=agg,
+                fit_output=fit_output,
+                device="cpu",
+                random_state=seed,
+            )
             scores[config].append(linear_eval(emb, X_ev, y_ev, X_te, y_te))
         print(f"  seed {seed}: centre {scores[configs[0]][-1]:.2f}", flush=True)
     centre = np.array(scores[configs[0]])
@@ -130,17 +158,33 @@ def quality(args):
         name, s, ident, agg, fit_output = config
         acc = np.array(scores[config])
         gain = acc - centre
-        rows.append([name if s else "centre (plain)", "yes" if ident else "no", agg if s else "-",
-                     _TRAINING_ROWS[fit_output] if (s or fit_output != "mean") else "plain",
-                     f"{acc.mean():.2f} ± {acc.std():.2f}",
-                     f"{gain.mean():+.2f} ± {gain.std():.2f}" if config != configs[0]
-                     else "baseline"])
+        rows.append(
+            [
+                name if s else "centre (plain)",
+                "yes" if ident else "no",
+                agg if s else "-",
+                _TRAINING_ROWS[fit_output] if (s or fit_output != "mean") else "plain",
+                f"{acc.mean():.2f} ± {acc.std():.2f}",
+                f"{gain.mean():+.2f} ± {gain.std():.2f}" if config != configs[0] else "baseline",
+            ]
+        )
     print("\n### Quality: linear evaluation on Fashion-MNIST (top-1 %, mean ± std over seeds)\n")
-    print("The head is fitted in one Pipeline on what `fit_transform` returns for the training "
-          "rows (`fit_output`: the S-view mean, one augmented view as in the paper's eq. 5, or "
-          "the plain embedding) and tested on the S-view mean.\n")
-    print_table(rows, ["views", "identity", "aggregation", "head trained on",
-                       "accuracy", "gain vs centre (points)"])
+    print(
+        "The head is fitted in one Pipeline on what `fit_transform` returns for the training "
+        "rows (`fit_output`: the S-view mean, one augmented view as in the paper's eq. 5, or "
+        "the plain embedding) and tested on the S-view mean.\n"
+    )
+    print_table(
+        rows,
+        [
+            "views",
+            "identity",
+            "aggregation",
+            "head trained on",
+            "accuracy",
+            "gain vs centre (points)",
+        ],
+    )
     return backbones[0]
 
 
@@ -159,8 +203,13 @@ def _pil_transform(size):
     """The hand loop's per-view augmentation: torchvision transforms on a PIL image."""
     from torchvision import transforms as T
 
-    return T.Compose([T.RandomResizedCrop(size, scale=POLICY_PARAMS["scale"]),
-                      T.RandomHorizontalFlip(), T.ToTensor()])
+    return T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=POLICY_PARAMS["scale"]),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+        ]
+    )
 
 
 def _hand_augment(X, n_views):
@@ -195,7 +244,7 @@ def _views(policy, X, n_views, seed=0):
     """The S x N augmented views MeTTA feeds the backbone, as a float array in [0, 1]."""
     x = torch.from_numpy(np.repeat(X, n_views, axis=0)).float() / 255
     generator = torch.Generator().manual_seed(seed)
-    return torch.cat([policy(x[i:i + 256], generator) for i in range(0, len(x), 256)]).numpy()
+    return torch.cat([policy(x[i : i + 256], generator) for i in range(0, len(x), 256)]).numpy()
 
 
 def speed(args, backbone, X):
@@ -211,27 +260,51 @@ def speed(args, backbone, X):
     _hand_loop(backbone.eval(), X[:4], 2)  # warm-up: imports, first-call costs
     rows = []
     for s in (4, 32):
-        emb = MeanTTAEmbedder(backbone, policy=POLICY, policy_params=POLICY_PARAMS,
-                              n_augmentations=s, device="cpu", random_state=0).fit(X)
+        emb = MeanTTAEmbedder(
+            backbone,
+            policy=POLICY,
+            policy_params=POLICY_PARAMS,
+            n_augmentations=s,
+            device="cpu",
+            random_state=0,
+        ).fit(X)
         views = _views(emb.policy_, X, s)
-        t_views, t_orig, t_metta = _timed(lambda: plain.transform(views),
-                                          lambda: plain.transform(X), lambda: emb.transform(X))
+        t_views, t_orig, t_metta = _timed(
+            lambda: plain.transform(views), lambda: plain.transform(X), lambda: emb.transform(X)
+        )
         n_hand = max(10, n // 5)
         t_hand = _time_once(lambda: _hand_loop(backbone.eval(), X[:n_hand], s)) * n / n_hand
-        t_policy, = _timed(lambda: _views(emb.policy_, X, s))
+        (t_policy,) = _timed(lambda: _views(emb.policy_, X, s))
         t_pil = _time_once(lambda: _hand_augment(X[:n_hand], s)) * n / n_hand
-        rows.append([s, f"{t_views * 1000:.0f}", f"{s * t_orig * 1000:.0f}",
-                     f"{t_metta * 1000:.0f}",
-                     f"{t_metta / t_views:.2f} / {t_metta / (s * t_orig):.2f}",
-                     f"{t_hand * 1000:.0f}", f"{t_hand / t_metta:.1f}x",
-                     f"{t_policy * 1000:.0f} / {t_pil * 1000:.0f} ({t_pil / t_policy:.1f}x)"])
-    print(f"\n### Speed: {n} Fashion-MNIST images, convnet_small width {args.width}, "
-          f"batch_size 256, {torch.get_num_threads()} thread(s), best of 3 interleaved\n")
-    print_table(rows, ["S", "plain on the S x N views ms", "S x plain on N ms", "MeTTA ms",
-                       "MeTTA / plain: on views / S x on N (target <= 1.15)",
-                       "hand loop ms (PIL + torchvision, extrapolated)",
-                       "MeTTA speed-up (target >= 3x)",
-                       "augmentation alone ms: batched policy / PIL per view"])
+        rows.append(
+            [
+                s,
+                f"{t_views * 1000:.0f}",
+                f"{s * t_orig * 1000:.0f}",
+                f"{t_metta * 1000:.0f}",
+                f"{t_metta / t_views:.2f} / {t_metta / (s * t_orig):.2f}",
+                f"{t_hand * 1000:.0f}",
+                f"{t_hand / t_metta:.1f}x",
+                f"{t_policy * 1000:.0f} / {t_pil * 1000:.0f} ({t_pil / t_policy:.1f}x)",
+            ]
+        )
+    print(
+        f"\n### Speed: {n} Fashion-MNIST images, convnet_small width {args.width}, "
+        f"batch_size 256, {torch.get_num_threads()} thread(s), best of 3 interleaved\n"
+    )
+    print_table(
+        rows,
+        [
+            "S",
+            "plain on the S x N views ms",
+            "S x plain on N ms",
+            "MeTTA ms",
+            "MeTTA / plain: on views / S x on N (target <= 1.15)",
+            "hand loop ms (PIL + torchvision, extrapolated)",
+            "MeTTA speed-up (target >= 3x)",
+            "augmentation alone ms: batched policy / PIL per view",
+        ],
+    )
 
 
 _MEMORY_SCRIPT = r"""
@@ -271,20 +344,27 @@ def memory(args, X, tmp="benchmarks/.cache/metta_mem.npy"):
     np.save(tmp, X)
     rows, peak, growth = [], {}, {}
     for s in (1, 32):
-        out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, tmp, str(s), str(args.threads),
-                              str(args.width)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _MEMORY_SCRIPT, tmp, str(s), str(args.threads), str(args.width)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         res = json.loads(out.stdout.strip().splitlines()[-1])
         peak[s] = res["peak"] / 2**20
         growth[s] = (res["peak"] - res["base"]) / 2**20
         rows.append([s, f"{res['base'] / 2**20:.0f}", f"{peak[s]:.0f}", f"{growth[s]:.1f}"])
     os.remove(tmp)
-    print(f"\n### Peak memory of transform on {len(X)} images "
-          "(resident set sampled every 2 ms, fresh process, batch_size=256)\n")
-    print_table(rows, ["S", "RSS before transform (MiB)", "peak RSS during (MiB)",
-                       "growth (MiB)"])
-    print(f"\npeak RSS S=32 / S=1: {peak[32] / peak[1]:.3f} (target: within 10%); growth during "
-          f"transform S=32 - S=1: {growth[32] - growth[1]:+.1f} MiB (the views are summed as "
-          "they come, so this does not scale with S)")
+    print(
+        f"\n### Peak memory of transform on {len(X)} images "
+        "(resident set sampled every 2 ms, fresh process, batch_size=256)\n"
+    )
+    print_table(rows, ["S", "RSS before transform (MiB)", "peak RSS during (MiB)", "growth (MiB)"])
+    print(
+        f"\npeak RSS S=32 / S=1: {peak[32] / peak[1]:.3f} (target: within 10%); growth during "
+        f"transform S=32 - S=1: {growth[32] - growth[1]:+.1f} MiB (the views are summed as "
+        "they come, so this does not scale with S)"
+    )
 
 
 CROP_MINIMA = (0.08, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
@@ -316,10 +396,12 @@ def _digits_splits(seed):
     from repens_sklearn import load_digits_images
 
     X, y = load_digits_images(return_X_y=True)
-    X_bb, X_rest, y_bb, y_rest = train_test_split(X, y, train_size=0.4, random_state=seed,
-                                                  stratify=y)
-    X_tr, X_te, y_tr, y_te = train_test_split(X_rest, y_rest, test_size=0.5, random_state=seed,
-                                              stratify=y_rest)
+    X_bb, X_rest, y_bb, y_rest = train_test_split(
+        X, y, train_size=0.4, random_state=seed, stratify=y
+    )
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X_rest, y_rest, test_size=0.5, random_state=seed, stratify=y_rest
+    )
     return X_bb, y_bb, X_tr, y_tr, X_te, y_te
 
 
@@ -337,39 +419,78 @@ def crop_scales(args):
     scores = {}
     for seed in range(args.seeds):
         X_bb, y_bb, X_tr, y_tr, X_te, y_te = _digits_splits(seed)
-        models = {"digits 8x8, random convnet_small": ("convnet_small", X_tr, y_tr, X_te, y_te),
-                  "digits 8x8, trained convnet_small": (
-                      _digits_cnn(X_bb, y_bb, 2 if args.quick else 8, seed),
-                      X_tr, y_tr, X_te, y_te)}
-        Xf, yf, Xf_te, yf_te = fashion_subset(args.n_train_backbone + args.n_eval, args.n_eval,
-                                              seed=seed)
+        models = {
+            "digits 8x8, random convnet_small": ("convnet_small", X_tr, y_tr, X_te, y_te),
+            "digits 8x8, trained convnet_small": (
+                _digits_cnn(X_bb, y_bb, 2 if args.quick else 8, seed),
+                X_tr,
+                y_tr,
+                X_te,
+                y_te,
+            ),
+        }
+        Xf, yf, Xf_te, yf_te = fashion_subset(
+            args.n_train_backbone + args.n_eval, args.n_eval, seed=seed
+        )
         n = args.n_train_backbone
         models["fashion 28x28, trained convnet_small"] = (
-            train_backbone(Xf[:n], yf[:n], arch="convnet_small", arch_params={"width": args.width},
-                           epochs=args.epochs, seed=seed, policy=POLICY,
-                           policy_params=POLICY_PARAMS, name="metta"),
-            Xf[n:], yf[n:], Xf_te, yf_te)
+            train_backbone(
+                Xf[:n],
+                yf[:n],
+                arch="convnet_small",
+                arch_params={"width": args.width},
+                epochs=args.epochs,
+                seed=seed,
+                policy=POLICY,
+                policy_params=POLICY_PARAMS,
+                name="metta",
+            ),
+            Xf[n:],
+            yf[n:],
+            Xf_te,
+            yf_te,
+        )
         for data, (backbone, *split) in models.items():
             plain = MeanTTAEmbedder(backbone, n_augmentations=0, device="cpu", random_state=seed)
             scores.setdefault((data, 0, None), []).append(linear_eval(plain, *split))
             for s in sizes:
                 for low in minima:
                     params = {"scale": low if low == "auto" else (low, 1.0)}
-                    emb = MeanTTAEmbedder(backbone, policy="crop_flip", policy_params=params,
-                                          n_augmentations=s, device="cpu", random_state=seed)
+                    emb = MeanTTAEmbedder(
+                        backbone,
+                        policy="crop_flip",
+                        policy_params=params,
+                        n_augmentations=s,
+                        device="cpu",
+                        random_state=seed,
+                    )
                     scores.setdefault((data, s, low), []).append(linear_eval(emb, *split))
         print(f"  seed {seed} done", flush=True)
     rows = []
     for (data, s, low), acc in scores.items():
         base = np.array(scores[(data, 0, None)])
         side = 8 if data.startswith("digits") else 28
-        label = ("plain" if s == 0 else
-                 f"auto ({auto_crop_scale(side, side)[0]:.2f})" if low == "auto" else f"{low:.2f}")
+        label = (
+            "plain"
+            if s == 0
+            else f"auto ({auto_crop_scale(side, side)[0]:.2f})"
+            if low == "auto"
+            else f"{low:.2f}"
+        )
         gain = np.array(acc) - base
-        rows.append([data, s or "-", label, f"{np.mean(acc):.1f} ± {np.std(acc):.1f}",
-                     "baseline" if s == 0 else f"{gain.mean():+.1f} ± {gain.std():.1f}"])
-    print("\n### Crop area on small images: MeTTA with crop_flip(scale=(min, 1)), "
-          "linear evaluation (top-1 %, mean ± std over seeds)\n")
+        rows.append(
+            [
+                data,
+                s or "-",
+                label,
+                f"{np.mean(acc):.1f} ± {np.std(acc):.1f}",
+                "baseline" if s == 0 else f"{gain.mean():+.1f} ± {gain.std():.1f}",
+            ]
+        )
+    print(
+        "\n### Crop area on small images: MeTTA with crop_flip(scale=(min, 1)), "
+        "linear evaluation (top-1 %, mean ± std over seeds)\n"
+    )
     print_table(rows, ["data, backbone", "S", "min crop area", "accuracy", "gain vs plain"])
 
 

@@ -75,22 +75,32 @@ def parse_args(argv=None):
 
 # ------------------------------------------------------------------------------ machine
 
+
 def cpu_description():
     """The CPU's name, its bf16 flags and what ``precision="auto"`` resolves to here."""
     name = "unknown CPU"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            name = next((line.split(":", 1)[1].strip() for line in handle
-                         if line.lower().startswith("model name")), name)
+            name = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in handle
+                    if line.lower().startswith("model name")
+                ),
+                name,
+            )
     except OSError:
         pass
     flags = sorted(_NATIVE_BF16_FLAGS & cpu_flags()) or ["none"]
     auto = resolve_precision("auto", "cpu")
-    return (f"CPU: {name}; bf16 flags: {', '.join(flags)}; native bf16 detected: "
-            f"{native_bf16('cpu')}; precision='auto' -> {str(auto).replace('torch.', '')}")
+    return (
+        f"CPU: {name}; bf16 flags: {', '.join(flags)}; native bf16 detected: "
+        f"{native_bf16('cpu')}; precision='auto' -> {str(auto).replace('torch.', '')}"
+    )
 
 
 # ---------------------------------------------------------------------------- pipelines
+
 
 def make_module(seed=0):
     import timm
@@ -113,8 +123,7 @@ def timm_hand_loop(module, images, bf16=False):
     if bf16:
         module = module.to(memory_format=torch.channels_last)
         batch = batch.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                enabled=bf16):
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         out = module(batch).float().cpu().numpy()
     if bf16:
         module.to(memory_format=torch.contiguous_format)
@@ -136,17 +145,23 @@ def ttach_views(module, images, n_views):
 
     transform = create_transform(**resolve_data_config({}, model=module))
     batch = torch.stack([transform(image) for image in images]).to(_device_of(module))
-    views = ttach.Compose([ttach.HorizontalFlip(),
-                           ttach.Rotate90(angles=[0, 90, 180, 270][:max(1, n_views // 2)])])
+    views = ttach.Compose(
+        [ttach.HorizontalFlip(), ttach.Rotate90(angles=[0, 90, 180, 270][: max(1, n_views // 2)])]
+    )
     with torch.inference_mode():
         wrapper = ttach.ClassificationTTAWrapper(module, views, merge_mode="mean")
         return wrapper(batch).cpu().numpy()
 
 
 def repens(module, data, views, precision):
-    emb = MeanTTAEmbedder(module, n_augmentations=views, policy="crop_flip",
-                          precision=precision, device=_device_of(module),
-                          random_state=0).fit(data[:2])
+    emb = MeanTTAEmbedder(
+        module,
+        n_augmentations=views,
+        policy="crop_flip",
+        precision=precision,
+        device=_device_of(module),
+        random_state=0,
+    ).fit(data[:2])
     return lambda: emb.transform(data)
 
 
@@ -155,30 +170,39 @@ def pipelines(module, grey, pil, views):
     rows = {
         "timm hand loop (float32)": (1, lambda: timm_hand_loop(module, pil)),
         "timm hand loop + bf16 autocast + channels_last": (
-            1, lambda: timm_hand_loop(module, pil, bf16=True)),
+            1,
+            lambda: timm_hand_loop(module, pil, bf16=True),
+        ),
     }
     try:
         encoder = embetter_encoder(module)
         if _device_of(module).type == "cpu":  # it feeds CPU tensors
-            rows["embetter TimmEncoder (one image at a time)"] = (
-                1, lambda: encoder.transform(pil))
+            rows["embetter TimmEncoder (one image at a time)"] = (1, lambda: encoder.transform(pil))
     except ImportError:
         print("embetter is not installed (pip install embetter): its row is skipped")
     for precision in ("float32", "bfloat16"):
         rows[f"repens S=0, PIL list, precision={precision}"] = (
-            1, repens(module, pil, 0, precision))
+            1,
+            repens(module, pil, 0, precision),
+        )
         rows[f"repens S=0, grey uint8 array, precision={precision}"] = (
-            1, repens(module, grey, 0, precision))
+            1,
+            repens(module, grey, 0, precision),
+        )
     try:
         import ttach  # noqa: F401
 
         rows[f"ttach, {views} fixed views (float32)"] = (
-            views, lambda: ttach_views(module, pil, views))
+            views,
+            lambda: ttach_views(module, pil, views),
+        )
     except ImportError:
         print("ttach is not installed (pip install ttach): its row is skipped")
     for precision in ("float32", "bfloat16"):
         rows[f"repens MeTTA S={views} crop_flip, PIL list, precision={precision}"] = (
-            views, repens(module, pil, views, precision))
+            views,
+            repens(module, pil, views, precision),
+        )
     return rows
 
 
@@ -218,13 +242,20 @@ def speed_table(args):
     table = []
     for name, (n_views, _) in rows.items():
         seconds = statistics.median(times[name])
-        table.append([name, f"{args.n / seconds:.1f}", f"{args.n * n_views / seconds:.1f}",
-                      f"{base / seconds:.2f}x",
-                      f"{min_cosine(outputs[name], outputs[reference_of(name, args.views)]):.5f}"])
+        table.append(
+            [
+                name,
+                f"{args.n / seconds:.1f}",
+                f"{args.n * n_views / seconds:.1f}",
+                f"{base / seconds:.2f}x",
+                f"{min_cosine(outputs[name], outputs[reference_of(name, args.views)]):.5f}",
+            ]
+        )
     return table
 
 
 # ----------------------------------------------------------------------------- accuracy
+
 
 def accuracy_table(args):
     from sklearn.linear_model import LogisticRegression
@@ -236,8 +267,9 @@ def accuracy_table(args):
     module = create_backbone("efficientnet_lite0", pretrained=True)
     rows, embeddings = [], {}
     for precision in ("float32", "bfloat16"):
-        emb = MeanTTAEmbedder(module, n_augmentations=0, precision=precision, device="cpu",
-                              batch_size=128)
+        emb = MeanTTAEmbedder(
+            module, n_augmentations=0, precision=precision, device="cpu", batch_size=128
+        )
         start = time.perf_counter()
         Z_tr, Z_te = emb.fit_transform(X_tr), emb.transform(X_te)
         seconds = time.perf_counter() - start
@@ -245,8 +277,14 @@ def accuracy_table(args):
         knn = KNeighborsClassifier(10, metric="cosine").fit(Z_tr, y_tr).score(Z_te, y_te)
         linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         linear = linear.fit(Z_tr, y_tr).score(Z_te, y_te)
-        rows.append([precision, f"{100 * knn:.1f}", f"{100 * linear:.1f}",
-                     f"{(len(X_tr) + len(X_te)) / seconds:.1f}"])
+        rows.append(
+            [
+                precision,
+                f"{100 * knn:.1f}",
+                f"{100 * linear:.1f}",
+                f"{(len(X_tr) + len(X_te)) / seconds:.1f}",
+            ]
+        )
     cosine = min_cosine(embeddings["bfloat16"], embeddings["float32"])
     return rows, cosine
 
@@ -261,13 +299,17 @@ def main(argv=None):
     table = speed_table(args)
     print()
     print_table(table, ["pipeline", "images/s", "views/s", "vs hand loop", "cosine to float32"])
-    print("\n'bfloat16' is bf16 autocast with channels_last (native on this CPU when its flags "
-          "say so); 'auto' is float32 on CPUs, bf16 on CUDA GPUs that compute it natively.")
+    print(
+        "\n'bfloat16' is bf16 autocast with channels_last (native on this CPU when its flags "
+        "say so); 'auto' is float32 on CPUs, bf16 on CUDA GPUs that compute it natively."
+    )
     if not args.no_accuracy:
         rows, cosine = accuracy_table(args)
         print("\n## Accuracy of each precision (EfficientNet-Lite0, ImageNet weights, 224 px)\n")
-        print(f"Fashion-MNIST, {args.n_train} training and {args.n_test} test images; "
-              "kNN k=10 cosine, logistic regression on standardised embeddings.\n")
+        print(
+            f"Fashion-MNIST, {args.n_train} training and {args.n_test} test images; "
+            "kNN k=10 cosine, logistic regression on standardised embeddings.\n"
+        )
         print_table(rows, ["precision", "kNN acc %", "linear acc %", "images/s"])
         print(f"\nmin cosine of bf16 to float32 embeddings over the test images: {cosine:.5f}")
     return 0

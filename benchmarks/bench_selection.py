@@ -68,8 +68,10 @@ def bench_knn(n_candidates, n_samples, dim, n_sklearn):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, n_samples)
     centres = rng.normal(size=(10, dim)).astype(np.float32)
-    Zs = [(centres[y] * rng.uniform(0.05, 0.5) + rng.normal(size=(n_samples, dim)))
-          .astype(np.float32) for _ in range(n_candidates)]
+    Zs = [
+        (centres[y] * rng.uniform(0.05, 0.5) + rng.normal(size=(n_samples, dim))).astype(np.float32)
+        for _ in range(n_candidates)
+    ]
     t_ours, ours = timed(lambda: [loo_knn_accuracy(Z, y, metric="cosine") for Z in Zs])
     t_bare, bare = timed(lambda: [_bare_loo_1nn(Z, y) for Z in Zs])
     assert np.allclose(ours, bare), "blocked LOO differs from the bare reference"
@@ -79,33 +81,67 @@ def bench_knn(n_candidates, n_samples, dim, n_sklearn):
     t_sel, sel = timed(lambda: selector.fit(X_dummy, y))
     assert np.allclose(list(sel.scores_.values()), ours)
     knn = KNeighborsClassifier(1, metric="cosine", algorithm="brute")
-    t_sk, sk = timed(lambda: [cross_val_score(knn, Z, y, cv=LeaveOneOut()).mean()
-                                for Z in Zs[:n_sklearn]])
+    t_sk, sk = timed(
+        lambda: [cross_val_score(knn, Z, y, cv=LeaveOneOut()).mean() for Z in Zs[:n_sklearn]]
+    )
     assert np.allclose(sk, ours[:n_sklearn])
     t_nn, nn = timed(lambda: [_sklearn_loo_1nn(Z, y) for Z in Zs])
     assert np.allclose(nn, ours), "NearestNeighbors.kneighbors() differs from ours"
-    per = {"ours": t_ours / n_candidates, "bare": t_bare / n_candidates,
-           "sel": t_sel / n_candidates, "sk": t_sk / n_sklearn, "nn": t_nn / n_candidates}
+    per = {
+        "ours": t_ours / n_candidates,
+        "bare": t_bare / n_candidates,
+        "sel": t_sel / n_candidates,
+        "sk": t_sk / n_sklearn,
+        "nn": t_nn / n_candidates,
+    }
     rows = [
-        ["sklearn cross_val_score(KNN(1), LeaveOneOut)", f"{n_sklearn} (timed)",
-         f"{per['sk'] * 1e3:.1f}", f"{per['sk'] * n_candidates:.1f} (extrapolated)",
-         f"{per['sk'] / per['ours']:.0f}x slower"],
-        ["sklearn NearestNeighbors(1).fit(Z).kneighbors() (no X)", n_candidates,
-         f"{per['nn'] * 1e3:.2f}", f"{t_nn:.2f}", f"{per['nn'] / per['ours']:.1f}x slower"],
-        ["bare normalized matmul + argmax", n_candidates, f"{per['bare'] * 1e3:.2f}",
-         f"{t_bare:.2f}", "1.00 (floor)"],
-        ["loo_knn_accuracy (blocked, diagonal excluded)", n_candidates,
-         f"{per['ours'] * 1e3:.2f}", f"{t_ours:.2f}", f"{per['ours'] / per['bare']:.2f}x bare"],
-        ["TransferabilitySelector.fit (precomputed features)", n_candidates, f"{per['sel'] * 1e3:.2f}",
-         f"{t_sel:.2f}", f"{per['sel'] / per['bare']:.2f}x bare"],
+        [
+            "sklearn cross_val_score(KNN(1), LeaveOneOut)",
+            f"{n_sklearn} (timed)",
+            f"{per['sk'] * 1e3:.1f}",
+            f"{per['sk'] * n_candidates:.1f} (extrapolated)",
+            f"{per['sk'] / per['ours']:.0f}x slower",
+        ],
+        [
+            "sklearn NearestNeighbors(1).fit(Z).kneighbors() (no X)",
+            n_candidates,
+            f"{per['nn'] * 1e3:.2f}",
+            f"{t_nn:.2f}",
+            f"{per['nn'] / per['ours']:.1f}x slower",
+        ],
+        [
+            "bare normalized matmul + argmax",
+            n_candidates,
+            f"{per['bare'] * 1e3:.2f}",
+            f"{t_bare:.2f}",
+            "1.00 (floor)",
+        ],
+        [
+            "loo_knn_accuracy (blocked, diagonal excluded)",
+            n_candidates,
+            f"{per['ours'] * 1e3:.2f}",
+            f"{t_ours:.2f}",
+            f"{per['ours'] / per['bare']:.2f}x bare",
+        ],
+        [
+            "TransferabilitySelector.fit (precomputed features)",
+            n_candidates,
+            f"{per['sel'] * 1e3:.2f}",
+            f"{t_sel:.2f}",
+            f"{per['sel'] / per['bare']:.2f}x bare",
+        ],
     ]
-    print(f"\n### Leave-one-out 1-NN (cosine): {n_candidates} candidates x {n_samples} samples x "
-          f"{dim} dims\n")
+    print(
+        f"\n### Leave-one-out 1-NN (cosine): {n_candidates} candidates x {n_samples} samples x "
+        f"{dim} dims\n"
+    )
     print_table(rows, ["method", "candidates", "ms / candidate", "total s", "ratio"])
-    print(f"\nspeed-up over scikit-learn's cross_val_score(LeaveOneOut): "
-          f"{per['sk'] / per['ours']:.0f}x (target >= 100x); over its fair equivalent "
-          f"NearestNeighbors.kneighbors(): {per['nn'] / per['ours']:.1f}x; "
-          f"overhead over the bare matmul: {per['ours'] / per['bare']:.2f}x (target <= 2x)")
+    print(
+        f"\nspeed-up over scikit-learn's cross_val_score(LeaveOneOut): "
+        f"{per['sk'] / per['ours']:.0f}x (target >= 100x); over its fair equivalent "
+        f"NearestNeighbors.kneighbors(): {per['nn'] / per['ours']:.1f}x; "
+        f"overhead over the bare matmul: {per['ours'] / per['bare']:.2f}x (target <= 2x)"
+    )
 
 
 class _Pick(TransformerMixin, BaseEstimator):
@@ -127,9 +163,12 @@ class _Pick(TransformerMixin, BaseEstimator):
 def _reference_greedy(P, y, max_size, replacement):
     picks, labels = [], np.arange(P.shape[2])
     for _ in range(max_size if replacement else min(max_size, len(P))):
-        losses = [np.inf if (not replacement and m in picks)
-                  else log_loss(y, P[picks + [m]].mean(axis=0), labels=labels)
-                  for m in range(len(P))]
+        losses = [
+            np.inf
+            if (not replacement and m in picks)
+            else log_loss(y, P[picks + [m]].mean(axis=0), labels=labels)
+            for m in range(len(P))
+        ]
         picks.append(int(np.argmin(losses)))
     return picks
 
@@ -137,20 +176,39 @@ def _reference_greedy(P, y, max_size, replacement):
 def bench_greedy(n_candidates, n_val, max_size):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, n_val)
-    logits = rng.normal(size=(n_candidates, n_val, 10)) + \
-        np.eye(10)[y] * rng.uniform(0.5, 3, size=(n_candidates, 1, 1))
+    logits = rng.normal(size=(n_candidates, n_val, 10)) + np.eye(10)[y] * rng.uniform(
+        0.5, 3, size=(n_candidates, 1, 1)
+    )
     P = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     rows = []
     for replacement in (False, True):
-        t_ours, (picks, _) = timed(lambda: greedy_selection(
-            P, y, max_size=max_size, replacement=replacement), repeat=3)
+        t_ours, (picks, _) = timed(
+            lambda: greedy_selection(P, y, max_size=max_size, replacement=replacement), repeat=3
+        )
         t_ref, ref = timed(lambda: _reference_greedy(P, y, max_size, replacement))
-        rows.append([f"replacement={replacement}", f"{t_ours * 1e3:.1f}", f"{t_ref * 1e3:.0f}",
-                     f"{t_ref / t_ours:.0f}x", "yes" if picks == ref else "NO"])
-    print(f"\n### Greedy selection: {n_candidates} candidates x {n_val} validation points, "
-          f"{max_size} picks, log loss\n")
-    print_table(rows, ["setting", "running sums (ms)", "re-averaging reference (ms)",
-                       "speed-up", "identical picks"])
+        rows.append(
+            [
+                f"replacement={replacement}",
+                f"{t_ours * 1e3:.1f}",
+                f"{t_ref * 1e3:.0f}",
+                f"{t_ref / t_ours:.0f}x",
+                "yes" if picks == ref else "NO",
+            ]
+        )
+    print(
+        f"\n### Greedy selection: {n_candidates} candidates x {n_val} validation points, "
+        f"{max_size} picks, log loss\n"
+    )
+    print_table(
+        rows,
+        [
+            "setting",
+            "running sums (ms)",
+            "re-averaging reference (ms)",
+            "speed-up",
+            "identical picks",
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- quality
@@ -170,9 +228,11 @@ POOL = {  # name: train_backbone settings (upstream: 3,000 other Fashion-MNIST i
 
 
 def _proba_and_scores(P_val, P_test, y_val, y_test):
-    return dict(acc=float(np.mean(P_test.argmax(1) == y_test)),
-                nll=float(log_loss(y_test, P_test, labels=np.arange(P_test.shape[1]))),
-                val=float(log_loss(y_val, P_val, labels=np.arange(P_val.shape[1]))))
+    return dict(
+        acc=float(np.mean(P_test.argmax(1) == y_test)),
+        nll=float(log_loss(y_test, P_test, labels=np.arange(P_test.shape[1]))),
+        val=float(log_loss(y_val, P_val, labels=np.arange(P_val.shape[1]))),
+    )
 
 
 def _greedy(names, val, test, y_val, max_size):
@@ -187,44 +247,67 @@ def bench_quality(args):
     X_test_all, y_test_all = load_fashion_mnist(split="test", return_X_y=True)
     order = np.random.default_rng(1234).permutation(len(X_all))
     up = order[: args.n_upstream]
-    rest = order[args.n_upstream:]
+    rest = order[args.n_upstream :]
     te = np.random.default_rng(99).permutation(len(X_test_all))[: args.n_test]
     X_test, y_test = X_test_all[te], y_test_all[te]
     pool_names = list(POOL)[: args.pool]
     start = time.perf_counter()
-    common = dict(arch="convnet_small", arch_params={"width": args.width}, epochs=args.epochs,
-                  lr=0.05, batch_size=128, verbose=False)
-    pool = {name: train_backbone(X_all[up], y_all[up], name=f"sel-{name}",
-                                 **{**common, **POOL[name]})
-            for name in pool_names}
-    print(f"\npool of {len(pool)} backbones ready ({time.perf_counter() - start:.0f}s, cached "
-          f"under benchmarks/.cache)", flush=True)
+    common = dict(
+        arch="convnet_small",
+        arch_params={"width": args.width},
+        epochs=args.epochs,
+        lr=0.05,
+        batch_size=128,
+        verbose=False,
+    )
+    pool = {
+        name: train_backbone(X_all[up], y_all[up], name=f"sel-{name}", **{**common, **POOL[name]})
+        for name in pool_names
+    }
+    print(
+        f"\npool of {len(pool)} backbones ready ({time.perf_counter() - start:.0f}s, cached "
+        f"under benchmarks/.cache)",
+        flush=True,
+    )
     results = {k: [] for k in ("knn", "random", "single", "all")}
     sizes, rhos = {k: [] for k in ("knn", "random", "all")}, []
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
         idx = rng.choice(rest, size=args.n_labelled, replace=False)
         X, y = X_all[idx], y_all[idx]
-        tr, va = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y,
-                                  random_state=seed)
-        sel = TransferabilitySelector(list(pool.items()), n_select=args.k,
-                               metric=args.metric).fit(X[tr], y[tr])
+        tr, va = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
+        sel = TransferabilitySelector(list(pool.items()), n_select=args.k, metric=args.metric).fit(
+            X[tr], y[tr]
+        )
         val, test, ft_acc = {}, {}, {}
         t0 = time.perf_counter()
         for name in pool_names:
             for lr in args.lrs:
-                clf = FineTuneClassifier(pool[name], lr=lr, max_steps=args.steps,
-                                         batch_size=args.batch_size, device="cpu",
-                                         random_state=seed).fit(X[tr], y[tr])
+                clf = FineTuneClassifier(
+                    pool[name],
+                    lr=lr,
+                    max_steps=args.steps,
+                    batch_size=args.batch_size,
+                    device="cpu",
+                    random_state=seed,
+                ).fit(X[tr], y[tr])
                 key = f"{name}-lr{lr:g}"
                 val[key], test[key] = clf.predict_proba(X[va]), clf.predict_proba(X_test)
-            best_lr = min((f"{name}-lr{lr:g}" for lr in args.lrs),
-                          key=lambda k: log_loss(y[va], val[k], labels=np.arange(10)))
+            best_lr = min(
+                (f"{name}-lr{lr:g}" for lr in args.lrs),
+                key=lambda k: log_loss(y[va], val[k], labels=np.arange(10)),
+            )
             ft_acc[name] = float(np.mean(test[best_lr].argmax(1) == y_test))
-        print(f"  seed {seed}: {len(val)} fine-tunes in {time.perf_counter() - t0:.0f}s; "
-              f"kNN top-{args.k}: {sel.selected_}", flush=True)
-        rhos.append(spearmanr([sel.scores_[n] for n in pool_names],
-                              [ft_acc[n] for n in pool_names]).statistic)
+        print(
+            f"  seed {seed}: {len(val)} fine-tunes in {time.perf_counter() - t0:.0f}s; "
+            f"kNN top-{args.k}: {sel.selected_}",
+            flush=True,
+        )
+        rhos.append(
+            spearmanr(
+                [sel.scores_[n] for n in pool_names], [ft_acc[n] for n in pool_names]
+            ).statistic
+        )
         members = lambda names: [f"{n}-lr{lr:g}" for n in names for lr in args.lrs]  # noqa: E731
         max_size = args.k * len(args.lrs)
         strategies = {
@@ -254,41 +337,75 @@ def bench_quality(args):
     for key in ("single", "random", "knn", "all"):
         mean_size = f"{np.mean(sizes[key]):.1f}" if key in sizes else "1"
         acc = np.mean([r["acc"] for r in results[key]])
-        rows.append([labels[key], fmt(key, "acc"), fmt(key, "nll"), mean_size,
-                     f"{acc / base:.3f}"])
-    print(f"\n### Fashion-MNIST low-data: {args.n_labelled} labelled "
-          f"({args.n_labelled - int(np.ceil(0.2 * args.n_labelled))}/"
-          f"{int(np.ceil(0.2 * args.n_labelled))} split), "
-          f"{args.n_test} test images, {len(pool_names)} backbones, K={args.k}, sweep lr "
-          f"{tuple(args.lrs)} x {args.steps} steps (batch {args.batch_size}), "
-          f"mean ± std over {args.seeds} seed(s)\n")
-    print_table(rows, ["strategy", "test accuracy", "test log loss", "ensemble size",
-                       "accuracy ratio vs single"])
-    print(f"\nSpearman(kNN LOO accuracy ({args.metric}), fine-tuned test accuracy) over the pool: "
-          f"{np.mean(rhos):.3f} (per seed: {', '.join(f'{r:.2f}' for r in rhos)})")
+        rows.append([labels[key], fmt(key, "acc"), fmt(key, "nll"), mean_size, f"{acc / base:.3f}"])
+    print(
+        f"\n### Fashion-MNIST low-data: {args.n_labelled} labelled "
+        f"({args.n_labelled - int(np.ceil(0.2 * args.n_labelled))}/"
+        f"{int(np.ceil(0.2 * args.n_labelled))} split), "
+        f"{args.n_test} test images, {len(pool_names)} backbones, K={args.k}, sweep lr "
+        f"{tuple(args.lrs)} x {args.steps} steps (batch {args.batch_size}), "
+        f"mean ± std over {args.seeds} seed(s)\n"
+    )
+    print_table(
+        rows,
+        ["strategy", "test accuracy", "test log loss", "ensemble size", "accuracy ratio vs single"],
+    )
+    print(
+        f"\nSpearman(kNN LOO accuracy ({args.metric}), fine-tuned test accuracy) over the pool: "
+        f"{np.mean(rhos):.3f} (per seed: {', '.join(f'{r:.2f}' for r in rhos)})"
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="seconds: tiny sizes")
     parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"],
-                        help="distance of the kNN selection in the quality part")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch and BLAS threads (1 is far faster on an oversubscribed machine)")
+    parser.add_argument(
+        "--metric",
+        default="euclidean",
+        choices=["euclidean", "cosine"],
+        help="distance of the kNN selection in the quality part",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and BLAS threads (1 is far faster on an oversubscribed machine)",
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
     if args.quick:
         knn = dict(n_candidates=20, n_samples=300, dim=64, n_sklearn=1)
         greedy = dict(n_candidates=12, n_val=100, max_size=5)
-        args.__dict__.update(pool=4, k=2, lrs=[0.05], steps=10, batch_size=32, seeds=1,
-                             n_upstream=600, n_labelled=300, n_test=300, epochs=1, width=8)
+        args.__dict__.update(
+            pool=4,
+            k=2,
+            lrs=[0.05],
+            steps=10,
+            batch_size=32,
+            seeds=1,
+            n_upstream=600,
+            n_labelled=300,
+            n_test=300,
+            epochs=1,
+            width=8,
+        )
     else:
         knn = dict(n_candidates=200, n_samples=1000, dim=512, n_sklearn=2)
         greedy = dict(n_candidates=60, n_val=200, max_size=15)
-        args.__dict__.update(pool=10, k=3, lrs=[0.05, 0.01], steps=150, batch_size=32,
-                             seeds=3, n_upstream=3000, n_labelled=1000, n_test=2000, epochs=2,
-                             width=16)
+        args.__dict__.update(
+            pool=10,
+            k=3,
+            lrs=[0.05, 0.01],
+            steps=150,
+            batch_size=32,
+            seeds=3,
+            n_upstream=3000,
+            n_labelled=1000,
+            n_test=2000,
+            epochs=2,
+            width=16,
+        )
     print(f"machine: {machine_description()}")
     bench_knn(**knn)
     bench_greedy(**greedy)

@@ -116,12 +116,12 @@ SCORES = {
     "etran": etran_score,
 }
 
-# rank aggregates (TransferabilitySelector(scoring=[...])): mean rank of the candidates over the scores
+# rank aggregates (TransferabilitySelector(scoring=[...])): mean rank of the candidates over
+# the scores
 AGGREGATES = {
     "rank(logme,sfda,nleep)": ["logme", "sfda", "nleep"],
     "rank(logme,knn_loo,sfda)": ["logme", "knn_loo", "sfda"],
-    "rank(all cheap)": ["knn_loo", "logme", "hscore", "nleep", "sfda", "gbc", "transrate",
-                        "etran"],
+    "rank(all cheap)": ["knn_loo", "logme", "hscore", "nleep", "sfda", "gbc", "transrate", "etran"],
 }
 
 
@@ -144,18 +144,26 @@ def fashion_task(args):
     X, y = load_fashion_mnist(split="train", return_X_y=True)
     X_te, y_te = load_fashion_mnist(split="test", return_X_y=True)
     order = np.random.default_rng(1234).permutation(len(X))
-    up, rest = order[: args.n_upstream], order[args.n_upstream:]
+    up, rest = order[: args.n_upstream], order[args.n_upstream :]
     pool = _per_class(y, rest, args.pool, 7)
     te = np.random.default_rng(99).permutation(len(X_te))[: args.n_test]  # one test set
-    return dict(name="fashion", X=X[pool], y=y[pool], X_test=X_te[te], y_test=y_te[te],
-                X_up=X[up], y_up=y[up])
+    return dict(
+        name="fashion",
+        X=X[pool],
+        y=y[pool],
+        X_test=X_te[te],
+        y_test=y_te[te],
+        X_up=X[up],
+        y_up=y[up],
+    )
 
 
 def digits_task(args):
     """digits: a stratified test set of ``n_test`` images, the other images are the pool."""
     X, y = load_digits_images(return_X_y=True)
-    X_pool, X_te, y_pool, y_te = train_test_split(X, y, test_size=args.n_test, stratify=y,
-                                                  random_state=0)
+    X_pool, X_te, y_pool, y_te = train_test_split(
+        X, y, test_size=args.n_test, stratify=y, random_state=0
+    )
     return dict(name="digits", X=X_pool, y=y_pool, X_test=X_te, y_test=y_te)
 
 
@@ -185,16 +193,27 @@ def _lite(name, pretrained):
 
 def _small_cfg(module):
     """Tell the estimators to resize any task's images to the 28x28 the net was trained on."""
-    module.pretrained_cfg = dict(input_size=(1, 28, 28), mean=(0.0,), std=(1.0,),
-                                 interpolation="bilinear", crop_pct=1.0)
+    module.pretrained_cfg = dict(
+        input_size=(1, 28, 28), mean=(0.0,), std=(1.0,), interpolation="bilinear", crop_pct=1.0
+    )
     return module
 
 
 def _ensiam(X_up, args):
     """EnSiam-pretrained convnet on the upstream images (no labels), cached on disk."""
-    params = dict(backbone="convnet_small", backbone_params={"width": args.width}, n_views=4,
-                  policy="simsiam", max_epochs=args.epochs_ssl, batch_size=128, base_lr=0.05,
-                  projector_dim=128, predictor_hidden_dim=32, device="cpu", random_state=0)
+    params = dict(
+        backbone="convnet_small",
+        backbone_params={"width": args.width},
+        n_views=4,
+        policy="simsiam",
+        max_epochs=args.epochs_ssl,
+        batch_size=128,
+        base_lr=0.05,
+        projector_dim=128,
+        predictor_hidden_dim=32,
+        device="cpu",
+        random_state=0,
+    )
     key = hashlib.sha1(json.dumps([params, len(X_up)], sort_keys=True).encode()).hexdigest()[:16]
     path = CACHE / f"transfer-ensiam-{key}.pt"
     backbone = create_backbone("convnet_small", in_chans=1, width=args.width)
@@ -219,14 +238,25 @@ def build_zoo(fashion, args):
             zoo[f"lite{index}@{res}"] = (module, res)
     module = _lite("efficientnet_lite0", pretrained=False)
     zoo[f"lite0-random@{args.resolutions[0]}"] = (module, args.resolutions[0])
-    small = dict(arch="convnet_small", arch_params={"width": args.width}, epochs=args.epochs_sup,
-                 lr=0.05, batch_size=128, seed=0, verbose=False)
-    zoo["cnn-supervised"] = (_small_cfg(train_backbone(
-        fashion["X_up"], fashion["y_up"], name="transfer-sup", **small)), None)
+    small = dict(
+        arch="convnet_small",
+        arch_params={"width": args.width},
+        epochs=args.epochs_sup,
+        lr=0.05,
+        batch_size=128,
+        seed=0,
+        verbose=False,
+    )
+    zoo["cnn-supervised"] = (
+        _small_cfg(train_backbone(fashion["X_up"], fashion["y_up"], name="transfer-sup", **small)),
+        None,
+    )
     zoo["cnn-ensiam"] = (_small_cfg(_ensiam(fashion["X_up"], args)), None)
     torch.manual_seed(1)
-    zoo["cnn-random"] = (_small_cfg(create_backbone("convnet_small", in_chans=1,
-                                                    width=args.width)), None)
+    zoo["cnn-random"] = (
+        _small_cfg(create_backbone("convnet_small", in_chans=1, width=args.width)),
+        None,
+    )
     return zoo
 
 
@@ -258,11 +288,18 @@ def embed_pool(task, name, module, res, args):
 
     def compute():
         t0 = time.perf_counter()
-        emb = MeanTTAEmbedder(module, n_augmentations=0, device=args.device, batch_size=128,
-                              random_state=0, **_image_params(res)).fit(task["X"][:2])
+        emb = MeanTTAEmbedder(
+            module,
+            n_augmentations=0,
+            device=args.device,
+            batch_size=128,
+            random_state=0,
+            **_image_params(res),
+        ).fit(task["X"][:2])
         Z, Z_test = emb.transform(task["X"]), emb.transform(task["X_test"])
-        return dict(Z=Z, Z_test=Z_test, s_per_image=(time.perf_counter() - t0) / (
-            len(Z) + len(Z_test)))
+        return dict(
+            Z=Z, Z_test=Z_test, s_per_image=(time.perf_counter() - t0) / (len(Z) + len(Z_test))
+        )
 
     key = ["pool", task["name"], name, res, args.pool, args.n_test, *_zoo_key(args)]
     return _cached(key, compute)
@@ -273,14 +310,33 @@ def finetune(task, idx, name, module, res, args, draw):
 
     def compute():
         t0 = time.perf_counter()
-        clf = FineTuneClassifier(module, lr=args.lr, max_steps=args.steps, batch_size=32,
-                                 schedule="constant", device=args.device, random_state=0,
-                                 **_image_params(res))
+        clf = FineTuneClassifier(
+            module,
+            lr=args.lr,
+            max_steps=args.steps,
+            batch_size=32,
+            schedule="constant",
+            device=args.device,
+            random_state=0,
+            **_image_params(res),
+        )
         acc = clf.fit(task["X"][idx], task["y"][idx]).score(task["X_test"], task["y_test"])
         return dict(ft_acc=acc, ft_s=time.perf_counter() - t0)
 
-    key = ["ft", task["name"], name, res, args.pool, args.n_test, len(idx), draw, args.steps,
-           args.lr, "constant", *_zoo_key(args)]
+    key = [
+        "ft",
+        task["name"],
+        name,
+        res,
+        args.pool,
+        args.n_test,
+        len(idx),
+        draw,
+        args.steps,
+        args.lr,
+        "constant",
+        *_zoo_key(args),
+    ]
     return _cached(key, compute)
 
 
@@ -303,8 +359,7 @@ def run_task(task, zoo, args):
     pools = {}
     for name, (module, res) in zoo.items():
         pools[name], hit = embed_pool(task, name, module, res, args)
-        print(f"  [{task['name']}] {name}: pool embedded"
-              f"{' (cached)' if hit else ''}", flush=True)
+        print(f"  [{task['name']}] {name}: pool embedded{' (cached)' if hit else ''}", flush=True)
     ft_size = args.ft_size[task["name"]]
     out = {}
     for size in _sizes(task, args):
@@ -314,13 +369,19 @@ def run_task(task, zoo, args):
             rows = {}
             for name, (module, res) in zoo.items():
                 Z = pools[name]["Z"][idx]
-                rows[name] = dict(lp=linear_probe(Z, y, pools[name]["Z_test"], task["y_test"]),
-                                  scores=timed_scores(Z, y), ft=np.nan)
+                rows[name] = dict(
+                    lp=linear_probe(Z, y, pools[name]["Z_test"], task["y_test"]),
+                    scores=timed_scores(Z, y),
+                    ft=np.nan,
+                )
                 if size == ft_size and draw in args.ft_draws:
                     m, hit = finetune(task, idx, name, module, res, args, draw)
                     rows[name]["ft"] = float(m["ft_acc"])
-                    print(f"  [{task['name']} {size}/class draw {draw}] {name}: fine-tuned "
-                          f"{rows[name]['ft']:.3f}{' (cached)' if hit else ''}", flush=True)
+                    print(
+                        f"  [{task['name']} {size}/class draw {draw}] {name}: fine-tuned "
+                        f"{rows[name]['ft']:.3f}{' (cached)' if hit else ''}",
+                        flush=True,
+                    )
             out[size, draw] = rows
     return out
 
@@ -329,8 +390,11 @@ def _sizes(task, args):
     per_class = np.bincount(task["y"]).min()
     sizes = [s for s in args.sizes if s <= per_class]
     if len(sizes) < len(args.sizes):
-        print(f"  [{task['name']}] pool holds {per_class} images of its rarest class: sizes "
-              f"{[s for s in args.sizes if s > per_class]} per class left out", flush=True)
+        print(
+            f"  [{task['name']}] pool holds {per_class} images of its rarest class: sizes "
+            f"{[s for s in args.sizes if s > per_class]} per class left out",
+            flush=True,
+        )
     return sizes
 
 
@@ -338,7 +402,7 @@ def _sizes(task, args):
 
 
 def _aggregates(rows):
-    """Rank-aggregate scores of every candidate, as TransferabilitySelector(scoring=[...]) makes them."""
+    """Rank-aggregate scores of every candidate, as ``TransferabilitySelector(scoring=[...])``."""
     names = list(rows)
     for label, members in AGGREGATES.items():
         table = np.array([[rows[n]["scores"][s][0] for n in names] for s in members])
@@ -357,8 +421,12 @@ def agreement(rows, truth):
     for s in rows[names[0]]["scores"]:
         values = np.array([rows[n]["scores"][s][0] for n in names])
         top = int(np.argmax(values))
-        out[s] = dict(tau=kendalltau(values, acc).statistic, regret=100 * (acc.max() - acc[top]),
-                      ms=1e3 * np.mean([rows[n]["scores"][s][1] for n in names]), pick=names[top])
+        out[s] = dict(
+            tau=kendalltau(values, acc).statistic,
+            regret=100 * (acc.max() - acc[top]),
+            ms=1e3 * np.mean([rows[n]["scores"][s][1] for n in names]),
+            pick=names[top],
+        )
     return out
 
 
@@ -372,73 +440,145 @@ def _mean_sd(values, fmt):
 def report(results, n_candidates, args):
     """Mean ± standard deviation over task x size x draw runs; per-setting tau; wins."""
     lp = [(k, agreement(rows, "lp")) for k, rows in results]
-    ft = [(k, agreement(rows, "ft")) for k, rows in results
-          if not np.isnan(rows[next(iter(rows))]["ft"])]
+    ft = [
+        (k, agreement(rows, "ft"))
+        for k, rows in results
+        if not np.isnan(rows[next(iter(rows))]["ft"])
+    ]
     scores = list(lp[0][1])
     print(f"\n### Mean ± SD over runs, {n_candidates} candidates\n")
-    print(f"{len(lp)} runs (task x size x draw) against the linear probe (LP), {len(ft)} "
-          f"against fine-tuning (FT). Kendall's tau over the zoo; regret: accuracy points lost "
-          f"by keeping only the score's top-1 candidate; ms per candidate (scoring only).\n")
+    print(
+        f"{len(lp)} runs (task x size x draw) against the linear probe (LP), {len(ft)} "
+        f"against fine-tuning (FT). Kendall's tau over the zoo; regret: accuracy points lost "
+        f"by keeping only the score's top-1 candidate; ms per candidate (scoring only).\n"
+    )
     rows = []
     for s in scores:
-        rows.append([s, _mean_sd([r[s]["tau"] for _, r in ft], "+.2f"),
-                     _mean_sd([r[s]["regret"] for _, r in ft], ".1f"),
-                     _mean_sd([r[s]["tau"] for _, r in lp], "+.2f"),
-                     _mean_sd([r[s]["regret"] for _, r in lp], ".1f"),
-                     f"{np.mean([r[s]['ms'] for _, r in lp]):.0f}"])
+        rows.append(
+            [
+                s,
+                _mean_sd([r[s]["tau"] for _, r in ft], "+.2f"),
+                _mean_sd([r[s]["regret"] for _, r in ft], ".1f"),
+                _mean_sd([r[s]["tau"] for _, r in lp], "+.2f"),
+                _mean_sd([r[s]["regret"] for _, r in lp], ".1f"),
+                f"{np.mean([r[s]['ms'] for _, r in lp]):.0f}",
+            ]
+        )
     print_table(rows, ["score", "tau FT", "regret FT", "tau LP", "regret LP", "ms / candidate"])
     settings = sorted({k[:2] for k, _ in lp}, key=lambda t: (t[0], t[1]))
     print("\n### Kendall tau against the linear probe, mean over draws, per task and size\n")
-    table = [[s, *(f"{np.mean([r[s]['tau'] for k, r in lp if k[:2] == t]):+.2f}"
-                   for t in settings)] for s in scores]
+    table = [
+        [s, *(f"{np.mean([r[s]['tau'] for k, r in lp if k[:2] == t]):+.2f}" for t in settings)]
+        for s in scores
+    ]
     print_table(table, ["score", *(f"{t} {n}/class" for t, n in settings)])
     best = np.array([[r[s]["tau"] for s in scores] for _, r in lp])
     wins = (best >= best.max(axis=1, keepdims=True) - 1e-12).sum(axis=0)
-    print("\nRuns in which a score has the best tau against LP (ties count for each): "
-          + ", ".join(f"{s} {w}" for s, w in zip(scores, wins)))
+    print(
+        "\nRuns in which a score has the best tau against LP (ties count for each): "
+        + ", ".join(f"{s} {w}" for s, w in zip(scores, wins))
+    )
     print("\n### Against fine-tuning, per run\n")
-    table = [[f"{k[0]} {k[1]}/class draw {k[2]}", s, f"{r[s]['tau']:+.2f}",
-              f"{r[s]['regret']:.1f}", r[s]["pick"]] for k, r in ft for s in scores]
+    table = [
+        [
+            f"{k[0]} {k[1]}/class draw {k[2]}",
+            s,
+            f"{r[s]['tau']:+.2f}",
+            f"{r[s]['regret']:.1f}",
+            r[s]["pick"],
+        ]
+        for k, r in ft
+        for s in scores
+    ]
     print_table(table, ["run", "score", "tau FT", "regret FT", "top-1 pick"])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="about a minute: tiny sizes, 6 candidates")
-    parser.add_argument("--tasks", nargs="+", default=["fashion", "digits"],
-                        choices=["fashion", "digits"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="label draws from the pool (default 0 1 2)")
-    parser.add_argument("--sizes", type=int, nargs="+",
-                        help="labelled images per class (default 50 100 300; sizes a task's "
-                             "pool cannot hold are left out)")
+    parser.add_argument(
+        "--quick", action="store_true", help="about a minute: tiny sizes, 6 candidates"
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=["fashion", "digits"], choices=["fashion", "digits"]
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="label draws from the pool (default 0 1 2)",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        help="labelled images per class (default 50 100 300; sizes a task's "
+        "pool cannot hold are left out)",
+    )
     parser.add_argument("--steps", type=int, help="fine-tuning steps (default 40; 5 quick)")
     parser.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.01)")
-    parser.add_argument("--resolutions", type=int, nargs="+",
-                        help="EfficientNet input sizes (default 64 96; 32 quick)")
-    parser.add_argument("--ft-draws", type=int, nargs="+", default=[0],
-                        help="draws fine-tuned at each task's reference size (default 0)")
-    parser.add_argument("--device", default="cpu", help="torch device of embedding and "
-                        "fine-tuning (default cpu; the small zoo is always trained on the CPU)")
+    parser.add_argument(
+        "--resolutions",
+        type=int,
+        nargs="+",
+        help="EfficientNet input sizes (default 64 96; 32 quick)",
+    )
+    parser.add_argument(
+        "--ft-draws",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="draws fine-tuned at each task's reference size (default 0)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of embedding and "
+        "fine-tuning (default cpu; the small zoo is always trained on the CPU)",
+    )
     args = parser.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None}
     if args.quick:
-        args.__dict__.update(pool=30, sizes=[10, 20], n_test=200, n_upstream=600, steps=5,
-                             lr=0.01, resolutions=[32], lites=[0], width=8, epochs_sup=1,
-                             epochs_ssl=1, ft_size={"fashion": 20, "digits": 20})
+        args.__dict__.update(
+            pool=30,
+            sizes=[10, 20],
+            n_test=200,
+            n_upstream=600,
+            steps=5,
+            lr=0.01,
+            resolutions=[32],
+            lites=[0],
+            width=8,
+            epochs_sup=1,
+            epochs_ssl=1,
+            ft_size={"fashion": 20, "digits": 20},
+        )
     else:
-        args.__dict__.update(pool=350, sizes=[50, 100, 300], n_test=500, n_upstream=3000,
-                             steps=40, lr=0.01, resolutions=[64, 96], lites=[0, 1, 2], width=16,
-                             epochs_sup=3, epochs_ssl=3, ft_size={"fashion": 100, "digits": 50})
+        args.__dict__.update(
+            pool=350,
+            sizes=[50, 100, 300],
+            n_test=500,
+            n_upstream=3000,
+            steps=40,
+            lr=0.01,
+            resolutions=[64, 96],
+            lites=[0, 1, 2],
+            width=16,
+            epochs_sup=3,
+            epochs_ssl=3,
+            ft_size={"fashion": 100, "digits": 50},
+        )
     args.__dict__.update(given)
     set_threads(1)
     start = time.perf_counter()
     print(f"machine: {machine_description()}")
-    print(f"mode: {'--quick' if args.quick else 'default'}; draws {args.seeds}; sizes "
-          f"{args.sizes} per class; fine-tuning {args.steps} steps x batch 32, constant lr "
-          f"{args.lr}, at {args.ft_size} per class, draws {args.ft_draws}; EfficientNet "
-          f"resolutions {args.resolutions}", flush=True)
+    print(
+        f"mode: {'--quick' if args.quick else 'default'}; draws {args.seeds}; sizes "
+        f"{args.sizes} per class; fine-tuning {args.steps} steps x batch 32, constant lr "
+        f"{args.lr}, at {args.ft_size} per class, draws {args.ft_draws}; EfficientNet "
+        f"resolutions {args.resolutions}",
+        flush=True,
+    )
     fashion = fashion_task(args)
     zoo = build_zoo(fashion, args)
     print(f"zoo of {len(zoo)} candidates ready, {time.perf_counter() - start:.0f}s", flush=True)

@@ -36,8 +36,13 @@ from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, MeanTTAEmbedder
 class _Pretrained(nn.Module):
     """A ResNet-18 declaring a pretrained_cfg, so preprocessing runs on the GPU too."""
 
-    pretrained_cfg = {"input_size": (3, 96, 96), "mean": (0.485, 0.456, 0.406),
-                      "std": (0.229, 0.224, 0.225), "interpolation": "bilinear", "crop_pct": 1.0}
+    pretrained_cfg = {
+        "input_size": (3, 96, 96),
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+    }
 
     def __init__(self):
         super().__init__()
@@ -62,8 +67,15 @@ def _cosine(a, b):
 
 def _throughput(n, views, size):
     X = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    emb = MeanTTAEmbedder(_Pretrained(), policy="crop_flip", n_augmentations=views,
-                          img_size=size, batch_size=512, device="auto", random_state=0).fit(X[:8])
+    emb = MeanTTAEmbedder(
+        _Pretrained(),
+        policy="crop_flip",
+        n_augmentations=views,
+        img_size=size,
+        batch_size=512,
+        device="auto",
+        random_state=0,
+    ).fit(X[:8])
     emb.transform(X[:512])  # warm-up (cuDNN autotuning, kornia pipelines)
     torch.cuda.synchronize()
     start = time.perf_counter()
@@ -99,30 +111,51 @@ def main(argv=None):
     gpu = MeanTTAEmbedder(_Pretrained(), n_augmentations=0, device="auto").fit(X)
     on_cuda = next(gpu.backbone_.parameters()).device.type == "cuda"
     ok &= _report("device='auto' -> CUDA", on_cuda, str(next(gpu.backbone_.parameters()).device))
-    cpu = MeanTTAEmbedder(_Pretrained(), n_augmentations=0, device="cpu",
-                          precision="float32").fit(X)
+    cpu = MeanTTAEmbedder(_Pretrained(), n_augmentations=0, device="cpu", precision="float32").fit(
+        X
+    )
     cpu.backbone_.load_state_dict(gpu.backbone_.state_dict())
     cos = _cosine(gpu.transform(X), cpu.transform(X))
     ok &= _report("bf16 autocast vs float32 CPU (cosine)", cos > 0.99, f"{cos:.5f}")
     blob = pickle.dumps(gpu)
-    code = ("import pickle,sys,torch; e=pickle.loads(sys.stdin.buffer.read()); "
-            "e.set_params(device='cpu'); import numpy as np; "
-            "print(e.transform(np.zeros((2,28,28),np.uint8)).shape)")
-    run = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True,
-                         env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""})
-    ok &= _report("GPU-fitted pickle loads on a CPU-only process", run.returncode == 0,
-                  run.stdout.decode().strip() or run.stderr.decode()[-200:])
-    clf = FineTuneClassifier(_Pretrained(), max_steps=5, batch_size=16, device="auto",
-                             random_state=0).fit(X, y)
+    code = (
+        "import pickle,sys,torch; e=pickle.loads(sys.stdin.buffer.read()); "
+        "e.set_params(device='cpu'); import numpy as np; "
+        "print(e.transform(np.zeros((2,28,28),np.uint8)).shape)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        input=blob,
+        capture_output=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""},
+    )
+    ok &= _report(
+        "GPU-fitted pickle loads on a CPU-only process",
+        run.returncode == 0,
+        run.stdout.decode().strip() or run.stderr.decode()[-200:],
+    )
+    clf = FineTuneClassifier(
+        _Pretrained(), max_steps=5, batch_size=16, device="auto", random_state=0
+    ).fit(X, y)
     ok &= _report("FineTuneClassifier trains on CUDA", clf.predict(X).shape == (64,))
-    pre = EnSiamPretrainer(_Pretrained(), policy="crop_flip", max_epochs=1, batch_size=32,
-                           projector_dim=64, predictor_hidden_dim=16, device="auto",
-                           random_state=0).fit(X)
+    pre = EnSiamPretrainer(
+        _Pretrained(),
+        policy="crop_flip",
+        max_epochs=1,
+        batch_size=32,
+        projector_dim=64,
+        predictor_hidden_dim=16,
+        device="auto",
+        random_state=0,
+    ).fit(X)
     ok &= _report("EnSiamPretrainer trains on CUDA", np.isfinite(pre.history_[-1, "train_loss"]))
     metta, plain = _throughput(args.n, args.views, args.size)
-    _report(f"MeTTA S={args.views} at {args.size}px, images/s", True,
-            f"{metta:,.0f} vs plain bf16 forward of the same views {plain:,.0f} "
-            f"(ratio {metta / plain:.2f})")
+    _report(
+        f"MeTTA S={args.views} at {args.size}px, images/s",
+        True,
+        f"{metta:,.0f} vs plain bf16 forward of the same views {plain:,.0f} "
+        f"(ratio {metta / plain:.2f})",
+    )
     ok &= _check_precision_and_peers(args)
     ok &= _check_nccl_data_parallel()
     return 0 if ok else 1
@@ -134,16 +167,20 @@ def _check_precision_and_peers(args):
 
     native = torch.cuda.is_bf16_supported(including_emulation=False)
     auto = resolve_precision("auto", "cuda")
-    ok = _report("precision='auto' on CUDA -> bf16 where native",
-                 auto == (torch.bfloat16 if native else torch.float32), str(auto))
+    ok = _report(
+        "precision='auto' on CUDA -> bf16 where native",
+        auto == (torch.bfloat16 if native else torch.float32),
+        str(auto),
+    )
     try:
         from benchmarks._common import print_table
         from benchmarks.bench_peers import parse_args, speed_table
     except ImportError as exc:  # timm missing: the peers need it
         print(f"SKIP  peers comparison on CUDA: {exc}")
         return ok
-    table = speed_table(parse_args(["--device", "cuda", "--n", str(args.peers_n),
-                                    "--repeat", "3", "--no-accuracy"]))
+    table = speed_table(
+        parse_args(["--device", "cuda", "--n", str(args.peers_n), "--repeat", "3", "--no-accuracy"])
+    )
     print_table(table, ["pipeline", "images/s", "views/s", "vs hand loop", "cosine to float32"])
     return ok
 
@@ -151,10 +188,17 @@ def _check_precision_and_peers(args):
 _NCCL_WORKER = "REPENS_GPU_CHECK_NCCL_WORKER"  # set for the processes torchrun starts
 # small models, float32 so that 2 GPUs and 1 GPU agree to float tolerance
 _NCCL_CASES = {
-    "FineTuneClassifier": dict(backbone="mlp", lr=0.1, max_steps=6, batch_size=16,
-                               policy="gaussian_noise"),
-    "EnSiamPretrainer (SyncBN)": dict(backbone="mlp", policy="gaussian_noise", max_epochs=3,
-                                      batch_size=16, projector_dim=32, predictor_hidden_dim=8),
+    "FineTuneClassifier": dict(
+        backbone="mlp", lr=0.1, max_steps=6, batch_size=16, policy="gaussian_noise"
+    ),
+    "EnSiamPretrainer (SyncBN)": dict(
+        backbone="mlp",
+        policy="gaussian_noise",
+        max_epochs=3,
+        batch_size=16,
+        projector_dim=32,
+        predictor_hidden_dim=8,
+    ),
 }
 
 
@@ -181,23 +225,31 @@ def _nccl_worker(out):
 def _check_nccl_data_parallel():
     """2 processes on 2 GPUs (NCCL, torchrun) train as 1 process does; skipped below 2 GPUs."""
     if torch.cuda.device_count() < 2:
-        print(f"SKIP  data-parallel training on NCCL: needs 2 GPUs, "
-              f"{torch.cuda.device_count()} here")
+        print(
+            f"SKIP  data-parallel training on NCCL: needs 2 GPUs, {torch.cuda.device_count()} here"
+        )
         return True
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "nccl.json")
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", "-m", "benchmarks.gpu_check"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "benchmarks.gpu_check",
+        ]
         run = subprocess.run(cmd, env={**os.environ, _NCCL_WORKER: out}, capture_output=True)
         if run.returncode:
-            return _report("data-parallel training on 2 GPUs (NCCL)", False,
-                           run.stderr.decode()[-300:])
+            return _report(
+                "data-parallel training on 2 GPUs (NCCL)", False, run.stderr.decode()[-300:]
+            )
         with open(out) as f:
             two = json.load(f)
-    ok = _report("torchrun 2 processes -> NCCL backend", two["backend"] == "nccl",
-                 two["backend"])
+    ok = _report("torchrun 2 processes -> NCCL backend", two["backend"] == "nccl", two["backend"])
     for name, params in _NCCL_CASES.items():
         one = _nccl_fit(name, params)
         gap = float(np.max(np.abs(np.subtract(two["losses"][name], one))))

@@ -46,8 +46,10 @@ def main(argv=None):
         ("random_mlp", MeanTTAEmbedder("mlp", n_augmentations=0, random_state=0)),
         # L-BFGS converges on 1,257 digits in about 50 iterations (Adam needs hundreds)
         ("supervised_a", HiddenLayer((64,), solver="lbfgs", max_iter=500, random_state=1)),
-        ("supervised_b", HiddenLayer((64,), solver="lbfgs", max_iter=500, random_state=2,
-                                     alpha=1e-2)),
+        (
+            "supervised_b",
+            HiddenLayer((64,), solver="lbfgs", max_iter=500, random_state=2, alpha=1e-2),
+        ),
     ]
 
     def knn(F_tr, F_te, k=1):
@@ -62,8 +64,9 @@ def main(argv=None):
         union = ConcatEmbedder(backbones, combine=combine)
         results[combine] = knn(union.fit_transform(X_tr, y_tr), union.transform(X_te))
     # identity output: the random MLP's features are negative in part, which ReLU cannot fit
-    learned = LearnedEnsembleEmbedder(backbones, max_epochs=epochs, batch_size=64,
-                                      final_activation="identity", random_state=0)
+    learned = LearnedEnsembleEmbedder(
+        backbones, max_epochs=epochs, batch_size=64, final_activation="identity", random_state=0
+    )
     Z_tr = learned.fit_transform(X_tr, y_tr)  # the supervised backbones use y in fit
     results["learned"] = knn(Z_tr, learned.transform(X_te))
 

@@ -43,22 +43,38 @@ def upstream_pool(X, y, steps, quick=False):
     pool = {}
     for name, (classes, seed) in specs.items():
         keep = np.isin(y, classes) if classes else np.ones(len(y), bool)
-        clf = FineTuneClassifier("convnet_small", backbone_params={"width": 8}, lr=0.05,
-                                 max_steps=steps, batch_size=32, device="cpu",
-                                 random_state=seed).fit(X[keep], y[keep])
+        clf = FineTuneClassifier(
+            "convnet_small",
+            backbone_params={"width": 8},
+            lr=0.05,
+            max_steps=steps,
+            batch_size=32,
+            device="cpu",
+            random_state=seed,
+        ).fit(X[keep], y[keep])
         pool[name] = clf.as_backbone()
-    pool["untrained"] = FineTuneClassifier(
-        "convnet_small", backbone_params={"width": 8}, max_steps=1, lr=1e-9, batch_size=2,
-        device="cpu", random_state=4).fit(X[:4], [0, 1, 0, 1]).as_backbone()
+    pool["untrained"] = (
+        FineTuneClassifier(
+            "convnet_small",
+            backbone_params={"width": 8},
+            max_steps=1,
+            lr=1e-9,
+            batch_size=2,
+            device="cpu",
+            random_state=4,
+        )
+        .fit(X[:4], [0, 1, 0, 1])
+        .as_backbone()
+    )
     return pool
 
 
 def main(quick=False):
     X, y = load_digits_images(return_X_y=True)
-    X_up, X_down, y_up, y_down = train_test_split(X, y, train_size=0.4, stratify=y,
-                                                  random_state=0)
+    X_up, X_down, y_up, y_down = train_test_split(X, y, train_size=0.4, stratify=y, random_state=0)
     X_train, X_test, y_train, y_test = train_test_split(
-        X_down, y_down, train_size=200 if quick else 500, stratify=y_down, random_state=0)
+        X_down, y_down, train_size=200 if quick else 500, stratify=y_down, random_state=0
+    )
     steps = 10 if quick else 150
     lrs = (0.05,) if quick else (0.05, 0.01)
 
@@ -69,18 +85,23 @@ def main(quick=False):
         print(f"  {name:<14} {selector.scores_[name]:.3f}")
     print("selected:", selector.selected_)
 
-    sweep = make_finetune_sweep(selector, lrs=lrs, steps=(steps,), batch_size=32,
-                                device="cpu", random_state=0)
+    sweep = make_finetune_sweep(
+        selector, lrs=lrs, steps=(steps,), batch_size=32, device="cpu", random_state=0
+    )
     ensemble = GreedyEnsembleClassifier(sweep, max_size=4, random_state=0).fit(X_train, y_train)
     print("greedy picks:", ensemble.ensemble_)
     print("validation log loss after each pick:", np.round(ensemble.validation_curve_, 3))
 
     best_name = min(ensemble.candidate_scores_, key=ensemble.candidate_scores_.get)
     single = dict(sweep)[best_name].fit(X_train, y_train)
-    print(f"test accuracy, best single fine-tuned model ({best_name}): "
-          f"{single.score(X_test, y_test):.3f}")
-    print(f"test accuracy, greedy ensemble of {len(ensemble.ensemble_)}: "
-          f"{ensemble.score(X_test, y_test):.3f}")
+    print(
+        f"test accuracy, best single fine-tuned model ({best_name}): "
+        f"{single.score(X_test, y_test):.3f}"
+    )
+    print(
+        f"test accuracy, greedy ensemble of {len(ensemble.ensemble_)}: "
+        f"{ensemble.score(X_test, y_test):.3f}"
+    )
 
 
 if __name__ == "__main__":

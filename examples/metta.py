@@ -25,10 +25,18 @@ POLICY_PARAMS = {"scale": (0.6, 1.0)}
 
 
 def train_cnn(X, y, epochs, seed=0):
-    """A few epochs of cross-entropy with crop_flip augmentation; the backbone MeTTA will embed with."""
-    clf = FineTuneClassifier("convnet_small", lr=0.05, momentum=0.9, batch_size=64,
-                             max_steps=epochs * -(-len(X) // 64), policy="crop_flip",
-                             policy_params=POLICY_PARAMS, device="cpu", random_state=seed)
+    """A few epochs of cross-entropy with crop_flip augmentation: the backbone MeTTA embeds with."""
+    clf = FineTuneClassifier(
+        "convnet_small",
+        lr=0.05,
+        momentum=0.9,
+        batch_size=64,
+        max_steps=epochs * -(-len(X) // 64),
+        policy="crop_flip",
+        policy_params=POLICY_PARAMS,
+        device="cpu",
+        random_state=seed,
+    )
     return clf.fit(X, y).as_backbone()
 
 
@@ -41,25 +49,33 @@ def main():
     X, y = load_digits_images(return_X_y=True)
     if args.quick:
         X, y = X[:300], y[:300]
-    X_fit, X_rest, y_fit, y_rest = train_test_split(X, y, train_size=0.4, random_state=0,
-                                                    stratify=y)
-    X_train, X_test, y_train, y_test = train_test_split(X_rest, y_rest, test_size=0.5,
-                                                        random_state=0, stratify=y_rest)
+    X_fit, X_rest, y_fit, y_rest = train_test_split(
+        X, y, train_size=0.4, random_state=0, stratify=y
+    )
+    X_train, X_test, y_train, y_test = train_test_split(
+        X_rest, y_rest, test_size=0.5, random_state=0, stratify=y_rest
+    )
     backbone = train_cnn(X_fit, y_fit, epochs=1 if args.quick else 8)
 
     settings = {
         "centre (plain)": dict(n_augmentations=0),
         "MeTTA S=8": dict(policy="crop_flip", policy_params=POLICY_PARAMS, n_augmentations=8),
-        "MeTTA S=8 + identity": dict(policy="crop_flip", policy_params=POLICY_PARAMS,
-                                     n_augmentations=8, include_identity=True),
+        "MeTTA S=8 + identity": dict(
+            policy="crop_flip",
+            policy_params=POLICY_PARAMS,
+            n_augmentations=8,
+            include_identity=True,
+        ),
         "multi-scale + GeM": dict(policy="multiscale", n_augmentations=3, aggregation="gem"),
     }
     for name, params in settings.items():
         embedder = MeanTTAEmbedder(backbone, random_state=0, **params)
         clf = make_pipeline(embedder, StandardScaler(), LogisticRegression(max_iter=2000))
         accuracy = clf.fit(X_train, y_train).score(X_test, y_test)
-        print(f"{name:<22} linear-eval accuracy {100 * accuracy:5.1f}%  "
-              f"({embedder.n_views_} view(s) per image)")
+        print(
+            f"{name:<22} linear-eval accuracy {100 * accuracy:5.1f}%  "
+            f"({embedder.n_views_} view(s) per image)"
+        )
     print(f"embedding shape: {np.shape(embedder.transform(X_test[:5]))}")
 
 

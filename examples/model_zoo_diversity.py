@@ -63,7 +63,7 @@ def load(n_train, n_calib, n_test, seed=0):
     shrink = min(1.0, len(X) / (2 * n_train + n_calib))  # digits is smaller than the full run
     n_train, n_calib = int(n_train * shrink), int(n_calib * shrink)
     perm = np.random.default_rng(seed).permutation(len(X))
-    parts = np.split(perm[:2 * n_train + n_calib], [n_train, n_train + n_calib])
+    parts = np.split(perm[: 2 * n_train + n_calib], [n_train, n_train + n_calib])
     return [(X[p], y[p]) for p in parts] + [(X_te[:n_test], y_te[:n_test])]
 
 
@@ -72,8 +72,7 @@ def zoo(max_iter):
     return {
         "base": MLPClassifier(random_state=0, **mlp),
         "reinit": MLPClassifier(random_state=1, **mlp),
-        "hparam": MLPClassifier(random_state=2, alpha=1e-2, learning_rate_init=3e-3,
-                                **mlp),
+        "hparam": MLPClassifier(random_state=2, alpha=1e-2, learning_rate_init=3e-3, **mlp),
         "arch": MLPClassifier(random_state=3, **{**mlp, "hidden_layer_sizes": (64, 64)}),
         "framework": make_pipeline(PCA(40, random_state=0), LogisticRegression(max_iter=500)),
         "data": MLPClassifier(random_state=0, **mlp),
@@ -91,8 +90,9 @@ def run(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny run (seconds)")
     parser.add_argument("--out", default=None, help="folder for the PNG files")
     args = parser.parse_args(argv)
-    n_train, n_calib, n_test, max_iter = (400, 300, 400, 15) if args.quick else (3000, 1500,
-                                                                               3000, 40)
+    n_train, n_calib, n_test, max_iter = (
+        (400, 300, 400, 15) if args.quick else (3000, 1500, 3000, 40)
+    )
     (X, y), (X_cal, y_cal), (X_other, y_other), (X_te, y_te) = load(n_train, n_calib, n_test)
     models = zoo(max_iter)
     with warnings.catch_warnings():
@@ -104,35 +104,58 @@ def run(argv=None):
                 model.fit(X, y)
 
     for calibrate in (False, True):
-        table = pairwise_diversity(models, X_te, y_te, reference="base", calibrate=calibrate,
-                                   X_calib=X_cal, y_calib=y_cal)
+        table = pairwise_diversity(
+            models, X_te, y_te, reference="base", calibrate=calibrate, X_calib=X_cal, y_calib=y_cal
+        )
         print(f"\npairs with the base model ({'calibrated' if calibrate else 'raw'}):")
-        print(table[["model_b", "accuracy_b", "error_inconsistency", "kappa",
-                     "ensemble_accuracy", "ensemble_gain"]].round(4).to_string(index=False))
+        print(
+            table[
+                [
+                    "model_b",
+                    "accuracy_b",
+                    "error_inconsistency",
+                    "kappa",
+                    "ensemble_accuracy",
+                    "ensemble_gain",
+                ]
+            ]
+            .round(4)
+            .to_string(index=False)
+        )
 
     import matplotlib
 
     matplotlib.use("Agg")
     out = Path(args.out or tempfile.mkdtemp(prefix="model_zoo_diversity_"))
     out.mkdir(parents=True, exist_ok=True)
-    disp = PairwiseDiversityDisplay.from_estimators(models, X_te, y_te, calibrate=True,
-                                                    X_calib=X_cal, y_calib=y_cal)
+    disp = PairwiseDiversityDisplay.from_estimators(
+        models, X_te, y_te, calibrate=True, X_calib=X_cal, y_calib=y_cal
+    )
     disp.figure_.savefig(out / "pairwise_error_inconsistency.png", bbox_inches="tight")
-    disp = ConfidenceDisplay.from_estimators(models["base"], models["framework"], X_te, y_te,
-                                             name_a="base", name_b="framework")
+    disp = ConfidenceDisplay.from_estimators(
+        models["base"], models["framework"], X_te, y_te, name_a="base", name_b="framework"
+    )
     disp.figure_.savefig(out / "confidence_base_vs_framework.png", bbox_inches="tight")
 
     # The zoo, frozen, as candidates of a greedy ensemble chosen on held-out data.
-    greedy = GreedyEnsembleClassifier([(n, FrozenEstimator(m)) for n, m in models.items()],
-                                      max_size=6, replacement=True, random_state=0)
+    greedy = GreedyEnsembleClassifier(
+        [(n, FrozenEstimator(m)) for n, m in models.items()],
+        max_size=6,
+        replacement=True,
+        random_state=0,
+    )
     greedy.fit(X_cal, y_cal)
     print(f"\ngreedy ensemble {greedy.ensemble_}: test accuracy {greedy.score(X_te, y_te):.4f}")
     disp = EnsembleCurveDisplay.from_estimator(greedy)
     disp.figure_.savefig(out / "greedy_ensemble_curve.png", bbox_inches="tight")
 
     # Ranking representations by leave-one-out kNN accuracy.
-    candidates = [("pixels", FunctionTransformer()), ("pca8", PCA(8, random_state=0)),
-                  ("pca16", PCA(16, random_state=0)), ("pca32", PCA(32, random_state=0))]
+    candidates = [
+        ("pixels", FunctionTransformer()),
+        ("pca8", PCA(8, random_state=0)),
+        ("pca16", PCA(16, random_state=0)),
+        ("pca32", PCA(32, random_state=0)),
+    ]
     selector = TransferabilitySelector(candidates, n_select=2).fit(X_cal, y_cal)
     disp = SelectionDisplay.from_estimator(selector)
     disp.figure_.savefig(out / "knn_selection.png", bbox_inches="tight")

@@ -30,26 +30,37 @@ def main():
 
     X, y = load_digits_images(return_X_y=True)
     X = X[:200] if args.quick else X[:600]
-    y = y[:len(X)]
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0,
-                                                        stratify=y)
+    y = y[: len(X)]
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.3, random_state=0, stratify=y
+    )
     # A randomly initialised (frozen) CNN as the feature extractor; in practice pass a
     # trained backbone, e.g. a module, weights via backbone_params or a fitted pretrainer.
-    pipe = Pipeline([
-        ("embed", MeanTTAEmbedder("convnet_small", random_state=0)),
-        ("scale", StandardScaler()),
-        ("clf", LogisticRegression(max_iter=2000)),
-    ])
+    pipe = Pipeline(
+        [
+            ("embed", MeanTTAEmbedder("convnet_small", random_state=0)),
+            ("scale", StandardScaler()),
+            ("clf", LogisticRegression(max_iter=2000)),
+        ]
+    )
     # n_augmentations=0 is the plain embedding (the policy is then unused), so it is
     # one candidate; the multi-scale policy has 3 deterministic views.
     grid = [
         {"embed__n_augmentations": [0]},
-        {"embed__n_augmentations": [4] if args.quick else [4, 8],
-         "embed__policy": ["crop_flip"], "embed__policy_params": [{"scale": (0.7, 1.0)}]},
+        {
+            "embed__n_augmentations": [4] if args.quick else [4, 8],
+            "embed__policy": ["crop_flip"],
+            "embed__policy_params": [{"scale": (0.7, 1.0)}],
+        },
     ]
     if not args.quick:
-        grid.append({"embed__n_augmentations": [3], "embed__policy": ["multiscale"],
-                     "embed__aggregation": ["mean", "gem"]})
+        grid.append(
+            {
+                "embed__n_augmentations": [3],
+                "embed__policy": ["multiscale"],
+                "embed__aggregation": ["mean", "gem"],
+            }
+        )
     search = GridSearchCV(pipe, grid, cv=2 if args.quick else 3, n_jobs=1)
     search.fit(X_train, y_train)
 

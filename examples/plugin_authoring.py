@@ -80,8 +80,13 @@ def main(argv=None):
     X = (X / 16.0).astype(np.float32)
     for n_views in (0, 8):
         pipe = make_pipeline(
-            MeanTTAEmbedder("random_features", policy="feature_dropout", n_augmentations=n_views,
-                            aggregation="trimmed_mean", random_state=0),
+            MeanTTAEmbedder(
+                "random_features",
+                policy="feature_dropout",
+                n_augmentations=n_views,
+                aggregation="trimmed_mean",
+                random_state=0,
+            ),
             LogisticRegression(max_iter=500),
         )
         score = cross_val_score(pipe, X, y, cv=3).mean()

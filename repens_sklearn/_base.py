@@ -170,14 +170,15 @@ def fill_parameter_docs(obj):
 
         def entry(match):
             if match[2] not in signature.parameters:
-                raise TypeError(f"{obj.__qualname__}'s docstring documents {{{match[2]}}}, "
-                                "which is not in its signature")
+                raise TypeError(
+                    f"{obj.__qualname__}'s docstring documents {{{match[2]}}}, "
+                    "which is not in its signature"
+                )
             default = signature.parameters[match[2]].default
             return parameter_doc(match[2], default, indent=match[1])
 
         obj.__doc__ = _PLACEHOLDER.sub(entry, obj.__doc__)
     return obj
-
 
 
 def _constraints(*names) -> dict:
@@ -186,12 +187,20 @@ def _constraints(*names) -> dict:
 
 # The groups the estimators spread into their ``_parameter_constraints``.
 DEVICE_CONSTRAINT = PARAMETER_CONSTRAINTS["device"]
-COMMON_CONSTRAINTS = _constraints("device", "input_shape", "batch_size", "random_state",
-                                  "verbose")
+COMMON_CONSTRAINTS = _constraints("device", "input_shape", "batch_size", "random_state", "verbose")
 TRAINING_CONSTRAINTS = _constraints("max_epochs", "momentum")
 BACKBONE_CONSTRAINTS = {
-    **_constraints("backbone", "backbone_params", "policy", "policy_params", "preprocess",
-                   "img_size", "crop_pct", "num_workers", "precision"),
+    **_constraints(
+        "backbone",
+        "backbone_params",
+        "policy",
+        "policy_params",
+        "preprocess",
+        "img_size",
+        "crop_pct",
+        "num_workers",
+        "precision",
+    ),
     **COMMON_CONSTRAINTS,
 }
 
@@ -229,8 +238,9 @@ class TorchEstimatorMixin:
         return resolve_precision(getattr(self, "precision", "auto"), device, training=training)
 
     # 0.2 renamed it: the attribute holds the preprocessor (``preprocess`` is the bool switch)
-    @deprecated("Attribute `preprocess_` was renamed `preprocessor_` in 0.2 and will be "
-                "removed in 0.3.")
+    @deprecated(
+        "Attribute `preprocess_` was renamed `preprocessor_` in 0.2 and will be removed in 0.3."
+    )
     @property
     def preprocess_(self):
         return self.preprocessor_
@@ -250,8 +260,9 @@ class TorchEstimatorMixin:
             module = build_backbone(self.backbone, self.backbone_params, inputs.sample_shape)
         if not isinstance(self.backbone, (str, nn.Module)):
             module = copy.deepcopy(module)  # never move/eval the estimator's own module
-        config = data_config(module, preprocess=self.preprocess, img_size=self.img_size,
-                             crop_pct=self.crop_pct)
+        config = data_config(
+            module, preprocess=self.preprocess, img_size=self.img_size, crop_pct=self.crop_pct
+        )
         self.preprocessor_ = None if config is None else ImagePreprocessor.from_config(config)
         if self.preprocessor_ is not None:
             if not inputs.is_image:
@@ -266,14 +277,21 @@ class TorchEstimatorMixin:
                 self.input_shape_ = inputs.sample_shape
                 self.n_features_in_ = int(math.prod(inputs.sample_shape))
         self.embedding_dim_ = check_backbone_accepts(
-            module, self._standardize(self._prepare(inputs.example())),
-            backbone_name=self._backbone_name())
+            module,
+            self._standardize(self._prepare(inputs.example())),
+            backbone_name=self._backbone_name(),
+        )
         return inputs, module
 
     def _transform_inputs(self, X):
         """Validate X against what ``fit`` saw (image files decoded as in fit)."""
-        inputs = check_inputs(self, X, input_shape=self.input_shape, reset=False,
-                              loader=getattr(self, "preprocessor_", None))
+        inputs = check_inputs(
+            self,
+            X,
+            input_shape=self.input_shape,
+            reset=False,
+            loader=getattr(self, "preprocessor_", None),
+        )
         if getattr(self, "preprocessor_", None) is not None:
             check_unit_range(inputs, self._backbone_name())
         return inputs
@@ -324,10 +342,17 @@ class TorchEstimatorMixin:
 
     def _embed(self, module, inputs, device, desc, verbose=None):
         """Plain embeddings of ``inputs`` through the preprocessing; float32 numpy."""
-        return embed_inputs(module, inputs, batch_size=self.batch_size, device=device,
-                            verbose=self.verbose if verbose is None else verbose, desc=desc,
-                            num_workers=self.num_workers, preprocessor=self.preprocessor_,
-                            dtype=self._precision_dtype(device))
+        return embed_inputs(
+            module,
+            inputs,
+            batch_size=self.batch_size,
+            device=device,
+            verbose=self.verbose if verbose is None else verbose,
+            desc=desc,
+            num_workers=self.num_workers,
+            preprocessor=self.preprocessor_,
+            dtype=self._precision_dtype(device),
+        )
 
     def _export_backbone(self, module):
         """A CPU, eval-mode copy of ``module`` usable as another estimator's backbone.

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from ._compat import _BaseComposition
 
 #: What an embedding composite takes as a member, for error messages.
-EMBEDDER_KINDS = ("a scikit-learn transformer (fit + transform), a registered backbone name, "
-                  "a torch.nn.Module, 'passthrough' or 'drop'")
+EMBEDDER_KINDS = (
+    "a scikit-learn transformer (fit + transform), a registered backbone name, "
+    "a torch.nn.Module, 'passthrough' or 'drop'"
+)
 
 
 def check_named_list(items, param, what="embedder", *, owner=None, mapping=False):
@@ -60,16 +62,22 @@ def check_named_list(items, param, what="embedder", *, owner=None, mapping=False
 def _check_names(names, param, what, owner):
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ValueError(f"{param} has duplicate names {duplicates}; give each (name, {what}) "
-                         "pair a name of its own")
+        raise ValueError(
+            f"{param} has duplicate names {duplicates}; give each (name, {what}) "
+            "pair a name of its own"
+        )
     nested = [name for name in names if "__" in name]
     if nested:
-        raise ValueError(f"{param}: names must not contain '__' (set_params reads name__param "
-                         f"as a member's parameter); got {nested}")
+        raise ValueError(
+            f"{param}: names must not contain '__' (set_params reads name__param "
+            f"as a member's parameter); got {nested}"
+        )
     taken = sorted(set(names) & set(owner.get_params(deep=False))) if owner is not None else []
     if taken:
-        raise ValueError(f"{param}: names {taken} are parameters of {type(owner).__name__}, "
-                         "so set_params could not tell them apart; rename those members")
+        raise ValueError(
+            f"{param}: names {taken} are parameters of {type(owner).__name__}, "
+            "so set_params could not tell them apart; rename those members"
+        )
 
 
 def check_embedder(name, member, param):
@@ -77,8 +85,10 @@ def check_embedder(name, member, param):
     if isinstance(member, str) or _is_module(member):
         return
     if not (hasattr(member, "fit") and hasattr(member, "transform")):
-        raise TypeError(f"{param}: member {name!r} must be {EMBEDDER_KINDS}; got "
-                        f"{type(member).__name__}: {member!r}")
+        raise TypeError(
+            f"{param}: member {name!r} must be {EMBEDDER_KINDS}; got "
+            f"{type(member).__name__}: {member!r}"
+        )
 
 
 def as_embedder(name, member, param, seed=None):
@@ -111,8 +121,11 @@ def embedding_members(items, param, draw_seed=None, *, owner=None):
     """
     items = check_embedding_members(items, param, owner=owner)
     seeds = [None if draw_seed is None else draw_seed() for _ in items]
-    return [(name, as_embedder(name, member, param, seed))
-            for (name, member), seed in zip(items, seeds) if not _is_drop(member)]
+    return [
+        (name, as_embedder(name, member, param, seed))
+        for (name, member), seed in zip(items, seeds)
+        if not _is_drop(member)
+    ]
 
 
 def check_embedding_members(items, param, *, owner=None):
@@ -206,7 +219,9 @@ class NamedMembers(_BaseComposition):
 
 def _replacement_hint(name, member, param):
     if isinstance(member, str) and member not in ("drop", "passthrough"):
-        return (f"set_params({name}=MeanTTAEmbedder(backbone={member!r}, n_augmentations=0, "
-                f"backbone_params={{{param!r}: ...}})), whose {name}__backbone_params can be "
-                "tuned.")
+        return (
+            f"set_params({name}=MeanTTAEmbedder(backbone={member!r}, n_augmentations=0, "
+            f"backbone_params={{{param!r}: ...}})), whose {name}__backbone_params can be "
+            "tuned."
+        )
     return f"set_params({name}=<an estimator with a {param!r} parameter>)."

@@ -84,8 +84,9 @@ def native_bf16(device) -> bool:
     """Whether ``device`` computes bfloat16 natively (CUDA: Ampere or newer)."""
     device = torch.device(device)
     if device.type == "cuda":
-        return bool(torch.cuda.is_available()
-                    and torch.cuda.is_bf16_supported(including_emulation=False))
+        return bool(
+            torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        )
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
@@ -124,8 +125,7 @@ def resolve_precision(precision, device, *, training=False) -> torch.dtype:
 
 def _check_precision(value, what):
     if value not in PRECISIONS:
-        raise ValueError(
-            f"{what} must be one of {', '.join(map(repr, PRECISIONS))}; got {value!r}")
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, PRECISIONS))}; got {value!r}")
 
 
 def autocast(device, dtype=None):
@@ -148,7 +148,8 @@ def prefers_channels_last(module, dtype) -> bool:
     default layout, so its embeddings stay bit for bit what they were.
     """
     return dtype == torch.bfloat16 and any(
-        isinstance(layer, torch.nn.Conv2d) for layer in module.modules())
+        isinstance(layer, torch.nn.Conv2d) for layer in module.modules()
+    )
 
 
 @contextlib.contextmanager
@@ -162,8 +163,11 @@ def fast_inference(module, device, dtype):
     channels_last = prefers_channels_last(module, dtype)
     formats = {}
     if channels_last:
-        formats = {name: p.is_contiguous(memory_format=torch.channels_last)
-                   for name, p in module.named_parameters() if p.dim() == 4}
+        formats = {
+            name: p.is_contiguous(memory_format=torch.channels_last)
+            for name, p in module.named_parameters()
+            if p.dim() == 4
+        }
         with _normal_tensors():
             module.to(memory_format=torch.channels_last)
 
@@ -196,8 +200,18 @@ def _restore_formats(module, formats):
 
 
 @torch.inference_mode()
-def embed_inputs(module, inputs, *, batch_size=256, device="cpu", verbose=False,
-                 desc="embedding", num_workers=0, preprocessor=None, dtype=None):
+def embed_inputs(
+    module,
+    inputs,
+    *,
+    batch_size=256,
+    device="cpu",
+    verbose=False,
+    desc="embedding",
+    num_workers=0,
+    preprocessor=None,
+    dtype=None,
+):
     """Embed every sample of ``inputs`` with ``module`` in eval mode; ``(N, D)`` float32 numpy.
 
     Batches are streamed to ``device`` (image files decoded by ``num_workers``
@@ -218,8 +232,7 @@ def embed_inputs(module, inputs, *, batch_size=256, device="cpu", verbose=False,
         with fast_inference(module, device, dtype) as forward:
             batches = inputs.iter_batches(batch_size, device, num_workers)
             total = -(-inputs.n_samples // batch_size)
-            for _, batch in tqdm(batches, total=total, desc=desc, disable=not verbose,
-                                 leave=False):
+            for _, batch in tqdm(batches, total=total, desc=desc, disable=not verbose, leave=False):
                 if preprocessor is not None:
                     batch = preprocessor(batch)
                 chunks.append(forward(batch).reshape(len(batch), -1).cpu())

@@ -36,8 +36,14 @@ from torch import nn
 # The estimators' callbacks with side effects only rank 0 has: files, monitors, printing.
 MAIN_RANK_CALLBACKS = ("checkpoint", "knn", "progress")
 
-__all__ = ["DataParallel", "convert_sync_batchnorm", "data_parallel", "draw_shard",
-           "init_distributed", "revert_sync_batchnorm"]
+__all__ = [
+    "DataParallel",
+    "convert_sync_batchnorm",
+    "data_parallel",
+    "draw_shard",
+    "init_distributed",
+    "revert_sync_batchnorm",
+]
 
 
 def _dist():
@@ -123,8 +129,11 @@ class DataParallel:
         (:data:`MAIN_RANK_CALLBACKS`) on rank 0 only; on every rank the global batch size
         in the history (the weights of the epoch's ``train_loss``)."""
         if not self.is_main:
-            callbacks = [item for item in callbacks
-                         if not (isinstance(item, tuple) and item[0] in MAIN_RANK_CALLBACKS)]
+            callbacks = [
+                item
+                for item in callbacks
+                if not (isinstance(item, tuple) and item[0] in MAIN_RANK_CALLBACKS)
+            ]
         return [("global_batch_size", GlobalBatchSize()), *callbacks]
 
     def wrap(self, module):
@@ -221,7 +230,7 @@ class ShardBatchSampler(torch.utils.data.Sampler):
     def __iter__(self):
         for batch in self.batch_sampler:
             offset, size = self.dp.share(len(batch))
-            yield batch[offset:offset + size]
+            yield batch[offset : offset + size]
 
     def __len__(self):
         return len(self.batch_sampler)
@@ -237,6 +246,7 @@ class GlobalBatchSize(Callback):
 
 
 # ---------------------------------------------------------------------------- BatchNorm
+
 
 class _CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm over the global batch of gloo processes on CPU, where torch's
@@ -274,8 +284,7 @@ class _CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     @torch.no_grad()
     def _update_running_stats(self, mean, unbiased_var):
         self.num_batches_tracked.add_(1)
-        factor = (1.0 / self.num_batches_tracked.item() if self.momentum is None
-                  else self.momentum)
+        factor = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
         self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
         self.running_var.mul_(1 - factor).add_(unbiased_var, alpha=factor)
 
@@ -332,8 +341,9 @@ def _to_sync(child, device):
     if not isinstance(child, nn.modules.batchnorm._BatchNorm) or _is_synced(child):
         return child
     synced = _CPUSyncBatchNorm if torch.device(device).type == "cpu" else nn.SyncBatchNorm
-    new = synced(child.num_features, child.eps, child.momentum, child.affine,
-                 child.track_running_stats)
+    new = synced(
+        child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+    )
     new.replaced = type(child)
     return _move_state(child, new)
 
@@ -341,8 +351,9 @@ def _to_sync(child, device):
 def _from_sync(child):
     if not (_is_synced(child) and hasattr(child, "replaced")):
         return child
-    new = child.replaced(child.num_features, child.eps, child.momentum, child.affine,
-                         child.track_running_stats)
+    new = child.replaced(
+        child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+    )
     return _move_state(child, new)
 
 

@@ -175,8 +175,9 @@ class _Hasher:
         in_params = self._params_depth > 0
         if (self.files or in_params) and _names_a_file(text):
             try:
-                self.token("file", *file_identity(text, content=in_params
-                                                  or self.files == "content"))
+                self.token(
+                    "file", *file_identity(text, content=in_params or self.files == "content")
+                )
                 return
             except OSError:
                 pass  # gone meanwhile: the name alone
@@ -194,7 +195,7 @@ class _Hasher:
             return
         rows = max(1, _BLOCK // max(1, arr[0].nbytes))
         for start in range(0, arr.shape[0], rows):  # no copy of the whole array
-            block = np.ascontiguousarray(arr[start:start + rows])
+            block = np.ascontiguousarray(arr[start : start + rows])
             self.digest.update(block.reshape(-1).view(np.uint8))
 
     def _add_tensor(self, tensor):
@@ -230,19 +231,27 @@ class _Hasher:
         else:
             self._add_other(est)
             return
-        fitted = {k: v for k, v in vars(est).items()
-                  if k.endswith("_") and not k.startswith("_")} if hasattr(est, "__dict__") else {}
+        fitted = (
+            {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
+            if hasattr(est, "__dict__")
+            else {}
+        )
         self.add(fitted)
 
     def _add_function(self, fn):
         code = fn.__code__
-        self.token("function", fn.__module__, fn.__qualname__, code.co_code, code.co_names,
-                   code.co_varnames)
+        self.token(
+            "function",
+            fn.__module__,
+            fn.__qualname__,
+            code.co_code,
+            code.co_names,
+            code.co_varnames,
+        )
         self.add([c.co_code if _is_code(c) else c for c in code.co_consts])
         self.add(fn.__defaults__)
         self.add(fn.__kwdefaults__)
-        self.add([cell.cell_contents for cell in (fn.__closure__ or ())
-                  if _cell_has_value(cell)])
+        self.add([cell.cell_contents for cell in (fn.__closure__ or ()) if _cell_has_value(cell)])
 
     def _add_other(self, obj):
         import joblib
@@ -274,8 +283,11 @@ def _is_pil_image(obj):
 
 def _is_skorch_net(obj):
     torch = _torch()
-    return (hasattr(obj, "initialized_") and torch is not None
-            and isinstance(getattr(obj, "module_", None), torch.nn.Module))
+    return (
+        hasattr(obj, "initialized_")
+        and torch is not None
+        and isinstance(getattr(obj, "module_", None), torch.nn.Module)
+    )
 
 
 def _is_plain_function(obj):
@@ -348,8 +360,15 @@ def _call_by_key(key, fn, args, kwargs):
 # saved, never what it is. A resumed run may set them differently from the interrupted one (at
 # any depth of nested estimators). Batch sizes are not among them: with random augmentation or
 # training they change the result. Callbacks observe a run (progress, logging).
-RUNTIME_PARAMS = ("callbacks", "checkpoint_dir", "device", "memory", "n_jobs", "num_workers",
-                  "verbose")
+RUNTIME_PARAMS = (
+    "callbacks",
+    "checkpoint_dir",
+    "device",
+    "memory",
+    "n_jobs",
+    "num_workers",
+    "verbose",
+)
 _MAX_VALUE_CHARS = 200  # longer values are identified by fingerprint alone
 
 
@@ -377,8 +396,11 @@ def run_identity(estimator, **context) -> dict:
         content, runtime parameters of nested estimators left out); the value,
         kept when JSON holds it in a few characters, only words the message.
     """
-    params = {name: value for name, value in estimator.get_params(deep=False).items()
-              if name not in RUNTIME_PARAMS}
+    params = {
+        name: value
+        for name, value in estimator.get_params(deep=False).items()
+        if name not in RUNTIME_PARAMS
+    }
     return {name: _identity_entry(value) for name, value in sorted({**params, **context}.items())}
 
 
@@ -394,8 +416,9 @@ def run_differences(saved, current) -> str:
         if old.get("fingerprint") == new.get("fingerprint"):
             continue
         if "value" in old and "value" in new and old["value"] != new["value"]:
-            changed.append(f"different {name} (it used {old['value']!r}, this call "
-                           f"{new['value']!r})")
+            changed.append(
+                f"different {name} (it used {old['value']!r}, this call {new['value']!r})"
+            )
         else:
             changed.append(f"different {name}")
     return ", ".join(changed)
@@ -404,8 +427,7 @@ def run_differences(saved, current) -> str:
 def _identity_entry(value):
     if isinstance(value, Fingerprint):
         return {"fingerprint": value.hexdigest}
-    entry = {"fingerprint": str(fingerprint(value, files="content",
-                                            ignore_params=RUNTIME_PARAMS))}
+    entry = {"fingerprint": str(fingerprint(value, files="content", ignore_params=RUNTIME_PARAMS))}
     try:
         text = json.dumps(value)
     except (TypeError, ValueError):  # objects: by fingerprint alone

@@ -24,8 +24,18 @@ from .exceptions import ImageDecodeError
 CHANNEL_COUNTS = (1, 3, 4)
 # PIL modes decoded as one grey channel (16-bit ones scaled, see to_mode)
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                    ".pgm")
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
 ON_ERROR = ("raise", "skip")
 # Tools leave these beside images: macOS zip archives and Finder, Jupyter, version control.
 _IGNORED_DIRS = ("__MACOSX",)
@@ -70,8 +80,9 @@ def iter_image_files(root, extensions=IMAGE_EXTENSIONS):
 
 def class_folders(root) -> list[str]:
     """Sorted names of the sub-folders of ``root`` that are not hidden (one per class)."""
-    return sorted(entry.name for entry in os.scandir(root)
-                  if entry.is_dir() and not is_ignored(entry.name))
+    return sorted(
+        entry.name for entry in os.scandir(root) if entry.is_dir() and not is_ignored(entry.name)
+    )
 
 
 # ------------------------------------------------------------------------ names
@@ -88,8 +99,7 @@ def check_sources(X):
     for i, source in enumerate(X):
         if isinstance(source, (str, os.PathLike)):
             if not os.path.isfile(source):
-                raise FileNotFoundError(
-                    f"image file {os.fspath(source)!r} (X[{i}]) does not exist")
+                raise FileNotFoundError(f"image file {os.fspath(source)!r} (X[{i}]) does not exist")
         elif not is_pil(source):
             raise TypeError(
                 f"X[{i}] is a {type(source).__name__}; a list X must hold only image "
@@ -133,8 +143,9 @@ def read_header(source, index=None) -> tuple:
         with Image.open(source) as image:
             return image.mode, oriented_size(image)
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
-        raise ImageDecodeError(f"cannot read image {source_name(source, index)}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+        raise ImageDecodeError(
+            f"cannot read image {source_name(source, index)}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def common_input_shape(headers):
@@ -265,8 +276,10 @@ def grey_scale(mode, values, name=lambda: "the image") -> float:
     if mode.startswith("I;16"):
         return 65535.0
     finite = np.isfinite(values)
-    low, high = (float(values.min(initial=0, where=finite)),
-                 float(values.max(initial=0, where=finite)))
+    low, high = (
+        float(values.min(initial=0, where=finite)),
+        float(values.max(initial=0, where=finite)),
+    )
     scales = (1.0, 255.0) if mode == "F" else (255.0, 65535.0)
     if finite.all() and low >= 0:
         for scale in scales:

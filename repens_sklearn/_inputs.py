@@ -68,9 +68,14 @@ class Inputs:
         if self.sources is not None:
             if isinstance(indices, slice):
                 indices = range(*indices.indices(len(self.sources)))
-            return torch.from_numpy(np.stack([
-                load_image(self.sources[i], self.sample_shape, i, self.loader) for i in indices
-            ]))
+            return torch.from_numpy(
+                np.stack(
+                    [
+                        load_image(self.sources[i], self.sample_shape, i, self.loader)
+                        for i in indices
+                    ]
+                )
+            )
         rows = self.array[indices if isinstance(indices, slice) else np.asarray(indices)]
         if any(stride < 0 for stride in rows.strides) or not rows.flags.writeable:
             rows = rows.copy()  # torch refuses negative strides and warns on read-only memory
@@ -101,8 +106,9 @@ class Inputs:
                 stop = min(start + batch_size, self.n_samples)
                 yield start, self.to_device(self.raw(slice(start, stop)), device)
             return
-        loader = make_loader(InputsDataset(self), batch_size, num_workers=num_workers,
-                             device=device)
+        loader = make_loader(
+            InputsDataset(self), batch_size, num_workers=num_workers, device=device
+        )
         start = 0
         for raw in loader:
             yield start, self.to_device(raw, device)
@@ -150,14 +156,18 @@ def keep_batch(batch):
     return batch
 
 
-def make_loader(dataset, batch_size, *, num_workers=0, device="cpu", shuffle=False,
-                generator=None):
+def make_loader(dataset, batch_size, *, num_workers=0, device="cpu", shuffle=False, generator=None):
     """An :class:`InputsLoader` over :class:`InputsDataset` that keeps its batches as they are."""
     workers = {"persistent_workers": False, "prefetch_factor": 2} if num_workers else {}
     return InputsLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-        collate_fn=keep_batch, num_workers=num_workers,
-        pin_memory=torch.device(device).type == "cuda", **workers,
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=keep_batch,
+        num_workers=num_workers,
+        pin_memory=torch.device(device).type == "cuda",
+        **workers,
     )
 
 
@@ -181,9 +191,13 @@ class InputsLoader(torch.utils.data.DataLoader):
         wrap = bool(num_workers) and not isinstance(dataset, torch.utils.data.IterableDataset)
         if num_workers and multiprocessing_context is None:
             multiprocessing_context = worker_context()
-        super().__init__(_ErrorsAsData(dataset) if wrap else dataset, *args,
-                         num_workers=num_workers,
-                         multiprocessing_context=multiprocessing_context, **kwargs)
+        super().__init__(
+            _ErrorsAsData(dataset) if wrap else dataset,
+            *args,
+            num_workers=num_workers,
+            multiprocessing_context=multiprocessing_context,
+            **kwargs,
+        )
         if wrap:
             self.collate_fn = _PassErrors(self.collate_fn)
 
@@ -226,8 +240,10 @@ class _WorkerError:
 
     def reraise(self):
         if hasattr(self.exc, "add_note"):  # Python 3.11+
-            self.exc.add_note(f"(raised in DataLoader worker process {self.worker}; its "
-                              f"traceback:\n{self.traceback.rstrip()})")
+            self.exc.add_note(
+                f"(raised in DataLoader worker process {self.worker}; its "
+                f"traceback:\n{self.traceback.rstrip()})"
+            )
         raise self.exc
 
 
@@ -305,11 +321,16 @@ def check_unit_range(inputs, backbone_name):
     if low >= -_UNIT_RANGE_SLACK and high <= 255 + _UNIT_RANGE_SLACK:
         advice = "if they are [0, 255] pixels, divide X by 255 or pass it as uint8"
     else:
-        advice = ("if X is already normalized for this backbone (and at its input size), "
-                  "pass preprocess=False")
-    warn(f"X holds float images with values in [{low:.4g}, {high:.4g}], but backbone "
-         f"{backbone_name!r} is pretrained on [0, 1] images (its pretrained_cfg mean and std "
-         f"are applied to [0, 1] pixels): {advice}", InputRangeWarning)
+        advice = (
+            "if X is already normalized for this backbone (and at its input size), "
+            "pass preprocess=False"
+        )
+    warn(
+        f"X holds float images with values in [{low:.4g}, {high:.4g}], but backbone "
+        f"{backbone_name!r} is pretrained on [0, 1] images (its pretrained_cfg mean and std "
+        f"are applied to [0, 1] pixels): {advice}",
+        InputRangeWarning,
+    )
 
 
 def check_member_inputs(estimator, X, *, reset=True) -> int:
@@ -365,9 +386,7 @@ def check_classification_y(estimator, y, n_samples):
     check_classification_targets(y)
     classes, y_idx = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(
-            f"{owner} needs at least 2 classes in y; got 1 class ({classes[0]!r})"
-        )
+        raise ValueError(f"{owner} needs at least 2 classes in y; got 1 class ({classes[0]!r})")
     return y, classes, y_idx.reshape(-1)
 
 
@@ -406,8 +425,13 @@ def check_inputs(estimator, X, *, input_shape=None, reset=True, loader=None) -> 
 def _paths_as_list(X):
     """Arrays / Series of paths become lists; one path or a folder gets advice, not a cast."""
     if isinstance(X, (str, os.PathLike)):
-        what = ("a folder" if os.path.isdir(X) else "one path" if os.path.exists(X)
-                else "a single string")
+        what = (
+            "a folder"
+            if os.path.isdir(X)
+            else "one path"
+            if os.path.exists(X)
+            else "a single string"
+        )
         raise ValueError(
             f"X is {what} ({os.fspath(X)!r}); pass a list of image paths (for a folder of "
             "class sub-folders: repens_sklearn.load_image_folder(folder)), or [X] for one image"
@@ -480,8 +504,9 @@ def _array_inputs(estimator, X, input_shape, reset) -> Inputs:
     # arrays or flattened with input_shape; a 2-D uint8 array of vectors stays numeric.
     is_images = ndim >= 3 or input_shape is not None
     dtype = np.uint8 if getattr(arr, "dtype", None) == np.uint8 and is_images else np.float32
-    arr = validate_data(estimator, arr, reset=reset, dtype=dtype, allow_nd=True,
-                        ensure_all_finite=True)
+    arr = validate_data(
+        estimator, arr, reset=reset, dtype=dtype, allow_nd=True, ensure_all_finite=True
+    )
     if arr.ndim == 2:
         if input_shape is None:
             return Inputs(sample_shape=(arr.shape[1],), array=arr)
@@ -524,13 +549,20 @@ def _check_finite(arr):
 
 
 # Image array layouts: the name shown to users, and where (C, H, W) sit in X.shape[1:].
-_LAYOUTS = {"NCHW": ("(N, C, H, W)", (0, 1, 2)), "NHWC": ("(N, H, W, C)", (2, 0, 1)),
-            "NHW": ("(N, H, W)", None)}
+_LAYOUTS = {
+    "NCHW": ("(N, C, H, W)", (0, 1, 2)),
+    "NHWC": ("(N, H, W, C)", (2, 0, 1)),
+    "NHW": ("(N, H, W)", None),
+}
 # How to turn X from one layout into another, for error messages.
-_LAYOUT_FIXES = {("NCHW", "NHWC"): "np.moveaxis(X, 1, -1)",
-                 ("NHWC", "NCHW"): "np.moveaxis(X, -1, 1)",
-                 ("NHW", "NCHW"): "X[:, None]", ("NHW", "NHWC"): "X[..., None]",
-                 ("NCHW", "NHW"): "X[:, 0]", ("NHWC", "NHW"): "X[..., 0]"}
+_LAYOUT_FIXES = {
+    ("NCHW", "NHWC"): "np.moveaxis(X, 1, -1)",
+    ("NHWC", "NCHW"): "np.moveaxis(X, -1, 1)",
+    ("NHW", "NCHW"): "X[:, None]",
+    ("NHW", "NHWC"): "X[..., None]",
+    ("NCHW", "NHW"): "X[:, 0]",
+    ("NHWC", "NHW"): "X[..., 0]",
+}
 
 
 def _layout_sample_shape(shape, layout) -> tuple:
@@ -551,8 +583,9 @@ def image_layout(shape, hint=None) -> str:
     if len(shape) == 3:
         _check_not_one_hwc_image(shape, hint)
         return "NHW"
-    readings = [layout for layout, axis in (("NCHW", 1), ("NHWC", 3))
-                if shape[axis] in CHANNEL_COUNTS]
+    readings = [
+        layout for layout, axis in (("NCHW", 1), ("NHWC", 3)) if shape[axis] in CHANNEL_COUNTS
+    ]
     if len(readings) == 1:
         return readings[0]
     if not readings:
@@ -568,12 +601,15 @@ def _resolve_ambiguous_layout(shape, hint):
     shapes = {layout: _layout_sample_shape(shape, layout) for layout in ("NCHW", "NHWC")}
     if hint is not None:
         for key in (tuple(hint), tuple(hint)[:1]):
-            matching = [lay for lay, s in shapes.items() if s[:len(key)] == key]
+            matching = [lay for lay, s in shapes.items() if s[: len(key)] == key]
             if len(matching) == 1:
                 return matching[0]
     nchw, nhwc = shapes["NCHW"], shapes["NHWC"]
-    say = (f"pass input_shape={nchw} or input_shape={nhwc} to say which" if nchw != nhwc else
-           f"pass (N, C, H, W) images as X.reshape(len(X), -1) with input_shape={nchw}")
+    say = (
+        f"pass input_shape={nchw} or input_shape={nhwc} to say which"
+        if nchw != nhwc
+        else f"pass (N, C, H, W) images as X.reshape(len(X), -1) with input_shape={nchw}"
+    )
     raise ValueError(
         f"the layout of image array X with shape {tuple(shape)} is ambiguous: it reads as "
         f"(N, C, H, W) images of shape {nchw} or as (N, H, W, C) images of shape {nhwc}; "
@@ -613,8 +649,11 @@ def _check_fitted_layout(estimator, shape, layout):
     n_features = getattr(estimator, "n_features_in_", None)
     if n_features is None or shape[1] == n_features:
         return
-    fitted_layouts = [lay for lay in ("NCHW", "NHWC", "NHW") if lay != layout
-                      and _shape_axis_1(fitted, lay) == n_features]
+    fitted_layouts = [
+        lay
+        for lay in ("NCHW", "NHWC", "NHW")
+        if lay != layout and _shape_axis_1(fitted, lay) == n_features
+    ]
     if fitted_layouts:
         was = " or ".join(_LAYOUTS[lay][0] for lay in fitted_layouts) + " layout"
     elif n_features == math.prod(fitted):
@@ -654,9 +693,7 @@ def _image_list_inputs(X, input_shape, loader=None) -> Inputs:
     """
     check_sources(X)
     if input_shape is not None and input_shape[0] not in CHANNEL_COUNTS:
-        raise ValueError(
-            f"input_shape={input_shape} for image files needs C in {CHANNEL_COUNTS}"
-        )
+        raise ValueError(f"input_shape={input_shape} for image files needs C in {CHANNEL_COUNTS}")
     if input_shape is None and loader is None:
         input_shape = default_input_shape(X)
     return Inputs(sample_shape=input_shape, sources=list(X)).with_loader(loader)

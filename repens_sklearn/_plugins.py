@@ -187,9 +187,12 @@ def suggest(name: str, names, n: int = 5) -> list[str]:
     >>> suggest("resnet19", ["resnet18", "timm/resnet18d", "mlp"])
     ['resnet18', 'timm/resnet18d']
     """
+
     def score(candidate):
-        pairs = {(name.lower(), candidate.lower()),
-                 (_short(name).lower(), _short(candidate).lower())}
+        pairs = {
+            (name.lower(), candidate.lower()),
+            (_short(name).lower(), _short(candidate).lower()),
+        }
         return max(difflib.SequenceMatcher(None, a, b).ratio() for a, b in pairs)
 
     scored = sorted(((score(c), c) for c in names), key=lambda sc: (-sc[0], sc[1]))
@@ -210,14 +213,18 @@ def _lookup(kind: str, name: str):
     if not isinstance(name, str):
         raise TypeError(f"{kind} name must be a string, got {type(name).__name__}")
     if name not in registry:
-        raise UnknownNameError(kind, name, suggest(name, registry), len(registry),
-                               f"list_{_plural(kind)}")
+        raise UnknownNameError(
+            kind, name, suggest(name, registry), len(registry), f"list_{_plural(kind)}"
+        )
     return registry[name][0]
 
 
 def _plural(kind: str) -> str:
-    return {"backbone": "backbones", "augmentation policy": "augmentation_policies",
-            "aggregation": "aggregations"}[kind]
+    return {
+        "backbone": "backbones",
+        "augmentation policy": "augmentation_policies",
+        "aggregation": "aggregations",
+    }[kind]
 
 
 def plugin_of(kind: str, name: str) -> str:

@@ -105,9 +105,13 @@ class ImagePreprocessor(nn.Module):
     @property
     def config(self):
         """The data config (timm's keys) this preprocessor applies."""
-        return {"input_size": self.input_size, "mean": tuple(self.mean.flatten().tolist()),
-                "std": tuple(self.std.flatten().tolist()), "interpolation": self.interpolation,
-                "crop_pct": self.crop_pct}
+        return {
+            "input_size": self.input_size,
+            "mean": tuple(self.mean.flatten().tolist()),
+            "std": tuple(self.std.flatten().tolist()),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
 
     @property
     def scale_size(self):
@@ -121,8 +125,9 @@ class ImagePreprocessor(nn.Module):
         if x.shape[1] > channels:  # fewer channels to resize: drop / merge them first
             x = adapt_channels(x, channels)
         if tuple(x.shape[-2:]) != self.input_size[1:]:
-            x = center_crop(self._resize(x, self._resized_shape(*x.shape[-2:])),
-                            self.input_size[1:])
+            x = center_crop(
+                self._resize(x, self._resized_shape(*x.shape[-2:])), self.input_size[1:]
+            )
         return adapt_channels(x, channels)  # grey repeated after resizing (a third the work)
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,8 +149,13 @@ class ImagePreprocessor(nn.Module):
     def _resize(self, x, size):
         mode = _TORCH_MODES.get(self.interpolation, "bilinear")
         smooth = mode != "nearest"
-        out = F.interpolate(x.float(), size=size, mode=mode, antialias=smooth,
-                            **({"align_corners": False} if smooth else {}))
+        out = F.interpolate(
+            x.float(),
+            size=size,
+            mode=mode,
+            antialias=smooth,
+            **({"align_corners": False} if smooth else {}),
+        )
         return out.clamp_(0.0, 1.0).to(x.dtype)  # bicubic overshoots; PIL clips too
 
     def load_image(self, image):
@@ -154,15 +164,18 @@ class ImagePreprocessor(nn.Module):
 
         resample = {"nearest": Image.Resampling.NEAREST, "bicubic": Image.Resampling.BICUBIC}
         height, width = self._resized_shape(image.height, image.width)
-        image = image.resize((width, height), resample.get(self.interpolation,
-                                                            Image.Resampling.BILINEAR))
+        image = image.resize(
+            (width, height), resample.get(self.interpolation, Image.Resampling.BILINEAR)
+        )
         _, crop_h, crop_w = self.input_size
         left, top = (width - crop_w) // 2, (height - crop_h) // 2
         return image.crop((left, top, left + crop_w, top + crop_h))
 
     def extra_repr(self):
-        return (f"input_size={self.input_size}, interpolation={self.interpolation!r}, "
-                f"crop_pct={self.crop_pct}")
+        return (
+            f"input_size={self.input_size}, interpolation={self.interpolation!r}, "
+            f"crop_pct={self.crop_pct}"
+        )
 
 
 def adapt_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -186,7 +199,7 @@ def center_crop(x: torch.Tensor, size) -> torch.Tensor:
     height, width = x.shape[-2:]
     crop_h, crop_w = size
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    return x[..., top:top + crop_h, left:left + crop_w]
+    return x[..., top : top + crop_h, left : left + crop_w]
 
 
 class NoPreprocessing(nn.Module):

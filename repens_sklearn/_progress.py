@@ -86,8 +86,9 @@ def progress_bar(total, desc, *, unit="it", initial=0, interval="default", leave
     if interactive():
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=leave,
-                    dynamic_ncols=True)
+        return tqdm(
+            total=total, desc=desc, unit=unit, initial=initial, leave=leave, dynamic_ncols=True
+        )
     interval = LINE_INTERVAL if interval == "default" else interval
     return _Lines(total, desc, unit, initial=initial, interval=interval)
 
@@ -160,8 +161,11 @@ class StepProgress(Callback):
         self.desc = desc
 
     def on_train_begin(self, net, **kwargs):
-        done = sum(row.get("train_batch_count", len(row["batches"])) for row in net.history
-                   if "train_loss" in row)
+        done = sum(
+            row.get("train_batch_count", len(row["batches"]))
+            for row in net.history
+            if "train_loss" in row
+        )
         self.bar_ = progress_bar(self.total_steps, self.desc, unit="step", initial=done)
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):

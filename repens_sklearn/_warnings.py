@@ -14,8 +14,10 @@ def _package_dirs():
     import torch
 
     here = os.path.dirname(os.path.abspath(__file__))
-    return tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-                 for m in (sklearn, skorch, joblib, torch)) + (here + os.sep,)
+    return tuple(
+        os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+        for m in (sklearn, skorch, joblib, torch)
+    ) + (here + os.sep,)
 
 
 def warn(message, category=UserWarning):

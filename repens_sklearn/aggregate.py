@@ -49,7 +49,8 @@ def warn_if_negative_for_gem(views: torch.Tensor) -> None:
         warn(
             f"aggregation='gem' expects non-negative features (it clamps them at eps), but "
             f"{share:.0%} of the views' features are negative; use aggregation='mean' or a "
-            "backbone whose features are non-negative (post-ReLU)", UserWarning,
+            "backbone whose features are non-negative (post-ReLU)",
+            UserWarning,
         )
 
 

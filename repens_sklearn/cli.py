@@ -21,9 +21,13 @@ from .datasets import load_image_folder
 from .exceptions import ImageDecodeError, ImageFolderError, UnknownNameError
 
 # How the command calls the options that library errors mention (see _embed_files.LIBRARY_WORDS).
-CLI_WORDS = {"resume": "--resume", "skip": "--skip-unreadable", "chunk_size": "--chunk-size",
-             "overwrite": "--overwrite",
-             "where": "file {number} of {n_files}"}
+CLI_WORDS = {
+    "resume": "--resume",
+    "skip": "--skip-unreadable",
+    "chunk_size": "--chunk-size",
+    "overwrite": "--overwrite",
+    "where": "file {number} of {n_files}",
+}
 INLINE_NAMES = 12  # `repens plugins` shows a plugin's names inline up to this many
 
 
@@ -57,8 +61,10 @@ def _cmd_plugins(args) -> int:
         print(f"{title} ({sum(len(m) for m in by_plugin.values())}):")
         for plugin, members in by_plugin.items():
             print(f"  {'[' + plugin + ']':<{width}}  {len(members):>5}  {_shown(members)}")
-    print("\nList names with: repens plugins --filter PATTERN (e.g. 'resnet*', which also "
-          "matches timm/resnet*), or all of them with: repens plugins --all")
+    print(
+        "\nList names with: repens plugins --filter PATTERN (e.g. 'resnet*', which also "
+        "matches timm/resnet*), or all of them with: repens plugins --all"
+    )
     return 0
 
 
@@ -83,8 +89,10 @@ def _list_names(patterns):
             print(f"  {name:<{width}}  [{_plugins.plugin_of(kind, name)}]")
     if patterns and total == 0:
         shown = " or ".join(repr(p) for p in patterns)
-        print(f"\nno registered name matches {shown}; patterns are fnmatch globs "
-              "(e.g. 'resnet*'); repens plugins --all lists every name")
+        print(
+            f"\nno registered name matches {shown}; patterns are fnmatch globs "
+            "(e.g. 'resnet*'); repens plugins --all lists every name"
+        )
     return 0
 
 
@@ -93,12 +101,14 @@ def _check_name(kind, name, option):
     try:
         return _plugins._lookup(kind, name)
     except UnknownNameError as exc:
-        hint = (f" Closest registered names: {', '.join(exc.suggestions)}."
-                if exc.suggestions else "")
+        hint = (
+            f" Closest registered names: {', '.join(exc.suggestions)}." if exc.suggestions else ""
+        )
         stem = name.split("/")[-1].rstrip("0123456789_") or name
-        raise CLIError(f"Unknown {kind} {name!r} ({option}).{hint} See them with: repens "
-                       f"plugins --filter '{stem}*' (or --all for all {exc.n_registered})"
-                       ) from None
+        raise CLIError(
+            f"Unknown {kind} {name!r} ({option}).{hint} See them with: repens "
+            f"plugins --filter '{stem}*' (or --all for all {exc.n_registered})"
+        ) from None
 
 
 # -------------------------------------------------------------------- embedding
@@ -110,8 +120,10 @@ def _collect_images(paths) -> list[str]:
         if path.is_dir():
             found = list(iter_image_files(path))
             if not found:
-                raise CLIError(f"folder {raw!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
-                               "hidden files and folders are left out")
+                raise CLIError(
+                    f"folder {raw!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                    "hidden files and folders are left out"
+                )
             files += found
         elif path.is_file():
             files.append(str(path))
@@ -128,8 +140,9 @@ def _parse_shape(text):
     except ValueError:
         raise CLIError(f"--input-shape must be C,H,W (e.g. 3,224,224), got {text!r}") from None
     if len(shape) != 3 or min(shape) < 1 or shape[0] not in (1, 3, 4):
-        raise CLIError(f"--input-shape must be C,H,W with C in 1, 3, 4 (e.g. 3,224,224), "
-                       f"got {text!r}")
+        raise CLIError(
+            f"--input-shape must be C,H,W with C in 1, 3, 4 (e.g. 3,224,224), got {text!r}"
+        )
     return shape
 
 
@@ -146,8 +159,9 @@ def _input_shape(args, files, skip_unreadable):
         return default_input_shape(files, on_error="skip" if skip_unreadable else "raise")
     except ImageDecodeError as exc:
         if skip_unreadable:  # no file's header could be read
-            raise CLIError(f"none of the {len(files)} files is a readable image "
-                           f"(first: {exc})") from None
+            raise CLIError(
+                f"none of the {len(files)} files is a readable image (first: {exc})"
+            ) from None
         raise CLIError(f"{exc} (--skip-unreadable leaves such files out)") from None
 
 
@@ -172,21 +186,33 @@ def _accepts(factory, name):
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def _embedder(backbone, weights, args, input_shape, policy="identity", n_views=0,
-              aggregation="mean", command="embed"):
+def _embedder(
+    backbone,
+    weights,
+    args,
+    input_shape,
+    policy="identity",
+    n_views=0,
+    aggregation="mean",
+    command="embed",
+):
     from .embedders import MeanTTAEmbedder
 
-    factory = _check_name("backbone", backbone,
-                          "--backbone" if command == "embed" else "--candidate")
+    factory = _check_name(
+        "backbone", backbone, "--backbone" if command == "embed" else "--candidate"
+    )
     if weights is not None:
         if not os.path.isfile(weights):
             raise CLIError(f"weights file {weights!r} does not exist")
         if not _accepts(factory, "weights"):
             raise CLIError(f"backbone {backbone!r} takes no weights file (--weights)")
     elif _weights_default(factory) is False:
-        _note(command, f"backbone {backbone!r} has no pretrained weights of its own and no "
-                       f"--weights was given: using random weights (seeded by --seed "
-                       f"{args.seed})")
+        _note(
+            command,
+            f"backbone {backbone!r} has no pretrained weights of its own and no "
+            f"--weights was given: using random weights (seeded by --seed "
+            f"{args.seed})",
+        )
     return MeanTTAEmbedder(
         backbone=backbone,
         backbone_params={"weights": weights} if weights else None,
@@ -219,18 +245,34 @@ def _cmd_embed(args) -> int:
     files = _collect_images(args.paths)
     out = _check_output(args.output)
     if (args.policy is None) != (args.n_augmentations == 0):
-        raise CLIError("--policy and -S/--n-augmentations go together: give both (e.g. "
-                       "--policy crop_flip -S 10) or neither (the plain embedding)")
+        raise CLIError(
+            "--policy and -S/--n-augmentations go together: give both (e.g. "
+            "--policy crop_flip -S 10) or neither (the plain embedding)"
+        )
     if args.policy is not None:
         _check_name("augmentation policy", args.policy, "--policy")
     _check_name("aggregation", args.aggregation, "--aggregation")
     shape = _input_shape(args, files, args.skip_unreadable)
-    embedder = _embedder(args.backbone, args.weights, args, shape, args.policy or "identity",
-                         args.n_augmentations, args.aggregation)
-    run = functools.partial(embed_files, embedder, files, out, chunk_size=args.chunk_size,
-                            resume=args.resume, overwrite=args.overwrite,
-                            on_error="skip" if args.skip_unreadable else "raise",
-                            verbose=not args.quiet)
+    embedder = _embedder(
+        args.backbone,
+        args.weights,
+        args,
+        shape,
+        args.policy or "identity",
+        args.n_augmentations,
+        args.aggregation,
+    )
+    run = functools.partial(
+        embed_files,
+        embedder,
+        files,
+        out,
+        chunk_size=args.chunk_size,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        on_error="skip" if args.skip_unreadable else "raise",
+        verbose=not args.quiet,
+    )
     try:
         report = _on_dask(args.dask_scheduler, run) if args.dask_scheduler else run()
     except EmbedFilesError as exc:
@@ -238,19 +280,32 @@ def _cmd_embed(args) -> int:
     except KeyboardInterrupt:
         parts = out.with_name(out.name + ".parts")
         if parts.is_dir():
-            print(f"repens embed: the chunks done are kept in {parts}; run the same command "
-                  "with --resume to continue", file=sys.stderr)
+            print(
+                f"repens embed: the chunks done are kept in {parts}; run the same command "
+                "with --resume to continue",
+                file=sys.stderr,
+            )
         raise
     if report.n_chunks_resumed == report.n_chunks and args.resume:
-        print(f"{out} is already complete ({report.n_embedded} x {report.embedding_dim}): "
-              "nothing to do")
+        print(
+            f"{out} is already complete ({report.n_embedded} x {report.embedding_dim}): "
+            "nothing to do"
+        )
     else:
-        resumed = (f", {report.n_chunks_resumed} of {report.n_chunks} chunks from the "
-                   "interrupted run" if report.n_chunks_resumed else "")
-        listing = f" (files listed in {out.with_suffix('.files.txt')})" \
-            if out.suffix.lower() == ".npy" else ""
-        print(f"wrote {report.n_embedded} x {report.embedding_dim} embeddings to "
-              f"{out}{listing}{resumed}")
+        resumed = (
+            f", {report.n_chunks_resumed} of {report.n_chunks} chunks from the interrupted run"
+            if report.n_chunks_resumed
+            else ""
+        )
+        listing = (
+            f" (files listed in {out.with_suffix('.files.txt')})"
+            if out.suffix.lower() == ".npy"
+            else ""
+        )
+        print(
+            f"wrote {report.n_embedded} x {report.embedding_dim} embeddings to "
+            f"{out}{listing}{resumed}"
+        )
     if report.skipped:
         print(f"repens embed: {report.skipped_summary()}", file=sys.stderr)
     return 0
@@ -261,8 +316,9 @@ def _on_dask(address, run):
     try:
         from dask.distributed import Client
     except ImportError:
-        raise CLIError("--dask-scheduler needs Dask: pip install 'repens-sklearn[dask]' "
-                       "(dask[distributed])") from None
+        raise CLIError(
+            "--dask-scheduler needs Dask: pip install 'repens-sklearn[dask]' (dask[distributed])"
+        ) from None
     from joblib import parallel_config
 
     try:
@@ -303,8 +359,10 @@ def _load_labelled_folder(folder, skip_unreadable):
     present = sorted(set(data.target.tolist()))
     if len(present) < 2:
         only = data.target_names[present[0]] if present else None
-        raise CLIError(f"folder {folder!r} has one class, {only!r}: repens rank needs at "
-                       "least two sub-folders, one per class, of labelled images")
+        raise CLIError(
+            f"folder {folder!r} has one class, {only!r}: repens rank needs at "
+            "least two sub-folders, one per class, of labelled images"
+        )
     return data, skipped
 
 
@@ -313,8 +371,10 @@ def _cmd_rank(args) -> int:
 
     data, skipped = _load_labelled_folder(args.folder, args.skip_unreadable)
     if args.n_neighbors >= len(data.paths):
-        raise CLIError(f"-k/--n-neighbors must be between 1 and {len(data.paths) - 1} (the "
-                       f"images but one), got {args.n_neighbors}")
+        raise CLIError(
+            f"-k/--n-neighbors must be between 1 and {len(data.paths) - 1} (the "
+            f"images but one), got {args.n_neighbors}"
+        )
     shape = _parse_shape(args.input_shape) or data.input_shape
     candidates = []
     for text in args.candidate:
@@ -322,21 +382,27 @@ def _cmd_rank(args) -> int:
         label = text if weights is None else f"{name}:{Path(weights).name}"
         embedder = _embedder(name, weights, args, shape, command="rank")
         candidates.append((label, embedder.set_params(verbose=not args.quiet)))
-    selector = TransferabilitySelector(candidates, n_neighbors=args.n_neighbors,
-                                n_select=len(candidates), verbose=not args.quiet)
+    selector = TransferabilitySelector(
+        candidates, n_neighbors=args.n_neighbors, n_select=len(candidates), verbose=not args.quiet
+    )
     try:
         selector.fit(data.paths, data.target)
     except ImageDecodeError as exc:
         raise CLIError(f"{exc} (--skip-unreadable leaves such files out)") from None
-    print(f"leave-one-out {args.n_neighbors}-NN accuracy on {len(data.paths)} images, "
-          f"{len(data.target_names)} classes:")
+    print(
+        f"leave-one-out {args.n_neighbors}-NN accuracy on {len(data.paths)} images, "
+        f"{len(data.target_names)} classes:"
+    )
     width = max(len(name) for name in selector.ranking_)
     for rank, name in enumerate(selector.ranking_, 1):
         print(f"{rank:>3}. {name:<{width}}  {selector.scores_[name]:.4f}")
     if skipped:
         names = ", ".join(p for p, _ in skipped[:3])
-        print(f"repens rank: {len(skipped)} unreadable file(s) skipped: {names}"
-              f"{', ...' if len(skipped) > 3 else ''}", file=sys.stderr)
+        print(
+            f"repens rank: {len(skipped)} unreadable file(s) skipped: {names}"
+            f"{', ...' if len(skipped) > 3 else ''}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -349,44 +415,84 @@ def _cmd_demo(args) -> int:
         missing = _fashion_mnist_missing(args.data_home)
         if missing:
             home = args.data_home or FASHION_MNIST_HOME
-            raise CLIError(f"Fashion-MNIST file {missing[0]}[.gz] not found in {home!r}: install "
-                           "the data with `sudo apt-get install dataset-fashion-mnist` "
-                           "(Debian/Ubuntu), or point --data-home at a folder holding the IDX "
-                           "files")
-    return run_demo(dataset=args.dataset, quick=args.quick, output=args.output,
-                    data_home=args.data_home, threads=args.threads or None)
+            raise CLIError(
+                f"Fashion-MNIST file {missing[0]}[.gz] not found in {home!r}: install "
+                "the data with `sudo apt-get install dataset-fashion-mnist` "
+                "(Debian/Ubuntu), or point --data-home at a folder holding the IDX "
+                "files"
+            )
+    return run_demo(
+        dataset=args.dataset,
+        quick=args.quick,
+        output=args.output,
+        data_home=args.data_home,
+        threads=args.threads or None,
+    )
 
 
 # ------------------------------------------------------------------- parser
 def _add_runtime_options(parser):
-    parser.add_argument("--input-shape", default=None, metavar="C,H,W",
-                        help="channels,height,width every image is resized to (default: the "
-                             "size most of the images have, RGB unless all are grey; a "
-                             "backbone with a pretrained_cfg uses its own resolution)")
-    parser.add_argument("--img-size", type=_count(1), default=None, metavar="PX",
-                        help="feed a pretrained backbone at PX x PX instead of its own "
-                             "resolution (e.g. 96 on a CPU)")
-    parser.add_argument("--no-preprocess", action="store_true",
-                        help="feed a pretrained backbone the pixels as they are (no resize to "
-                             "its resolution, no normalization)")
-    parser.add_argument("--batch-size", type=_count(1), default=64, metavar="N",
-                        help="images per forward pass (views with -S; default: %(default)s)")
-    parser.add_argument("--num-workers", type=_count(0), default=_default_workers(), metavar="N",
-                        help="processes decoding image files while the model runs (0: decode "
-                             "in the main process; default: %(default)s)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the random initial weights of a backbone used without "
-                             "--weights and the augmentation draws of -S (default: %(default)s)")
-    parser.add_argument("--skip-unreadable", action="store_true",
-                        help="leave out image files that cannot be decoded (reported at the "
-                             "end) instead of stopping at the first")
+    parser.add_argument(
+        "--input-shape",
+        default=None,
+        metavar="C,H,W",
+        help="channels,height,width every image is resized to (default: the "
+        "size most of the images have, RGB unless all are grey; a "
+        "backbone with a pretrained_cfg uses its own resolution)",
+    )
+    parser.add_argument(
+        "--img-size",
+        type=_count(1),
+        default=None,
+        metavar="PX",
+        help="feed a pretrained backbone at PX x PX instead of its own "
+        "resolution (e.g. 96 on a CPU)",
+    )
+    parser.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="feed a pretrained backbone the pixels as they are (no resize to "
+        "its resolution, no normalization)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_count(1),
+        default=64,
+        metavar="N",
+        help="images per forward pass (views with -S; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=_count(0),
+        default=_default_workers(),
+        metavar="N",
+        help="processes decoding image files while the model runs (0: decode "
+        "in the main process; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the random initial weights of a backbone used without "
+        "--weights and the augmentation draws of -S (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out image files that cannot be decoded (reported at the "
+        "end) instead of stopping at the first",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def _count(minimum):
     """An argparse type: an int of at least ``minimum``, said in the option's terms."""
+
     def parse(text):
         try:
             value = int(text)
@@ -413,86 +519,162 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    text = ("List the registered backbones, augmentation policies and aggregations: by "
-            "default how many each plugin gives; the names with --filter or --all.")
-    plugins = sub.add_parser("plugins", help="list registered backbones, policies and "
-                             "aggregations", description=text)
-    plugins.add_argument("--filter", action="append", default=None, metavar="PATTERN",
-                         help="list the names matching an fnmatch pattern, case-insensitively; "
-                              "'resnet*' also matches timm/resnet* (repeatable)")
+    text = (
+        "List the registered backbones, augmentation policies and aggregations: by "
+        "default how many each plugin gives; the names with --filter or --all."
+    )
+    plugins = sub.add_parser(
+        "plugins", help="list registered backbones, policies and aggregations", description=text
+    )
+    plugins.add_argument(
+        "--filter",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help="list the names matching an fnmatch pattern, case-insensitively; "
+        "'resnet*' also matches timm/resnet* (repeatable)",
+    )
     plugins.add_argument("--all", action="store_true", help="list every name")
     plugins.set_defaults(func=_cmd_plugins)
 
-    text = ("Embed image files (and folders, recursively) with a backbone into .parquet, "
-            ".npy or .csv. Files are embedded chunk by chunk, so memory stays flat; an "
-            "interrupted run continues with --resume.")
-    embed = sub.add_parser("embed", help="embed images (files or folders) with a backbone",
-                           description=text)
-    embed.add_argument("paths", nargs="+", help="image files or folders (searched recursively; "
-                                                "hidden files and folders left out)")
-    embed.add_argument("--backbone", required=True,
-                       help="registered backbone name (see: repens plugins)")
-    embed.add_argument("--weights", default=None, metavar="FILE",
-                       help="local weights file for the backbone (default: its own weights, "
-                            "random for backbones that have none)")
-    embed.add_argument("--policy", default=None,
-                       help="test-time augmentation policy, with -S (default: none)")
-    embed.add_argument("-S", "--n-augmentations", type=_count(0), default=0, metavar="S",
-                       help="number of augmented views to average (0: plain embedding)")
-    embed.add_argument("--aggregation", default="mean",
-                       help="how the views are combined: mean, gem, median, max, ... "
-                            "(default: %(default)s)")
-    embed.add_argument("-o", "--output", required=True, metavar="FILE",
-                       help="out.parquet (columns file, emb0, ...), out.npy (+ out.files.txt) "
-                            "or out.csv")
-    embed.add_argument("--chunk-size", type=_count(1), default=1024, metavar="N",
-                       help="files embedded and saved at a time: memory and the work lost to "
-                            "an interruption grow with it (default: %(default)s)")
-    embed.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
-                       help="embed the chunks on the workers of a running Dask cluster (e.g. "
-                            "tcp://host:8786); files and output must be on a filesystem they "
-                            "share (needs pip install 'repens-sklearn[dask]')")
-    embed.add_argument("--resume", action="store_true",
-                       help="continue the interrupted run of this output (same files, options "
-                            "and --chunk-size); the result is that of an uninterrupted run")
-    embed.add_argument("--overwrite", action="store_true",
-                       help="replace an existing output that another job (other files or "
-                            "options) or another program wrote; without it that is an error")
+    text = (
+        "Embed image files (and folders, recursively) with a backbone into .parquet, "
+        ".npy or .csv. Files are embedded chunk by chunk, so memory stays flat; an "
+        "interrupted run continues with --resume."
+    )
+    embed = sub.add_parser(
+        "embed", help="embed images (files or folders) with a backbone", description=text
+    )
+    embed.add_argument(
+        "paths",
+        nargs="+",
+        help="image files or folders (searched recursively; hidden files and folders left out)",
+    )
+    embed.add_argument(
+        "--backbone", required=True, help="registered backbone name (see: repens plugins)"
+    )
+    embed.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE",
+        help="local weights file for the backbone (default: its own weights, "
+        "random for backbones that have none)",
+    )
+    embed.add_argument(
+        "--policy", default=None, help="test-time augmentation policy, with -S (default: none)"
+    )
+    embed.add_argument(
+        "-S",
+        "--n-augmentations",
+        type=_count(0),
+        default=0,
+        metavar="S",
+        help="number of augmented views to average (0: plain embedding)",
+    )
+    embed.add_argument(
+        "--aggregation",
+        default="mean",
+        help="how the views are combined: mean, gem, median, max, ... (default: %(default)s)",
+    )
+    embed.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="out.parquet (columns file, emb0, ...), out.npy (+ out.files.txt) or out.csv",
+    )
+    embed.add_argument(
+        "--chunk-size",
+        type=_count(1),
+        default=1024,
+        metavar="N",
+        help="files embedded and saved at a time: memory and the work lost to "
+        "an interruption grow with it (default: %(default)s)",
+    )
+    embed.add_argument(
+        "--dask-scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="embed the chunks on the workers of a running Dask cluster (e.g. "
+        "tcp://host:8786); files and output must be on a filesystem they "
+        "share (needs pip install 'repens-sklearn[dask]')",
+    )
+    embed.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run of this output (same files, options "
+        "and --chunk-size); the result is that of an uninterrupted run",
+    )
+    embed.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output that another job (other files or "
+        "options) or another program wrote; without it that is an error",
+    )
     _add_runtime_options(embed)
     embed.set_defaults(func=_cmd_embed)
 
-    text = ("Rank backbones by leave-one-out k-nearest-neighbour accuracy of their embeddings "
-            "on a labelled image folder (one sub-folder per class), best first.")
-    rank = sub.add_parser("rank", help="rank backbones by leave-one-out kNN on a labelled folder",
-                          description=text)
+    text = (
+        "Rank backbones by leave-one-out k-nearest-neighbour accuracy of their embeddings "
+        "on a labelled image folder (one sub-folder per class), best first."
+    )
+    rank = sub.add_parser(
+        "rank", help="rank backbones by leave-one-out kNN on a labelled folder", description=text
+    )
     rank.add_argument("folder", help="folder with one sub-folder of images per class")
-    rank.add_argument("--candidate", action="append", required=True, metavar="NAME[:WEIGHTS]",
-                      help="a backbone name, optionally with a weights file (repeat for each "
-                           "candidate)")
-    rank.add_argument("-k", "--n-neighbors", type=_count(1), default=1, metavar="K",
-                      help="neighbours that vote for each image's class (default: %(default)s)")
+    rank.add_argument(
+        "--candidate",
+        action="append",
+        required=True,
+        metavar="NAME[:WEIGHTS]",
+        help="a backbone name, optionally with a weights file (repeat for each candidate)",
+    )
+    rank.add_argument(
+        "-k",
+        "--n-neighbors",
+        type=_count(1),
+        default=1,
+        metavar="K",
+        help="neighbours that vote for each image's class (default: %(default)s)",
+    )
     _add_runtime_options(rank)
     rank.set_defaults(func=_cmd_rank)
 
-    text = ("Run the five methods end to end on Fashion-MNIST (or digits) and write a report: "
-            "findings, table and figures. A line per stage; progress bars on a terminal.")
-    demo = sub.add_parser("demo", help="run all five methods end to end and write a report",
-                          description=text)
-    demo.add_argument("--dataset", choices=("auto", "digits", "fashion-mnist"), default="auto",
-                      help="auto: Fashion-MNIST when its files are there (where the papers' "
-                           "effects show), else digits with a hint; digits: scikit-learn's 8x8 "
-                           "digits; fashion-mnist: the Debian package dataset-fashion-mnist or "
-                           "--data-home (default: %(default)s)")
+    text = (
+        "Run the five methods end to end on Fashion-MNIST (or digits) and write a report: "
+        "findings, table and figures. A line per stage; progress bars on a terminal."
+    )
+    demo = sub.add_parser(
+        "demo", help="run all five methods end to end and write a report", description=text
+    )
+    demo.add_argument(
+        "--dataset",
+        choices=("auto", "digits", "fashion-mnist"),
+        default="auto",
+        help="auto: Fashion-MNIST when its files are there (where the papers' "
+        "effects show), else digits with a hint; digits: scikit-learn's 8x8 "
+        "digits; fashion-mnist: the Debian package dataset-fashion-mnist or "
+        "--data-home (default: %(default)s)",
+    )
     demo.add_argument("--quick", action="store_true", help="smoke run (under a minute)")
-    demo.add_argument("--output", default=None, metavar="FOLDER",
-                      help="report folder (default: ./repens_report)")
-    demo.add_argument("--data-home", default=None, metavar="FOLDER",
-                      help="folder of the Fashion-MNIST IDX files (default: "
-                           "/usr/share/datasets/fashion-mnist)")
-    demo.add_argument("--threads", type=int, default=1, metavar="N",
-                      help="torch and BLAS threads for the run; the demo's networks are small "
-                           "and one thread avoids oversubscribing a busy machine; 0 keeps the "
-                           "libraries' defaults (default: %(default)s)")
+    demo.add_argument(
+        "--output", default=None, metavar="FOLDER", help="report folder (default: ./repens_report)"
+    )
+    demo.add_argument(
+        "--data-home",
+        default=None,
+        metavar="FOLDER",
+        help="folder of the Fashion-MNIST IDX files (default: /usr/share/datasets/fashion-mnist)",
+    )
+    demo.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch and BLAS threads for the run; the demo's networks are small "
+        "and one thread avoids oversubscribing a busy machine; 0 keeps the "
+        "libraries' defaults (default: %(default)s)",
+    )
     demo.set_defaults(func=_cmd_demo)
     return parser
 

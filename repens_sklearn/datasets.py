@@ -27,8 +27,16 @@ from .exceptions import ImageFolderError
 
 FASHION_MNIST_HOME = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 _FASHION_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -56,8 +64,9 @@ def load_digits_images(*, return_X_y=False):
     images = (digits.images / 16.0).astype(np.float32)[:, None]
     if return_X_y:
         return images, digits.target
-    return Bunch(images=images, target=digits.target, target_names=digits.target_names,
-                 DESCR=digits.DESCR)
+    return Bunch(
+        images=images, target=digits.target, target_names=digits.target_names, DESCR=digits.DESCR
+    )
 
 
 def load_fashion_mnist(data_home=None, split="train", *, return_X_y=False):
@@ -80,8 +89,10 @@ def load_fashion_mnist(data_home=None, split="train", *, return_X_y=False):
     images = _read_idx(_find_idx(home, image_name))
     labels = _read_idx(_find_idx(home, label_name)).astype(np.int64)
     if images.ndim != 3 or len(images) != len(labels):
-        raise ValueError(f"Fashion-MNIST files in {str(home)!r} are inconsistent: "
-                         f"images {images.shape}, labels {labels.shape}")
+        raise ValueError(
+            f"Fashion-MNIST files in {str(home)!r} are inconsistent: "
+            f"images {images.shape}, labels {labels.shape}"
+        )
     images = images[:, None]
     if return_X_y:
         return images, labels
@@ -173,19 +184,30 @@ def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, on_error="raise"):
         raise ValueError(f"image folder {str(root)!r} has no class sub-folders")
     paths, target, headers, skipped = _scan_classes(root, classes, extensions, on_error)
     if not paths:
-        raise ValueError(f"image folder {str(root)!r} holds no images with extensions "
-                         f"{', '.join(extensions)}")
+        raise ValueError(
+            f"image folder {str(root)!r} holds no images with extensions {', '.join(extensions)}"
+        )
     found = set(target)
     empty = [name for label, name in enumerate(classes) if label not in found]
     if empty:
-        raise ValueError(f"class folder(s) {empty} of image folder {str(root)!r} hold no "
-                         f"readable images with extensions {', '.join(extensions)}")
+        raise ValueError(
+            f"class folder(s) {empty} of image folder {str(root)!r} hold no "
+            f"readable images with extensions {', '.join(extensions)}"
+        )
     if skipped:
         first = ", ".join(repr(p) for p, _ in skipped[:3])
-        warn(f"load_image_folder skipped {len(skipped)} unreadable file(s) in "
-             f"{str(root)!r}: {first}{', ...' if len(skipped) > 3 else ''}", UserWarning)
-    return Bunch(paths=paths, target=np.asarray(target, dtype=np.int64), target_names=classes,
-                 input_shape=common_input_shape(headers), skipped=skipped)
+        warn(
+            f"load_image_folder skipped {len(skipped)} unreadable file(s) in "
+            f"{str(root)!r}: {first}{', ...' if len(skipped) > 3 else ''}",
+            UserWarning,
+        )
+    return Bunch(
+        paths=paths,
+        target=np.asarray(target, dtype=np.int64),
+        target_names=classes,
+        input_shape=common_input_shape(headers),
+        skipped=skipped,
+    )
 
 
 def _scan_classes(root, classes, extensions, on_error):

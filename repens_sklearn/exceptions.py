@@ -89,8 +89,9 @@ class ImageFolderError(ImageDecodeError):
 
     def describe(self, skip_option):
         """The message, naming the option that leaves such files out as ``skip_option``."""
-        return (f"{self.reason} (in image folder {self.folder!r}; {skip_option} leaves such "
-                "files out)")
+        return (
+            f"{self.reason} (in image folder {self.folder!r}; {skip_option} leaves such files out)"
+        )
 
 
 class UnknownNameError(ValueError):
@@ -114,12 +115,13 @@ class UnknownNameError(ValueError):
         self.kind, self.name, self.lister = kind, name, lister
         self.suggestions, self.n_registered = list(suggestions), n_registered
         hint = f" Closest registered names: {self.suggestions}." if self.suggestions else ""
-        super().__init__(f"Unknown {kind} {name!r}.{hint} Use repens_sklearn.{lister}() "
-                         f"to see all {n_registered}.")
+        super().__init__(
+            f"Unknown {kind} {name!r}.{hint} Use repens_sklearn.{lister}() "
+            f"to see all {n_registered}."
+        )
 
     def __reduce__(self):
-        return type(self), (self.kind, self.name, self.suggestions, self.n_registered,
-                            self.lister)
+        return type(self), (self.kind, self.name, self.suggestions, self.n_registered, self.lister)
 
 
 class PluginLoadWarning(UserWarning):
@@ -147,9 +149,13 @@ class EmbedFilesError(Exception):
     template = "{message}"
     # How the library calls the options it names; a word may use the error's fields
     # ("where" places an unreadable file in the list).
-    library_words = {"resume": "resume=True", "skip": "on_error='skip'",
-                     "chunk_size": "chunk_size", "overwrite": "overwrite=True",
-                     "where": "paths[{index}]"}
+    library_words = {
+        "resume": "resume=True",
+        "skip": "on_error='skip'",
+        "chunk_size": "chunk_size",
+        "overwrite": "overwrite=True",
+        "where": "paths[{index}]",
+    }
 
     def __init__(self, **fields):
         self.fields = fields
@@ -182,23 +188,29 @@ def _rebuild_error(cls, fields):
 class UnreadableImageError(EmbedFilesError, ValueError):
     """A file could not be decoded and ``on_error="raise"``; the chunks done are kept."""
 
-    template = ("cannot read image {path!r} ({where}): {reason}. The {n_done} of "
-                "{n_chunks} chunks done are kept in {parts!r}: fix or remove the file, or pass "
-                "{skip} with {resume} to leave it out and continue")
+    template = (
+        "cannot read image {path!r} ({where}): {reason}. The {n_done} of "
+        "{n_chunks} chunks done are kept in {parts!r}: fix or remove the file, or pass "
+        "{skip} with {resume} to leave it out and continue"
+    )
 
 
 class InterruptedRunError(EmbedFilesError, FileExistsError):
     """An interrupted run is on disk and ``resume=False``."""
 
-    template = ("{parts!r} holds an interrupted run of this output ({n_done} of {n_chunks} "
-                "chunks done): pass {resume} to continue it, or delete that folder to start over")
+    template = (
+        "{parts!r} holds an interrupted run of this output ({n_done} of {n_chunks} "
+        "chunks done): pass {resume} to continue it, or delete that folder to start over"
+    )
 
 
 class ResumeMismatchError(EmbedFilesError, ValueError):
     """``resume=True`` but the job differs from the interrupted one."""
 
-    template = ("cannot resume {output!r}: {what}. Pass what the interrupted run was given, "
-                "or delete {parts!r} and {manifest!r} to start over")
+    template = (
+        "cannot resume {output!r}: {what}. Pass what the interrupted run was given, "
+        "or delete {parts!r} and {manifest!r} to start over"
+    )
 
 
 class UnwritableNameError(EmbedFilesError, ValueError):
@@ -210,5 +222,7 @@ class UnwritableNameError(EmbedFilesError, ValueError):
 class OutputExistsError(EmbedFilesError, FileExistsError):
     """The output exists and is not this job's: it is only replaced when asked to."""
 
-    template = ("{output!r} already exists and {what}: pass {overwrite} to replace it, or "
-                "choose another output")
+    template = (
+        "{output!r} already exists and {what}: pass {overwrite} to replace it, or "
+        "choose another output"
+    )

@@ -56,8 +56,10 @@ def plugin_module(name, **hooks):
     """A real module object holding hook implementations, as a plugin package would."""
     module = types.ModuleType(name)
     for hook_name, mapping in hooks.items():
+
         def impl(mapping=mapping):
             return mapping
+
         impl.__name__ = hook_name
         setattr(module, hook_name, hookimpl(impl))
     return module

@@ -46,16 +46,22 @@ def test_float_tiff_in_0_255_is_read_as_pixels(tmp_path):
     np.testing.assert_allclose(got, np.rint(_RAMP * 200) / 255, atol=1e-6)
 
 
-@pytest.mark.parametrize("values, shown", [
-    (np.array([[-1.0, 0.5]], np.float32), r"\[-1, 0.5\]"),
-    (np.array([[0.0, 300.0]], np.float32), r"\[0, 300\]"),
-    (np.array([[0.0, np.nan]], np.float32), r"\[0, 0\] and NaN or infinity"),
-])
+@pytest.mark.parametrize(
+    "values, shown",
+    [
+        (np.array([[-1.0, 0.5]], np.float32), r"\[-1, 0.5\]"),
+        (np.array([[0.0, 300.0]], np.float32), r"\[0, 300\]"),
+        (np.array([[0.0, np.nan]], np.float32), r"\[0, 0\] and NaN or infinity"),
+    ],
+)
 def test_float_tiff_without_a_scale_is_refused_naming_it(tmp_path, values, shown):
     path = tmp_path / "odd.tif"
     Image.fromarray(values, mode="F").save(path)
-    with pytest.raises(ImageDecodeError, match=rf"image '.*odd\.tif' \(X\[0\]\) has mode 'F' \(float\)"
-                                               rf" with values in {shown}.*\[0, 1\] or \[0, 255\]"):
+    with pytest.raises(
+        ImageDecodeError,
+        match=rf"image '.*odd\.tif' \(X\[0\]\) has mode 'F' \(float\)"
+        rf" with values in {shown}.*\[0, 1\] or \[0, 255\]",
+    ):
         _decode([path])
 
 
@@ -72,8 +78,11 @@ def test_int32_tiff_scaled_by_its_value_range(tmp_path, high, white):
 def test_int32_tiff_beyond_16_bits_is_refused(tmp_path):
     path = tmp_path / "big.tif"
     Image.fromarray(np.array([[0, 100_000]], np.int32), mode="I").save(path)
-    with pytest.raises(ImageDecodeError, match=r"mode 'I' \(32-bit integer\) with values in "
-                                               r"\[0, 100000\].*\[0, 255\] or \[0, 65535\]"):
+    with pytest.raises(
+        ImageDecodeError,
+        match=r"mode 'I' \(32-bit integer\) with values in "
+        r"\[0, 100000\].*\[0, 255\] or \[0, 65535\]",
+    ):
         _decode([path])  # was clipped silently to white
 
 
@@ -118,10 +127,13 @@ def test_exif_rotated_pil_image_is_decoded_as_shown_and_left_as_it_was():
 # ------------------------------------------------------------ array layouts
 def test_one_hwc_image_without_batch_axis_is_refused_with_the_fix():
     X = np.random.default_rng(0).random((16, 12, 3)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"X of shape \(16, 12, 3\) looks like one \(H, W, C\) "
-                                         r"image without a batch axis.*pass X\[None\] for one "
-                                         r"image, or input_shape=\(1, 12, 3\) if it really holds 16 "
-                                         r"grey images"):
+    with pytest.raises(
+        ValueError,
+        match=r"X of shape \(16, 12, 3\) looks like one \(H, W, C\) "
+        r"image without a batch axis.*pass X\[None\] for one "
+        r"image, or input_shape=\(1, 12, 3\) if it really holds 16 "
+        r"grey images",
+    ):
         check_inputs(_Est(), X)  # was read as 16 grey images of 12 x 3 pixels
     assert check_inputs(_Est(), X[None]).sample_shape == (3, 16, 12)
     assert check_inputs(_Est(), X, input_shape=(1, 12, 3)).sample_shape == (1, 12, 3)
@@ -129,11 +141,14 @@ def test_one_hwc_image_without_batch_axis_is_refused_with_the_fix():
 
 def test_ambiguous_n3h3_layout_is_refused_unless_input_shape_says_which():
     X = np.random.default_rng(0).random((5, 3, 16, 3)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"layout of image array X with shape \(5, 3, 16, 3\) is "
-                                         r"ambiguous: it reads as \(N, C, H, W\) images of shape "
-                                         r"\(3, 16, 3\) or as \(N, H, W, C\) images of shape "
-                                         r"\(3, 3, 16\); pass input_shape=\(3, 16, 3\) or "
-                                         r"input_shape=\(3, 3, 16\) to say which"):
+    with pytest.raises(
+        ValueError,
+        match=r"layout of image array X with shape \(5, 3, 16, 3\) is "
+        r"ambiguous: it reads as \(N, C, H, W\) images of shape "
+        r"\(3, 16, 3\) or as \(N, H, W, C\) images of shape "
+        r"\(3, 3, 16\); pass input_shape=\(3, 16, 3\) or "
+        r"input_shape=\(3, 3, 16\) to say which",
+    ):
         check_inputs(_Est(), X)  # was read as (N, H, W, C) silently
     est = _Est()
     nchw = check_inputs(est, X, input_shape=(3, 16, 3))
@@ -146,26 +161,50 @@ def test_ambiguous_n3h3_layout_is_refused_unless_input_shape_says_which():
 
 def test_ambiguous_square_layout_says_how_to_pass_it():
     X = np.zeros((2, 3, 3, 3), np.float32)
-    with pytest.raises(ValueError, match=r"pass \(N, C, H, W\) images as X\.reshape\(len\(X\), -1\)"
-                                         r" with input_shape=\(3, 3, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"pass \(N, C, H, W\) images as X\.reshape\(len\(X\), -1\)"
+        r" with input_shape=\(3, 3, 3\)",
+    ):
         check_inputs(_Est(), X)
 
 
-@pytest.mark.parametrize("fit_X, transform_X, layout, was, fix", [
-    (lambda X: X, lambda X: np.moveaxis(X, -1, 1), r"\(N, C, H, W\)", r"\(N, H, W, C\)",
-     r"np\.moveaxis\(X, 1, -1\)"),
-    (lambda X: np.moveaxis(X, -1, 1), lambda X: X, r"\(N, H, W, C\)", r"\(N, C, H, W\)",
-     r"np\.moveaxis\(X, -1, 1\)"),
-    (lambda X: X[:, None, :, :, 0], lambda X: X[..., 0], r"\(N, H, W\)", r"\(N, C, H, W\)",
-     r"X\[:, None\]"),
-])
+@pytest.mark.parametrize(
+    "fit_X, transform_X, layout, was, fix",
+    [
+        (
+            lambda X: X,
+            lambda X: np.moveaxis(X, -1, 1),
+            r"\(N, C, H, W\)",
+            r"\(N, H, W, C\)",
+            r"np\.moveaxis\(X, 1, -1\)",
+        ),
+        (
+            lambda X: np.moveaxis(X, -1, 1),
+            lambda X: X,
+            r"\(N, H, W, C\)",
+            r"\(N, C, H, W\)",
+            r"np\.moveaxis\(X, -1, 1\)",
+        ),
+        (
+            lambda X: X[:, None, :, :, 0],
+            lambda X: X[..., 0],
+            r"\(N, H, W\)",
+            r"\(N, C, H, W\)",
+            r"X\[:, None\]",
+        ),
+    ],
+)
 def test_fit_in_one_layout_transform_in_another_says_layout(fit_X, transform_X, layout, was, fix):
     X = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
     emb = MeanTTAEmbedder("convnet_small", n_augmentations=0, random_state=0).fit(fit_X(X))
-    with pytest.raises(ValueError, match=rf"X holds images of shape \(\d, 8, 8\) in the {layout} "
-                                         rf"layout, but MeanTTAEmbedder was fitted on them in the "
-                                         rf"{was} layout: pass X in the layout used in fit "
-                                         rf"\({fix}\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"X holds images of shape \(\d, 8, 8\) in the {layout} "
+        rf"layout, but MeanTTAEmbedder was fitted on them in the "
+        rf"{was} layout: pass X in the layout used in fit "
+        rf"\({fix}\)",
+    ):
         emb.transform(transform_X(X))  # was "X has 3 features, but ... expecting 8"
 
 
@@ -175,9 +214,13 @@ class _TinyPretrained(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.pretrained_cfg = {"input_size": (3, 8, 8), "mean": (0.5, 0.5, 0.5),
-                               "std": (0.25, 0.25, 0.25), "interpolation": "bilinear",
-                               "crop_pct": 1.0}
+        self.pretrained_cfg = {
+            "input_size": (3, 8, 8),
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.25, 0.25, 0.25),
+            "interpolation": "bilinear",
+            "crop_pct": 1.0,
+        }
         self.linear = nn.Linear(3 * 8 * 8, 4)
 
     def forward(self, x):
@@ -191,18 +234,22 @@ def _images01(n=6):
 def test_float_0_255_images_to_a_pretrained_backbone_warn_at_fit_and_transform():
     X = _images01()
     emb = MeanTTAEmbedder(_TinyPretrained(), n_augmentations=0, random_state=0)
-    with pytest.warns(InputRangeWarning, match=r"X holds float images with values in "
-                                               r"\[0\.\d+, 2\d\d\.?\d*\], but backbone "
-                                               r"'_TinyPretrained' is pretrained on \[0, 1\] images.*"
-                                               r"divide X by 255 or pass it as uint8"):
+    with pytest.warns(
+        InputRangeWarning,
+        match=r"X holds float images with values in "
+        r"\[0\.\d+, 2\d\d\.?\d*\], but backbone "
+        r"'_TinyPretrained' is pretrained on \[0, 1\] images.*"
+        r"divide X by 255 or pass it as uint8",
+    ):
         emb.fit(X * 255)
     with pytest.warns(InputRangeWarning, match="pass preprocess=False"):
         emb.transform((X - 0.5) / 0.25)  # already normalized
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputRangeWarning)
         out = emb.fit_transform(X)  # [0, 1] floats: no warning
-        np.testing.assert_allclose(emb.transform((X * 255).round().astype(np.uint8)), out,
-                                   atol=0.05)  # uint8 pixels: scaled, no warning
+        np.testing.assert_allclose(
+            emb.transform((X * 255).round().astype(np.uint8)), out, atol=0.05
+        )  # uint8 pixels: scaled, no warning
         MeanTTAEmbedder("convnet_small", n_augmentations=0).fit(X * 255)  # no pretrained_cfg
 
 
@@ -227,7 +274,8 @@ def test_num_workers_inside_a_loky_worker(tmp_path):
     assert expected == pytest.approx([64 * 30 * k / 255 for k in (1, 5, 9)], rel=1e-5)
     # was AttributeError: 'Process' object has no attribute 'env'
     got = joblib.Parallel(n_jobs=2, backend="loky")(
-        joblib.delayed(_sum_with_workers)(paths) for _ in range(2))
+        joblib.delayed(_sum_with_workers)(paths) for _ in range(2)
+    )
     assert got == [expected, expected]
 
 
@@ -271,7 +319,9 @@ def test_worker_error_of_any_collate_fn_passes_through(tmp_path):
     with pytest.raises(KeyError) as info:
         for batch in InputsLoader(Items(), batch_size=2, num_workers=1):
             batches.append(batch)
-    assert info.value.args == ("item 3 is missing",)  # torch: ("Caught KeyError in DataLoader ...",)
+    assert info.value.args == (
+        "item 3 is missing",
+    )  # torch: ("Caught KeyError in DataLoader ...",)
     assert torch.equal(batches[0], torch.tensor([[0.0], [1.0]]))
 
 
@@ -283,10 +333,15 @@ def test_grid_search_n_jobs_with_num_workers(tmp_path):
 
     paths = _write_pngs(tmp_path, n=8)
     y = np.arange(8) % 2
-    pipe = make_pipeline(MeanTTAEmbedder("convnet_small", n_augmentations=0, num_workers=1,
-                                         batch_size=4, random_state=0), LogisticRegression())
-    search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0]}, cv=2, n_jobs=2,
-                          error_score="raise").fit(paths, y)
+    pipe = make_pipeline(
+        MeanTTAEmbedder(
+            "convnet_small", n_augmentations=0, num_workers=1, batch_size=4, random_state=0
+        ),
+        LogisticRegression(),
+    )
+    search = GridSearchCV(
+        pipe, {"logisticregression__C": [0.1, 1.0]}, cv=2, n_jobs=2, error_score="raise"
+    ).fit(paths, y)
     assert len(search.cv_results_["mean_test_score"]) == 2
 
 
@@ -299,13 +354,25 @@ def test_knn_selector_finetune_and_embed_files_n_jobs_with_num_workers(tmp_path)
 
     paths = _write_pngs(tmp_path, n=8)
     y = np.arange(8) % 2
-    candidates = [(f"m{seed}", MeanTTAEmbedder("convnet_small", n_augmentations=0, num_workers=1,
-                                                batch_size=4, random_state=seed)) for seed in (0, 1)]
+    candidates = [
+        (
+            f"m{seed}",
+            MeanTTAEmbedder(
+                "convnet_small", n_augmentations=0, num_workers=1, batch_size=4, random_state=seed
+            ),
+        )
+        for seed in (0, 1)
+    ]
     selector = TransferabilitySelector(candidates, n_select=1, n_jobs=2).fit(paths, y)
     serial = TransferabilitySelector(candidates, n_select=1).fit(paths, y)
     assert selector.scores_ == pytest.approx(serial.scores_)
-    GridSearchCV(FineTuneClassifier("convnet_small", max_steps=2, batch_size=4, num_workers=1),
-                 {"lr": [0.01, 0.1]}, cv=2, n_jobs=2, error_score="raise").fit(paths, y)
+    GridSearchCV(
+        FineTuneClassifier("convnet_small", max_steps=2, batch_size=4, num_workers=1),
+        {"lr": [0.01, 0.1]},
+        cv=2,
+        n_jobs=2,
+        error_score="raise",
+    ).fit(paths, y)
     emb = candidates[0][1].fit(paths)
     embed_files(emb, paths, tmp_path / "out.npy", chunk_size=2, n_jobs=2)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), emb.transform(paths), atol=1e-5)

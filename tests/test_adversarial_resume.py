@@ -25,9 +25,17 @@ from repens_sklearn._embed_files import OutputExistsError, ResumeMismatchError
 from repens_sklearn._fingerprint import KeyedCache, file_identity, fingerprint
 from repens_sklearn.cli import main
 
-ENSIAM = dict(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
-              policy="gaussian_noise", projector_dim=16, predictor_hidden_dim=8, batch_size=16,
-              device="cpu", random_state=0, max_epochs=1)
+ENSIAM = dict(
+    backbone="mlp",
+    backbone_params={"hidden_dim": 16, "embedding_dim": 8},
+    policy="gaussian_noise",
+    projector_dim=16,
+    predictor_hidden_dim=8,
+    batch_size=16,
+    device="cpu",
+    random_state=0,
+    max_epochs=1,
+)
 
 
 def _ensiam(**params):
@@ -110,8 +118,9 @@ def test_ensiam_checkpoint_refused_for_an_overwritten_weights_file(tmp_path, X):
     weights = tmp_path / "w.pt"
     backbone = {"in_features": 6, "hidden_dim": 16, "embedding_dim": 8}
     _mlp_weights(weights, 0, **backbone)
-    params = dict(backbone_params={**backbone, "weights": str(weights)},
-                  checkpoint_dir=tmp_path / "ckpt")
+    params = dict(
+        backbone_params={**backbone, "weights": str(weights)}, checkpoint_dir=tmp_path / "ckpt"
+    )
     _ensiam(**params).fit(X)
     _overwrite(weights, lambda p: _mlp_weights(p, 1, **backbone))
     with pytest.raises(ValueError, match=r"another run: different backbone_params;"):
@@ -142,14 +151,27 @@ def _mlp_weights(path, seed, in_features=64, hidden_dim=8, embedding_dim=4):
     from repens_sklearn import create_backbone
 
     torch.manual_seed(seed)
-    torch.save(create_backbone("mlp", in_features=in_features, hidden_dim=hidden_dim,
-                               embedding_dim=embedding_dim).state_dict(), path)
+    torch.save(
+        create_backbone(
+            "mlp", in_features=in_features, hidden_dim=hidden_dim, embedding_dim=embedding_dim
+        ).state_dict(),
+        path,
+    )
 
 
 def _weighted_member(weights):
-    return MeanTTAEmbedder("mlp", backbone_params={"in_features": 64, "hidden_dim": 8,
-                                                   "embedding_dim": 4, "weights": str(weights)},
-                           n_augmentations=0, input_shape=(1, 8, 8), random_state=0)
+    return MeanTTAEmbedder(
+        "mlp",
+        backbone_params={
+            "in_features": 64,
+            "hidden_dim": 8,
+            "embedding_dim": 4,
+            "weights": str(weights),
+        },
+        n_augmentations=0,
+        input_shape=(1, 8, 8),
+        random_state=0,
+    )
 
 
 def test_concat_cache_misses_after_an_image_file_is_overwritten(tmp_path):
@@ -182,8 +204,9 @@ def test_knn_selector_cache_misses_after_a_weights_file_is_overwritten(tmp_path)
     _mlp_weights(weights, 0)
 
     def selector(**params):
-        return TransferabilitySelector([("w", _weighted_member(weights)), ("raw", "mlp")], n_select=1,
-                                random_state=0, **params)
+        return TransferabilitySelector(
+            [("w", _weighted_member(weights)), ("raw", "mlp")], n_select=1, random_state=0, **params
+        )
 
     cached = selector(memory=str(tmp_path / "cache")).fit(X, y)
     _overwrite(weights, lambda p: _mlp_weights(p, 3))
@@ -193,16 +216,22 @@ def test_knn_selector_cache_misses_after_a_weights_file_is_overwritten(tmp_path)
 
 def test_learned_ensemble_cache_misses_after_an_image_file_is_overwritten(tmp_path):
     paths = _image_files(tmp_path / "imgs")
-    backbones = [("m", MeanTTAEmbedder("mlp", n_augmentations=0, input_shape=(1, 8, 8),
-                                       random_state=0))]
-    params = dict(hidden_dim=8, max_epochs=2, final_activation="identity", random_state=0,
-                  device="cpu")
+    backbones = [
+        ("m", MeanTTAEmbedder("mlp", n_augmentations=0, input_shape=(1, 8, 8), random_state=0))
+    ]
+    params = dict(
+        hidden_dim=8, max_epochs=2, final_activation="identity", random_state=0, device="cpu"
+    )
     cached = LearnedEnsembleEmbedder(backbones, memory=str(tmp_path / "cache"), **params)
     cached.fit(paths)
     _overwrite(paths[0], lambda p: _save_image(p, 77))
     fresh = LearnedEnsembleEmbedder(backbones, **params).fit(paths)
-    np.testing.assert_allclose(cached.fit(paths).targets_.transform(paths),
-                               fresh.targets_.transform(paths), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        cached.fit(paths).targets_.transform(paths),
+        fresh.targets_.transform(paths),
+        rtol=1e-6,
+        atol=1e-6,
+    )
     np.testing.assert_allclose(cached.embedding_, fresh.embedding_, rtol=1e-5, atol=1e-5)
 
 
@@ -216,8 +245,15 @@ def paths(tmp_path):
 
 
 def _embedder(**params):
-    return MeanTTAEmbedder(**{"backbone": "mlp", "n_augmentations": 0, "input_shape": (1, 8, 8),
-                              "random_state": 0, **params})
+    return MeanTTAEmbedder(
+        **{
+            "backbone": "mlp",
+            "n_augmentations": 0,
+            "input_shape": (1, 8, 8),
+            "random_state": 0,
+            **params,
+        }
+    )
 
 
 def _interrupt(monkeypatch, paths, output, n_chunks=2, **params):
@@ -255,10 +291,13 @@ def test_non_utf8_file_name_is_refused_up_front_for_tables(tmp_path, paths, suff
     pytest.importorskip("pyarrow" if suffix == ".parquet" else "pandas")
     odd = _odd_name(tmp_path / "imgs", b"old-archive-\xe9t\xe9.png")
     output = tmp_path / f"emb{suffix}"
-    with pytest.raises(ValueError, match=rf"file name .*old-archive-.* \(paths\[12\]\) is not "
-                                         rf"UTF-8 \(its bytes: b'.*old-archive-\\xe9t\\xe9.png'\), "
-                                         rf"which the file column of \{suffix} output cannot hold: "
-                                         rf"write .npy"):
+    with pytest.raises(
+        ValueError,
+        match=rf"file name .*old-archive-.* \(paths\[12\]\) is not "
+        rf"UTF-8 \(its bytes: b'.*old-archive-\\xe9t\\xe9.png'\), "
+        rf"which the file column of \{suffix} output cannot hold: "
+        rf"write .npy",
+    ):
         embed_files(_embedder(), paths + [odd], output, chunk_size=CHUNK)
     assert not (tmp_path / f"emb{suffix}.parts").exists()  # refused before any work
 
@@ -276,13 +315,17 @@ def test_newline_in_a_file_name_never_shifts_the_file_list(tmp_path, paths):
     pytest.importorskip("pyarrow")
     odd = str(tmp_path / "imgs" / "two\nlines.png")
     _save_image(odd, 3)
-    with pytest.raises(ValueError, match=r"'.*two\\nlines.png' \(paths\[1\]\) has a line break, "
-                                         r"which the one-name-per-line file list of .npy"):
+    with pytest.raises(
+        ValueError,
+        match=r"'.*two\\nlines.png' \(paths\[1\]\) has a line break, "
+        r"which the one-name-per-line file list of .npy",
+    ):
         embed_files(_embedder(), [paths[0], odd] + paths[1:], tmp_path / "emb.npy")
     import pandas as pd
 
-    embed_files(_embedder(), [paths[0], odd] + paths[1:], tmp_path / "emb.parquet",
-                chunk_size=CHUNK)
+    embed_files(
+        _embedder(), [paths[0], odd] + paths[1:], tmp_path / "emb.parquet", chunk_size=CHUNK
+    )
     assert list(pd.read_parquet(tmp_path / "emb.parquet")["file"]) == [paths[0], odd] + paths[1:]
 
 
@@ -290,12 +333,18 @@ def test_finished_output_of_another_job_is_not_overwritten_silently(tmp_path, pa
     output = tmp_path / "emb.npy"
     embed_files(_embedder(), paths, output, chunk_size=CHUNK)
     before = output.read_bytes()
-    with pytest.raises(OutputExistsError, match=r"emb.npy' already exists and holds another "
-                                                r"job's embeddings: it embedded 12 files, this "
-                                                r"call gives 6: pass overwrite=True to replace"):
+    with pytest.raises(
+        OutputExistsError,
+        match=r"emb.npy' already exists and holds another "
+        r"job's embeddings: it embedded 12 files, this "
+        r"call gives 6: pass overwrite=True to replace",
+    ):
         embed_files(_embedder(), paths[:6], output, chunk_size=CHUNK)
-    with pytest.raises(OutputExistsError, match=r"its MeanTTAEmbedder has different random_state "
-                                                r"\(it used 0, this call 1\)"):
+    with pytest.raises(
+        OutputExistsError,
+        match=r"its MeanTTAEmbedder has different random_state "
+        r"\(it used 0, this call 1\)",
+    ):
         embed_files(_embedder(random_state=1), paths, output, chunk_size=CHUNK)
     assert output.read_bytes() == before
     embed_files(_embedder(), paths, output, chunk_size=CHUNK)  # the same job: written again
@@ -307,20 +356,27 @@ def test_finished_output_of_another_job_is_not_overwritten_silently(tmp_path, pa
 def test_a_file_not_written_by_embed_files_is_not_overwritten(tmp_path, paths):
     output = tmp_path / "precious.npy"
     np.save(output, np.arange(3))
-    with pytest.raises(OutputExistsError, match=r"has no manifest .*precious.npy.manifest.json', "
-                                                r"so it is not known to be this job's output"):
+    with pytest.raises(
+        OutputExistsError,
+        match=r"has no manifest .*precious.npy.manifest.json', "
+        r"so it is not known to be this job's output",
+    ):
         embed_files(_embedder(), paths, output)
     np.testing.assert_array_equal(np.load(output), np.arange(3))
 
 
 def test_resume_refuses_another_module_of_the_same_architecture(tmp_path, paths, monkeypatch):
     torch.manual_seed(0)
-    first, second = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
-                     for _ in range(2)]
+    first, second = [
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4)) for _ in range(2)
+    ]
     output = tmp_path / "emb.npy"
     _interrupt(monkeypatch, paths, output, n_chunks=1, backbone=first)
-    with pytest.raises(ResumeMismatchError, match=r"its MeanTTAEmbedder has different "
-                                                  r"backbone\. Pass what"):
+    with pytest.raises(
+        ResumeMismatchError,
+        match=r"its MeanTTAEmbedder has different "
+        r"backbone\. Pass what",
+    ):
         embed_files(_embedder(backbone=second), paths, output, chunk_size=CHUNK, resume=True)
     report = embed_files(_embedder(backbone=first), paths, output, chunk_size=CHUNK, resume=True)
     assert report.n_chunks_resumed == 1
@@ -330,18 +386,23 @@ def test_resume_embeds_again_the_chunks_whose_files_changed(tmp_path, paths, mon
     output = tmp_path / "emb.npy"
     _interrupt(monkeypatch, paths, output, n_chunks=2)
     _overwrite(paths[1], lambda p: _save_image(p, 123))  # chunk 0, already embedded
-    with pytest.warns(UserWarning, match=r"the files of 1 of the 2 chunks done changed .* the "
-                                         r"first '.*00.png': embedding those chunks again"):
+    with pytest.warns(
+        UserWarning,
+        match=r"the files of 1 of the 2 chunks done changed .* the "
+        r"first '.*00.png': embedding those chunks again",
+    ):
         report = embed_files(_embedder(), paths, output, chunk_size=CHUNK, resume=True)
     assert report.n_chunks_resumed == 1
-    np.testing.assert_allclose(np.load(output), _embedder().fit(paths).transform(paths),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(output), _embedder().fit(paths).transform(paths), rtol=1e-6, atol=1e-6
+    )
     # a complete output whose files changed is not returned as it is
     _overwrite(paths[11], lambda p: _save_image(p, 321))
     with pytest.warns(UserWarning, match=r"the files of 1 of 3 chunks of .*emb.npy' changed"):
         embed_files(_embedder(), paths, output, chunk_size=CHUNK, resume=True)
-    np.testing.assert_allclose(np.load(output), _embedder().fit(paths).transform(paths),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(output), _embedder().fit(paths).transform(paths), rtol=1e-6, atol=1e-6
+    )
 
 
 # -------------------------------------------------------------------- the CLI
@@ -354,8 +415,24 @@ def _cli_folder(tmp_path, n=6, broken=()):
 
 
 def _cli(folder, output, *extra):
-    return main(["embed", str(folder), "--backbone", "mlp", "--input-shape", "1,8,8",
-                 "--chunk-size", "2", "--num-workers", "0", "-q", "-o", str(output), *extra])
+    return main(
+        [
+            "embed",
+            str(folder),
+            "--backbone",
+            "mlp",
+            "--input-shape",
+            "1,8,8",
+            "--chunk-size",
+            "2",
+            "--num-workers",
+            "0",
+            "-q",
+            "-o",
+            str(output),
+            *extra,
+        ]
+    )
 
 
 def test_cli_skip_unreadable_with_a_whole_unreadable_first_chunk(tmp_path, capsys):
@@ -373,8 +450,9 @@ def test_cli_nothing_readable_says_so(tmp_path, capsys):
     folder = _cli_folder(tmp_path, n=2, broken=(0, 1))
     assert _cli(folder, tmp_path / "emb.npy", "--skip-unreadable") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("repens embed: error: none of the 2 files could be read as an "
-                              "image (first: '")
+    assert err[-1].startswith(
+        "repens embed: error: none of the 2 files could be read as an image (first: '"
+    )
 
 
 def test_cli_successful_skip_unreadable_run_prints_no_traceback(tmp_path):
@@ -386,15 +464,30 @@ def test_cli_successful_skip_unreadable_run_prints_no_traceback(tmp_path):
     truncated = folder / "3.jpg"  # a valid header: only decoding the pixels fails
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     (folder / "4.jpg").write_bytes(b"not an image")
-    argv = ["embed", str(folder), "--backbone", "mlp", "--chunk-size", "4", "--num-workers",
-            "1", "-q", "--skip-unreadable", "-o", str(tmp_path / "emb.npy")]
+    argv = [
+        "embed",
+        str(folder),
+        "--backbone",
+        "mlp",
+        "--chunk-size",
+        "4",
+        "--num-workers",
+        "1",
+        "-q",
+        "--skip-unreadable",
+        "-o",
+        str(tmp_path / "emb.npy"),
+    ]
     # A process of its own, as a user runs it, with the garbage collector running often:
     # the failed attempt's DataLoader, collected in the next one's forked worker, printed
     # "AssertionError: can only test a child process" tracebacks (when depended on timing).
-    script = ("import gc, sys; gc.set_threshold(50); from repens_sklearn.cli import main; "
-              "sys.exit(main(sys.argv[1:]))")
-    result = subprocess.run([sys.executable, "-c", script, *argv],
-                            capture_output=True, text=True, timeout=120)
+    script = (
+        "import gc, sys; gc.set_threshold(50); from repens_sklearn.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "can only test a child process" not in result.stderr
@@ -409,8 +502,10 @@ def test_cli_refuses_another_jobs_output_without_overwrite(tmp_path, capsys):
     before = output.read_bytes()
     assert _cli(folder, output, "--seed", "1") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.endswith("its MeanTTAEmbedder has different random_state (it used 0, this "
-                        "call 1): pass --overwrite to replace it, or choose another output")
+    assert err.endswith(
+        "its MeanTTAEmbedder has different random_state (it used 0, this "
+        "call 1): pass --overwrite to replace it, or choose another output"
+    )
     assert output.read_bytes() == before
     assert _cli(folder, output, "--seed", "1", "--overwrite") == 0
     assert output.read_bytes() != before

@@ -38,9 +38,17 @@ def _features(n, d, signal, seed, n_classes=3):
 
 # (n, d, signal, seed): twelve problems, five with D > N
 PROBLEMS = [
-    (80, 5, 0.5, 0), (80, 12, 0.3, 1), (60, 20, 0.8, 2), (50, 8, 1.5, 3),
-    (40, 40, 0.4, 4), (100, 30, 0.2, 5), (45, 10, 0.6, 6),
-    (30, 60, 0.3, 7), (24, 40, 0.2, 8), (20, 50, 0.2, 12), (40, 80, 0.2, 17),
+    (80, 5, 0.5, 0),
+    (80, 12, 0.3, 1),
+    (60, 20, 0.8, 2),
+    (50, 8, 1.5, 3),
+    (40, 40, 0.4, 4),
+    (100, 30, 0.2, 5),
+    (45, 10, 0.6, 6),
+    (30, 60, 0.3, 7),
+    (24, 40, 0.2, 8),
+    (20, 50, 0.2, 12),
+    (40, 80, 0.2, 17),
     (30, 45, 0.35, 11),
 ]
 
@@ -55,10 +63,14 @@ def _family(widths, signals, seed=0):
 
 
 # widths below and above N_TASK = 60
-NARROW = _family([4, 8, 8, 16, 24, 32, 12, 20, 6, 40], [0.3, 0.2, 0.6, 0.4, 0.3, 0.5, 0.9, 0.1,
-                                                         1.2, 0.35])
-WIDE = _family([80, 120, 100, 140, 90, 130, 70, 110, 125, 95], [0.1, 0.15, 0.2, 0.12, 0.25,
-                                                                0.08, 0.3, 0.18, 0.05, 0.22], 1)
+NARROW = _family(
+    [4, 8, 8, 16, 24, 32, 12, 20, 6, 40], [0.3, 0.2, 0.6, 0.4, 0.3, 0.5, 0.9, 0.1, 1.2, 0.35]
+)
+WIDE = _family(
+    [80, 120, 100, 140, 90, 130, 70, 110, 125, 95],
+    [0.1, 0.15, 0.2, 0.12, 0.25, 0.08, 0.3, 0.18, 0.05, 0.22],
+    1,
+)
 
 
 def _assert_same_ranking(ours, reference):
@@ -100,9 +112,18 @@ def _ref_logme(F, y, tol=1e-12, max_iter=20000):
     else:
         raise AssertionError("reference LogME did not converge: pick another problem")
     c = beta * z / (alpha + beta * sigma)
-    evidence = (n * np.log(beta) + d * np.log(alpha) - n * np.log(2 * np.pi)
-                - beta * np.sum((FV @ c - T) ** 2, axis=0) - alpha * np.sum(c**2, axis=0)
-                - np.sum(np.log(alpha + beta * sigma), axis=0)) / 2 / n
+    evidence = (
+        (
+            n * np.log(beta)
+            + d * np.log(alpha)
+            - n * np.log(2 * np.pi)
+            - beta * np.sum((FV @ c - T) ** 2, axis=0)
+            - alpha * np.sum(c**2, axis=0)
+            - np.sum(np.log(alpha + beta * sigma), axis=0)
+        )
+        / 2
+        / n
+    )
     noise_only = -0.5 * (np.log(2 * np.pi) + 1 + np.log(np.sum(T**2, axis=0) / n))
     return np.mean(np.where(alpha / beta >= 1e10 * sigma.max(), noise_only, evidence))
 
@@ -116,12 +137,14 @@ def test_logme_values_match_the_reference(n, d, signal, seed):
 @pytest.mark.parametrize("family", [NARROW, WIDE], ids=["D<N", "D>N"])
 def test_logme_ranking_matches_the_reference(family):
     candidates, y = family
-    _assert_same_ranking([logme_score(Z, y) for Z in candidates],
-                         [_ref_logme(Z, y) for Z in candidates])
+    _assert_same_ranking(
+        [logme_score(Z, y) for Z in candidates], [_ref_logme(Z, y) for Z in candidates]
+    )
 
 
-@pytest.mark.parametrize("n, d, signal, seed", [(30, 60, 0.15, 21), (60, 30, 0.1, 25),
-                                                (80, 40, 0.08, 26)])
+@pytest.mark.parametrize(
+    "n, d, signal, seed", [(30, 60, 0.15, 21), (60, 30, 0.1, 25), (80, 40, 0.08, 26)]
+)
 def test_logme_slow_fixed_points_are_reached(n, d, signal, seed):
     # the paper's plain iteration needs thousands of steps here; stopped after 100 it
     # was off by about 1e-6 relatively, enough to swap close candidates
@@ -131,9 +154,12 @@ def test_logme_slow_fixed_points_are_reached(n, d, signal, seed):
 
 def test_logme_says_when_it_did_not_converge():
     Z, y = _features(30, 60, 0.15, 21)
-    with pytest.warns(ConvergenceWarning, match=r"logme_score: alpha / beta not within "
-                                                r"tol=1e-12 of its fixed point after "
-                                                r"max_iter=3 bisection steps; increase max_iter"):
+    with pytest.warns(
+        ConvergenceWarning,
+        match=r"logme_score: alpha / beta not within "
+        r"tol=1e-12 of its fixed point after "
+        r"max_iter=3 bisection steps; increase max_iter",
+    ):
         logme_score(Z, y, max_iter=3, tol=1e-12)
 
 
@@ -180,8 +206,9 @@ def test_hscore_shrinkage_values_match_the_reference(n, d, signal, seed):
     alpha = _lw_alpha(Z)
     assert 0 < alpha < 1
     assert hscore(Z, y) == pytest.approx(_ref_hscore(Z, y, alpha), rel=1e-9)
-    assert hscore(Z, y) == pytest.approx(_tllib_style_regularized_hscore(Z, y) * (n - 1) / n,
-                                         rel=1e-7)
+    assert hscore(Z, y) == pytest.approx(
+        _tllib_style_regularized_hscore(Z, y) * (n - 1) / n, rel=1e-7
+    )
     assert hscore(Z, y, shrinkage=0.3) == pytest.approx(_ref_hscore(Z, y, 0.3), rel=1e-9)
     assert 0 <= hscore(Z, y) <= 2  # a ridge-regularised LDA trace: at most n_classes - 1
 
@@ -197,21 +224,27 @@ def test_hscore_pseudo_inverse_values_match_the_reference(n, d, signal, seed):
 def test_hscore_shrinkage_ranking_matches_the_reference(family, shrinkage):
     candidates, y = family
     alphas = [_lw_alpha(Z) if shrinkage == "auto" else shrinkage for Z in candidates]
-    _assert_same_ranking([hscore(Z, y, shrinkage=shrinkage) for Z in candidates],
-                         [_ref_hscore(Z, y, a) for Z, a in zip(candidates, alphas)])
+    _assert_same_ranking(
+        [hscore(Z, y, shrinkage=shrinkage) for Z in candidates],
+        [_ref_hscore(Z, y, a) for Z, a in zip(candidates, alphas)],
+    )
 
 
 def test_hscore_pseudo_inverse_ranking_matches_the_reference():
     candidates, y = NARROW  # when D > N every candidate ties at n_classes - 1
-    _assert_same_ranking([hscore(Z, y, shrinkage=0) for Z in candidates],
-                         [_ref_hscore(Z, y, 0) for Z in candidates])
+    _assert_same_ranking(
+        [hscore(Z, y, shrinkage=0) for Z in candidates], [_ref_hscore(Z, y, 0) for Z in candidates]
+    )
 
 
 def test_hscore_full_shrinkage_is_refused():
     # (1 - alpha) cov(E[f | y]) vanishes at alpha = 1: every candidate would score 0
     Z, y = _features(20, 4, 0.5, 0)
-    with pytest.raises(ValueError, match=r"hscore: shrinkage must be 'auto' or a float in "
-                                         r"\[0, 1\), got 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"hscore: shrinkage must be 'auto' or a float in "
+        r"\[0, 1\), got 1",
+    ):
         hscore(Z, y, shrinkage=1)
 
 
@@ -237,8 +270,9 @@ def test_knn_loo_score_is_offset_invariant(offset_task, offset, k):
     expected = _sklearn_loo(Z, y, k)
     assert 0.55 < expected < 0.8
     assert knn_loo_score(Z + offset, y, n_neighbors=k) == pytest.approx(expected, abs=1e-12)
-    assert loo_knn_accuracy(Z + offset, y, n_neighbors=k, block_size=17) == \
-        pytest.approx(expected, abs=1e-12)
+    assert loo_knn_accuracy(Z + offset, y, n_neighbors=k, block_size=17) == pytest.approx(
+        expected, abs=1e-12
+    )
 
 
 def test_knn_loo_score_float32_input_far_from_the_origin(offset_task):
@@ -267,8 +301,11 @@ def test_continuous_y_is_refused(score):
     Z, _ = _features(30, 4, 0.5, 0)
     y = np.random.default_rng(0).normal(size=30)
     name = score.__name__
-    with pytest.raises(ValueError, match=rf"{name} needs class labels in y; got continuous "
-                                         r"values \(type_of_target 'continuous'"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name} needs class labels in y; got continuous "
+        r"values \(type_of_target 'continuous'",
+    ):
         score(Z, y)
     # float labels that are whole numbers are classes
     y_int = (np.arange(30) % 3).astype(float)

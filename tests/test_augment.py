@@ -33,7 +33,8 @@ def _images(n=32, channels=3, size=16, seed=0):
 
 def test_registry_has_the_builtin_policies():
     assert {"identity", "gaussian_noise", "crop_flip", "simsiam", "multiscale"} <= set(
-        list_augmentation_policies())
+        list_augmentation_policies()
+    )
     assert {"mean", "gem", "median", "max"} <= set(list_aggregations())
 
 
@@ -110,7 +111,8 @@ def test_simsiam_grayscale_fraction_and_single_channel():
     x = _images(n=400, channels=3, size=12)
     out = policy(x, _gen(0))
     gray = ((out[:, 0] - out[:, 1]).abs().amax(dim=(1, 2)) < 1e-6) & (
-        (out[:, 0] - out[:, 2]).abs().amax(dim=(1, 2)) < 1e-6)
+        (out[:, 0] - out[:, 2]).abs().amax(dim=(1, 2)) < 1e-6
+    )
     assert 0.12 < gray.float().mean().item() < 0.3  # RandomGrayscale(p=0.2)
     mono = policy(_images(n=8, channels=1, size=12), _gen(0))
     assert mono.shape == (8, 1, 12, 12)
@@ -120,10 +122,11 @@ def test_simsiam_grayscale_fraction_and_single_channel():
 def test_multiscale_views_and_contract_call():
     policy = create_augmentation_policy("multiscale")
     x = _images(n=4, size=28)
-    assert policy.scales == pytest.approx((1.0, 2 ** -0.5, 0.5))
+    assert policy.scales == pytest.approx((1.0, 2**-0.5, 0.5))
     assert [tuple(policy.view(x, i).shape[2:]) for i in range(3)] == [(28, 28), (20, 20), (14, 14)]
-    torch.testing.assert_close(policy.view(x, 2),
-                               F.interpolate(x, size=(14, 14), mode="bilinear", antialias=True))
+    torch.testing.assert_close(
+        policy.view(x, 2), F.interpolate(x, size=(14, 14), mode="bilinear", antialias=True)
+    )
     assert torch.equal(policy.view(x, 0), x)
     back = create_augmentation_policy("multiscale", resize_back=True)
     assert back.view(x, 2).shape == x.shape
@@ -183,8 +186,9 @@ def test_seeded_rows_depend_on_their_own_seed_only(name, params):
     assert out.shape == x.shape and out.dtype == x.dtype
     torch.testing.assert_close(policy.seeded(x[3:4], seeds[3:4]), out[3:4], rtol=1e-5, atol=1e-6)
     order = torch.randperm(12, generator=_gen(0))
-    torch.testing.assert_close(policy.seeded(x[order], seeds[order]), out[order],
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        policy.seeded(x[order], seeds[order]), out[order], rtol=1e-5, atol=1e-6
+    )
     if name != "identity":
         assert not torch.equal(policy.seeded(x, derive_seeds(torch.arange(12), 1)), out)
 
@@ -221,7 +225,7 @@ def test_uniform_and_derive_seeds():
     seeds = derive_seeds(torch.arange(1000), 3)
     u = uniform(seeds, 4)
     assert u.shape == (1000, 4) and 0 <= u.min() and u.max() < 1
-    assert abs(u.mean().item() - 0.5) < 0.02 and abs(u.std().item() - 12 ** -0.5) < 0.01
+    assert abs(u.mean().item() - 0.5) < 0.02 and abs(u.std().item() - 12**-0.5) < 0.01
     torch.testing.assert_close(uniform(seeds[7:8], 4), u[7:8])
     assert not torch.equal(derive_seeds(torch.arange(5), 0), derive_seeds(torch.arange(5), 1))
 
@@ -241,10 +245,10 @@ def test_crop_flip_boxes_are_crops_resized_as_torchvision(size):
     flips = u[:, -1].numpy() < 0.5
     assert 0 < flips.sum() < 16
     for i in range(16):
-        crop = x[i:i + 1, :, top[i]:top[i] + h[i], left[i]:left[i] + w[i]]
+        crop = x[i : i + 1, :, top[i] : top[i] + h[i], left[i] : left[i] + w[i]]
         expected = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
         expected = expected.flip(-1) if flips[i] else expected
-        torch.testing.assert_close(out[i:i + 1], expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(out[i : i + 1], expected, rtol=0, atol=1e-5)
     area = h * w / size**2
     assert area.min() >= 0.2 - 0.1 and area.max() <= 0.9 + 0.1  # rounding to whole pixels
 

@@ -8,15 +8,18 @@ from repens_sklearn import create_backbone
 from repens_sklearn.backbones import build_backbone, check_backbone_accepts
 
 
-@pytest.mark.parametrize("name,shape,dim", [
-    ("mlp", (2, 7), 64),
-    ("convnet_small", (2, 1, 8, 8), 128),
-    ("convnet_small", (2, 3, 28, 28), 128),
-    ("resnet18", (2, 3, 32, 32), 512),
-    ("resnet18_cifar", (2, 3, 16, 16), 512),
-    ("resnet34", (1, 3, 32, 32), 512),
-    ("resnet50", (1, 3, 32, 32), 2048),
-])
+@pytest.mark.parametrize(
+    "name,shape,dim",
+    [
+        ("mlp", (2, 7), 64),
+        ("convnet_small", (2, 1, 8, 8), 128),
+        ("convnet_small", (2, 3, 28, 28), 128),
+        ("resnet18", (2, 3, 32, 32), 512),
+        ("resnet18_cifar", (2, 3, 16, 16), 512),
+        ("resnet34", (1, 3, 32, 32), 512),
+        ("resnet50", (1, 3, 32, 32), 2048),
+    ],
+)
 def test_backbone_maps_batch_to_embeddings(name, shape, dim):
     params = {"in_features": shape[1]} if name == "mlp" else {"in_chans": shape[1]}
     net = create_backbone(name, **params).eval()
@@ -60,6 +63,7 @@ def test_build_backbone_uses_as_backbone_of_fitted_estimators():
     class Fitted:
         def as_backbone(self):
             return torch.nn.Linear(3, 3)
+
     assert isinstance(build_backbone(Fitted(), None, (3,)), torch.nn.Linear)
 
 
@@ -95,6 +99,7 @@ def test_weights_roundtrip_from_local_file(tmp_path, suffix):
 
 def test_torchvision_checkpoint_with_classifier_head_loads(tmp_path):
     import torchvision
+
     full = torchvision.models.resnet18(weights=None)
     path = tmp_path / "resnet18.pth"
     torch.save(full.state_dict(), path)
@@ -127,7 +132,9 @@ def test_mismatching_weights_name_file_and_keys(tmp_path):
     with pytest.raises(ValueError, match=r"other\.pt.*shape mismatches \['net\.0\.weight"):
         create_backbone("mlp", in_features=5, weights=str(path))
     torch.save({"foo.weight": torch.zeros(1)}, path)
-    with pytest.raises(ValueError, match=r"missing keys \['net\.0\.weight'.*unexpected keys \['foo"):
+    with pytest.raises(
+        ValueError, match=r"missing keys \['net\.0\.weight'.*unexpected keys \['foo"
+    ):
         create_backbone("mlp", in_features=3, weights=str(path))
 
 
@@ -149,9 +156,12 @@ def torch_cache(tmp_path, monkeypatch):
 
 def _fake_cached_resnet18(checkpoints):
     import torchvision
+
     torch.manual_seed(0)
     full = torchvision.models.resnet18(weights=None).eval()
-    torch.save(full.state_dict(), checkpoints / "resnet18-f37072fd.pth")  # ResNet18_Weights.IMAGENET1K_V1
+    torch.save(
+        full.state_dict(), checkpoints / "resnet18-f37072fd.pth"
+    )  # ResNet18_Weights.IMAGENET1K_V1
     return full
 
 
@@ -163,23 +173,35 @@ def test_torchvision_weight_names_load_from_the_torch_cache(torch_cache, name):
     full.fc = torch.nn.Identity()
     assert torch.equal(net(x), full(x))
     assert net.pretrained_cfg == {
-        "architecture": "resnet18", "tag": "IMAGENET1K_V1", "input_size": (3, 224, 224),
-        "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-        "interpolation": "bilinear", "crop_pct": 0.875, "num_classes": 1000,
+        "architecture": "resnet18",
+        "tag": "IMAGENET1K_V1",
+        "input_size": (3, 224, 224),
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "interpolation": "bilinear",
+        "crop_pct": 0.875,
+        "num_classes": 1000,
     }
 
 
 def test_torchvision_weights_enum_member_is_accepted(torch_cache):
     from torchvision.models import ResNet18_Weights
+
     _fake_cached_resnet18(torch_cache)
-    assert create_backbone("resnet18", weights=ResNet18_Weights.DEFAULT).pretrained_cfg["tag"] == "IMAGENET1K_V1"
+    assert (
+        create_backbone("resnet18", weights=ResNet18_Weights.DEFAULT).pretrained_cfg["tag"]
+        == "IMAGENET1K_V1"
+    )
 
 
 def test_pretrained_cfg_follows_the_weights_transforms():
     from torchvision.models import ResNet50_Weights
 
     from repens_sklearn.backbones import torchvision_pretrained_cfg
-    cfg = torchvision_pretrained_cfg("resnet50", ResNet50_Weights.DEFAULT)  # V2: resize 232, crop 224
+
+    cfg = torchvision_pretrained_cfg(
+        "resnet50", ResNet50_Weights.DEFAULT
+    )  # V2: resize 232, crop 224
     assert cfg["tag"] == "IMAGENET1K_V2" and cfg["input_size"] == (3, 224, 224)
     assert cfg["crop_pct"] == pytest.approx(224 / 232) and cfg["interpolation"] == "bilinear"
 
@@ -211,8 +233,11 @@ def test_torchvision_weights_missing_from_the_cache_say_where(torch_cache):
 
 
 def test_unknown_weights_name_lists_the_torchvision_names(torch_cache):
-    with pytest.raises(FileNotFoundError, match=r"weights='IMAGENET1K_V9' for resnet18 is not an existing "
-                       r"file or one of torchvision's resnet18 weights \['IMAGENET1K_V1', 'DEFAULT'\]"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"weights='IMAGENET1K_V9' for resnet18 is not an existing "
+        r"file or one of torchvision's resnet18 weights \['IMAGENET1K_V1', 'DEFAULT'\]",
+    ):
         create_backbone("resnet18", weights="IMAGENET1K_V9")
     with pytest.raises(TypeError, match="weights for resnet18 must be"):
         create_backbone("resnet18", weights=3)

@@ -13,13 +13,21 @@ from repens_sklearn._base import module_on
 
 SMALL = {"hidden_dim": 16, "embedding_dim": 8}
 ESTIMATORS = {
-    "metta": lambda **kw: MeanTTAEmbedder("mlp", backbone_params=SMALL, policy="gaussian_noise",
-                                          n_augmentations=2, **kw),
-    "finetune": lambda **kw: FineTuneClassifier("mlp", backbone_params=SMALL, max_steps=2,
-                                                batch_size=8, **kw),
-    "ensiam": lambda **kw: EnSiamPretrainer("mlp", backbone_params=SMALL, policy="gaussian_noise",
-                                            max_epochs=1, projector_dim=8,
-                                            predictor_hidden_dim=4, **kw),
+    "metta": lambda **kw: MeanTTAEmbedder(
+        "mlp", backbone_params=SMALL, policy="gaussian_noise", n_augmentations=2, **kw
+    ),
+    "finetune": lambda **kw: FineTuneClassifier(
+        "mlp", backbone_params=SMALL, max_steps=2, batch_size=8, **kw
+    ),
+    "ensiam": lambda **kw: EnSiamPretrainer(
+        "mlp",
+        backbone_params=SMALL,
+        policy="gaussian_noise",
+        max_epochs=1,
+        projector_dim=8,
+        predictor_hidden_dim=4,
+        **kw,
+    ),
 }
 
 
@@ -62,9 +70,23 @@ def test_fit_leaves_the_callers_random_state_alone(name, data, monkeypatch):
     assert cuda_seeded == []  # torch.manual_seed would have reseeded every CUDA generator
 
 
-@pytest.mark.parametrize("key", ["device", "input_shape", "batch_size", "random_state",
-                                 "verbose", "backbone", "backbone_params", "policy_params",
-                                 "preprocess", "img_size", "crop_pct", "num_workers"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "device",
+        "input_shape",
+        "batch_size",
+        "random_state",
+        "verbose",
+        "backbone",
+        "backbone_params",
+        "policy_params",
+        "preprocess",
+        "img_size",
+        "crop_pct",
+        "num_workers",
+    ],
+)
 def test_shared_parameters_have_one_constraint(key):
     constraints = [ESTIMATORS[name]()._parameter_constraints[key] for name in ESTIMATORS]
     assert all(c is constraints[0] or c == constraints[0] for c in constraints)
@@ -81,10 +103,14 @@ def test_momentum_and_max_epochs_agree():
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_bad_policy_params_name_the_policy_in_every_estimator(name, data):
     X, y = data
-    est = ESTIMATORS[name](device="cpu").set_params(policy="gaussian_noise",
-                                                    policy_params={"sigma": 1})
-    with pytest.raises(ValueError, match=r"policy='gaussian_noise' with policy_params="
-                                         r"\{'sigma': 1\}: .*sigma"):
+    est = ESTIMATORS[name](device="cpu").set_params(
+        policy="gaussian_noise", policy_params={"sigma": 1}
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"policy='gaussian_noise' with policy_params="
+        r"\{'sigma': 1\}: .*sigma",
+    ):
         est.fit(X, y)
 
 
@@ -107,8 +133,11 @@ def test_transform_uses_the_fitted_backbone_in_place_on_its_device(data):
 def test_all_lists_exactly_the_documented_public_names():
     import types
 
-    exported = {name for name, obj in vars(repens_sklearn).items()
-                if not name.startswith("_") and not isinstance(obj, types.ModuleType)}
+    exported = {
+        name
+        for name, obj in vars(repens_sklearn).items()
+        if not name.startswith("_") and not isinstance(obj, types.ModuleType)
+    }
     assert exported == set(repens_sklearn.__all__) - {"__version__"}
     for name in exported - {"hookimpl"}:
         obj = getattr(repens_sklearn, name)
@@ -122,8 +151,11 @@ def _package_trees():
     import pathlib
 
     package = pathlib.Path(repens_sklearn.__file__).parent
-    return [(path.relative_to(package), ast.parse(path.read_text()))
-            for path in sorted(package.rglob("*.py")) if path.name != "_compat.py"]
+    return [
+        (path.relative_to(package), ast.parse(path.read_text()))
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "_compat.py"
+    ]
 
 
 @pytest.mark.parametrize("library", ["sklearn", "skorch"])
@@ -138,9 +170,12 @@ def test_only_the_compat_module_imports_private_names(library):
                 if private or any(part.startswith("_") for part in node.module.split(".")):
                     offenders.append(f"{path}: {node.module} {private}")
             elif isinstance(node, ast.Import):
-                offenders += [f"{path}: {a.name}" for a in node.names
-                              if a.name.split(".")[0] == library
-                              and any(part.startswith("_") for part in a.name.split("."))]
+                offenders += [
+                    f"{path}: {a.name}"
+                    for a in node.names
+                    if a.name.split(".")[0] == library
+                    and any(part.startswith("_") for part in a.name.split("."))
+                ]
     assert offenders == []
 
 
@@ -152,11 +187,18 @@ def _skorch_private_members():
     import skorch.callbacks
     from sklearn.base import BaseEstimator
 
-    classes = [cls for module in (skorch, skorch.callbacks, skorch.history)
-               for _, cls in inspect.getmembers(module, inspect.isclass)
-               if cls.__module__.startswith("skorch")]
-    private = {name for cls in classes for name in dir(cls)
-               if name.startswith("_") and not name.startswith("__")}
+    classes = [
+        cls
+        for module in (skorch, skorch.callbacks, skorch.history)
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__.startswith("skorch")
+    ]
+    private = {
+        name
+        for cls in classes
+        for name in dir(cls)
+        if name.startswith("_") and not name.startswith("__")
+    }
     return private - set(dir(torch.nn.Module)) - set(dir(BaseEstimator))
 
 
@@ -169,11 +211,21 @@ def test_no_private_skorch_member_is_used_or_overridden():
     assert {"_step_optimizer", "_set_training", "_f_kwargs", "_optimizers"} <= private
     offenders = []
     for path, tree in _package_trees():
-        methods = {item for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
-                   for item in node.body if isinstance(item, ast.FunctionDef)}
+        methods = {
+            item
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef)
+            for item in node.body
+            if isinstance(item, ast.FunctionDef)
+        }
         for node in ast.walk(tree):
-            name = (node.attr if isinstance(node, ast.Attribute)
-                    else node.name if node in methods else None)
+            name = (
+                node.attr
+                if isinstance(node, ast.Attribute)
+                else node.name
+                if node in methods
+                else None
+            )
             if name in private:
                 offenders.append(f"{path}:{node.lineno} {name}")
     assert offenders == []

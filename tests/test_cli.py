@@ -32,8 +32,12 @@ def test_plugins_filter(capsys):
 
 @pytest.mark.slow
 def test_console_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "repens_sklearn.cli", "plugins"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "repens_sklearn.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "mlp" in result.stdout
 
@@ -74,13 +78,31 @@ def test_embed_with_tta_to_table_matches_library(tmp_path, suffix):
         pytest.importorskip("pyarrow")
     folder = _image_folder(tmp_path / "imgs")
     out = tmp_path / f"emb{suffix}"
-    assert main(["embed", str(folder / "dark"), "--backbone", "mlp", "--policy", "crop_flip",
-                 "-S", "3", "--seed", "1", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(folder / "dark"),
+                "--backbone",
+                "mlp",
+                "--policy",
+                "crop_flip",
+                "-S",
+                "3",
+                "--seed",
+                "1",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert list(frame.columns[:2]) == ["file", "emb0"] and len(frame) == 4
     files = list(frame["file"])
-    expected = MeanTTAEmbedder("mlp", policy="crop_flip", n_augmentations=3, random_state=1,
-                               batch_size=64).fit_transform(files)
+    expected = MeanTTAEmbedder(
+        "mlp", policy="crop_flip", n_augmentations=3, random_state=1, batch_size=64
+    ).fit_transform(files)
     np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -94,20 +116,38 @@ def test_rank_prints_scores_best_first(tmp_path, capsys):
     assert scores[0] >= scores[1] and scores[0] == 1.0  # dark vs light is trivially separable
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["embed", "nowhere/", "--backbone", "mlp", "-o", "x.npy"], "path 'nowhere/' does not exist"),
-    (["embed", "{folder}", "--backbone", "resnet19", "-o", "x.npy"], "Unknown backbone 'resnet19'"),
-    (["embed", "{folder}", "--backbone", "mlp", "-o", "x.txt"], "must end in .npy, .csv or .parquet"),
-    (["embed", "{folder}", "--backbone", "mlp", "--weights", "missing.pt", "-o", "x.npy"],
-     "weights file 'missing.pt' does not exist"),
-    (["embed", "{broken}", "--backbone", "mlp", "-o", "x.npy"], "cannot read image"),
-    (["embed", "{folder}", "--backbone", "mlp", "-S", "4", "-o", "x.npy"],
-     "--policy and -S/--n-augmentations go together"),
-    (["embed", "{folder}", "--backbone", "mlp", "--policy", "crop_flip", "-o", "x.npy"],
-     "--policy and -S/--n-augmentations go together"),
-    (["rank", "nowhere/", "--candidate", "mlp"], "does not exist"),
-    (["rank", "{folder}", "--candidate", "nope"], "Unknown backbone 'nope'"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["embed", "nowhere/", "--backbone", "mlp", "-o", "x.npy"],
+            "path 'nowhere/' does not exist",
+        ),
+        (
+            ["embed", "{folder}", "--backbone", "resnet19", "-o", "x.npy"],
+            "Unknown backbone 'resnet19'",
+        ),
+        (
+            ["embed", "{folder}", "--backbone", "mlp", "-o", "x.txt"],
+            "must end in .npy, .csv or .parquet",
+        ),
+        (
+            ["embed", "{folder}", "--backbone", "mlp", "--weights", "missing.pt", "-o", "x.npy"],
+            "weights file 'missing.pt' does not exist",
+        ),
+        (["embed", "{broken}", "--backbone", "mlp", "-o", "x.npy"], "cannot read image"),
+        (
+            ["embed", "{folder}", "--backbone", "mlp", "-S", "4", "-o", "x.npy"],
+            "--policy and -S/--n-augmentations go together",
+        ),
+        (
+            ["embed", "{folder}", "--backbone", "mlp", "--policy", "crop_flip", "-o", "x.npy"],
+            "--policy and -S/--n-augmentations go together",
+        ),
+        (["rank", "nowhere/", "--candidate", "mlp"], "does not exist"),
+        (["rank", "{folder}", "--candidate", "nope"], "Unknown backbone 'nope'"),
+    ],
+)
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     folder = _image_folder(tmp_path / "imgs")
     broken = tmp_path / "broken.png"
@@ -122,11 +162,16 @@ def test_parquet_without_pyarrow_fails_before_embedding(tmp_path, capsys, monkey
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
-                        if name in ("pyarrow", "fastparquet") else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("pyarrow", "fastparquet") else real_find_spec(name, *a),
+    )
     folder = _image_folder(tmp_path / "imgs")
-    monkeypatch.setattr("repens_sklearn.embedders.MeanTTAEmbedder.fit_transform",
-                        lambda *a, **k: pytest.fail("embedded before checking the writer"))
+    monkeypatch.setattr(
+        "repens_sklearn.embedders.MeanTTAEmbedder.fit_transform",
+        lambda *a, **k: pytest.fail("embedded before checking the writer"),
+    )
     assert main(["embed", str(folder), "--backbone", "mlp", "-o", str(tmp_path / "x.parquet")]) == 2
     assert "writing .parquet needs pyarrow: pip install pyarrow" in capsys.readouterr().err
 
@@ -221,28 +266,65 @@ def test_plugins_filter_without_match_says_how(capsys):
 
 @pytest.mark.slow
 def test_plugins_output_cut_short_by_a_pipe_is_quiet():
-    result = subprocess.run(f"{sys.executable} -m repens_sklearn.cli plugins --all | head -1",
-                            shell=True, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        f"{sys.executable} -m repens_sklearn.cli plugins --all | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.stdout.startswith("Backbones (") and result.stderr == ""
 
 
 # ----------------------------------------------------------------- CLI words
-@pytest.mark.parametrize("argv,message,absent", [
-    (["embed", "{folder}", "--backbone", "resnet19", "-o", "x.npy"],
-     "See them with: repens plugins --filter 'resnet*'", "list_backbones"),
-    (["embed", "{folder}", "--backbone", "mlp", "--policy", "crop_flop", "-S", "2", "-o", "x.npy"],
-     "Unknown augmentation policy 'crop_flop' (--policy). Closest registered names: crop_flip",
-     "policy_params"),
-    (["embed", "{folder}", "--backbone", "mlp", "--aggregation", "means", "-o", "x.npy"],
-     "Unknown aggregation 'means' (--aggregation)", "list_aggregations"),
-    (["rank", "{folder}", "--candidate", "convnet_smal"],
-     "Unknown backbone 'convnet_smal' (--candidate). Closest registered names: convnet_small",
-     "list_backbones"),
-    (["rank", "{folder}/dark/..", "--candidate", "mlp", "-k", "8"],
-     "-k/--n-neighbors must be between 1 and 7", "n_neighbors="),
-    (["demo", "--dataset", "fashion-mnist", "--data-home", "{folder}"],
-     "point --data-home at a folder holding the IDX files", "data_home="),
-])
+@pytest.mark.parametrize(
+    "argv,message,absent",
+    [
+        (
+            ["embed", "{folder}", "--backbone", "resnet19", "-o", "x.npy"],
+            "See them with: repens plugins --filter 'resnet*'",
+            "list_backbones",
+        ),
+        (
+            [
+                "embed",
+                "{folder}",
+                "--backbone",
+                "mlp",
+                "--policy",
+                "crop_flop",
+                "-S",
+                "2",
+                "-o",
+                "x.npy",
+            ],
+            "Unknown augmentation policy 'crop_flop' (--policy). Closest registered names: "
+            "crop_flip",
+            "policy_params",
+        ),
+        (
+            ["embed", "{folder}", "--backbone", "mlp", "--aggregation", "means", "-o", "x.npy"],
+            "Unknown aggregation 'means' (--aggregation)",
+            "list_aggregations",
+        ),
+        (
+            ["rank", "{folder}", "--candidate", "convnet_smal"],
+            "Unknown backbone 'convnet_smal' (--candidate). Closest registered names: "
+            "convnet_small",
+            "list_backbones",
+        ),
+        (
+            ["rank", "{folder}/dark/..", "--candidate", "mlp", "-k", "8"],
+            "-k/--n-neighbors must be between 1 and 7",
+            "n_neighbors=",
+        ),
+        (
+            ["demo", "--dataset", "fashion-mnist", "--data-home", "{folder}"],
+            "point --data-home at a folder holding the IDX files",
+            "data_home=",
+        ),
+    ],
+)
 def test_messages_use_the_commands_words(tmp_path, capsys, argv, message, absent):
     folder = _image_folder(tmp_path / "imgs")
     argv = [a.format(folder=folder) for a in argv]
@@ -264,11 +346,14 @@ def test_rank_one_class_folder_names_it(tmp_path, capsys):
 
 def test_embed_says_when_weights_are_random(tmp_path, capsys):
     folder = _image_folder(tmp_path / "imgs")
-    assert main(["embed", str(folder), "--backbone", "mlp", "-q", "-o",
-                 str(tmp_path / "x.npy")]) == 0
+    assert (
+        main(["embed", str(folder), "--backbone", "mlp", "-q", "-o", str(tmp_path / "x.npy")]) == 0
+    )
     err = capsys.readouterr().err
-    assert "backbone 'mlp' has no pretrained weights of its own and no --weights was given: " \
-           "using random weights (seeded by --seed 0)" in err
+    assert (
+        "backbone 'mlp' has no pretrained weights of its own and no --weights was given: "
+        "using random weights (seeded by --seed 0)" in err
+    )
 
 
 def test_embed_passes_runtime_options_through(tmp_path, monkeypatch):
@@ -280,9 +365,29 @@ def test_embed_passes_runtime_options_through(tmp_path, monkeypatch):
 
     monkeypatch.setattr("repens_sklearn._embed_files.embed_files", fake_embed_files)
     folder = _image_folder(tmp_path / "imgs")
-    assert main(["embed", str(folder), "--backbone", "mlp", "--num-workers", "3",
-                 "--batch-size", "5", "--chunk-size", "7", "--resume", "--skip-unreadable",
-                 "--device", "cpu", "-o", str(tmp_path / "x.npy")]) == 130
+    assert (
+        main(
+            [
+                "embed",
+                str(folder),
+                "--backbone",
+                "mlp",
+                "--num-workers",
+                "3",
+                "--batch-size",
+                "5",
+                "--chunk-size",
+                "7",
+                "--resume",
+                "--skip-unreadable",
+                "--device",
+                "cpu",
+                "-o",
+                str(tmp_path / "x.npy"),
+            ]
+        )
+        == 130
+    )
     assert seen["num_workers"] == 3 and seen["batch_size"] == 5 and seen["device"] == "cpu"
     assert seen["chunk_size"] == 7 and seen["resume"] is True and seen["on_error"] == "skip"
 
@@ -314,8 +419,17 @@ def test_embed_skip_unreadable_reports_and_leaves_the_file_out(tmp_path, capsys)
     folder = _image_folder(tmp_path / "imgs")
     _truncated_jpeg(folder / "dark" / "2b.jpg")
     out = tmp_path / "emb.npy"
-    argv = ["embed", str(folder), "--backbone", "convnet_small", "--chunk-size", "3", "-q",
-            "-o", str(out)]
+    argv = [
+        "embed",
+        str(folder),
+        "--backbone",
+        "convnet_small",
+        "--chunk-size",
+        "3",
+        "-q",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 2  # the random-weights note and the one-line error
@@ -345,8 +459,17 @@ def test_embed_refuses_to_discard_an_interrupted_run(tmp_path, capsys, monkeypat
         return real(self, X)
 
     monkeypatch.setattr(MeanTTAEmbedder, "transform", crash_on_second_chunk)
-    argv = ["embed", str(folder), "--backbone", "mlp", "--chunk-size", "4", "-q",
-            "-o", str(tmp_path / "emb.parquet")]
+    argv = [
+        "embed",
+        str(folder),
+        "--backbone",
+        "mlp",
+        "--chunk-size",
+        "4",
+        "-q",
+        "-o",
+        str(tmp_path / "emb.parquet"),
+    ]
     assert main(argv) == 130
     assert "run the same command with --resume to continue" in capsys.readouterr().err
     monkeypatch.undo()
@@ -371,18 +494,34 @@ def test_killed_embed_resumes_to_the_uninterrupted_output(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(48):
         Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8), mode="L").save(
-            folder / f"{i:03d}.png")
+            folder / f"{i:03d}.png"
+        )
     # a slow embedding (many views) so that the kill lands between chunks
-    base = [sys.executable, "-m", "repens_sklearn.cli", "embed", str(folder), "--backbone",
-            "convnet_small", "--policy", "crop_flip", "-S", "16", "--chunk-size", "4",
-            "--num-workers", "0", "-q", "-o"]
+    base = [
+        sys.executable,
+        "-m",
+        "repens_sklearn.cli",
+        "embed",
+        str(folder),
+        "--backbone",
+        "convnet_small",
+        "--policy",
+        "crop_flip",
+        "-S",
+        "16",
+        "--chunk-size",
+        "4",
+        "--num-workers",
+        "0",
+        "-q",
+        "-o",
+    ]
     reference = tmp_path / "ref.parquet"
     subprocess.run(base + [str(reference)], check=True, capture_output=True, timeout=600)
 
     out = tmp_path / "emb.parquet"
     parts = tmp_path / "emb.parquet.parts"
-    proc = subprocess.Popen(base + [str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(base + [str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if parts.is_dir() and len(list(parts.glob("part-*.npz"))) >= 3:
@@ -392,8 +531,9 @@ def test_killed_embed_resumes_to_the_uninterrupted_output(tmp_path):
     proc.wait()
     n_done = len(list(parts.glob("part-*.npz")))
     assert 0 < n_done < 12, "the kill should land half-way"
-    result = subprocess.run(base + [str(out), "--resume"], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        base + [str(out), "--resume"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     assert f"{n_done} of 12 chunks from the interrupted run" in result.stdout
     assert out.read_bytes() == reference.read_bytes()
@@ -402,22 +542,56 @@ def test_killed_embed_resumes_to_the_uninterrupted_output(tmp_path):
 def test_dask_scheduler_without_dask_says_what_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # import fails
     folder = _image_folder(tmp_path / "imgs")
-    assert main(["embed", str(folder), "--backbone", "mlp", "--dask-scheduler", "tcp://x:1",
-                 "-q", "-o", str(tmp_path / "x.npy")]) == 2
-    assert "--dask-scheduler needs Dask: pip install 'repens-sklearn[dask]'" in \
-        capsys.readouterr().err
+    assert (
+        main(
+            [
+                "embed",
+                str(folder),
+                "--backbone",
+                "mlp",
+                "--dask-scheduler",
+                "tcp://x:1",
+                "-q",
+                "-o",
+                str(tmp_path / "x.npy"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        "--dask-scheduler needs Dask: pip install 'repens-sklearn[dask]'" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.slow
 def test_embed_on_a_dask_scheduler_gives_the_local_output(tmp_path):
     distributed = pytest.importorskip("distributed")
     folder = _image_folder(tmp_path / "imgs")
-    argv = ["embed", str(folder), "--backbone", "convnet_small", "--policy", "crop_flip",
-            "-S", "2", "--chunk-size", "3", "-q", "-o"]
+    argv = [
+        "embed",
+        str(folder),
+        "--backbone",
+        "convnet_small",
+        "--policy",
+        "crop_flip",
+        "-S",
+        "2",
+        "--chunk-size",
+        "3",
+        "-q",
+        "-o",
+    ]
     assert main(argv + [str(tmp_path / "local.npy")]) == 0
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  protocol="tcp", host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
-        assert main(argv + [str(tmp_path / "dask.npy"), "--dask-scheduler",
-                            cluster.scheduler_address]) == 0
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        assert (
+            main(argv + [str(tmp_path / "dask.npy"), "--dask-scheduler", cluster.scheduler_address])
+            == 0
+        )
     assert (tmp_path / "dask.npy").read_bytes() == (tmp_path / "local.npy").read_bytes()

@@ -24,8 +24,9 @@ def test_fitted_members_are_used_as_they_are_unfitted_ones_are_cloned(X):
     assert emb.embedders_[0][1] is pretrained
     np.testing.assert_allclose(emb.transform(X)[:, :3], pretrained.transform(X), rtol=1e-5)
     assert not hasattr(fresh, "components_")  # the parameter itself stays unfitted
-    np.testing.assert_allclose(emb.transform(X)[:, 3:], PCA(n_components=3).fit_transform(X),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        emb.transform(X)[:, 3:], PCA(n_components=3).fit_transform(X), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_blocks_are_l2_normalized_then_concatenated(X):
@@ -63,7 +64,9 @@ def test_fractions_keep_a_random_share_of_each_block(X):
     # the draw is seeded: same seed same columns, another seed other columns
     again = clone(emb).fit(X)
     assert all(np.array_equal(p, q) for p, q in zip(again.block_columns_, emb.block_columns_))
-    draws = {tuple(clone(emb).set_params(random_state=s).fit(X).block_columns_[1]) for s in range(6)}
+    draws = {
+        tuple(clone(emb).set_params(random_state=s).fit(X).block_columns_[1]) for s in range(6)
+    }
     assert len(draws) > 1
 
 
@@ -76,8 +79,9 @@ def test_max_features_keeps_highest_variance_dimensions():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 6)).astype(np.float32) * np.array([1, 1, 1, 1, 8, 1], np.float32)
     X[:, 1] *= 6
-    emb = ConcatEmbedder([("a", "passthrough"), ("b", "passthrough")], normalize=False,
-                         max_features=3).fit(X)
+    emb = ConcatEmbedder(
+        [("a", "passthrough"), ("b", "passthrough")], normalize=False, max_features=3
+    ).fit(X)
     # columns 4 and 1 dominate in both copies; the third pick is one of the copies again
     assert set(emb.selected_features_[:2]) == {4, 10}
     assert set(emb.selected_features_) <= {4, 10, 1, 7}
@@ -144,7 +148,9 @@ def test_n_jobs_gives_the_same_result(X):
 def test_width_change_between_fit_and_transform_is_an_error(X):
     emb = ConcatEmbedder([("pca", PCA(3)), ("raw", "passthrough")]).fit(X)
     emb.embedders_[0][1].components_ = emb.embedders_[0][1].components_[:2]
-    with pytest.raises(ValueError, match="embedder 'pca' returned 2 features, but it returned 3 in fit"):
+    with pytest.raises(
+        ValueError, match="embedder 'pca' returned 2 features, but it returned 3 in fit"
+    ):
         emb.transform(X)
 
 
@@ -161,27 +167,33 @@ def test_nan_input_is_an_error(X):
         ConcatEmbedder([("a", "passthrough")]).fit(X)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(combine="mean"), r"combine='mean' needs members of equal width.*'a': 8, 'b': 3"),
-    (dict(combine="mean", fractions=0.5), "fractions cannot be used with combine='mean'"),
-    (dict(weights={"zz": 2.0}), r"weights names unknown members \['zz'\]"),
-    (dict(fractions={"a": 0.5, "q": 0.5}), r"fractions names unknown members \['q'\]"),
-    (dict(fractions={"a": 1.5}), r"fractions\['a'\] must be in \(0, 1\], got 1.5"),
-    (dict(weights={"a": float("nan")}), r"weights\['a'\] must be a finite number"),
-    (dict(max_features=50), "max_features=50 is more than the 11 combined dimensions"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(combine="mean"), r"combine='mean' needs members of equal width.*'a': 8, 'b': 3"),
+        (dict(combine="mean", fractions=0.5), "fractions cannot be used with combine='mean'"),
+        (dict(weights={"zz": 2.0}), r"weights names unknown members \['zz'\]"),
+        (dict(fractions={"a": 0.5, "q": 0.5}), r"fractions names unknown members \['q'\]"),
+        (dict(fractions={"a": 1.5}), r"fractions\['a'\] must be in \(0, 1\], got 1.5"),
+        (dict(weights={"a": float("nan")}), r"weights\['a'\] must be a finite number"),
+        (dict(max_features=50), "max_features=50 is more than the 11 combined dimensions"),
+    ],
+)
 def test_bad_parameters(X, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ConcatEmbedder([("a", "passthrough"), ("b", PCA(3))], **kwargs).fit(X)
 
 
-@pytest.mark.parametrize("embedders, error, match", [
-    ([], ValueError, "embedders must be a non-empty list"),
-    ([("a", "drop")], ValueError, "every member is 'drop'"),
-    ([("a", PCA(2)), ("a", PCA(3))], ValueError, r"embedders has duplicate names \['a'\]"),
-    ([("a", 3)], TypeError, "embedders: member 'a' must be a scikit-learn transformer"),
-    ([("a", "no_such_backbone")], ValueError, "no_such_backbone"),
-])
+@pytest.mark.parametrize(
+    "embedders, error, match",
+    [
+        ([], ValueError, "embedders must be a non-empty list"),
+        ([("a", "drop")], ValueError, "every member is 'drop'"),
+        ([("a", PCA(2)), ("a", PCA(3))], ValueError, r"embedders has duplicate names \['a'\]"),
+        ([("a", 3)], TypeError, "embedders: member 'a' must be a scikit-learn transformer"),
+        ([("a", "no_such_backbone")], ValueError, "no_such_backbone"),
+    ],
+)
 def test_bad_members(X, embedders, error, match):
     with pytest.raises(error, match=match):
         ConcatEmbedder(embedders).fit(X)
@@ -198,9 +210,13 @@ def test_tables_with_string_columns_go_to_the_members():
     from sklearn.preprocessing import OneHotEncoder
 
     df = pd.DataFrame({"colour": ["red", "blue", "red", "green"] * 5, "size": np.arange(20.0)})
-    emb = ConcatEmbedder([("onehot", OneHotEncoder(sparse_output=False)),
-                          ("size", FunctionTransformer(lambda d: d[["size"]].to_numpy()))],
-                         normalize=False)
+    emb = ConcatEmbedder(
+        [
+            ("onehot", OneHotEncoder(sparse_output=False)),
+            ("size", FunctionTransformer(lambda d: d[["size"]].to_numpy())),
+        ],
+        normalize=False,
+    )
     Z = emb.fit_transform(df)
     assert Z.shape == (20, 3 + 20 + 1) and emb.n_features_in_ == 2
     np.testing.assert_array_equal(Z[:, -1], np.arange(20.0))
@@ -227,14 +243,17 @@ class _FitRecorder(TransformerMixin, BaseEstimator):
         return X
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(weights={"zz": 2.0}), r"weights names unknown members \['zz'\]"),
-    (dict(weights={"b": 2.0}), r"weights names unknown members \['b'\]"),  # "b" is dropped
-    (dict(fractions={"q": 0.5}), r"fractions names unknown members \['q'\]"),
-    (dict(fractions={"a": 0.0}), r"fractions\['a'\] must be in \(0, 1\]"),
-    (dict(weights={"a": float("inf")}), r"weights\['a'\] must be a finite number"),
-    (dict(combine="mean", fractions=0.5), "fractions cannot be used with combine='mean'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(weights={"zz": 2.0}), r"weights names unknown members \['zz'\]"),
+        (dict(weights={"b": 2.0}), r"weights names unknown members \['b'\]"),  # "b" is dropped
+        (dict(fractions={"q": 0.5}), r"fractions names unknown members \['q'\]"),
+        (dict(fractions={"a": 0.0}), r"fractions\['a'\] must be in \(0, 1\]"),
+        (dict(weights={"a": float("inf")}), r"weights\['a'\] must be a finite number"),
+        (dict(combine="mean", fractions=0.5), "fractions cannot be used with combine='mean'"),
+    ],
+)
 def test_parameters_are_checked_before_any_member_is_fitted(X, kwargs, match):
     _FitRecorder.fits = 0
     members = [("a", _FitRecorder(fail=True)), ("b", "drop"), ("c", _FitRecorder(fail=True))]
@@ -263,8 +282,10 @@ def test_random_state_fixes_named_backbones(X):
     # dropping a member leaves the other members' seeds alone
     dropped = run(0, [("a", "drop"), ("b", "mlp")])
     np.testing.assert_array_equal(dropped, twice[:, 64:])
-    seeds = [m.random_state for _, m in ConcatEmbedder(
-        [("a", "mlp"), ("b", "mlp")], random_state=0).fit(X).embedders_]
+    seeds = [
+        m.random_state
+        for _, m in ConcatEmbedder([("a", "mlp"), ("b", "mlp")], random_state=0).fit(X).embedders_
+    ]
     assert all(isinstance(s, int) for s in seeds) and seeds[0] != seeds[1]
     unseeded = ConcatEmbedder([("a", "mlp")]).fit(X).embedders_[0][1]
     assert unseeded.random_state is None

@@ -21,7 +21,9 @@ def test_digits_as_images():
 
 
 def _write_idx(path, array, gz):
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     data = header + array.astype(np.uint8).tobytes()
     if gz:
         with gzip.open(str(path) + ".gz", "wb") as f:
@@ -60,8 +62,10 @@ def test_fashion_mnist_truncated_file(tmp_path):
         load_fashion_mnist(data_home=tmp_path, split="test")
 
 
-@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_HOME),
-                    reason="Debian package dataset-fashion-mnist not installed (CI installs it)")
+@pytest.mark.skipif(
+    not os.path.isdir(FASHION_MNIST_HOME),
+    reason="Debian package dataset-fashion-mnist not installed (CI installs it)",
+)
 def test_fashion_mnist_debian_package():
     X, y = load_fashion_mnist(split="test", return_X_y=True)
     assert X.shape == (10000, 1, 28, 28) and X.dtype == np.uint8
@@ -104,7 +108,10 @@ def test_image_folder_ignores_hidden_files_and_folders(tmp_path):
     bunch = load_image_folder(tmp_path)
     assert bunch.target_names == ["cat", "dog"]
     assert [os.path.relpath(p, tmp_path) for p in bunch.paths] == [
-        os.path.join("cat", "0.png"), os.path.join("cat", "1.PNG"), os.path.join("dog", "0.png")]
+        os.path.join("cat", "0.png"),
+        os.path.join("cat", "1.PNG"),
+        os.path.join("dog", "0.png"),
+    ]
     assert bunch.skipped == []
 
 
@@ -165,4 +172,5 @@ def test_check_image_decodes_refuses_what_the_estimators_refuse(tmp_path):
     assert _check_image_decodes(bad) == (
         f"ImageDecodeError: image {str(bad)!r} has mode 'F' (float) with values in [0, 300]; "
         "float grey images are read as [0, 1] or [0, 255] by their largest value: rescale it "
-        "to one of these ranges (or save it as 8 or 16 bits)")
+        "to one of these ranges (or save it as 8 or 16 bits)"
+    )

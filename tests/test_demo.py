@@ -15,8 +15,9 @@ def pretrained_zoo(fresh_plugin_manager):
     """The EfficientNet-Lite plugin (installed by scripts/install.sh), registered."""
     import repens_efficientnet_lite
 
-    fresh_plugin_manager.get_plugin_manager().register(repens_efficientnet_lite,
-                                                       name="efficientnet_lite")
+    fresh_plugin_manager.get_plugin_manager().register(
+        repens_efficientnet_lite, name="efficientnet_lite"
+    )
 
 
 @pytest.fixture
@@ -43,8 +44,13 @@ def test_demo_quick_progress_findings_report(tmp_path, capsys, pretrained_zoo):
     assert printed.err == ""
     for section in ("EnSiam", "Ranking", "MeTTA", "Combination", "Fine-tune + greedy"):
         assert f"| {section} |" in printed.out
-    rows = dict(re.findall(r"\| (?:MeTTA|Fine-tune \+ greedy) \| (.+?) \| .+? \| "
-                           r"(\d\.\d{4}) \|", printed.out))
+    rows = dict(
+        re.findall(
+            r"\| (?:MeTTA|Fine-tune \+ greedy) \| (.+?) \| .+? \| "
+            r"(\d\.\d{4}) \|",
+            printed.out,
+        )
+    )
     centre = next(float(v) for k, v in rows.items() if k.endswith("centre embedding"))
     single = next(float(v) for k, v in rows.items() if k.startswith("best single"))
     greedy = next(float(v) for k, v in rows.items() if k.startswith("greedy ensemble"))
@@ -55,21 +61,31 @@ def test_demo_quick_progress_findings_report(tmp_path, capsys, pretrained_zoo):
     assert 3 <= len(sentences) <= 5, findings
     assert findings.startswith("Leave-one-out 1-NN ranked efficientnet_lite")
     assert re.search(r"so the ranking (did not )?match", findings)
-    assert re.search(r"MeTTA's GeM of 3 augmented views moved \S+ linear-evaluation "
-                     r"accuracy from \d\.\d{3} to \d\.\d{3} \([+-]\d+\.\d points", findings)
-    assert re.search(r"(greedy ensemble of \d fine-tuned models reached|Greedy picked 1 "
-                     r"model: no gain on this data)", findings)
+    assert re.search(
+        r"MeTTA's GeM of 3 augmented views moved \S+ linear-evaluation "
+        r"accuracy from \d\.\d{3} to \d\.\d{3} \([+-]\d+\.\d points",
+        findings,
+    )
+    assert re.search(
+        r"(greedy ensemble of \d fine-tuned models reached|Greedy picked 1 "
+        r"model: no gain on this data)",
+        findings,
+    )
     assert f"Findings: {findings}" in printed.out
     assert report.index("## Findings") < report.index("## Results") < report.index("## Figures")
-    for png in ("summary.png", "pairwise_diversity.png", "confidence.png", "ensemble_curve.png",
-                "selection.png"):
+    for png in (
+        "summary.png",
+        "pairwise_diversity.png",
+        "confidence.png",
+        "ensemble_curve.png",
+        "selection.png",
+    ):
         assert (out / png).stat().st_size > 1000
         assert f"]({png})" in report
     assert str((out / "report.md").resolve()) in printed.out
 
 
-def test_demo_auto_falls_back_to_digits_with_hint(tmp_path, capsys, monkeypatch,
-                                                  no_fashion_mnist):
+def test_demo_auto_falls_back_to_digits_with_hint(tmp_path, capsys, monkeypatch, no_fashion_mnist):
     seen = {}
 
     def load(dataset, data_home, quick, seed=0):
@@ -87,16 +103,33 @@ def test_demo_auto_falls_back_to_digits_with_hint(tmp_path, capsys, monkeypatch,
 
 def test_demo_auto_picks_fashion_mnist_when_present(tmp_path):
     assert _demo.resolve_dataset("auto", tmp_path) == ("digits", _demo.FASHION_HINT)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (tmp_path / f"{name}.gz").write_bytes(b"")  # only their presence is checked here
     assert _demo.resolve_dataset("auto", tmp_path) == ("fashion-mnist", None)
     assert _demo.resolve_dataset("digits", tmp_path) == ("digits", None)
 
 
 def test_demo_fashion_mnist_missing_says_how_to_install(tmp_path, capsys):
-    assert main(["demo", "--quick", "--dataset", "fashion-mnist", "--data-home", str(tmp_path),
-                 "--output", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "demo",
+                "--quick",
+                "--dataset",
+                "fashion-mnist",
+                "--data-home",
+                str(tmp_path),
+                "--output",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "apt-get install dataset-fashion-mnist" in err and len(err.strip().splitlines()) == 1
 
@@ -105,8 +138,11 @@ def test_demo_without_matplotlib_fails_before_any_work(tmp_path, capsys, monkeyp
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a),
+    )
     monkeypatch.setattr(_demo, "load_demo_data", lambda *a: pytest.fail("demo started working"))
     assert main(["demo", "--quick", "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -120,19 +156,23 @@ def test_demo_data_splits_are_disjoint_and_sized():
     assert len(X_tr) + len(X_te) == 1797
 
 
-ROWS = [("MeTTA", "centre", "linear-eval accuracy", 0.75, True),
-        ("MeTTA", "MeTTA S=4", "linear-eval accuracy", 0.77, False),
-        ("Ranking", "a", "train LOO 1-NN accuracy", 0.7, None),
-        ("MeTTA", "another backbone alone", "linear-eval accuracy", 0.6, None),
-        ("Fine-tune + greedy", "best single", "test accuracy", 0.70, True),
-        ("Fine-tune + greedy", "greedy ensemble of 1", "test accuracy", 0.70, False)]
+ROWS = [
+    ("MeTTA", "centre", "linear-eval accuracy", 0.75, True),
+    ("MeTTA", "MeTTA S=4", "linear-eval accuracy", 0.77, False),
+    ("Ranking", "a", "train LOO 1-NN accuracy", 0.7, None),
+    ("MeTTA", "another backbone alone", "linear-eval accuracy", 0.6, None),
+    ("Fine-tune + greedy", "best single", "test accuracy", 0.70, True),
+    ("Fine-tune + greedy", "greedy ensemble of 1", "test accuracy", 0.70, False),
+]
 
 
 def test_report_table_says_when_a_method_did_not_help():
     table = _demo._format_table(ROWS)
     assert "| MeTTA | MeTTA S=4 | linear-eval accuracy | 0.7700 | +2.0 points |" in table
-    assert "| Fine-tune + greedy | greedy ensemble of 1 | test accuracy | 0.7000 | " \
-           "+0.0 points, no gain |" in table
+    assert (
+        "| Fine-tune + greedy | greedy ensemble of 1 | test accuracy | 0.7000 | "
+        "+0.0 points, no gain |" in table
+    )
     assert "| Ranking | a | train LOO 1-NN accuracy | 0.7000 |  |" in table
     assert "| MeTTA | another backbone alone | linear-eval accuracy | 0.6000 |  |" in table
     assert table.count("| reference |") == 2

@@ -38,9 +38,11 @@ def digits(digits_flat):
 @pytest.fixture(scope="module")
 def models(digits):
     X, y = digits[:2]
-    return {"logreg": LogisticRegression(max_iter=300).fit(X, y),
-            "nb": GaussianNB().fit(X, y),
-            "logreg_weak": LogisticRegression(C=0.01, max_iter=300).fit(X, y)}
+    return {
+        "logreg": LogisticRegression(max_iter=300).fit(X, y),
+        "nb": GaussianNB().fit(X, y),
+        "logreg_weak": LogisticRegression(C=0.01, max_iter=300).fit(X, y),
+    }
 
 
 # --------------------------------------------------------------------------- heat map
@@ -67,8 +69,15 @@ def test_pairwise_display_ensemble_accuracy_diagonal_and_ax(digits, models):
     held = {n: est.predict_proba(X_cal) for n, est in models.items()}
     fig, ax = plt.subplots()
     disp = PairwiseDiversityDisplay.from_predictions(
-        y_te, probas, metric="ensemble_accuracy", calibrate=True, proba_calib=held,
-        y_calib=y_cal, ax=ax, plot_kw={"include_values": False, "colorbar": False})
+        y_te,
+        probas,
+        metric="ensemble_accuracy",
+        calibrate=True,
+        proba_calib=held,
+        y_calib=y_cal,
+        ax=ax,
+        plot_kw={"include_values": False, "colorbar": False},
+    )
     assert disp.ax_ is ax and disp.figure_ is fig and disp.text_ is None
     diag = np.diag(disp.im_.get_array())
     acc = [np.mean(est.predict(X_te) == y_te) for est in models.values()]
@@ -86,11 +95,16 @@ def test_pairwise_display_bad_matrix():
 def test_confidence_display_groups_and_theta(digits, models):
     _, _, _, _, X_te, y_te = digits
     a, b = models["logreg"], models["nb"]
-    disp = ConfidenceDisplay.from_estimators(a, b, X_te, y_te, name_a="lr", name_b="nb",
-                                             calibrate=False)
+    disp = ConfidenceDisplay.from_estimators(
+        a, b, X_te, y_te, name_a="lr", name_b="nb", calibrate=False
+    )
     ca, cb = a.predict(X_te) == y_te, b.predict(X_te) == y_te
-    counts = {"both correct": np.sum(ca & cb), "only lr correct": np.sum(ca & ~cb),
-              "only nb correct": np.sum(~ca & cb), "neither correct": np.sum(~ca & ~cb)}
+    counts = {
+        "both correct": np.sum(ca & cb),
+        "only lr correct": np.sum(ca & ~cb),
+        "only nb correct": np.sum(~ca & cb),
+        "neither correct": np.sum(~ca & ~cb),
+    }
     assert {k: len(v.get_offsets()) for k, v in disp.scatter_.items()} == counts
     # scatter positions are the top-1 confidences
     only_a = disp.scatter_["only lr correct"].get_offsets()
@@ -110,8 +124,9 @@ def test_confidence_display_from_predictions_values_and_ax():
     pa = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
     pb = np.array([[0.4, 0.6], [0.1, 0.9], [0.2, 0.8], [0.5, 0.5]])
     fig, axes = plt.subplots(1, 2)
-    disp = ConfidenceDisplay.from_predictions(y, pa, pb, ax=axes,
-                                              plot_kw={"include_consistent": True, "bins": 4})
+    disp = ConfidenceDisplay.from_predictions(
+        y, pa, pb, ax=axes, plot_kw={"include_consistent": True, "bins": 4}
+    )
     assert disp.ax_[1] is axes[1]
     assert len(disp.hist_) == 4 and len(disp.hist_["both correct"]) == 4
     # theta is the angle about (1, 1), from the diagonal
@@ -122,9 +137,12 @@ def test_confidence_display_from_predictions_values_and_ax():
 
 # --------------------------------------------------------------------------- greedy curve
 def test_ensemble_curve_display_plain_values():
-    disp = EnsembleCurveDisplay([0.5, 0.4, 0.45], scoring="log_loss",
-                                candidate_scores={"a": 0.5, "b": 0.55},
-                                ensemble=["a", "b"]).plot()
+    disp = EnsembleCurveDisplay(
+        [0.5, 0.4, 0.45],
+        scoring="log_loss",
+        candidate_scores={"a": 0.5, "b": 0.55},
+        ensemble=["a", "b"],
+    ).plot()
     np.testing.assert_allclose(disp.line_.get_xdata(), [1, 2, 3])
     np.testing.assert_allclose(disp.line_.get_ydata(), [0.5, 0.4, 0.45])
     np.testing.assert_allclose(disp.best_point_.get_offsets(), [[2, 0.4]])  # lowest loss
@@ -141,9 +159,15 @@ def test_ensemble_curve_display_from_greedy_estimator(digits):
     selection = pytest.importorskip("repens_sklearn.selection")
     X, y = digits[:2]
     clf = selection.GreedyEnsembleClassifier(
-        [("lr", LogisticRegression(max_iter=200)), ("nb", GaussianNB()),
-         ("lr_weak", LogisticRegression(C=0.01, max_iter=200))],
-        max_size=3, replacement=True, random_state=0).fit(X, y)
+        [
+            ("lr", LogisticRegression(max_iter=200)),
+            ("nb", GaussianNB()),
+            ("lr_weak", LogisticRegression(C=0.01, max_iter=200)),
+        ],
+        max_size=3,
+        replacement=True,
+        random_state=0,
+    ).fit(X, y)
     disp = EnsembleCurveDisplay.from_estimator(clf)
     np.testing.assert_allclose(disp.line_.get_ydata(), clf.validation_curve_)
     best = min(clf.candidate_scores_.values())  # log loss: lower is better
@@ -174,8 +198,11 @@ def test_selection_display_plain_values():
 def test_selection_display_from_knn_selector(digits):
     selection = pytest.importorskip("repens_sklearn.selection")
     X, y = digits[:2]
-    candidates = [("raw", FunctionTransformer()), ("pca2", PCA(n_components=2)),
-                  ("pca16", PCA(n_components=16))]
+    candidates = [
+        ("raw", FunctionTransformer()),
+        ("pca2", PCA(n_components=2)),
+        ("pca16", PCA(n_components=16)),
+    ]
     sel = selection.TransferabilitySelector(candidates, n_select=2).fit(X, y)
     disp = SelectionDisplay.from_estimator(sel)
     labels = [t.get_text() for t in disp.ax_.get_yticklabels()]
@@ -225,8 +252,8 @@ def test_confidence_display_draws_the_thresholds_and_calibrates_by_default(digit
     assert not np.allclose(disp.confidence_b, b.predict_proba(X_te).max(1))
     line_a, line_b, vline_pos, vline_neg = disp.threshold_lines_
     # c_b = 2 c_a - 1 and c_a = 2 c_b - 1, both through (1, 1)
-    np.testing.assert_allclose(np.c_[line_a.get_xdata(), line_a.get_ydata()], [[.5, 0], [1, 1]])
-    np.testing.assert_allclose(np.c_[line_b.get_xdata(), line_b.get_ydata()], [[0, .5], [1, 1]])
+    np.testing.assert_allclose(np.c_[line_a.get_xdata(), line_a.get_ydata()], [[0.5, 0], [1, 1]])
+    np.testing.assert_allclose(np.c_[line_b.get_xdata(), line_b.get_ydata()], [[0, 0.5], [1, 1]])
     assert vline_pos.get_xdata()[0] == pytest.approx(np.arctan(2) - np.pi / 4)
     assert vline_neg.get_xdata()[0] == pytest.approx(np.pi / 4 - np.arctan(2))
 
@@ -238,14 +265,21 @@ def test_pairwise_display_matches_the_calibrated_table(digits, models):
     tables = {}
     for averaging in ("proba", "logit"):
         disp = PairwiseDiversityDisplay.from_estimators(
-            models, X_te, y_te, metric="ensemble_accuracy", averaging=averaging,
-            plot_kw={"include_values": False, "colorbar": False})
+            models,
+            X_te,
+            y_te,
+            metric="ensemble_accuracy",
+            averaging=averaging,
+            plot_kw={"include_values": False, "colorbar": False},
+        )
         tables[averaging] = pairwise_diversity(models, X_te, y_te, averaging=averaging)
         m = disp.im_.get_array()
-        np.testing.assert_allclose([m[0, 1], m[0, 2], m[1, 2]],
-                                   tables[averaging]["ensemble_accuracy"])
+        np.testing.assert_allclose(
+            [m[0, 1], m[0, 2], m[1, 2]], tables[averaging]["ensemble_accuracy"]
+        )
     raw = pairwise_diversity(models, X_te, y_te, calibrate=False)
     assert not np.allclose(raw["ensemble_accuracy"], tables["proba"]["ensemble_accuracy"])
     neither = PairwiseDiversityDisplay.from_estimators(
-        models, X_te, y_te, metric="conversion_rate_neither", plot_kw={"colorbar": False})
+        models, X_te, y_te, metric="conversion_rate_neither", plot_kw={"colorbar": False}
+    )
     np.testing.assert_allclose(np.diag(neither.im_.get_array()), 0.0)

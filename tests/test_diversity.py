@@ -149,9 +149,10 @@ def test_specialization_angle_geometry():
     theta = specialization_angle(pa, pb)
     # measured about (1, 1): A certain -> +pi/4, B certain -> -pi/4, equal confidences
     # (the corner included) -> 0; (0.6, 0.9) is atan2(0.1, 0.4) - pi/4
-    np.testing.assert_allclose(theta, [np.pi / 4, -np.pi / 4, 0, 0, 0,
-                                       np.arctan(0.25) - np.pi / 4], atol=1e-12)
-    assert np.all(np.abs(specialization_angle(_onehot(Y, .9), _onehot(Y, .4), Y)) <= np.pi / 4)
+    np.testing.assert_allclose(
+        theta, [np.pi / 4, -np.pi / 4, 0, 0, 0, np.arctan(0.25) - np.pi / 4], atol=1e-12
+    )
+    assert np.all(np.abs(specialization_angle(_onehot(Y, 0.9), _onehot(Y, 0.4), Y)) <= np.pi / 4)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         specialization_angle(pa, pb, [0, 1])
 
@@ -163,8 +164,9 @@ def _gram_hsic_unbiased(K, L):
     K, L = K.copy(), L.copy()
     np.fill_diagonal(K, 0)
     np.fill_diagonal(L, 0)
-    return (np.sum(K * L) + K.sum() * L.sum() / ((n - 1) * (n - 2))
-            - 2 / (n - 2) * K.sum(0) @ L.sum(0)) / (n * (n - 3))
+    return (
+        np.sum(K * L) + K.sum() * L.sum() / ((n - 1) * (n - 2)) - 2 / (n - 2) * K.sum(0) @ L.sum(0)
+    ) / (n * (n - 3))
 
 
 def test_linear_cka_invariances_and_gram_reference():
@@ -180,7 +182,8 @@ def test_linear_cka_invariances_and_gram_reference():
     assert linear_cka(X, Y) == pytest.approx(ref)
     Kr, Lr = X @ X.T, Y @ Y.T
     ref_deb = _gram_hsic_unbiased(Kr, Lr) / np.sqrt(
-        _gram_hsic_unbiased(Kr, Kr) * _gram_hsic_unbiased(Lr, Lr))
+        _gram_hsic_unbiased(Kr, Kr) * _gram_hsic_unbiased(Lr, Lr)
+    )
     assert linear_cka(X, Y, debiased=True) == pytest.approx(ref_deb)
     # the debiased estimate of independent representations is near 0, the biased is not
     assert abs(linear_cka(X, Y, debiased=True)) < linear_cka(X, Y)
@@ -214,15 +217,15 @@ def test_calibrate_temperature_reduces_held_out_log_loss(digits_models):
     beta = calibrated.calibrated_classifiers_[0].calibrators[0].beta_
     assert beta < 1  # overconfident model -> temperature above 1
     assert log_loss(y[te], calibrated.predict_proba(X[te])) < log_loss(
-        y[te], np.clip(nb.predict_proba(X[te]), 1e-15, 1))
+        y[te], np.clip(nb.predict_proba(X[te]), 1e-15, 1)
+    )
     # temperature scaling never changes the top-1 class
     np.testing.assert_array_equal(calibrated.predict(X[te]), nb.predict(X[te]))
     with pytest.raises(TypeError, match="fitted classifier with predict_proba"):
         calibrate_temperature(object(), X[cal], y[cal])
 
 
-def test_temperature_calibration_on_old_scikit_learn_says_what_it_needs(digits_models,
-                                                                         monkeypatch):
+def test_temperature_calibration_on_old_scikit_learn_says_what_it_needs(digits_models, monkeypatch):
     import sklearn
 
     X, y, tr, cal, te, models = digits_models
@@ -253,8 +256,7 @@ def test_pairwise_diversity_from_probas_matches_metrics():
     assert row["error_inconsistency"] == pytest.approx(3 / 8)
     assert row["kappa"] == pytest.approx(error_consistency(Y, PRED_A, PRED_B).kappa)
     assert row["accuracy_a"] == pytest.approx(6 / 8) and row["accuracy_b"] == pytest.approx(5 / 8)
-    assert row["ensemble_gain"] == pytest.approx(
-        ensemble_gain(Y, probas["a"], probas["b"]))
+    assert row["ensemble_gain"] == pytest.approx(ensemble_gain(Y, probas["a"], probas["b"]))
     assert row["ensemble_accuracy"] - (6 / 8 + 5 / 8) / 2 == pytest.approx(row["ensemble_gain"])
     ref = pairwise_diversity(list(probas.items()), y=Y, reference="c", calibrate=False)
     assert list(ref["model_b"]) == ["a", "b"]
@@ -269,7 +271,8 @@ def test_pairwise_diversity_from_estimators_with_calibration(digits_models):
     assert raw.loc[0, "accuracy_a"] == pytest.approx(acc_lr)
     # calibration keeps every model's top-1 predictions: accuracies and inconsistency equal
     assert calibrated.loc[0, "error_inconsistency"] == pytest.approx(
-        raw.loc[0, "error_inconsistency"])
+        raw.loc[0, "error_inconsistency"]
+    )
     assert calibrated.loc[0, "accuracy_b"] == pytest.approx(raw.loc[0, "accuracy_b"])
     # ... but the averaged ensemble changes (the over-confident NB no longer dominates)
     assert calibrated.loc[0, "ensemble_accuracy"] != raw.loc[0, "ensemble_accuracy"]
@@ -278,14 +281,15 @@ def test_pairwise_diversity_from_estimators_with_calibration(digits_models):
     held = {n: m.predict_proba(X[cal]) for n, m in models.items()}
     from_arrays = pairwise_diversity(probas, y=y[te], X_calib=held, y_calib=y[cal])
     assert from_arrays.loc[0, "ensemble_accuracy"] == pytest.approx(
-        calibrated.loc[0, "ensemble_accuracy"], abs=2 / len(y[te]))
+        calibrated.loc[0, "ensemble_accuracy"], abs=2 / len(y[te])
+    )
 
 
 def test_pairwise_diversity_structured_array_without_pandas(monkeypatch):
     from repens_sklearn.diversity import _pairwise
 
     monkeypatch.setattr(_pairwise, "_import_pandas", lambda: None)  # pandas not installed
-    table = pairwise_diversity({"a": _onehot(PRED_A, .7), "b": _onehot(PRED_B, .6)}, y=Y)
+    table = pairwise_diversity({"a": _onehot(PRED_A, 0.7), "b": _onehot(PRED_B, 0.6)}, y=Y)
     assert isinstance(table, np.ndarray) and table.dtype.names[:2] == ("model_a", "model_b")
     assert table["error_inconsistency"][0] == pytest.approx(3 / 8)
     assert table["model_b"][0] == "b"
@@ -306,14 +310,16 @@ def test_pairwise_diversity_errors(digits_models):
         pairwise_diversity(models, y=y[te])
     with pytest.raises(ValueError, match="X_calib and y_calib go together.*only X_calib"):
         pairwise_diversity({"a": p, "b": p}, y=Y, X_calib={"a": p, "b": p})
-    with pytest.raises(ValueError, match=r"needs at least 2 samples of every class; "
-                                         r"classes \[2\] have fewer"):
+    with pytest.raises(
+        ValueError,
+        match=r"needs at least 2 samples of every class; "
+        r"classes \[2\] have fewer",
+    ):
         pairwise_diversity({"a": p[:-1], "b": p[:-1]}, y=[0, 0, 1, 1, 2, 0, 0])
     with pytest.raises(ValueError, match="averaging must be one of"):
         pairwise_diversity({"a": p, "b": p}, y=Y, averaging="median")
     with pytest.raises(ValueError, match="X_calib has no held-out probabilities for 'b'"):
-        pairwise_diversity({"a": p, "b": p}, y=Y, calibrate=True, X_calib={"a": p},
-                           y_calib=Y)
+        pairwise_diversity({"a": p, "b": p}, y=Y, calibrate=True, X_calib={"a": p}, y_calib=Y)
     with pytest.raises(ValueError, match="inconsistent numbers of samples: y has 7"):
         pairwise_diversity({"a": p, "b": p}, y=Y[:-1])
     with pytest.raises(ValueError, match="do not sum to one"):
@@ -331,6 +337,7 @@ def test_pairwise_diversity_errors(digits_models):
 def test_specialization_angle_is_constant_along_the_thresholds():
     """Fig. 9: theta aligns with the lines c_b = 2 c_a - 1 and c_a = 2 c_b - 1 (through (1, 1))
     beyond which the more confident model's top-1 class always wins the average."""
+
     def top1(conf, n=10):  # top-1 confidence ``conf``, the rest spread over n - 1 classes
         return np.column_stack([conf] + [(1 - conf) / (n - 1)] * (n - 1))
 
@@ -339,10 +346,8 @@ def test_specialization_angle_is_constant_along_the_thresholds():
     pa, pb = top1(ca), top1(cb)
     np.testing.assert_allclose(pb.max(1), cb)
     # the angle about the origin ran from 0.27 to 0.005 along this line
-    np.testing.assert_allclose(specialization_angle(pa, pb), np.arctan(2) - np.pi / 4,
-                               rtol=1e-12)
-    np.testing.assert_allclose(specialization_angle(pb, pa), np.pi / 4 - np.arctan(2),
-                               rtol=1e-12)
+    np.testing.assert_allclose(specialization_angle(pa, pb), np.arctan(2) - np.pi / 4, rtol=1e-12)
+    np.testing.assert_allclose(specialization_angle(pb, pa), np.pi / 4 - np.arctan(2), rtol=1e-12)
     # any line through (1, 1) is a level set of theta
     t = np.linspace(0.05, 0.5, 6)
     theta = specialization_angle(top1(1 - t), top1(1 - 0.3 * t))
@@ -362,10 +367,12 @@ def test_theta_threshold_separates_where_the_confident_model_always_wins():
 # s0: neither right; the probability average picks class 0, the logit average class 1
 # s1: neither right; both averages right.  s2: only A right.  s3: both right.
 # s4: neither right, and no average rescues it.
-_PA = np.array([[0.6, 0.35, 0.05], [0.4, 0.5, 0.1], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1],
-                [0.8, 0.1, 0.1]])
-_PB = np.array([[0.2, 0.35, 0.45], [0.4, 0.1, 0.5], [0.1, 0.5, 0.4], [0.6, 0.3, 0.1],
-                [0.15, 0.1, 0.75]])
+_PA = np.array(
+    [[0.6, 0.35, 0.05], [0.4, 0.5, 0.1], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1], [0.8, 0.1, 0.1]]
+)
+_PB = np.array(
+    [[0.2, 0.35, 0.45], [0.4, 0.1, 0.5], [0.1, 0.5, 0.4], [0.6, 0.3, 0.1], [0.15, 0.1, 0.75]]
+)
 _Y = np.array([1, 0, 2, 0, 1])
 
 
@@ -375,8 +382,10 @@ def test_logit_averaging_is_the_normalized_geometric_mean():
     np.testing.assert_allclose(logit, geo / geo.sum(1, keepdims=True), rtol=1e-9)
     assert ensemble_proba(_PA, _PB).argmax(1).tolist() == [0, 0, 2, 0, 0]
     assert logit.argmax(1).tolist() == [1, 0, 2, 0, 0]
-    np.testing.assert_allclose(ensemble_proba(_PA[:1], _PB[:1], averaging="logit"),
-                               [[np.sqrt(.12), .35, .15]] / np.sum([np.sqrt(.12), .35, .15]))
+    np.testing.assert_allclose(
+        ensemble_proba(_PA[:1], _PB[:1], averaging="logit"),
+        [[np.sqrt(0.12), 0.35, 0.15]] / np.sum([np.sqrt(0.12), 0.35, 0.15]),
+    )
     with pytest.raises(ValueError, match="averaging must be one of \\['proba', 'logit'\\]"):
         ensemble_proba(_PA, _PB, averaging="max")
 
@@ -384,13 +393,13 @@ def test_logit_averaging_is_the_normalized_geometric_mean():
 def test_conversion_rate_of_neither_correct_samples():
     # neither right on s0, s1, s4: the probability average converts s1, the logit one s0, s1
     assert conversion_rate(_Y, _PA, _PB, among="neither") == pytest.approx(1 / 3)
-    assert conversion_rate(_Y, _PA, _PB, among="neither", averaging="logit") == pytest.approx(
-        2 / 3)
+    assert conversion_rate(_Y, _PA, _PB, among="neither", averaging="logit") == pytest.approx(2 / 3)
     assert conversion_rate(_Y, _PA, _PB) == 1.0  # s2, the only inconsistent sample
     assert ensemble_gain(_Y, _PA, _PB, averaging="logit") == pytest.approx(4 / 5 - 3 / 10)
     with pytest.warns(UndefinedMetricWarning, match="no sample has both models wrong"):
-        assert np.isnan(conversion_rate(_Y[2:4], _PA[2:4], _PB[2:4], labels=[0, 1, 2],
-                                        among="neither"))
+        assert np.isnan(
+            conversion_rate(_Y[2:4], _PA[2:4], _PB[2:4], labels=[0, 1, 2], among="neither")
+        )
     with pytest.raises(ValueError, match="among must be one of"):
         conversion_rate(_Y, _PA, _PB, among="both")
 
@@ -466,7 +475,8 @@ def test_pairwise_diversity_cross_fits_the_temperature_without_held_out_data():
     for k in range(5):  # each fold: the temperature of the other folds, nothing else
         test = folds == k
         np.testing.assert_allclose(
-            scaled[test], calibrate_probas(pa[~test], y[~test], pa[test]), rtol=1e-12)
+            scaled[test], calibrate_probas(pa[~test], y[~test], pa[test]), rtol=1e-12
+        )
 
 
 def test_calibration_needs_every_class_in_the_held_out_labels(digits_models):

@@ -27,15 +27,19 @@ _FIGURE = re.compile(r"[(+\-]?\d[\d,]*(\.\d+)?\s*(±\s*[\d.]+)?\s*(%|x|s|ms|poin
 
 
 def _figure_cells(markdown):
-    cells = [cell.strip() for line in markdown.splitlines() if line.startswith("|")
-             for cell in line.strip("|").split("|")]
+    cells = [
+        cell.strip()
+        for line in markdown.splitlines()
+        if line.startswith("|")
+        for cell in line.strip("|").split("|")
+    ]
     return [c for c in cells if "±" in c or (re.search(r"\d", c) and _FIGURE.fullmatch(c))]
 
 
 def _section(markdown, heading):
     start = markdown.index(f"\n## {heading}\n")
     end = markdown.find("\n## ", start + 1)
-    return markdown[start:end if end > 0 else None]
+    return markdown[start : end if end > 0 else None]
 
 
 def test_readme_is_about_two_hundred_lines():
@@ -56,13 +60,19 @@ def test_readme_keeps_the_two_commands_that_ci_runs():
 
 def test_every_docs_link_exists():
     pages = [README, *sorted(DOCS.glob("*.md"))]
-    links = {(page.name, link) for page in pages
-             for link in re.findall(r"\]\(([^)#]+\.md)\)", page.read_text(encoding="utf-8"))}
+    links = {
+        (page.name, link)
+        for page in pages
+        for link in re.findall(r"\]\(([^)#]+\.md)\)", page.read_text(encoding="utf-8"))
+    }
     assert {link for page, link in links if page == "README.md"} >= {
-        "docs/benchmarks.md", "docs/cli.md", "docs/scaling.md", "docs/plugins.md"}
+        "docs/benchmarks.md",
+        "docs/cli.md",
+        "docs/scaling.md",
+        "docs/plugins.md",
+    }
     base = {"README.md": ROOT}
-    missing = [(page, link) for page, link in links
-               if not (base.get(page, DOCS) / link).is_file()]
+    missing = [(page, link) for page, link in links if not (base.get(page, DOCS) / link).is_file()]
     assert missing == []
 
 
@@ -73,8 +83,10 @@ def test_readme_has_no_benchmark_table():
 
 
 def test_figure_cells_finds_the_old_readme_tables():
-    old = ("| views | identity | lite0 mean |\n|---|---|---|\n| centre | - | 78.77 ± 0.97 |\n"
-           "| knn_loo | +0.31 | 6 |\n| `preprocess` | `True` | crop (1.0: no crop) |\n")
+    old = (
+        "| views | identity | lite0 mean |\n|---|---|---|\n| centre | - | 78.77 ± 0.97 |\n"
+        "| knn_loo | +0.31 | 6 |\n| `preprocess` | `True` | crop (1.0: no crop) |\n"
+    )
     assert _figure_cells(old) == ["78.77 ± 0.97", "+0.31", "6"]
 
 
@@ -97,6 +109,7 @@ def test_public_docstrings_hold_no_figure_tables():
 
 
 # ---------------------------------------------------------- docs/benchmarks.md and its writer
+
 
 @pytest.fixture
 def common(monkeypatch):
@@ -129,12 +142,15 @@ def test_every_benchmark_script_records_its_report():
 def test_write_benchmark_section_replaces_only_its_own_block(common, tmp_path):
     page = tmp_path / "benchmarks.md"
     page.write_text("# Benchmarks\n\nHand-written introduction.\n", encoding="utf-8")
-    common.write_benchmark_section("bench_a", "| x |\n|---|\n| 1.0 |", "python -m a",
-                                   date="2026-01-01", path=page)
-    common.write_benchmark_section("bench_b", "b's table", "python -m b", title="What b does.",
-                                   date="2026-01-02", path=page)
-    common.write_benchmark_section("bench_a", "| x |\n|---|\n| 2.0 |", "python -m a --seeds 5",
-                                   date="2026-02-01", path=page)
+    common.write_benchmark_section(
+        "bench_a", "| x |\n|---|\n| 1.0 |", "python -m a", date="2026-01-01", path=page
+    )
+    common.write_benchmark_section(
+        "bench_b", "b's table", "python -m b", title="What b does.", date="2026-01-02", path=page
+    )
+    common.write_benchmark_section(
+        "bench_a", "| x |\n|---|\n| 2.0 |", "python -m a --seeds 5", date="2026-02-01", path=page
+    )
     assert page.read_text(encoding="utf-8") == (
         "# Benchmarks\n\nHand-written introduction.\n\n"
         "<!-- benchmark: bench_a -->\n## bench_a\n\n"
@@ -142,7 +158,8 @@ def test_write_benchmark_section_replaces_only_its_own_block(common, tmp_path):
         "<!-- /benchmark: bench_a -->\n\n"
         "<!-- benchmark: bench_b -->\n## bench_b\n\nWhat b does.\n\n"
         "Measured 2026-01-02 with `python -m b`.\n\nb's table\n"
-        "<!-- /benchmark: bench_b -->\n")
+        "<!-- /benchmark: bench_b -->\n"
+    )
 
 
 def test_write_benchmark_section_keeps_the_carried_over_page_intact(common, tmp_path):
@@ -154,18 +171,19 @@ def test_write_benchmark_section_keeps_the_carried_over_page_intact(common, tmp_
         title = body.split("\n\n")[1]
         date, command = re.search(r"^Measured (\S+) with `(.*)`\.$", body, re.M).groups()
         report = body.split(f"`{command}`.\n\n", 1)[1]
-        common.write_benchmark_section(key, report, command, title=title, date=date,
-                                       path=page)
+        common.write_benchmark_section(key, report, command, title=title, date=date, path=page)
     assert page.read_text(encoding="utf-8") == text
 
 
 def test_benchmark_key_names_the_flags_that_measure_something_else(common):
     argv = ["--skip", "selection", "metta", "--speed-repeats", "5"]
     assert common.benchmark_key("bench_pretrained", argv, ("--skip",)) == (
-        "bench_pretrained --skip metta selection")
+        "bench_pretrained --skip metta selection"
+    )
     assert common.benchmark_key("bench_pretrained", argv) == "bench_pretrained"
     assert common.benchmark_key("bench_metta", ["--crop-scales"], ("--crop-scales",)) == (
-        "bench_metta --crop-scales")
+        "bench_metta --crop-scales"
+    )
 
 
 def _fake_main(argv):
@@ -190,7 +208,8 @@ def test_run_and_record_writes_what_the_run_printed(common, tmp_path, capsys):
         f"scripts.\n\nMeasured {date} with `python -m benchmarks.bench_fake --seeds 2`.\n\n"
         "Fake benchmark on a machine\n\n### Quality\n\n"
         "| method | accuracy |\n|---|---|\n| ours | 0.91 |\nSpeed:\n\n| s |\n|---|\n| 1.5 |\n"
-        "<!-- /benchmark: bench_fake -->\n")
+        "<!-- /benchmark: bench_fake -->\n"
+    )
 
 
 @pytest.mark.parametrize("argv, env", [(["--quick"], None), (["--fail"], None), ([], "0")])

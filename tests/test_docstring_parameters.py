@@ -37,8 +37,11 @@ def _public_objects():
         module = importlib.import_module(module_name)
         names = getattr(module, "__all__", None)
         if names is None:  # no __all__: the public names defined in the module itself
-            names = [n for n, obj in vars(module).items()
-                     if not n.startswith("_") and getattr(obj, "__module__", None) == module_name]
+            names = [
+                n
+                for n, obj in vars(module).items()
+                if not n.startswith("_") and getattr(obj, "__module__", None) == module_name
+            ]
         for name in names:
             obj = getattr(module, name)
             if inspect.isclass(obj) and issubclass(obj, BaseException):
@@ -49,8 +52,11 @@ def _public_objects():
 
 
 PUBLIC = _public_objects()
-ESTIMATORS = {name: obj for name, obj in PUBLIC.items()
-              if inspect.isclass(obj) and hasattr(obj, "_parameter_constraints")}
+ESTIMATORS = {
+    name: obj
+    for name, obj in PUBLIC.items()
+    if inspect.isclass(obj) and hasattr(obj, "_parameter_constraints")
+}
 
 
 def _estimator_methods():
@@ -69,15 +75,21 @@ METHODS = _estimator_methods()
 def _signature_names(obj):
     sig = inspect.signature(obj)
     stars = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
-    return [stars.get(p.kind, "") + p.name for p in sig.parameters.values()
-            if p.name not in ("self", "cls")]
+    return [
+        stars.get(p.kind, "") + p.name
+        for p in sig.parameters.values()
+        if p.name not in ("self", "cls")
+    ]
 
 
 def _documented(obj):
     """``[(name, type, description lines)]`` of the docstring's Parameters section."""
     doc = docscrape.NumpyDocString(inspect.getdoc(obj) or "")
-    return [(name.strip(), param.type, param.desc)
-            for param in doc["Parameters"] for name in param.name.split(",")]
+    return [
+        (name.strip(), param.type, param.desc)
+        for param in doc["Parameters"]
+        for name in param.name.split(",")
+    ]
 
 
 def _doc_default(type_):
@@ -117,14 +129,21 @@ def test_documented_defaults_are_the_signature_defaults(name):
 
 def _api_names():
     names = set(ESTIMATORS) | set(METHODS)
-    names |= {f"repens_sklearn.{n}" for n in repens_sklearn.__all__
-              if f"repens_sklearn.{n}" in PUBLIC}
+    names |= {
+        f"repens_sklearn.{n}" for n in repens_sklearn.__all__ if f"repens_sklearn.{n}" in PUBLIC
+    }
     return sorted(names)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="not documented yet"))
-    if n in UNDOCUMENTED else n for n in _api_names()])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="not documented yet"))
+        if n in UNDOCUMENTED
+        else n
+        for n in _api_names()
+    ],
+)
 def test_estimators_and_api_functions_document_every_parameter(name):
     """Estimators, their public methods and the top-level functions have the section."""
     obj = {**PUBLIC, **METHODS}[name]
@@ -136,22 +155,38 @@ def test_finetune_docstring_follows_its_signature():
     from repens_sklearn import FineTuneClassifier
 
     documented = [entry[0] for entry in _documented(FineTuneClassifier)]
-    assert documented[:9] == ["backbone", "backbone_params", "lr", "max_steps", "batch_size",
-                              "schedule", "momentum", "weight_decay", "recalibrate_bn"]
+    assert documented[:9] == [
+        "backbone",
+        "backbone_params",
+        "lr",
+        "max_steps",
+        "batch_size",
+        "schedule",
+        "momentum",
+        "weight_decay",
+        "recalibrate_bn",
+    ]
 
 
 def test_every_shared_parameter_has_one_constraint_and_one_entry():
     from repens_sklearn._base import PARAMETER_CONSTRAINTS, PARAMETER_DOCS
 
-    entries = [line.split(" : ")[0] for line in PARAMETER_DOCS.strip().splitlines()
-               if not line.startswith(" ")]
+    entries = [
+        line.split(" : ")[0]
+        for line in PARAMETER_DOCS.strip().splitlines()
+        if not line.startswith(" ")
+    ]
     assert entries == list(PARAMETER_CONSTRAINTS)
 
 
 # Estimators whose docstrings still write their shared parameters by hand (their files
 # belong to other items); strict, so filling them from _base makes this list shrink.
-HAND_WRITTEN = {"ConcatEmbedder", "TransferabilitySelector", "KNNModelSelector",
-                "GreedyEnsembleClassifier"}
+HAND_WRITTEN = {
+    "ConcatEmbedder",
+    "TransferabilitySelector",
+    "KNNModelSelector",
+    "GreedyEnsembleClassifier",
+}
 # A shared parameter an estimator widens, with the values it adds.
 WIDENED = {("FineTuneClassifier", "policy"): [None]}  # None: no train-time augmentation
 
@@ -176,9 +211,15 @@ def test_shared_constraints_are_the_one_object(name):
             assert constraint == [*PARAMETER_CONSTRAINTS[param], *added]
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="hand-written entries"))
-    if ESTIMATORS[n].__name__ in HAND_WRITTEN else n for n in sorted(ESTIMATORS)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="hand-written entries"))
+        if ESTIMATORS[n].__name__ in HAND_WRITTEN
+        else n
+        for n in sorted(ESTIMATORS)
+    ],
+)
 def test_shared_parameter_text_is_the_one_definition(name):
     """Type and text of every shared parameter are _base's; the estimator may add lines."""
     from repens_sklearn._base import parameter_doc
@@ -190,7 +231,7 @@ def test_shared_parameter_text_is_the_one_definition(name):
         expected = _documented_entry(parameter_doc(param, signature[param].default))
         _, type_, desc = documented[param]
         assert expected[2] and type_ == expected[1], (param, type_)
-        assert desc[:len(expected[2])] == expected[2], (cls.__name__, param)
+        assert desc[: len(expected[2])] == expected[2], (cls.__name__, param)
 
 
 def _documented_entry(entry_text):
@@ -217,8 +258,7 @@ def test_shared_text_is_identical_across_estimators():
         for param, type_, desc in _documented(cls):
             if counts[param] > 1 and (cls, param) != (FineTuneClassifier, "policy"):  # widened
                 texts.setdefault(param, set()).add((type_.rsplit(", default=", 1)[0], desc[0]))
-    assert {param: len(variants) for param, variants in texts.items()} == dict.fromkeys(
-        texts, 1)
+    assert {param: len(variants) for param, variants in texts.items()} == dict.fromkeys(texts, 1)
     assert len(texts) >= 17  # the 13 of the backbone estimators, lr, momentum, weight_decay, epochs
 
 
@@ -261,9 +301,12 @@ def test_fill_parameter_docs_refuses_a_parameter_not_in_the_signature():
         {device}
         """
 
-    with pytest.raises(TypeError, match=r"^test_fill_parameter_docs_refuses_a_parameter_not_"
-                       r"in_the_signature.<locals>.embed's docstring documents \{device\}, "
-                       r"which is not in its signature$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^test_fill_parameter_docs_refuses_a_parameter_not_"
+        r"in_the_signature.<locals>.embed's docstring documents \{device\}, "
+        r"which is not in its signature$",
+    ):
         fill_parameter_docs(embed)
 
 

@@ -27,9 +27,16 @@ from repens_sklearn.pretrain import (
 )
 from repens_sklearn.pretrain._losses import SiameseLoss
 
-SMALL = dict(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
-             policy="gaussian_noise", projector_dim=16, predictor_hidden_dim=8, batch_size=16,
-             device="cpu", random_state=0)
+SMALL = dict(
+    backbone="mlp",
+    backbone_params={"hidden_dim": 16, "embedding_dim": 8},
+    policy="gaussian_noise",
+    projector_dim=16,
+    predictor_hidden_dim=8,
+    batch_size=16,
+    device="cpu",
+    random_state=0,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -68,8 +75,9 @@ def test_ensemble_loss_matches_eq5_and_stops_gradient():
     assert z.grad is None  # stop-gradient on the ensemble target
     assert p.grad.abs().sum() > 0
     # a prediction equal to the mean target gives the minimum -1
-    assert ensemble_loss(z.detach(), z.detach().mean(0, keepdim=True).expand(4, 3, 5)).item() \
-        == pytest.approx(-1.0)
+    assert ensemble_loss(
+        z.detach(), z.detach().mean(0, keepdim=True).expand(4, 3, 5)
+    ).item() == pytest.approx(-1.0)
 
 
 def test_pair_loss_matches_eq2_and_simsiam_for_two_views():
@@ -80,15 +88,18 @@ def test_pair_loss_matches_eq2_and_simsiam_for_two_views():
     assert loss == pytest.approx(-np.mean(_cos(p_np, z_np[partner])), rel=1e-10)
     # K=2: SimSiam's symmetric loss, eq. 1
     simsiam = 0.5 * (-_cos(p_np[0], z_np[1]).mean() - _cos(p_np[1], z_np[0]).mean())
-    assert pair_loss(torch.tensor(z_np[:2]), torch.tensor(p_np[:2])).item() \
-        == pytest.approx(simsiam, rel=1e-10)
+    assert pair_loss(torch.tensor(z_np[:2]), torch.tensor(p_np[:2])).item() == pytest.approx(
+        simsiam, rel=1e-10
+    )
 
 
 def test_siamese_loss_reshapes_views_and_rejects_unknown_target():
     rng = np.random.default_rng(2)
     z, p = torch.tensor(rng.normal(size=(12, 5))), torch.tensor(rng.normal(size=(12, 5)))
     crit = SiameseLoss(n_views=3, target="ensemble")
-    assert crit(z, p).item() == pytest.approx(ensemble_loss(z.view(3, 4, 5), p.view(3, 4, 5)).item())
+    assert crit(z, p).item() == pytest.approx(
+        ensemble_loss(z.view(3, 4, 5), p.view(3, 4, 5)).item()
+    )
     with pytest.raises(ValueError, match="target must be one of"):
         SiameseLoss(target="mean")
 
@@ -112,7 +123,9 @@ def test_weighted_knn_accuracy_leave_one_out_and_test_mode():
     assert weighted_knn_accuracy(bank, y, k=1) == 1.0
     # with every label flipped except each sample's own, LOO must be 0
     assert weighted_knn_accuracy(bank, np.array([0, 1, 0, 1]), k=1) == 0.0
-    assert weighted_knn_accuracy(bank, y, np.array([[1, 0.05], [0, 2]]), np.array([0, 1]), k=2) == 1.0
+    assert (
+        weighted_knn_accuracy(bank, y, np.array([[1, 0.05], [0, 2]]), np.array([0, 1]), k=2) == 1.0
+    )
 
 
 # --------------------------------------------------------------- training
@@ -184,12 +197,21 @@ def test_knn_monitor_records_accuracy(X):
 def test_knn_monitor_leaves_batchnorm_statistics_alone():
     """The monitor embeds X_val in eval mode: BatchNorm running stats never see X_val."""
     X_img, y_img = repens_sklearn.load_digits_images(return_X_y=True)
-    params = dict(backbone="convnet_small", backbone_params={"width": 4}, policy="crop_flip",
-                  max_epochs=1, batch_size=20, projector_dim=16, predictor_hidden_dim=8,
-                  device="cpu", random_state=0)
+    params = dict(
+        backbone="convnet_small",
+        backbone_params={"width": 4},
+        policy="crop_flip",
+        max_epochs=1,
+        batch_size=20,
+        projector_dim=16,
+        predictor_hidden_dim=8,
+        device="cpu",
+        random_state=0,
+    )
     plain = EnSiamPretrainer(**params).fit(X_img[:40])
-    monitored = EnSiamPretrainer(**params).fit(X_img[:40], X_val=X_img[40:100] * 0.2,
-                                               y_val=y_img[40:100])
+    monitored = EnSiamPretrainer(**params).fit(
+        X_img[:40], X_val=X_img[40:100] * 0.2, y_val=y_img[40:100]
+    )
     assert np.isfinite(monitored.history_[:, "knn_acc"]).all()
     stats = {k: v for k, v in plain.net_.module_.state_dict().items() if "running" in k}
     assert stats
@@ -198,7 +220,7 @@ def test_knn_monitor_leaves_batchnorm_statistics_alone():
 
 
 def test_fitted_pretrainer_is_a_candidate_as_it_is(X):
-    """TransferabilitySelector and ConcatEmbedder use a fitted EnSiamPretrainer without retraining."""
+    """TransferabilitySelector and ConcatEmbedder use a fitted EnSiamPretrainer as it is."""
     y = (X[:, 0] > 0).astype(int)
     pre = small(max_epochs=1).fit(X)
     before = _weights(pre)
@@ -244,8 +266,9 @@ def test_as_backbone_is_an_eval_cpu_copy(X):
     assert np.abs(pre.transform(X)).sum() > 0  # the copy does not share weights
     module = build_backbone(pre, None, (6,))
     assert module.embedding_dim == 8
-    tta = repens_sklearn.MeanTTAEmbedder(backbone=pre, policy="identity", n_augmentations=1,
-                                         device="cpu").fit(X)
+    tta = repens_sklearn.MeanTTAEmbedder(
+        backbone=pre, policy="identity", n_augmentations=1, device="cpu"
+    ).fit(X)
     np.testing.assert_allclose(tta.transform(X), pre.transform(X), atol=1e-5)
 
 
@@ -255,14 +278,24 @@ def test_pickle_round_trip(X):
     np.testing.assert_array_equal(again.transform(X), pre.transform(X))
 
 
-@pytest.mark.skipif("crop_flip" not in repens_sklearn.list_augmentation_policies(),
-                    reason="image policies not registered")
+@pytest.mark.skipif(
+    "crop_flip" not in repens_sklearn.list_augmentation_policies(),
+    reason="image policies not registered",
+)
 @pytest.mark.parametrize("policy", ["crop_flip", "simsiam"])
 def test_small_image_run(policy):
     X_img = repens_sklearn.load_digits_images(return_X_y=True)[0][:40]
-    pre = EnSiamPretrainer("convnet_small", backbone_params={"width": 4}, policy=policy,
-                           max_epochs=1, batch_size=20, projector_dim=16, predictor_hidden_dim=8,
-                           device="cpu", random_state=0)
+    pre = EnSiamPretrainer(
+        "convnet_small",
+        backbone_params={"width": 4},
+        policy=policy,
+        max_epochs=1,
+        batch_size=20,
+        projector_dim=16,
+        predictor_hidden_dim=8,
+        device="cpu",
+        random_state=0,
+    )
     emb = pre.fit_transform(X_img)
     assert emb.shape == (40, 16) and np.isfinite(emb).all()
     assert pre.input_shape_ == (1, 8, 8)
@@ -318,13 +351,19 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(X, tmp_path):
 def _noise_policy():
     def noise(x, generator):  # a new function object (new address) on every call
         return x + 0.1 * torch.randn(x.shape, generator=generator, device=x.device)
+
     return noise
 
 
 def test_resume_without_random_state_and_with_a_callable_policy(X, tmp_path, monkeypatch):
     """The seed comes from the checkpoint; a function policy compares by name, not address."""
-    params = dict(random_state=None, policy=_noise_policy(), policy_params=None, max_epochs=3,
-                  checkpoint_dir=tmp_path)
+    params = dict(
+        random_state=None,
+        policy=_noise_policy(),
+        policy_params=None,
+        max_epochs=3,
+        checkpoint_dir=tmp_path,
+    )
     with pytest.warns(UserWarning, match="interrupted after 1 of 3 epochs"):
         small(**params, callbacks=[_InterruptAt(2)]).fit(X)
     saved_seed = json.loads((tmp_path / "ensiam_config.json").read_text())["seed"]["value"]
@@ -332,13 +371,17 @@ def test_resume_without_random_state_and_with_a_callable_policy(X, tmp_path, mon
     assert resumed.n_epochs_ == 3
     monkeypatch.setattr(repens_sklearn._base, "seed_from", lambda _: saved_seed)
     full = small(**{**params, "checkpoint_dir": None}).fit(X)  # uninterrupted, same seed
-    np.testing.assert_allclose(resumed.history_[:, "train_loss"], full.history_[:, "train_loss"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        resumed.history_[:, "train_loss"], full.history_[:, "train_loss"], rtol=1e-6
+    )
 
 
 def test_non_finite_loss_names_the_epoch_and_keeps_the_checkpoint(X, tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 3 .*checkpoint "
-                                                 r"\(epoch 2\) is kept"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"loss became nan at epoch 3 .*checkpoint "
+        r"\(epoch 2\) is kept",
+    ):
         failed = small(max_epochs=4, checkpoint_dir=tmp_path, callbacks=[_PoisonAt(3)])
         failed.fit(X)
     with pytest.raises(NotFittedError):
@@ -352,8 +395,11 @@ def test_non_finite_loss_names_the_epoch_and_keeps_the_checkpoint(X, tmp_path):
 
 def test_checkpoint_of_another_run_is_refused(X, tmp_path):
     small(max_epochs=1, checkpoint_dir=tmp_path).fit(X)
-    with pytest.raises(ValueError, match=r"checkpoint of another run: different projector_dim "
-                                         r"\(it used 16, this call 32\); remove it"):
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint of another run: different projector_dim "
+        r"\(it used 16, this call 32\); remove it",
+    ):
         small(max_epochs=1, projector_dim=32, checkpoint_dir=tmp_path).fit(X)
     with pytest.raises(ValueError, match="different data"):
         small(max_epochs=1, checkpoint_dir=tmp_path).fit(X + 1)
@@ -362,19 +408,33 @@ def test_checkpoint_of_another_run_is_refused(X, tmp_path):
 
 
 # ------------------------------------------------------------------ errors
-@pytest.mark.parametrize("params, match", [
-    ({"n_views": 1}, "'n_views' parameter .* must be an int in the range \\[2, inf\\)"),
-    ({"target": "mean"}, "'target' parameter .* must be a str among"),
-    ({"n_views": 3, "target": "pair"}, "n_views must be even, got n_views=3"),
-    ({"backbone": "convnet_small", "backbone_params": None}, "cannot take inputs of shape \\(6,\\)"),
-    ({"backbone": "no_such_net", "backbone_params": None}, "no_such_net"),
-    ({"policy": "no_such_policy"}, "no_such_policy"),
-    ({"policy": lambda x, g: x, "policy_params": {"std": 1}}, "policy_params=.* only be used"),
-    ({"policy": lambda x, g: x[:, :2]}, "must return a tensor of the input's shape \\(1, 6\\), got \\(1, 2\\)"),
-    ({"policy": "gaussian_noise", "policy_params": {"sigma": 1}},
-     "policy='gaussian_noise' with policy_params=\\{'sigma': 1\\}: .*sigma"),
-    ({"callbacks": ["nope"]}, "callbacks\\[0\\] must be a skorch Callback or a \\(name, Callback\\) pair"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"n_views": 1}, "'n_views' parameter .* must be an int in the range \\[2, inf\\)"),
+        ({"target": "mean"}, "'target' parameter .* must be a str among"),
+        ({"n_views": 3, "target": "pair"}, "n_views must be even, got n_views=3"),
+        (
+            {"backbone": "convnet_small", "backbone_params": None},
+            "cannot take inputs of shape \\(6,\\)",
+        ),
+        ({"backbone": "no_such_net", "backbone_params": None}, "no_such_net"),
+        ({"policy": "no_such_policy"}, "no_such_policy"),
+        ({"policy": lambda x, g: x, "policy_params": {"std": 1}}, "policy_params=.* only be used"),
+        (
+            {"policy": lambda x, g: x[:, :2]},
+            "must return a tensor of the input's shape \\(1, 6\\), got \\(1, 2\\)",
+        ),
+        (
+            {"policy": "gaussian_noise", "policy_params": {"sigma": 1}},
+            "policy='gaussian_noise' with policy_params=\\{'sigma': 1\\}: .*sigma",
+        ),
+        (
+            {"callbacks": ["nope"]},
+            "callbacks\\[0\\] must be a skorch Callback or a \\(name, Callback\\) pair",
+        ),
+    ],
+)
 def test_bad_parameters(X, params, match):
     with pytest.raises((ValueError, InvalidParameterError), match=match):
         small(max_epochs=1, **params).fit(X)

@@ -26,15 +26,23 @@ def test_paper_schedule_values():
     # linear warm-up over the first 20 steps, full rate to 40, then x0.1 per 20 steps
     assert [f(s) for s in (0, 9, 19)] == pytest.approx([0.05, 0.5, 1.0])
     assert [f(s) for s in (20, 39, 40, 59, 60, 79, 80, 99)] == pytest.approx(
-        [1, 1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+        [1, 1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    )
 
 
 @pytest.fixture(scope="module")
 def fitted(digits):
     X, y = digits
     labels = np.array([f"digit{i}" for i in range(10)])[y]
-    clf = FineTuneClassifier("mlp", backbone_params=SMALL, lr=0.1, max_steps=150, batch_size=32,
-                             device="cpu", random_state=0).fit(X, labels)
+    clf = FineTuneClassifier(
+        "mlp",
+        backbone_params=SMALL,
+        lr=0.1,
+        max_steps=150,
+        batch_size=32,
+        device="cpu",
+        random_state=0,
+    ).fit(X, labels)
     return clf, X, labels
 
 
@@ -86,8 +94,15 @@ def test_policy_runs_on_training_batches_only(digits):
         calls.append((x.shape[0], x.device.type, generator.device.type))
         return x + 0.01 * torch.randn(x.shape, generator=generator, device=x.device)
 
-    clf = FineTuneClassifier("mlp", backbone_params=SMALL, max_steps=7, batch_size=16,
-                             policy=policy, device="cpu", random_state=0).fit(X, y)
+    clf = FineTuneClassifier(
+        "mlp",
+        backbone_params=SMALL,
+        max_steps=7,
+        batch_size=16,
+        policy=policy,
+        device="cpu",
+        random_state=0,
+    ).fit(X, y)
     # one probe in fit checks that the policy keeps the shape, then one call per step
     assert calls == [(1, "cpu", "cpu")] + [(16, "cpu", "cpu")] * 7
     clf.predict(X)
@@ -96,27 +111,46 @@ def test_policy_runs_on_training_batches_only(digits):
 
 def test_registered_policy_by_name(digits):
     X, y = digits
-    a = FineTuneClassifier("mlp", backbone_params=SMALL, max_steps=5, batch_size=16,
-                           policy="gaussian_noise", policy_params={"std": 0.5}, device="cpu",
-                           random_state=0).fit(X, y)
+    a = FineTuneClassifier(
+        "mlp",
+        backbone_params=SMALL,
+        max_steps=5,
+        batch_size=16,
+        policy="gaussian_noise",
+        policy_params={"std": 0.5},
+        device="cpu",
+        random_state=0,
+    ).fit(X, y)
     b = clone(a).set_params(policy=None, policy_params=None).fit(X, y)
     assert not np.allclose(a.predict_proba(X), b.predict_proba(X))
 
 
 def test_images_with_a_conv_backbone():
     X, y = load_digits_images(return_X_y=True)
-    clf = FineTuneClassifier("convnet_small", backbone_params={"width": 8}, lr=0.05, max_steps=4,
-                             batch_size=16, device="cpu", random_state=0).fit(X[:64], y[:64])
+    clf = FineTuneClassifier(
+        "convnet_small",
+        backbone_params={"width": 8},
+        lr=0.05,
+        max_steps=4,
+        batch_size=16,
+        device="cpu",
+        random_state=0,
+    ).fit(X[:64], y[:64])
     assert clf.predict_proba(X[:5]).shape == (5, 10)
     assert clf.input_shape_ == (1, 8, 8)
 
 
 def test_sweep_names_and_parameters():
-    sweep = make_finetune_sweep(["mlp", ("small", "mlp")], lrs=(0.1, 0.01), steps=(10, 40),
-                                batch_size=8, device="cpu")
+    sweep = make_finetune_sweep(
+        ["mlp", ("small", "mlp")], lrs=(0.1, 0.01), steps=(10, 40), batch_size=8, device="cpu"
+    )
     names = [n for n, _ in sweep]
-    assert names[:4] == ["mlp-lr0.1-steps10", "mlp-lr0.1-steps40", "mlp-lr0.01-steps10",
-                         "mlp-lr0.01-steps40"]
+    assert names[:4] == [
+        "mlp-lr0.1-steps10",
+        "mlp-lr0.1-steps40",
+        "mlp-lr0.01-steps10",
+        "mlp-lr0.01-steps40",
+    ]
     assert len(sweep) == 8 and names[4].startswith("small-")
     est = dict(sweep)["mlp-lr0.01-steps40"]
     assert (est.lr, est.max_steps, est.batch_size, est.backbone) == (0.01, 40, 8, "mlp")
@@ -176,7 +210,7 @@ def test_sweep_from_selected_modules_keeps_the_module(digits):
     X, y = digits
     module = create_backbone("mlp", in_features=64, **SMALL)
     sel = TransferabilitySelector([("mine", module)]).fit(X[:60], y[:60])
-    (name, est), = make_finetune_sweep(sel, lrs=(0.1,), steps=(3,), device="cpu", augment=False)
+    ((name, est),) = make_finetune_sweep(sel, lrs=(0.1,), steps=(3,), device="cpu", augment=False)
     assert name == "mine-lr0.1-steps3" and isinstance(est.backbone, type(module))
     for p0, p1 in zip(module.parameters(), est.backbone.parameters()):  # same weights (a clone)
         assert torch.equal(p0, p1)
@@ -185,19 +219,31 @@ def test_sweep_from_selected_modules_keeps_the_module(digits):
 
 
 def test_sweep_follows_the_papers_recipe(digits):
-    (_, est), = make_finetune_sweep(["convnet_small"], lrs=(0.1,), steps=(5,))
+    ((_, est),) = make_finetune_sweep(["convnet_small"], lrs=(0.1,), steps=(5,))
     assert (est.momentum, est.head_init, est.policy) == (0.99, "zeros", "crop_flip")
-    assert est.policy_params == {"scale": (0.87890625, 0.87890625), "ratio": (1.0, 1.0),
-                                 "flip_p": 0.5}  # (480 / 512) ** 2: a 480 crop of 512
-    (_, plain), = make_finetune_sweep(["mlp"], lrs=(0.1,), steps=(5,), augment=False,
-                                      momentum=0.9)
+    assert est.policy_params == {
+        "scale": (0.87890625, 0.87890625),
+        "ratio": (1.0, 1.0),
+        "flip_p": 0.5,
+    }  # (480 / 512) ** 2: a 480 crop of 512
+    ((_, plain),) = make_finetune_sweep(
+        ["mlp"], lrs=(0.1,), steps=(5,), augment=False, momentum=0.9
+    )
     assert (plain.policy, plain.momentum) == (None, 0.9)
 
 
 def test_zero_head_starts_from_uniform_probabilities(digits):
     X, y = digits
-    clf = FineTuneClassifier("mlp", backbone_params=SMALL, head_init="zeros", lr=1e-12,
-                             max_steps=1, batch_size=8, device="cpu", random_state=0)
+    clf = FineTuneClassifier(
+        "mlp",
+        backbone_params=SMALL,
+        head_init="zeros",
+        lr=1e-12,
+        max_steps=1,
+        batch_size=8,
+        device="cpu",
+        random_state=0,
+    )
     np.testing.assert_allclose(clf.fit(X[:40], y[:40]).predict_proba(X[:5]), 0.1, atol=1e-6)
     default = clf.set_params(head_init="default").fit(X[:40], y[:40]).predict_proba(X[:5])
     assert np.abs(default - 0.1).max() > 1e-3
@@ -208,9 +254,16 @@ def test_batchnorm_statistics_are_recalibrated_after_training(digits):
     X = X.reshape(-1, 1, 8, 8)
 
     def fit(recalibrate):
-        return FineTuneClassifier("convnet_small", backbone_params={"width": 4}, lr=0.05,
-                                  max_steps=3, batch_size=16, recalibrate_bn=recalibrate,
-                                  device="cpu", random_state=0).fit(X[:64], y[:64])
+        return FineTuneClassifier(
+            "convnet_small",
+            backbone_params={"width": 4},
+            lr=0.05,
+            max_steps=3,
+            batch_size=16,
+            recalibrate_bn=recalibrate,
+            device="cpu",
+            random_state=0,
+        ).fit(X[:64], y[:64])
 
     stale, fresh = fit(False), fit(True)
     bn_stale = stale.net_.module_.backbone.features[1]
@@ -220,8 +273,9 @@ def test_batchnorm_statistics_are_recalibrated_after_training(digits):
     with torch.no_grad():
         first = fresh.net_.module_.backbone.features[0]
         acts = first(torch.as_tensor(X[:64], dtype=torch.float32))
-    torch.testing.assert_close(bn_fresh.running_mean, acts.mean(dim=(0, 2, 3)), atol=1e-4,
-                               rtol=1e-3)
+    torch.testing.assert_close(
+        bn_fresh.running_mean, acts.mean(dim=(0, 2, 3)), atol=1e-4, rtol=1e-3
+    )
     assert not torch.allclose(bn_stale.running_mean, acts.mean(dim=(0, 2, 3)), atol=1e-3)
 
 
@@ -230,8 +284,9 @@ def test_sweep_fine_tunes_a_candidate_at_the_resolution_it_was_ranked_at(digits)
 
     X, y = digits
     X = X.reshape(-1, 1, 8, 8)
-    candidate = MeanTTAEmbedder("convnet_small", n_augmentations=0, img_size=12, crop_pct=1.0,
-                                preprocess=False)
+    candidate = MeanTTAEmbedder(
+        "convnet_small", n_augmentations=0, img_size=12, crop_pct=1.0, preprocess=False
+    )
     sel = TransferabilitySelector([("c", candidate)]).fit(X[:40], y[:40])
-    (_, est), = make_finetune_sweep(sel, lrs=(0.1,), steps=(3,), augment=False)
+    ((_, est),) = make_finetune_sweep(sel, lrs=(0.1,), steps=(3,), augment=False)
     assert (est.img_size, est.crop_pct, est.preprocess) == (12, 1.0, False)

@@ -28,22 +28,29 @@ def _reference(P, y, max_size, scoring, replacement):
             if not replacement and m in picks:
                 continue
             avg = P[picks + [m]].mean(axis=0)
-            loss = (log_loss(y, avg, labels=labels) if scoring == "log_loss"
-                    else -accuracy_score(y, avg.argmax(1)))
+            loss = (
+                log_loss(y, avg, labels=labels)
+                if scoring == "log_loss"
+                else -accuracy_score(y, avg.argmax(1))
+            )
             if loss < best_loss - 1e-12:
                 best, best_loss = m, loss
         picks.append(best)
         avg = P[picks].mean(axis=0)
-        curve.append(log_loss(y, avg, labels=labels) if scoring == "log_loss"
-                     else accuracy_score(y, avg.argmax(1)))
+        curve.append(
+            log_loss(y, avg, labels=labels)
+            if scoring == "log_loss"
+            else accuracy_score(y, avg.argmax(1))
+        )
     return picks, np.asarray(curve)
 
 
 def _random_probas(seed, n_models=12, n=80, n_classes=4):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, n)
-    logits = rng.normal(size=(n_models, n, n_classes)) + 1.5 * np.eye(n_classes)[y] * \
-        rng.uniform(0, 2, size=(n_models, 1, 1))
+    logits = rng.normal(size=(n_models, n, n_classes)) + 1.5 * np.eye(n_classes)[y] * rng.uniform(
+        0, 2, size=(n_models, 1, 1)
+    )
     P = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     return P, y
 
@@ -71,8 +78,10 @@ def test_bootstrap_is_seeded_and_changes_decisions():
     a = greedy_selection(P, y, max_size=10, bootstrap_fraction=0.5, random_state=0)[0]
     b = greedy_selection(P, y, max_size=10, bootstrap_fraction=0.5, random_state=0)[0]
     plain = greedy_selection(P, y, max_size=10)[0]
-    others = [greedy_selection(P, y, max_size=10, bootstrap_fraction=0.5, random_state=s)[0]
-              for s in range(1, 6)]
+    others = [
+        greedy_selection(P, y, max_size=10, bootstrap_fraction=0.5, random_state=s)[0]
+        for s in range(1, 6)
+    ]
     assert a == b
     assert any(o != plain for o in others)
 
@@ -97,8 +106,12 @@ def _split(X, y, seed_state=0, fraction=0.2):
     from repens_sklearn._compute import seed_from
 
     n_val = int(np.ceil(fraction * len(y)))
-    tr, va = train_test_split(np.arange(len(y)), test_size=n_val, stratify=y,
-                              random_state=seed_from(np.random.RandomState(seed_state)))
+    tr, va = train_test_split(
+        np.arange(len(y)),
+        test_size=n_val,
+        stratify=y,
+        random_state=seed_from(np.random.RandomState(seed_state)),
+    )
     return np.sort(tr), np.sort(va)
 
 
@@ -122,16 +135,19 @@ def test_fit_attributes_and_predictions(data):
 
 def test_refit_on_all_data_or_not(data):
     X, y = data
-    cands = [("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))),
-             ("nb", GaussianNB())]
+    cands = [
+        ("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))),
+        ("nb", GaussianNB()),
+    ]
     refit = GreedyEnsembleClassifier(cands, max_size=1, random_state=0).fit(X, y)
     kept = GreedyEnsembleClassifier(cands, max_size=1, random_state=0, refit=False).fit(X, y)
     name = refit.ensemble_[0]
     full = clone(dict(cands)[name]).fit(X, y)
     tr, _ = _split(X, y)
     part = clone(dict(cands)[name]).fit(X[tr], y[tr])
-    np.testing.assert_allclose(refit.named_estimators_[name].predict_proba(X),
-                               full.predict_proba(X))
+    np.testing.assert_allclose(
+        refit.named_estimators_[name].predict_proba(X), full.predict_proba(X)
+    )
     np.testing.assert_allclose(kept.named_estimators_[name].predict_proba(X), part.predict_proba(X))
 
 
@@ -139,16 +155,18 @@ def test_frozen_members_are_never_refitted(data):
     X, y = data
     prefit = GaussianNB().fit(X[:100], y[:100])
     before = prefit.theta_.copy()
-    clf = GreedyEnsembleClassifier([("frozen", FrozenEstimator(prefit))], max_size=1,
-                                   random_state=0).fit(X, y)
+    clf = GreedyEnsembleClassifier(
+        [("frozen", FrozenEstimator(prefit))], max_size=1, random_state=0
+    ).fit(X, y)
     np.testing.assert_array_equal(prefit.theta_, before)
     np.testing.assert_allclose(clf.predict_proba(X), prefit.predict_proba(X))
 
 
 def test_accuracy_scoring_and_replacement(data):
     X, y = data
-    clf = GreedyEnsembleClassifier(_candidates(), max_size=6, scoring="accuracy",
-                                   replacement=True, random_state=0).fit(X, y)
+    clf = GreedyEnsembleClassifier(
+        _candidates(), max_size=6, scoring="accuracy", replacement=True, random_state=0
+    ).fit(X, y)
     assert clf.scoring == "accuracy"
     assert clf.validation_curve_.shape == (6,)
     assert clf.validation_curve_[0] == pytest.approx(max(clf.candidate_scores_.values()))
@@ -159,10 +177,13 @@ def test_accuracy_scoring_and_replacement(data):
 
 def test_temperature_calibration(data):
     X, y = data
-    clf = GreedyEnsembleClassifier(_candidates()[:2], max_size=2, calibration="temperature",
-                                   random_state=0).fit(X, y)
-    assert all(isinstance(est, CalibratedClassifierCV) and est.method == "temperature"
-               for est in clf.estimators_)
+    clf = GreedyEnsembleClassifier(
+        _candidates()[:2], max_size=2, calibration="temperature", random_state=0
+    ).fit(X, y)
+    assert all(
+        isinstance(est, CalibratedClassifierCV) and est.method == "temperature"
+        for est in clf.estimators_
+    )
     # temperature scaling cannot make a member's validation log loss worse than raw
     raw = GreedyEnsembleClassifier(_candidates()[:2], max_size=2, random_state=0).fit(X, y)
     for name in clf.candidate_scores_:
@@ -170,26 +191,30 @@ def test_temperature_calibration(data):
     assert clf.score(X, y) > 0.9
 
 
-
 def test_temperature_calibration_small_validation_split():
     # 60 samples of 10 classes: 12 validation points, 1-2 per class, fewer than
     # CalibratedClassifierCV's default 5 folds need; calibration must still work.
     X, y = load_digits(return_X_y=True)
     X, y = X[:60], y[:60]
-    clf = GreedyEnsembleClassifier(_candidates()[:2], max_size=2, calibration="temperature",
-                                   random_state=0).fit(X, y)
+    clf = GreedyEnsembleClassifier(
+        _candidates()[:2], max_size=2, calibration="temperature", random_state=0
+    ).fit(X, y)
     assert all(isinstance(est, CalibratedClassifierCV) for est in clf.estimators_)
     assert clf.score(X, y) > 0.9
+
 
 def test_nested_params_reach_the_members(data):
     from sklearn.model_selection import GridSearchCV
 
     X, y = data
-    clf = GreedyEnsembleClassifier([("lr", LogisticRegression(max_iter=300)),
-                                    ("nb", GaussianNB())], random_state=0)
+    clf = GreedyEnsembleClassifier(
+        [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB())], random_state=0
+    )
     assert clf.get_params()["lr__C"] == 1.0
     clf.set_params(lr__C=0.5, nb=DecisionTreeClassifier(max_depth=2))
-    assert clf.estimators[0][1].C == 0.5 and isinstance(clf.estimators[1][1], DecisionTreeClassifier)
+    assert clf.estimators[0][1].C == 0.5 and isinstance(
+        clf.estimators[1][1], DecisionTreeClassifier
+    )
     search = GridSearchCV(clf, {"lr__C": [1e-4, 1.0]}, cv=2).fit(X, y)
     assert search.best_params_ == {"lr__C": 1.0}
 
@@ -246,10 +271,18 @@ def test_with_a_finetune_sweep(data):
 
     X, y = data
     X = (X / 16.0).astype(np.float32)
-    sweep = make_finetune_sweep(["mlp"], lrs=(0.1, 1e-6), steps=(40,), batch_size=32, augment=False,
-                                momentum=0.9, head_init="default",
-                                backbone_params={"hidden_dim": 32, "embedding_dim": 16},
-                                device="cpu", random_state=0)
+    sweep = make_finetune_sweep(
+        ["mlp"],
+        lrs=(0.1, 1e-6),
+        steps=(40,),
+        batch_size=32,
+        augment=False,
+        momentum=0.9,
+        head_init="default",
+        backbone_params={"hidden_dim": 32, "embedding_dim": 16},
+        device="cpu",
+        random_state=0,
+    )
     clf = GreedyEnsembleClassifier(sweep, max_size=2, random_state=0).fit(X, y)
     # the learning rate of 1e-6 learns nothing: the lr=0.1 model is picked first and alone
     assert clf.ensemble_ == ["mlp-lr0.1-steps40"]
@@ -266,8 +299,12 @@ def test_verbose_sequential_fit_reports_without_crashing(capsys):
     from repens_sklearn import GreedyEnsembleClassifier
 
     X, y = load_iris(return_X_y=True)
-    est = GreedyEnsembleClassifier([("lr", LogisticRegression(max_iter=500)), ("nb", GaussianNB())],
-                                   max_size=2, random_state=0, verbose=True).fit(X, y)
+    est = GreedyEnsembleClassifier(
+        [("lr", LogisticRegression(max_iter=500)), ("nb", GaussianNB())],
+        max_size=2,
+        random_state=0,
+        verbose=True,
+    ).fit(X, y)
     assert est.score(X, y) > 0.9
 
 
@@ -285,7 +322,10 @@ def test_x_is_validated_with_the_users_indices_before_splitting():
 def test_verbose_reports_progress_with_the_default_n_jobs(capsys):
     X = np.random.default_rng(0).random((40, 3))
     y = np.arange(40) % 2
-    GreedyEnsembleClassifier([("lr", LogisticRegression()), ("lr2", LogisticRegression(C=0.1))],
-                             verbose=True, random_state=0).fit(X, y)
+    GreedyEnsembleClassifier(
+        [("lr", LogisticRegression()), ("lr2", LogisticRegression(C=0.1))],
+        verbose=True,
+        random_state=0,
+    ).fit(X, y)
     err = capsys.readouterr().err
     assert "fitting candidates" in err and "2/2" in err and "refitting members" in err

@@ -60,8 +60,20 @@ def test_cli_takes_the_majority_size(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("repens_sklearn._embed_files.embed_files", fake_embed_files)
-    assert main(["embed", str(tmp_path / "imgs"), "--backbone", "convnet_small", "-q",
-                 "-o", str(tmp_path / "x.npy")]) == 130
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path / "imgs"),
+                "--backbone",
+                "convnet_small",
+                "-q",
+                "-o",
+                str(tmp_path / "x.npy"),
+            ]
+        )
+        == 130
+    )
     assert seen["input_shape"] == MAJORITY
 
 
@@ -93,7 +105,9 @@ def test_folder_error_is_typed_and_names_the_option_its_caller_asks_for(tmp_path
         load_image_folder(tmp_path / "imgs")
     folder = str(tmp_path / "imgs")
     assert info.value.reason == str(header.value) and info.value.folder == folder
-    assert str(info.value) == (f"{header.value} (in image folder {folder!r}; on_error='skip' "
-                               "leaves such files out)")
+    assert str(info.value) == (
+        f"{header.value} (in image folder {folder!r}; on_error='skip' leaves such files out)"
+    )
     assert info.value.describe("--skip-unreadable").endswith(
-        "; --skip-unreadable leaves such files out)")
+        "; --skip-unreadable leaves such files out)"
+    )

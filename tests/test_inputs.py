@@ -23,7 +23,9 @@ def test_vectors_2d():
     assert inputs.sample_shape == (4,) and not inputs.is_image
     assert est.n_features_in_ == 4 and est.input_shape_ == (4,)
     batch = inputs.batch(1, 3)
-    assert batch.dtype == torch.float32 and torch.equal(batch, torch.tensor(X[1:3], dtype=torch.float32))
+    assert batch.dtype == torch.float32 and torch.equal(
+        batch, torch.tensor(X[1:3], dtype=torch.float32)
+    )
 
 
 def test_flattened_images_with_input_shape():
@@ -37,12 +39,15 @@ def test_flattened_images_with_input_shape():
         check_inputs(_Est(), X, input_shape=(2, 12))
 
 
-@pytest.mark.parametrize("shape,expected", [
-    ((4, 6, 5), (1, 6, 5)),
-    ((4, 6, 5, 3), (3, 6, 5)),
-    ((4, 3, 6, 5), (3, 6, 5)),
-    ((4, 1, 8, 8), (1, 8, 8)),
-])
+@pytest.mark.parametrize(
+    "shape,expected",
+    [
+        ((4, 6, 5), (1, 6, 5)),
+        ((4, 6, 5, 3), (3, 6, 5)),
+        ((4, 3, 6, 5), (3, 6, 5)),
+        ((4, 1, 8, 8), (1, 8, 8)),
+    ],
+)
 def test_image_array_layouts(shape, expected):
     X = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
     inputs = check_inputs(_Est(), X)
@@ -75,15 +80,21 @@ def test_ambiguous_channel_axis():
         check_inputs(_Est(), np.zeros((2, 5, 6, 7)))
 
 
-@pytest.mark.parametrize("shape, nchw, nhwc", [
-    ((2, 3, 4, 4), (3, 4, 4), (4, 3, 4)),  # RGB 4 x 4, was read as RGBA 3 x 4
-    ((2, 1, 8, 3), (1, 8, 3), (3, 1, 8)),
-])
+@pytest.mark.parametrize(
+    "shape, nchw, nhwc",
+    [
+        ((2, 3, 4, 4), (3, 4, 4), (4, 3, 4)),  # RGB 4 x 4, was read as RGBA 3 x 4
+        ((2, 1, 8, 3), (1, 8, 3), (3, 1, 8)),
+    ],
+)
 def test_both_axes_could_hold_the_channels(shape, nchw, nhwc):
     X = np.random.default_rng(0).random(shape).astype(np.float32)
-    with pytest.raises(ValueError, match=rf"shape \({shape[0]}, {shape[1]}, {shape[2]}, {shape[3]}\) "
-                                         rf"is ambiguous.*pass input_shape={re.escape(str(nchw))} "
-                                         rf"or input_shape={re.escape(str(nhwc))}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"shape \({shape[0]}, {shape[1]}, {shape[2]}, {shape[3]}\) "
+        rf"is ambiguous.*pass input_shape={re.escape(str(nchw))} "
+        rf"or input_shape={re.escape(str(nhwc))}",
+    ):
         check_inputs(_Est(), X)
     assert check_inputs(_Est(), X, input_shape=nchw).sample_shape == nchw
     # an input_shape to resize to picks the reading with its channel count
@@ -104,7 +115,9 @@ def test_non_finite_names_the_sample(bad, what):
 
 
 def test_ragged_and_empty():
-    with pytest.raises(ValueError, match=r"ragged: sample 0 has shape \(3,\) but sample 1 has shape \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"ragged: sample 0 has shape \(3,\) but sample 1 has shape \(2,\)"
+    ):
         check_inputs(_Est(), [[1, 2, 3], [1, 2]])
     with pytest.raises(ValueError, match="0 sample"):
         check_inputs(_Est(), np.zeros((0, 3)))
@@ -115,7 +128,9 @@ def test_ragged_and_empty():
 def test_transform_shape_must_match_fit():
     est = _Est()
     check_inputs(est, np.zeros((2, 1, 8, 8)))
-    with pytest.raises(ValueError, match=r"shape \(1, 6, 6\).*fitted on samples of shape \(1, 8, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"shape \(1, 6, 6\).*fitted on samples of shape \(1, 8, 8\)"
+    ):
         check_inputs(est, np.zeros((2, 1, 6, 6)), reset=False)
 
 
@@ -123,8 +138,12 @@ def _write_images(tmp_path):
     paths = []
     rng = np.random.default_rng(0)
     for i, (size, mode) in enumerate([((10, 12), "RGB"), ((6, 6), "L")]):
-        arr = rng.integers(0, 256, size=(size[1], size[0], 3) if mode == "RGB" else (size[1], size[0]),
-                           dtype=np.uint8)
+        arr = rng.integers(
+            0,
+            256,
+            size=(size[1], size[0], 3) if mode == "RGB" else (size[1], size[0]),
+            dtype=np.uint8,
+        )
         path = tmp_path / f"img{i}.png"
         Image.fromarray(arr, mode=mode).save(path)
         paths.append(str(path))
@@ -205,18 +224,23 @@ def test_arrays_and_series_of_paths_are_image_lists(tmp_path):
     for i in range(3):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(paths[-1])
-    expected = MeanTTAEmbedder("convnet_small", n_augmentations=0, random_state=0).fit_transform(paths)
+    expected = MeanTTAEmbedder("convnet_small", n_augmentations=0, random_state=0).fit_transform(
+        paths
+    )
     for X in (np.array(paths), pd.Series(paths)):
         out = MeanTTAEmbedder("convnet_small", n_augmentations=0, random_state=0).fit_transform(X)
         np.testing.assert_allclose(out, expected)
 
 
-@pytest.mark.parametrize("make_X, match", [
-    (lambda d: str(d), r"X is a folder \('.*'\); pass a list of image paths"),
-    (lambda d: str(d / "0.png"), r"X is one path .*or \[X\] for one image"),
-    (lambda d: np.arange(5), r"X is 1-D \(shape \(5,\)\); pass a 2-D array"),
-    (lambda d: [1, 2, 3], r"X is 1-D \(shape \(3,\)\).*list of image paths"),
-])
+@pytest.mark.parametrize(
+    "make_X, match",
+    [
+        (lambda d: str(d), r"X is a folder \('.*'\); pass a list of image paths"),
+        (lambda d: str(d / "0.png"), r"X is one path .*or \[X\] for one image"),
+        (lambda d: np.arange(5), r"X is 1-D \(shape \(5,\)\); pass a 2-D array"),
+        (lambda d: [1, 2, 3], r"X is 1-D \(shape \(3,\)\).*list of image paths"),
+    ],
+)
 def test_one_path_a_folder_or_1d_data_say_what_to_pass(tmp_path, make_X, match):
     from PIL import Image
 
@@ -230,9 +254,14 @@ def test_one_path_a_folder_or_1d_data_say_what_to_pass(tmp_path, make_X, match):
 def test_transform_names_channels_and_image_size():
     from repens_sklearn import MeanTTAEmbedder
 
-    emb = MeanTTAEmbedder("convnet_small", n_augmentations=0).fit(np.zeros((4, 1, 8, 8), np.float32))
-    with pytest.raises(ValueError, match=r"images with 3 channel\(s\), but MeanTTAEmbedder was "
-                                         r"fitted on images with 1"):
+    emb = MeanTTAEmbedder("convnet_small", n_augmentations=0).fit(
+        np.zeros((4, 1, 8, 8), np.float32)
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"images with 3 channel\(s\), but MeanTTAEmbedder was "
+        r"fitted on images with 1",
+    ):
         emb.transform(np.zeros((4, 8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match=r"shape \(1, 9, 9\), but .* shape \(1, 8, 8\)"):
         emb.transform(np.zeros((4, 9, 9), np.float32))
@@ -248,11 +277,20 @@ def test_a_cloned_fitted_backbone_says_to_freeze_it():
 
     X = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
     y = np.arange(40) % 2
-    encoder = EnSiamPretrainer("mlp", policy="gaussian_noise", max_epochs=1, projector_dim=8,
-                               predictor_hidden_dim=4, random_state=0).fit(X)
+    encoder = EnSiamPretrainer(
+        "mlp",
+        policy="gaussian_noise",
+        max_epochs=1,
+        projector_dim=8,
+        predictor_hidden_dim=4,
+        random_state=0,
+    ).fit(X)
     pipe = make_pipeline(MeanTTAEmbedder(encoder, n_augmentations=0), LogisticRegression())
-    with pytest.raises(NotFittedError, match=r"backbone=EnSiamPretrainer\(...\) is not fitted.*"
-                                             r"FrozenEstimator\(EnSiamPretrainer\).*as_backbone"):
+    with pytest.raises(
+        NotFittedError,
+        match=r"backbone=EnSiamPretrainer\(...\) is not fitted.*"
+        r"FrozenEstimator\(EnSiamPretrainer\).*as_backbone",
+    ):
         cross_val_score(pipe, X, y, cv=2, error_score="raise")
 
 

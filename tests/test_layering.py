@@ -48,11 +48,15 @@ def test_diversity_does_not_import_or_relist_selection_scorings():
     from repens_sklearn.selection._selector import _SCORINGS
 
     for filename, tree in _diversity_sources().items():
-        strings = {node.value for node in ast.walk(tree)
-                   if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+        strings = {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
         assert not strings & set(_SCORINGS), filename
-        imported = [node.module or "" for node in ast.walk(tree)
-                    if isinstance(node, ast.ImportFrom)]
+        imported = [
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        ]
         assert not [m for m in imported if "selection" in m], filename
 
 
@@ -87,8 +91,13 @@ def _declared():
     return _Net()
 
 
-_declared.pretrained_cfg = {"input_size": (3, 32, 32), "mean": (0.5,) * 3, "std": (0.5,) * 3,
-                            "interpolation": "bilinear", "crop_pct": 1.0}
+_declared.pretrained_cfg = {
+    "input_size": (3, 32, 32),
+    "mean": (0.5,) * 3,
+    "std": (0.5,) * 3,
+    "interpolation": "bilinear",
+    "crop_pct": 1.0,
+}
 
 
 def _random():
@@ -100,10 +109,13 @@ def test_demo_finds_declared_pretrained_backbones_whatever_their_name(fake_entry
 
     from repens_sklearn import _demo
 
-    zoo = plugin_module("my_zoo", repens_backbones={
-        "my_zoo/any_name": _declared,  # a '/' in the name, and no efficientnet_lite* pattern
-        "efficientnet_lite_random": _random,  # the old pattern, but nothing declared
-    })
+    zoo = plugin_module(
+        "my_zoo",
+        repens_backbones={
+            "my_zoo/any_name": _declared,  # a '/' in the name, and no efficientnet_lite* pattern
+            "efficientnet_lite_random": _random,  # the old pattern, but nothing declared
+        },
+    )
     fake_entry_points("my_zoo", zoo)
     assert _demo._pretrained_names() == ["my_zoo/any_name"]
 
@@ -187,8 +199,14 @@ def test_builtin_policies_answer_the_contract():
 def _embedder(policy):
     from repens_sklearn import MeanTTAEmbedder
 
-    return MeanTTAEmbedder("mlp", backbone_params={"embedding_dim": 4, "hidden_dim": 8},
-                           policy=policy, n_augmentations=3, device="cpu", random_state=0)
+    return MeanTTAEmbedder(
+        "mlp",
+        backbone_params={"embedding_dim": 4, "hidden_dim": 8},
+        policy=policy,
+        n_augmentations=3,
+        device="cpu",
+        random_state=0,
+    )
 
 
 def test_metta_draws_views_through_the_one_predicate(monkeypatch):

@@ -31,8 +31,9 @@ def features():
 
 
 def _fast(**kwargs):
-    params = dict(feature_groups=[6, 4], max_epochs=6, lr=1e-2, batch_size=32, device="cpu",
-                  random_state=0)
+    params = dict(
+        feature_groups=[6, 4], max_epochs=6, lr=1e-2, batch_size=32, device="cpu", random_state=0
+    )
     params.update(kwargs)
     return LearnedEnsembleEmbedder(**params)
 
@@ -73,7 +74,9 @@ def test_history_records_cosine_per_epoch_and_phase(features):
 
 
 def test_warmup_keeps_the_vectors_fixed(features):
-    init = normalize(normalize(features[:, :6]) + np.pad(normalize(features[:, 6:]), ((0, 0), (0, 2))))
+    init = normalize(
+        normalize(features[:, :6]) + np.pad(normalize(features[:, 6:]), ((0, 0), (0, 2)))
+    )
     moved = {}
     for fraction in (0.0, 0.75):
         emb = _fast(max_epochs=4, warmup_fraction=fraction).fit(features)
@@ -105,8 +108,7 @@ def test_only_the_rows_of_a_batch_move(features, monkeypatch):
             moved_inside.append(float(delta[inside].max()))
 
     original = _learned._callbacks
-    monkeypatch.setattr(_learned, "_callbacks",
-                        lambda *a: original(*a) + [("watch", Watch())])
+    monkeypatch.setattr(_learned, "_callbacks", lambda *a: original(*a) + [("watch", Watch())])
     _fast(max_epochs=4, batch_size=16, warmup_fraction=0.25).fit(features)
     assert max(moved_outside) == 0.0
     assert max(moved_inside) > 0.0  # the joint epochs do move the batch's rows
@@ -120,8 +122,9 @@ def test_transform_improves_recovery_and_is_per_sample(features):
     assert _recovery(emb, learned, features) > _recovery(emb, start, features) + 0.005
     # each vector is optimised on its own: batch composition and size do not matter
     np.testing.assert_allclose(emb.transform(features[:7]), learned[:7], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(emb.set_params(batch_size=5).transform(features), learned,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        emb.set_params(batch_size=5).transform(features), learned, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_mlps_transfer_to_other_data(features):
@@ -155,12 +158,18 @@ def test_nonnegative_keeps_vectors_in_the_positive_orthant(features):
 def test_relu_head_warns_about_negative_targets(features):
     signed = features.copy()
     signed[:, 6:] -= signed[:, 6:].mean(axis=0)  # the second block only turns signed
-    with pytest.warns(UserWarning, match=r"final_activation='relu' cannot reproduce the "
-                                         r"negative values of 'block 1' \(\d+% of"):
+    with pytest.warns(
+        UserWarning,
+        match=r"final_activation='relu' cannot reproduce the "
+        r"negative values of 'block 1' \(\d+% of",
+    ):
         _fast(max_epochs=1).fit(signed)
     with pytest.warns(UserWarning, match="negative values of 'pca'"):  # "drop" not counted
-        _fast(max_epochs=1, feature_groups=None,
-              embedders=[("gone", "drop"), ("raw", "passthrough"), ("pca", PCA(2))]).fit(features)
+        _fast(
+            max_epochs=1,
+            feature_groups=None,
+            embedders=[("gone", "drop"), ("raw", "passthrough"), ("pca", PCA(2))],
+        ).fit(features)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _fast(max_epochs=1).fit(features)  # non-negative: no warning
@@ -196,7 +205,9 @@ def test_pickle_round_trip(features):
 
 
 def test_feature_groups_must_sum_to_columns(features):
-    with pytest.raises(ValueError, match=r"feature_groups=\[6, 3\] sums to 9, but X has 10 columns"):
+    with pytest.raises(
+        ValueError, match=r"feature_groups=\[6, 3\] sums to 9, but X has 10 columns"
+    ):
         _fast(feature_groups=[6, 3]).fit(features)
 
 
@@ -212,8 +223,9 @@ def test_feature_groups_with_backbones_is_an_error(features):
 
 
 def test_backbone_width_change_is_an_error(features):
-    emb = _fast(feature_groups=None, embedders=[("pca", PCA(3))],
-                final_activation="identity").fit(features)
+    emb = _fast(feature_groups=None, embedders=[("pca", PCA(3))], final_activation="identity").fit(
+        features
+    )
     emb.targets_.embedders_[0][1].components_ = emb.targets_.embedders_[0][1].components_[:2]
     with pytest.raises(ValueError, match="embedder 'pca' returned 2 features, but it returned 3"):
         emb.transform(features)
@@ -234,13 +246,17 @@ def test_nan_features_are_errors(features):
 
 @pytest.mark.parametrize("value", [1.0, -0.1, 1.5])
 def test_warmup_fraction_outside_unit_interval(features, value):
-    with pytest.raises(InvalidParameterError, match=r"'warmup_fraction' parameter .* range \[0.0, 1.0\)"):
+    with pytest.raises(
+        InvalidParameterError, match=r"'warmup_fraction' parameter .* range \[0.0, 1.0\)"
+    ):
         _fast(warmup_fraction=value).fit(features)
 
 
 def test_transform_checks_columns(features):
     emb = _fast().fit(features)
-    with pytest.raises(ValueError, match="X has 8 features, but LearnedEnsembleEmbedder is expecting 10"):
+    with pytest.raises(
+        ValueError, match="X has 8 features, but LearnedEnsembleEmbedder is expecting 10"
+    ):
         emb.transform(features[:, :8])
 
 
@@ -265,8 +281,9 @@ def test_a_rows_first_update_has_the_same_size_in_fit_and_transform(features):
     emb = _fast(max_epochs=1, warmup_fraction=0.0, lr=lr, batch_size=16).fit(features)
     init = _init(features)
     fit_step = np.abs(emb.embedding_ - init).max(axis=1) / lr
-    transform_step = np.abs(emb.set_params(transform_epochs=1).transform(features)
-                            - init).max(axis=1) / lr
+    transform_step = (
+        np.abs(emb.set_params(transform_epochs=1).transform(features) - init).max(axis=1) / lr
+    )
     np.testing.assert_allclose(fit_step, 1.0, rtol=1e-3)
     np.testing.assert_allclose(transform_step, 1.0, rtol=1e-3)
 
@@ -282,8 +299,7 @@ def test_a_rows_kth_update_in_fit_is_torch_adam_on_that_row_alone(features, monk
     grads = []
 
     class Grab(Callback):
-        def on_grad_computed(self, net, named_parameters, X=None, y=None, training=False,
-                             **kwargs):
+        def on_grad_computed(self, net, named_parameters, X=None, y=None, training=False, **kwargs):
             grad = net.module_.bank.weight.grad
             if grad is not None:
                 grads.append(grad.coalesce().clone())
@@ -324,8 +340,7 @@ def test_row_adam_is_torch_adam_per_row():
     ours = _RowAdam([sparse], lr=0.1)
     for k, g in enumerate(grads):
         rows = torch.tensor([0, 2] if k < 2 else [0, 1, 2])
-        sparse.grad = torch.sparse_coo_tensor(rows[None], g[rows], (3, 4),
-                                              check_invariants=True)
+        sparse.grad = torch.sparse_coo_tensor(rows[None], g[rows], (3, 4), check_invariants=True)
         ours.step()
     row1 = torch.nn.Parameter(torch.ones(4))
     adam = torch.optim.Adam([row1], lr=0.1)
@@ -362,16 +377,22 @@ def test_errors_about_X_name_this_estimator(features):
     with pytest.raises(ValueError, match="0 sample.*required by LearnedEnsembleEmbedder"):
         _fast(feature_groups=None, embedders=backbones).fit(features[:0])
     emb = _fast(feature_groups=None, embedders=backbones, max_epochs=1).fit(features)
-    with pytest.raises(ValueError, match="X has 5 features, but LearnedEnsembleEmbedder is "
-                                         "expecting 10"):
+    with pytest.raises(
+        ValueError, match="X has 5 features, but LearnedEnsembleEmbedder is expecting 10"
+    ):
         emb.transform(features[:, :5])
     assert emb.n_features_in_ == 10
 
 
 def test_random_state_fixes_named_backbones(features):
     def run(seed):
-        return _fast(feature_groups=None, embedders=[("net", "mlp")], max_epochs=2,
-                     final_activation="identity", random_state=seed).fit_transform(features)
+        return _fast(
+            feature_groups=None,
+            embedders=[("net", "mlp")],
+            max_epochs=2,
+            final_activation="identity",
+            random_state=seed,
+        ).fit_transform(features)
 
     first, again, other = run(0), run(0), run(1)
     np.testing.assert_array_equal(first, again)

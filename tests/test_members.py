@@ -28,8 +28,10 @@ from repens_sklearn import (
 from repens_sklearn.diversity import pairwise_diversity
 from repens_sklearn.selection import knn_loo_score
 
-KINDS = ("a scikit-learn transformer (fit + transform), a registered backbone name, "
-         "a torch.nn.Module, 'passthrough' or 'drop'")
+KINDS = (
+    "a scikit-learn transformer (fit + transform), a registered backbone name, "
+    "a torch.nn.Module, 'passthrough' or 'drop'"
+)
 
 
 @pytest.fixture
@@ -45,8 +47,13 @@ def _linear():
 
 
 def _members(module):
-    return [("named", "mlp"), ("module", module), ("pca", PCA(2)), ("raw", "passthrough"),
-            ("gone", "drop")]
+    return [
+        ("named", "mlp"),
+        ("module", module),
+        ("pca", PCA(2)),
+        ("raw", "passthrough"),
+        ("gone", "drop"),
+    ]
 
 
 def _exactly(message):
@@ -65,8 +72,9 @@ def test_concat_takes_every_member_kind(data):
     with torch.no_grad():
         expected = normalize(module(torch.from_numpy(X)).numpy())
     start = emb.block_widths_[0]
-    np.testing.assert_allclose(emb.transform(X)[:, start:start + 3], expected, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        emb.transform(X)[:, start : start + 3], expected, rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(emb.transform(X)[:, -8:], normalize(X), rtol=1e-6)
 
 
@@ -81,9 +89,14 @@ def test_knn_selector_takes_every_member_kind(data):
 
 def test_learned_ensemble_takes_every_member_kind(data):
     X, _ = data
-    emb = LearnedEnsembleEmbedder(_members(_linear()), max_epochs=2, transform_epochs=1,
-                                  final_activation="identity",
-                                  random_state=0, device="cpu").fit(X)
+    emb = LearnedEnsembleEmbedder(
+        _members(_linear()),
+        max_epochs=2,
+        transform_epochs=1,
+        final_activation="identity",
+        random_state=0,
+        device="cpu",
+    ).fit(X)
     assert emb.feature_groups_[1:] == [3, 2, 8]
     assert [name for name, _ in emb.targets_.embedders_] == ["named", "module", "pca", "raw"]
 
@@ -104,24 +117,38 @@ EMBEDDING_COMPOSITES = [
     (lambda m: ConcatEmbedder(m), "embedders"),
     (lambda m: LearnedEnsembleEmbedder(m, max_epochs=1), "embedders"),
 ]
-COMPOSITES = [*((make, param, "embedder") for make, param in EMBEDDING_COMPOSITES),
-              (lambda m: GreedyEnsembleClassifier(m), "estimators", "classifier")]
+COMPOSITES = [
+    *((make, param, "embedder") for make, param in EMBEDDING_COMPOSITES),
+    (lambda m: GreedyEnsembleClassifier(m), "estimators", "classifier"),
+]
 
 
 def _bad_lists(what):
     member = PCA(2) if what == "embedder" else GaussianNB()
     return [
         ([], ValueError, "{p} must be a non-empty list of (name, {w}) pairs; got []"),
-        ([member], TypeError,
-         "{p}[0] must be a (name, {w}) pair with a string name; got " + repr(member)),
-        ([("a", member), ("a", member)], ValueError,
-         "{p} has duplicate names ['a']; give each (name, {w}) pair a name of its own"),
-        ([("a__b", member)], ValueError,
-         "{p}: names must not contain '__' (set_params reads name__param as a member's "
-         "parameter); got ['a__b']"),
-        ([("random_state", member)], ValueError,
-         "{p}: names ['random_state'] are parameters of {o}, so set_params could not tell "
-         "them apart; rename those members"),
+        (
+            [member],
+            TypeError,
+            "{p}[0] must be a (name, {w}) pair with a string name; got " + repr(member),
+        ),
+        (
+            [("a", member), ("a", member)],
+            ValueError,
+            "{p} has duplicate names ['a']; give each (name, {w}) pair a name of its own",
+        ),
+        (
+            [("a__b", member)],
+            ValueError,
+            "{p}: names must not contain '__' (set_params reads name__param as a member's "
+            "parameter); got ['a__b']",
+        ),
+        (
+            [("random_state", member)],
+            ValueError,
+            "{p}: names ['random_state'] are parameters of {o}, so set_params could not tell "
+            "them apart; rename those members",
+        ),
     ]
 
 
@@ -139,27 +166,41 @@ def test_bad_member_list_same_words_in_every_composite(data, make, param, what, 
 @pytest.mark.parametrize("make, param", EMBEDDING_COMPOSITES)
 def test_bad_member_kind_same_words(data, make, param):
     X, y = data
-    with pytest.raises(TypeError, match=_exactly(f"{param}: member 'a' must be {KINDS}; "
-                                                 "got int: 3")):
+    with pytest.raises(
+        TypeError, match=_exactly(f"{param}: member 'a' must be {KINDS}; got int: 3")
+    ):
         make([("a", 3)]).fit(X, y)
-    with pytest.raises(ValueError, match=_exactly(f"{param}: every member is 'drop'; at "
-                                                  "least one must embed")):
+    with pytest.raises(
+        ValueError, match=_exactly(f"{param}: every member is 'drop'; at least one must embed")
+    ):
         make([("a", "drop")]).fit(X, y)
 
 
 def test_sweep_and_diversity_lists_same_words():
-    with pytest.raises(ValueError, match=_exactly(
+    with pytest.raises(
+        ValueError,
+        match=_exactly(
             "backbones has duplicate names ['mlp']; give each (name, backbone) pair a name "
-            "of its own")):
+            "of its own"
+        ),
+    ):
         make_finetune_sweep(["mlp", "mlp"])
     p = np.full((4, 2), 0.5)
-    with pytest.raises(ValueError, match=_exactly(
+    with pytest.raises(
+        ValueError,
+        match=_exactly(
             "models_or_probas has duplicate names ['a']; give each (name, fitted classifier "
-            "or probability array) pair a name of its own")):
+            "or probability array) pair a name of its own"
+        ),
+    ):
         pairwise_diversity([("a", p), ("a", p)], y=[0, 1, 0, 1])
-    with pytest.raises(TypeError, match=_exactly(
+    with pytest.raises(
+        TypeError,
+        match=_exactly(
             "models_or_probas must be a dict or a list of (name, fitted classifier or "
-            "probability array) pairs; got int: 42")):
+            "probability array) pairs; got int: 42"
+        ),
+    ):
         pairwise_diversity(42, y=[0, 1, 0, 1])
 
 
@@ -177,18 +218,25 @@ def test_bad_y_same_words(data, make):
     X, y = data
     est = make()
     owner = type(est).__name__
-    with pytest.raises(ValueError, match=_exactly(
-            f"{owner} requires y to be passed, but the target y is None")):
+    with pytest.raises(
+        ValueError, match=_exactly(f"{owner} requires y to be passed, but the target y is None")
+    ):
         est.fit(X, None)
     with pytest.raises(ValueError, match=_exactly("X holds 30 samples but y holds 29 labels")):
         est.fit(X, y[:-1])
     one = np.full(30, "a")
-    with pytest.raises(ValueError, match=_exactly(
-            f"{owner} needs at least 2 classes in y; got 1 class ({np.unique(one)[0]!r})")):
+    with pytest.raises(
+        ValueError,
+        match=_exactly(
+            f"{owner} needs at least 2 classes in y; got 1 class ({np.unique(one)[0]!r})"
+        ),
+    ):
         est.fit(X, one)
     mixed = np.array(["a", 1] * 15, dtype=object)
-    with pytest.raises(ValueError, match=_exactly(
-            f"y mixes string and number labels; {owner} needs one type of label")):
+    with pytest.raises(
+        ValueError,
+        match=_exactly(f"y mixes string and number labels; {owner} needs one type of label"),
+    ):
         est.fit(X, mixed)
     with pytest.raises(ValueError, match="^Unknown label type: continuous"):
         est.fit(X, np.linspace(0, 1, 30))

@@ -35,13 +35,16 @@ def Xy():
 
 
 def _renamed(old, new):
-    return re.escape(f"`{old}` was renamed `{new}` in 0.2 and will be removed in 0.3; "
-                     f"use `{new}` instead.")
+    return re.escape(
+        f"`{old}` was renamed `{new}` in 0.2 and will be removed in 0.3; use `{new}` instead."
+    )
 
 
 def _both(owner, old, new):
-    return re.escape(f"{owner}: both `{old}` and `{new}` were set. `{old}` was renamed "
-                     f"`{new}` in 0.2 and will be removed in 0.3; set only `{new}`.")
+    return re.escape(
+        f"{owner}: both `{old}` and `{new}` were set. `{old}` was renamed "
+        f"`{new}` in 0.2 and will be removed in 0.3; set only `{new}`."
+    )
 
 
 # ------------------------------------------------------------ KNNModelSelector
@@ -53,9 +56,11 @@ def test_knn_model_selector_is_a_deprecated_transferability_selector(Xy):
     assert repens_sklearn.KNNModelSelector is KNNModelSelector
     assert {"KNNModelSelector", "TransferabilitySelector"} <= set(repens_sklearn.__all__)
     candidates = [("raw", FunctionTransformer()), ("pca", PCA(2))]
-    message = ("Class KNNModelSelector is deprecated; it was renamed TransferabilitySelector "
-               "in 0.2 (it ranks by any transferability score; scoring='knn_loo' is the "
-               "paper's kNN model selection) and will be removed in 0.3.")
+    message = (
+        "Class KNNModelSelector is deprecated; it was renamed TransferabilitySelector "
+        "in 0.2 (it ranks by any transferability score; scoring='knn_loo' is the "
+        "paper's kNN model selection) and will be removed in 0.3."
+    )
     with pytest.warns(FutureWarning, match=re.escape(message)):
         old = KNNModelSelector(candidates, n_select=1)
     assert isinstance(old, TransferabilitySelector)
@@ -82,8 +87,7 @@ def test_concat_n_components_is_a_deprecated_max_features(Xy):
 
 def test_concat_n_components_and_max_features_together_is_an_error(Xy):
     emb = ConcatEmbedder([("a", "passthrough")], max_features=2, n_components=3)
-    with pytest.raises(ValueError, match=_both("ConcatEmbedder", "n_components",
-                                               "max_features")):
+    with pytest.raises(ValueError, match=_both("ConcatEmbedder", "n_components", "max_features")):
         emb.fit(Xy[0])
 
 
@@ -92,8 +96,9 @@ def test_concat_n_components_and_max_features_together_is_an_error(Xy):
 
 def test_learned_backbones_is_a_deprecated_embedders(Xy):
     X, _ = Xy
-    params = dict(max_epochs=2, batch_size=32, final_activation="identity", device="cpu",
-                  random_state=0)
+    params = dict(
+        max_epochs=2, batch_size=32, final_activation="identity", device="cpu", random_state=0
+    )
     members = [("raw", "passthrough"), ("pca", PCA(3))]
     new = LearnedEnsembleEmbedder(members, **params).fit(X)
     with pytest.warns(FutureWarning, match=_renamed("backbones", "embedders")):
@@ -105,8 +110,9 @@ def test_learned_backbones_is_a_deprecated_embedders(Xy):
 
 def test_learned_backbones_and_embedders_together_is_an_error(Xy):
     emb = LearnedEnsembleEmbedder([("raw", "passthrough")], backbones=[("b", "passthrough")])
-    with pytest.raises(ValueError, match=_both("LearnedEnsembleEmbedder", "backbones",
-                                               "embedders")):
+    with pytest.raises(
+        ValueError, match=_both("LearnedEnsembleEmbedder", "backbones", "embedders")
+    ):
         emb.fit(Xy[0])
 
 
@@ -125,40 +131,57 @@ def test_preprocess_attribute_is_a_deprecated_preprocessor():
     images = np.random.default_rng(0).integers(0, 255, size=(4, 8, 8), dtype=np.uint8)
     emb = MeanTTAEmbedder(Pretrained(), n_augmentations=0, device="cpu").fit(images)
     assert isinstance(emb.preprocessor_, ImagePreprocessor)
-    with pytest.warns(FutureWarning, match=re.escape(
-            "Attribute `preprocess_` was renamed `preprocessor_` in 0.2 and will be "
-            "removed in 0.3.")):
+    with pytest.warns(
+        FutureWarning,
+        match=re.escape(
+            "Attribute `preprocess_` was renamed `preprocessor_` in 0.2 and will be removed in 0.3."
+        ),
+    ):
         assert emb.preprocess_ is emb.preprocessor_
-    assert hasattr(emb.preprocessor_, "standardize") and not hasattr(emb.preprocessor_,
-                                                                     "normalize")
+    assert hasattr(emb.preprocessor_, "standardize") and not hasattr(emb.preprocessor_, "normalize")
 
 
 # ------------------------------------------------------------- repository rules
 
 
 def _text_files():
-    files = [*PACKAGE.rglob("*.py"), *(ROOT / "docs").glob("*.md"), ROOT / "README.md",
-             *ROOT.glob("plugins/*/README.md"), *ROOT.glob("plugins/*/*/*.py")]
+    files = [
+        *PACKAGE.rglob("*.py"),
+        *(ROOT / "docs").glob("*.md"),
+        ROOT / "README.md",
+        *ROOT.glob("plugins/*/README.md"),
+        *ROOT.glob("plugins/*/*/*.py"),
+    ]
     return [path for path in files if "__pycache__" not in path.parts]
 
 
 def test_spelling_is_normalize_never_normalise():
-    found = [f"{path.relative_to(ROOT)}:{i}" for path in _text_files()
-             for i, line in enumerate(path.read_text().splitlines(), 1)
-             if "normalis" in line.lower()]
+    found = [
+        f"{path.relative_to(ROOT)}:{i}"
+        for path in _text_files()
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if "normalis" in line.lower()
+    ]
     assert found == []
 
 
 def test_no_line_of_the_package_is_over_100_characters():
-    long = [f"{path.relative_to(ROOT)}:{i}" for path in PACKAGE.rglob("*.py")
-            for i, line in enumerate(path.read_text().splitlines(), 1) if len(line) > 100]
+    long = [
+        f"{path.relative_to(ROOT)}:{i}"
+        for path in PACKAGE.rglob("*.py")
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if len(line) > 100
+    ]
     assert long == []
 
 
 def test_no_test_reaches_code_through_sys_path():
     tests = [*(ROOT / "tests").glob("*.py"), *ROOT.glob("plugins/*/tests/*.py")]
-    found = [str(path.relative_to(ROOT)) for path in tests
-             if path.name != Path(__file__).name and "sys.path" in path.read_text()]
+    found = [
+        str(path.relative_to(ROOT))
+        for path in tests
+        if path.name != Path(__file__).name and "sys.path" in path.read_text()
+    ]
     assert found == []
 
 

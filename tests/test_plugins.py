@@ -18,14 +18,24 @@ def _double(x):
 
 def test_builtins_are_registered(fresh_plugin_manager):
     assert set(repens_sklearn.list_backbones()) >= {
-        "mlp", "convnet_small", "resnet18", "resnet34", "resnet50", "resnet18_cifar"}
+        "mlp",
+        "convnet_small",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet18_cifar",
+    }
     assert {"identity", "gaussian_noise"} <= set(repens_sklearn.list_augmentation_policies())
     assert set(repens_sklearn.list_aggregations()) >= {"mean", "gem", "median", "max"}
 
 
 def test_list_filter_matches_like_timm(fresh_plugin_manager):
     assert repens_sklearn.list_backbones("resnet*") == [
-        "resnet18", "resnet18_cifar", "resnet34", "resnet50"]
+        "resnet18",
+        "resnet18_cifar",
+        "resnet34",
+        "resnet50",
+    ]
     assert repens_sklearn.list_backbones(["mlp", "*_small"]) == ["convnet_small", "mlp"]
     assert repens_sklearn.list_aggregations("nothing*") == []
 
@@ -34,7 +44,7 @@ def test_third_party_plugin_from_entry_point(fake_entry_points):
     plugin = _plugin_module(
         "fake_plugin_ok",
         repens_backbones={"tiny_linear": lambda in_features=4: torch.nn.Linear(in_features, 3)},
-        repens_augmentation_policies={"flip_sign": lambda: (lambda x, generator=None: -x)},
+        repens_augmentation_policies={"flip_sign": lambda: lambda x, generator=None: -x},
         repens_aggregations={"first": lambda views: views[0]},
     )
     fake_entry_points("ok", plugin)
@@ -45,6 +55,7 @@ def test_third_party_plugin_from_entry_point(fake_entry_points):
     views = torch.arange(12.0).reshape(3, 2, 2)
     assert torch.equal(repens_sklearn.create_aggregation("first")(views), views[0])
     from repens_sklearn._plugins import plugin_of
+
     assert plugin_of("backbone", "tiny_linear") == "ok"
     assert plugin_of("backbone", "mlp") == "repens_sklearn.backbones"
 
@@ -89,12 +100,19 @@ def test_autoload_switch_loads_no_entry_points(fake_entry_points, monkeypatch):
     assert "mlp" in names
 
 
-@pytest.mark.parametrize("kind,create,name,close", [
-    ("backbone", repens_sklearn.create_backbone, "resnet19", "resnet18"),
-    ("augmentation policy", repens_sklearn.create_augmentation_policy, "gausian_noise",
-     "gaussian_noise"),
-    ("aggregation", repens_sklearn.create_aggregation, "meen", "mean"),
-])
+@pytest.mark.parametrize(
+    "kind,create,name,close",
+    [
+        ("backbone", repens_sklearn.create_backbone, "resnet19", "resnet18"),
+        (
+            "augmentation policy",
+            repens_sklearn.create_augmentation_policy,
+            "gausian_noise",
+            "gaussian_noise",
+        ),
+        ("aggregation", repens_sklearn.create_aggregation, "meen", "mean"),
+    ],
+)
 def test_unknown_name_lists_closest(fresh_plugin_manager, kind, create, name, close):
     with pytest.raises(ValueError, match=rf"Unknown {kind} '{name}'.*Closest.*'{close}'"):
         create(name)
@@ -118,6 +136,7 @@ def test_create_aggregation_binds_params(fresh_plugin_manager):
 def test_plugin_whose_hook_raises_is_skipped(fake_entry_points):
     def boom():
         raise RuntimeError("registry exploded")
+
     plugin = types.ModuleType("fake_boom")
     plugin.repens_backbones = hookimpl(boom)
     boom.__name__ = "repens_backbones"

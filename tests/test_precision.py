@@ -25,15 +25,26 @@ BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 class TinyConv(nn.Module):
     """A small pretrained-looking CNN: preprocessing (resize, normalize) runs for it."""
 
-    pretrained_cfg = {"input_size": (3, 32, 32), "mean": (0.5, 0.4, 0.3),
-                      "std": (0.2, 0.25, 0.3), "interpolation": "bilinear", "crop_pct": 0.875}
+    pretrained_cfg = {
+        "input_size": (3, 32, 32),
+        "mean": (0.5, 0.4, 0.3),
+        "std": (0.2, 0.25, 0.3),
+        "interpolation": "bilinear",
+        "crop_pct": 0.875,
+    }
 
     def __init__(self):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 24))
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, 24),
+        )
         self.embedding_dim = 24
 
     def forward(self, x):
@@ -49,10 +60,13 @@ class RecordsInput(nn.Module):
         self.seen = []
 
     def forward(self, x):
-        self.seen.append((x.is_contiguous(memory_format=torch.channels_last),
-                          self.conv.weight.is_contiguous(memory_format=torch.channels_last),
-                          torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
-                          else None))
+        self.seen.append(
+            (
+                x.is_contiguous(memory_format=torch.channels_last),
+                self.conv.weight.is_contiguous(memory_format=torch.channels_last),
+                torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None,
+            )
+        )
         return self.conv(x).mean(dim=(2, 3))
 
 
@@ -83,6 +97,7 @@ def _cosines(a, b):
 
 # ------------------------------------------------------------------------ resolution
 
+
 def test_auto_on_this_machine_is_float32_on_the_cpu_whatever_its_flags(auto_precision):
     native = bool(BF16_FLAGS & cpu_flags()) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert cpu_has_native_bf16() is native
@@ -101,8 +116,7 @@ def test_auto_on_a_cpu_without_native_bf16_is_float32(no_bf16_cpu):
 def test_avx512_alone_is_not_native_bf16(monkeypatch, auto_precision):
     """oneDNN's own check is true on AVX-512 CPUs that emulate bf16: flags decide."""
     monkeypatch.setattr(_compute, "cpu_flags", lambda path=None: frozenset({"avx512bw"}))
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True,
-                        raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
     cpu_has_native_bf16.cache_clear()
     try:
         assert resolve_precision("auto", "cpu") == torch.float32
@@ -112,8 +126,7 @@ def test_avx512_alone_is_not_native_bf16(monkeypatch, auto_precision):
 
 def test_native_flags_need_onednn_too(monkeypatch, auto_precision):
     monkeypatch.setattr(_compute, "cpu_flags", lambda path=None: frozenset({"amx_bf16"}))
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False,
-                        raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
     cpu_has_native_bf16.cache_clear()
     try:
         assert resolve_precision("auto", "cpu") == torch.float32
@@ -147,8 +160,10 @@ def test_environment_variable_decides_auto(monkeypatch):
     monkeypatch.setenv(PRECISION_ENV, "half")
     with pytest.raises(ValueError) as info:
         resolve_precision("auto", "cpu")
-    assert str(info.value) == ("the environment variable REPENS_SKLEARN_PRECISION must be one "
-                               "of 'auto', 'float32', 'bfloat16'; got 'half'")
+    assert str(info.value) == (
+        "the environment variable REPENS_SKLEARN_PRECISION must be one "
+        "of 'auto', 'float32', 'bfloat16'; got 'half'"
+    )
 
 
 @pytest.mark.parametrize("Estimator", [MeanTTAEmbedder, FineTuneClassifier, EnSiamPretrainer])
@@ -159,7 +174,7 @@ def test_bad_precision_is_a_clear_error(Estimator, images):
     message = str(info.value)  # scikit-learn lists the options of a set in hash order
     head = f"The 'precision' parameter of {Estimator.__name__} must be a str among {{"
     assert message.startswith(head) and message.endswith("}. Got 'fp16' instead.")
-    options = message[len(head):-len("}. Got 'fp16' instead.")].split(", ")
+    options = message[len(head) : -len("}. Got 'fp16' instead.")].split(", ")
     assert sorted(options) == ["'auto'", "'bfloat16'", "'float32'"]
     with pytest.raises(ValueError) as info:
         resolve_precision("fp16", "cpu")
@@ -167,6 +182,7 @@ def test_bad_precision_is_a_clear_error(Estimator, images):
 
 
 # ---------------------------------------------------------------------------- outputs
+
 
 def _float32_reference(emb, X):
     """Today's computation by hand: preprocessing, then a float32 forward (NCHW)."""
@@ -177,8 +193,9 @@ def _float32_reference(emb, X):
 
 def test_float32_reproduces_the_float32_embeddings_exactly(images):
     X, _ = images
-    emb = MeanTTAEmbedder(TinyConv(), n_augmentations=0, precision="float32", device="cpu",
-                          random_state=0).fit(X)
+    emb = MeanTTAEmbedder(
+        TinyConv(), n_augmentations=0, precision="float32", device="cpu", random_state=0
+    ).fit(X)
     np.testing.assert_array_equal(emb.transform(X), _float32_reference(emb, X))
     assert all(p.is_contiguous() for p in emb.backbone_.parameters())
 
@@ -224,8 +241,9 @@ def test_grey_arrays_and_pil_images_reach_the_backbone_alike(images):
     for name, data in (("array", X[:4]), ("pil", [Image.fromarray(a) for a in X[:4]])):
         module = RecordsInput()
         module.pretrained_cfg = TinyConv.pretrained_cfg
-        emb = MeanTTAEmbedder(module, n_augmentations=0, precision="bfloat16",
-                              device="cpu").fit(data)
+        emb = MeanTTAEmbedder(module, n_augmentations=0, precision="bfloat16", device="cpu").fit(
+            data
+        )
         emb.backbone_.seen.clear()  # the probe of fit
         emb.transform(data)
         seen[name] = emb.backbone_.seen
@@ -247,9 +265,18 @@ def test_finetune_predictions_in_bf16_are_float(images):
 
 def test_ensiam_bf16_trains_finite_and_embeds_float32(images):
     X, _ = images
-    pre = EnSiamPretrainer(TinyConv(), policy="crop_flip", n_views=2, max_epochs=2,
-                           batch_size=6, projector_dim=16, predictor_hidden_dim=8,
-                           precision="bfloat16", device="cpu", random_state=0).fit(X)
+    pre = EnSiamPretrainer(
+        TinyConv(),
+        policy="crop_flip",
+        n_views=2,
+        max_epochs=2,
+        batch_size=6,
+        projector_dim=16,
+        predictor_hidden_dim=8,
+        precision="bfloat16",
+        device="cpu",
+        random_state=0,
+    ).fit(X)
     Z = pre.transform(X)
     assert np.isfinite(pre.history_[:, "train_loss"]).all()
     assert Z.dtype == np.float32 and np.isfinite(Z).all()

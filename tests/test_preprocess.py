@@ -21,8 +21,13 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class ContractNet(nn.Module):
     """A third-party backbone written only against the contract: normalized RGB at 32 px."""
 
-    pretrained_cfg = {"input_size": (3, 32, 32), "mean": MEAN, "std": STD,
-                      "interpolation": "bilinear", "crop_pct": 1.0}
+    pretrained_cfg = {
+        "input_size": (3, 32, 32),
+        "mean": MEAN,
+        "std": STD,
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+    }
 
     def __init__(self):
         super().__init__()
@@ -63,8 +68,9 @@ def test_raw_grey_uint8_equals_hand_preprocessing(grey28):
 
 def test_preprocess_false_feeds_pixels_as_they_are(grey28):
     with pytest.raises(ValueError, match=r"cannot take inputs of shape \(1, 28, 28\)"):
-        MeanTTAEmbedder(ContractNet(), n_augmentations=0, preprocess=False,
-                        device="cpu").fit(grey28)
+        MeanTTAEmbedder(ContractNet(), n_augmentations=0, preprocess=False, device="cpu").fit(
+            grey28
+        )
 
 
 def test_img_size_overrides_the_resolution(grey28):
@@ -91,8 +97,9 @@ def test_policy_sees_unit_range_images_at_the_backbone_resolution(grey28):
 
     emb = MeanTTAEmbedder(ContractNet(), policy=policy, n_augmentations=2, device="cpu")
     plain = MeanTTAEmbedder(ContractNet(), n_augmentations=0, device="cpu")
-    np.testing.assert_allclose(emb.fit_transform(grey28), plain.fit_transform(grey28),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        emb.fit_transform(grey28), plain.fit_transform(grey28), rtol=1e-5, atol=1e-6
+    )
     assert all(shape == (3, 32, 32) and lo >= 0 and hi <= 1 for shape, lo, hi in seen)
 
 
@@ -142,8 +149,9 @@ def test_image_files_are_decoded_at_the_backbone_resolution(tmp_path):
 def test_sixteen_bit_grey_png_is_scaled_not_clipped(tmp_path):
     ramp = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
     Image.fromarray(ramp).save(tmp_path / "deep.png")
-    emb = MeanTTAEmbedder(nn.Flatten(), n_augmentations=0, device="cpu",
-                          input_shape=(1, 8, 8)).fit([str(tmp_path / "deep.png")])
+    emb = MeanTTAEmbedder(nn.Flatten(), n_augmentations=0, device="cpu", input_shape=(1, 8, 8)).fit(
+        [str(tmp_path / "deep.png")]
+    )
     out = emb.transform([str(tmp_path / "deep.png")]).ravel()
     np.testing.assert_allclose(out, ramp.ravel() / 65535, atol=1 / 255)
     assert 0.2 < np.median(out) < 0.8  # the old convert("L") gave only 0 and 1
@@ -151,16 +159,27 @@ def test_sixteen_bit_grey_png_is_scaled_not_clipped(tmp_path):
 
 def test_finetune_and_ensiam_feed_the_backbone_its_input_size(grey28):
     y = np.arange(12) % 2
-    for estimator in (FineTuneClassifier(ContractNet(), max_steps=2, batch_size=4, device="cpu",
-                                         random_state=0),
-                      EnSiamPretrainer(ContractNet(), policy="crop_flip", max_epochs=1,
-                                       batch_size=4, projector_dim=8, predictor_hidden_dim=4,
-                                       device="cpu", random_state=0)):
+    for estimator in (
+        FineTuneClassifier(ContractNet(), max_steps=2, batch_size=4, device="cpu", random_state=0),
+        EnSiamPretrainer(
+            ContractNet(),
+            policy="crop_flip",
+            max_epochs=1,
+            batch_size=4,
+            projector_dim=8,
+            predictor_hidden_dim=4,
+            device="cpu",
+            random_state=0,
+        ),
+    ):
         estimator.fit(grey28, y)
         backbone = estimator.as_backbone()
         assert backbone.pretrained_cfg["input_size"] == (3, 32, 32)
-        assert estimator.transform(grey28).shape == (12, 8) if hasattr(estimator, "transform") \
+        assert (
+            estimator.transform(grey28).shape == (12, 8)
+            if hasattr(estimator, "transform")
             else estimator.predict(grey28).shape == (12,)
+        )
 
 
 def test_knn_selector_ranks_a_contract_backbone_on_raw_grey_images(grey28):
@@ -189,7 +208,9 @@ def test_library_preprocessing_agrees_with_timm_for_a_timm_model():
     array = np.stack([np.asarray(photo) for photo in photos])  # (N, H, W, 3) uint8
     for X in (array, photos):  # image arrays (resized on the device) and PIL images (in PIL)
         ours = MeanTTAEmbedder(model, n_augmentations=0, device="cpu").fit_transform(X)
-        cosine = (ours * by_timm).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(by_timm, axis=1)
+        cosine = (
+            (ours * by_timm).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(by_timm, axis=1)
+        )
         assert cosine.min() > 0.99, cosine
 
 
@@ -207,10 +228,30 @@ def test_cli_feeds_a_contract_plugin_raw_grey_files_as_by_hand(tmp_path, fresh_p
     for i, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / f"{i}.png")
     out = tmp_path / "emb.npy"
-    assert main(["embed", str(tmp_path), "--backbone", "contract_net", "-o", str(out),
-                 "--num-workers", "0", "-q"]) == 0
-    hand = np.stack([np.asarray(Image.fromarray(im).convert("RGB").resize(
-        (32, 32), Image.Resampling.BILINEAR)) for im in images])
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path),
+                "--backbone",
+                "contract_net",
+                "-o",
+                str(out),
+                "--num-workers",
+                "0",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    hand = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(im).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)
+            )
+            for im in images
+        ]
+    )
     x = torch.from_numpy(hand).permute(0, 3, 1, 2).float().div(255)
     x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
     with torch.no_grad():
@@ -221,7 +262,6 @@ def test_cli_feeds_a_contract_plugin_raw_grey_files_as_by_hand(tmp_path, fresh_p
 def test_grey_is_repeated_after_resizing_with_the_same_result():
     prep = ImagePreprocessor((3, 20, 20), MEAN, STD, "bicubic", crop_pct=0.9)
     grey = torch.rand(3, 1, 28, 28)
-    np.testing.assert_allclose(prep.prepare(grey), prep.prepare(grey.repeat(1, 3, 1, 1)),
-                               atol=1e-6)
+    np.testing.assert_allclose(prep.prepare(grey), prep.prepare(grey.repeat(1, 3, 1, 1)), atol=1e-6)
     rgba = torch.rand(2, 4, 28, 28)
     np.testing.assert_allclose(prep.prepare(rgba), prep.prepare(rgba[:, :3]), atol=1e-6)

@@ -34,25 +34,36 @@ def test_bar_interval_none_is_silent(log_output, capsys):
 
 
 def test_durations_read_as_a_person_would():
-    assert [_progress._duration(s) for s in (5, 125, 7300)] == ["5 s", "2 min 05 s",
-                                                                 "2 h 01 min"]
+    assert [_progress._duration(s) for s in (5, 125, 7300)] == ["5 s", "2 min 05 s", "2 h 01 min"]
 
 
 def _finetune(verbose):
-    return FineTuneClassifier("mlp", lr=0.05, max_steps=6, batch_size=16, random_state=0,
-                              device="cpu", verbose=verbose)
+    return FineTuneClassifier(
+        "mlp", lr=0.05, max_steps=6, batch_size=16, random_state=0, device="cpu", verbose=verbose
+    )
 
 
 def _ensiam(verbose):
-    return EnSiamPretrainer("mlp", policy="gaussian_noise", max_epochs=2, batch_size=32,
-                            projector_dim=16, predictor_hidden_dim=8, device="cpu",
-                            random_state=0, verbose=verbose)
+    return EnSiamPretrainer(
+        "mlp",
+        policy="gaussian_noise",
+        max_epochs=2,
+        batch_size=32,
+        projector_dim=16,
+        predictor_hidden_dim=8,
+        device="cpu",
+        random_state=0,
+        verbose=verbose,
+    )
 
 
-@pytest.mark.parametrize("make, fit_args, steps, label", [
-    (_finetune, (X, y), 6, "FineTuneClassifier"),
-    (_ensiam, (X,), 4, "EnSiamPretrainer"),  # 2 epochs x 2 batches, one bar for the run
-])
+@pytest.mark.parametrize(
+    "make, fit_args, steps, label",
+    [
+        (_finetune, (X, y), 6, "FineTuneClassifier"),
+        (_ensiam, (X,), 4, "EnSiamPretrainer"),  # 2 epochs x 2 batches, one bar for the run
+    ],
+)
 def test_verbose_levels(make, fit_args, steps, label, log_output, capsys):
     make(0).fit(*fit_args)
     silent = capsys.readouterr()

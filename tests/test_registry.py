@@ -43,15 +43,18 @@ def _listed(capsys, section="Backbones"):
 
 
 @pytest.mark.parametrize("pattern", ["resnet18*", "ResNet50", "timm/*", "*small*"])
-def test_list_backbones_and_repens_plugins_filter_list_the_same_names(fake_timm, capsys,
-                                                                       pattern):
+def test_list_backbones_and_repens_plugins_filter_list_the_same_names(fake_timm, capsys, pattern):
     assert main(["plugins", "--filter", pattern]) == 0
     assert repens_sklearn.list_backbones(pattern) == _listed(capsys)
 
 
 def test_one_filter_rule(fake_timm):
     assert repens_sklearn.list_backbones("resnet18*") == [
-        "resnet18", "resnet18_cifar", "timm/resnet18", "timm/resnet18d"]
+        "resnet18",
+        "resnet18_cifar",
+        "timm/resnet18",
+        "timm/resnet18d",
+    ]
     assert repens_sklearn.list_backbones("ResNet50") == ["resnet50", "timm/resnet50"]
     assert repens_sklearn.list_backbones("timm/resnet5*") == ["timm/resnet50"]
     assert matches("timm/vit_small_patch16_224", ["nothing", "vit_*"])
@@ -64,16 +67,32 @@ def test_one_suggestion_cutoff_in_library_and_cli(fresh_plugin_manager, tmp_path
     with pytest.raises(UnknownNameError) as info:
         repens_sklearn.create_aggregation("maxx")
     assert info.value.suggestions == ["max"] == suggest("maxx", ["mean", "median", "max"])
-    assert str(info.value) == ("Unknown aggregation 'maxx'. Closest registered names: ['max']. "
-                               f"Use repens_sklearn.list_aggregations() to see all "
-                               f"{n_aggregations}.")
+    assert str(info.value) == (
+        "Unknown aggregation 'maxx'. Closest registered names: ['max']. "
+        f"Use repens_sklearn.list_aggregations() to see all "
+        f"{n_aggregations}."
+    )
     Image.new("L", (4, 4)).save(tmp_path / "a.png")
-    assert main(["embed", str(tmp_path / "a.png"), "--backbone", "mlp", "--aggregation", "maxx",
-                 "-o", str(tmp_path / "x.npy")]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path / "a.png"),
+                "--backbone",
+                "mlp",
+                "--aggregation",
+                "maxx",
+                "-o",
+                str(tmp_path / "x.npy"),
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err == (
         "repens embed: error: Unknown aggregation 'maxx' (--aggregation). Closest registered "
         "names: max. See them with: repens plugins --filter 'maxx*' (or --all for all "
-        f"{n_aggregations})\n")
+        f"{n_aggregations})\n"
+    )
     # 'small' is 0.56 from 'convnet_small': neither the library nor the CLI suggests it
     with pytest.raises(UnknownNameError) as info:
         repens_sklearn.create_backbone("small")
@@ -92,7 +111,12 @@ def test_unknown_name_error_is_a_value_error_that_pickles():
     assert isinstance(exc, ValueError)
     again = pickle.loads(pickle.dumps(exc))
     assert (again.kind, again.name, again.suggestions, again.n_registered, again.lister) == (
-        "backbone", "nope", ["nop"], 3, "list_backbones")
+        "backbone",
+        "nope",
+        ["nop"],
+        3,
+        "list_backbones",
+    )
     assert str(again) == str(exc)
 
 
@@ -108,11 +132,14 @@ def test_cli_words_unknown_names_from_the_exceptions_fields(tmp_path, capsys, mo
 
     monkeypatch.setattr("repens_sklearn._plugins._lookup", lookup)
     Image.new("L", (4, 4)).save(tmp_path / "a.png")
-    assert main(["embed", str(tmp_path / "a.png"), "--backbone", "zzz", "-o",
-                 str(tmp_path / "x.npy")]) == 2
+    assert (
+        main(["embed", str(tmp_path / "a.png"), "--backbone", "zzz", "-o", str(tmp_path / "x.npy")])
+        == 2
+    )
     assert capsys.readouterr().err == (
         "repens embed: error: Unknown backbone 'zzz' (--backbone). Closest registered names: "
-        "a/zzy, zz. See them with: repens plugins --filter 'zzz*' (or --all for all 7)\n")
+        "a/zzy, zz. See them with: repens plugins --filter 'zzz*' (or --all for all 7)\n"
+    )
 
 
 def test_cli_rewords_a_folder_error_by_its_type_not_its_text(tmp_path, capsys, monkeypatch):
@@ -124,11 +151,13 @@ def test_cli_rewords_a_folder_error_by_its_type_not_its_text(tmp_path, capsys, m
     assert main(["rank", str(tmp_path), "--candidate", "mlp"]) == 2
     assert capsys.readouterr().err == (
         "repens rank: error: cannot read image 'x.png': OSError: bad (in image folder 'imgs'; "
-        "--skip-unreadable leaves such files out)\n")
+        "--skip-unreadable leaves such files out)\n"
+    )
     error = ValueError("on_error='skip' is only a word in this message")
     assert main(["rank", str(tmp_path), "--candidate", "mlp"]) == 2
     assert capsys.readouterr().err == (
-        "repens rank: error: on_error='skip' is only a word in this message\n")
+        "repens rank: error: on_error='skip' is only a word in this message\n"
+    )
 
 
 def test_cli_reads_no_library_message_text():

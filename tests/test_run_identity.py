@@ -12,9 +12,17 @@ from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder, embed_files
 from repens_sklearn._embed_files import ResumeMismatchError
 
 N_FILES, CHUNK = 12, 4  # three chunks
-ENSIAM = dict(backbone="mlp", backbone_params={"hidden_dim": 16, "embedding_dim": 8},
-              policy="gaussian_noise", projector_dim=16, predictor_hidden_dim=8, batch_size=16,
-              max_epochs=1, device="cpu", random_state=0)
+ENSIAM = dict(
+    backbone="mlp",
+    backbone_params={"hidden_dim": 16, "embedding_dim": 8},
+    policy="gaussian_noise",
+    projector_dim=16,
+    predictor_hidden_dim=8,
+    batch_size=16,
+    max_epochs=1,
+    device="cpu",
+    random_state=0,
+)
 
 
 @pytest.fixture
@@ -28,9 +36,16 @@ def X():
 
 
 def _embedder(**params):
-    return MeanTTAEmbedder(**{"backbone": "convnet_small", "n_augmentations": 0,
-                              "input_shape": (1, 8, 8), "batch_size": 16, "random_state": 0,
-                              **params})
+    return MeanTTAEmbedder(
+        **{
+            "backbone": "convnet_small",
+            "n_augmentations": 0,
+            "input_shape": (1, 8, 8),
+            "batch_size": 16,
+            "random_state": 0,
+            **params,
+        }
+    )
 
 
 def _interrupt_embed_files(monkeypatch, paths, output, **params):
@@ -65,8 +80,7 @@ def test_num_workers_does_not_block_an_embed_files_resume(tmp_path, paths, monke
     reference = embed_files(_embedder(), paths, tmp_path / "ref.npy", chunk_size=CHUNK)
     output = tmp_path / "emb.npy"
     _interrupt_embed_files(monkeypatch, paths, output, num_workers=0)
-    report = embed_files(_embedder(num_workers=1), paths, output, chunk_size=CHUNK,
-                         resume=True)
+    report = embed_files(_embedder(num_workers=1), paths, output, chunk_size=CHUNK, resume=True)
     assert report.n_chunks_resumed == 1
     np.testing.assert_array_equal(np.load(output), np.load(reference.output))
 
@@ -81,8 +95,7 @@ def test_num_workers_does_not_block_an_ensiam_resume(tmp_path, X):
 def test_runtime_parameters_of_a_fitted_backbone_do_not_block_an_ensiam_resume(tmp_path, X):
     # the same weights: changing where the backbone runs is not another run
     backbone = EnSiamPretrainer(**ENSIAM).fit(X)
-    params = {**ENSIAM, "backbone": backbone, "backbone_params": None,
-              "checkpoint_dir": tmp_path}
+    params = {**ENSIAM, "backbone": backbone, "backbone_params": None, "checkpoint_dir": tmp_path}
     first = EnSiamPretrainer(**params).fit(X)
     backbone.set_params(num_workers=1, verbose=0, device="cpu")
     resumed = EnSiamPretrainer(**params).fit(X)
@@ -90,15 +103,16 @@ def test_runtime_parameters_of_a_fitted_backbone_do_not_block_an_ensiam_resume(t
     np.testing.assert_array_equal(resumed.transform(X), first.transform(X))
 
 
-def test_a_result_changing_parameter_blocks_both_in_the_same_words(tmp_path, paths, X,
-                                                                   monkeypatch):
+def test_a_result_changing_parameter_blocks_both_in_the_same_words(tmp_path, paths, X, monkeypatch):
     words = "different batch_size (it used 16, this call 4)"
     checkpoint = tmp_path / "ckpt"
     EnSiamPretrainer(**ENSIAM, checkpoint_dir=checkpoint).fit(X)
     with pytest.raises(ValueError) as ensiam:
         EnSiamPretrainer(**{**ENSIAM, "batch_size": 4}, checkpoint_dir=checkpoint).fit(X)
-    assert str(ensiam.value) == (f"checkpoint_dir={str(checkpoint)!r} holds a checkpoint of "
-                                 f"another run: {words}; remove it or use another directory")
+    assert str(ensiam.value) == (
+        f"checkpoint_dir={str(checkpoint)!r} holds a checkpoint of "
+        f"another run: {words}; remove it or use another directory"
+    )
 
     output = tmp_path / "emb.npy"
     _interrupt_embed_files(monkeypatch, paths, output)
@@ -107,7 +121,8 @@ def test_a_result_changing_parameter_blocks_both_in_the_same_words(tmp_path, pat
     assert str(stream.value) == (
         f"cannot resume {str(output)!r}: its MeanTTAEmbedder has {words}. Pass what the "
         f"interrupted run was given, or delete {str(output) + '.parts'!r} and "
-        f"{str(output) + '.manifest.json'!r} to start over")
+        f"{str(output) + '.manifest.json'!r} to start over"
+    )
 
 
 def test_a_dict_parameter_is_named_with_its_values(tmp_path, paths, monkeypatch):
@@ -115,20 +130,32 @@ def test_a_dict_parameter_is_named_with_its_values(tmp_path, paths, monkeypatch)
     output = tmp_path / "emb.npy"
     _interrupt_embed_files(monkeypatch, paths, output, backbone_params={"width": 8})
     with pytest.raises(ResumeMismatchError) as info:
-        embed_files(_embedder(backbone_params={"width": 4}), paths, output, chunk_size=CHUNK,
-                    resume=True)
-    assert ("its MeanTTAEmbedder has different backbone_params (it used {'width': 8}, this "
-            "call {'width': 4})") in str(info.value)
+        embed_files(
+            _embedder(backbone_params={"width": 4}), paths, output, chunk_size=CHUNK, resume=True
+        )
+    assert (
+        "its MeanTTAEmbedder has different backbone_params (it used {'width': 8}, this "
+        "call {'width': 4})"
+    ) in str(info.value)
 
 
 def test_run_differences_words():
     from repens_sklearn._fingerprint import run_differences
 
-    saved = {"a": {"fingerprint": "1", "value": 16}, "b": {"fingerprint": "2"},
-             "c": {"fingerprint": "3", "value": "w.pt"}, "d": {"fingerprint": "4", "value": 1}}
-    current = {"a": {"fingerprint": "5", "value": 4}, "b": {"fingerprint": "6"},
-               "c": {"fingerprint": "7", "value": "w.pt"}, "d": {"fingerprint": "4", "value": 1}}
+    saved = {
+        "a": {"fingerprint": "1", "value": 16},
+        "b": {"fingerprint": "2"},
+        "c": {"fingerprint": "3", "value": "w.pt"},
+        "d": {"fingerprint": "4", "value": 1},
+    }
+    current = {
+        "a": {"fingerprint": "5", "value": 4},
+        "b": {"fingerprint": "6"},
+        "c": {"fingerprint": "7", "value": "w.pt"},
+        "d": {"fingerprint": "4", "value": 1},
+    }
     assert run_differences(saved, saved) == ""
-    assert run_differences(saved, current) == ("different a (it used 16, this call 4), "
-                                               "different b, different c")
+    assert run_differences(saved, current) == (
+        "different a (it used 16, this call 4), different b, different c"
+    )
     assert run_differences({}, {"e": {"fingerprint": "8", "value": 0}}) == "different e"

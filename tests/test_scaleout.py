@@ -20,13 +20,20 @@ def data():
 
 
 def _candidates():
-    return [("raw", FunctionTransformer()), ("scaled", StandardScaler()), ("pca2", PCA(2)),
-            ("pca10", PCA(10, random_state=0))]
+    return [
+        ("raw", FunctionTransformer()),
+        ("scaled", StandardScaler()),
+        ("pca2", PCA(2)),
+        ("pca10", PCA(10, random_state=0)),
+    ]
 
 
 def _members():
-    return [("nb", GaussianNB()), ("tree", DecisionTreeClassifier(max_depth=5, random_state=0)),
-            ("lr", LogisticRegression(max_iter=200))]
+    return [
+        ("nb", GaussianNB()),
+        ("tree", DecisionTreeClassifier(max_depth=5, random_state=0)),
+        ("lr", LogisticRegression(max_iter=200)),
+    ]
 
 
 @pytest.mark.slow  # starts a dask cluster
@@ -39,15 +46,23 @@ def test_dask_backend_gives_the_local_results(data):
     # than worker processes keep the test quick on a busy 2-core machine (starting
     # processes that import torch takes a minute there); tasks and results are still
     # serialised over the wire.
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  protocol="tcp", host="127.0.0.1",
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client, \
-            distributed.get_task_stream(client) as tasks:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            protocol="tcp",
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        distributed.get_task_stream(client) as tasks,
+    ):
         with parallel_config(backend="dask"):
             sel = TransferabilitySelector(_candidates(), n_select=2, n_jobs=-1).fit(X, y)
-            ens = GreedyEnsembleClassifier(_members(), max_size=3, n_jobs=-1,
-                                           random_state=0).fit(X, y)
+            ens = GreedyEnsembleClassifier(_members(), max_size=3, n_jobs=-1, random_state=0).fit(
+                X, y
+            )
         assert len(client.scheduler_info()["workers"]) == 2
     # 4 candidate embeddings + transform, 3 member fits + refits all ran as dask tasks
     assert len(tasks.data) >= 4 + 3
@@ -72,21 +87,25 @@ def test_memory_caches_embeddings(data, tmp_path):
     X, y = data
     memory = Memory(str(tmp_path), verbose=0)  # a Path location skips the joblib/ subfolder
     CountingScaler.fits = 0
-    first = TransferabilitySelector([("counted", CountingScaler()), ("pca", PCA(3))],
-                             memory=memory).fit(X, y)
+    first = TransferabilitySelector(
+        [("counted", CountingScaler()), ("pca", PCA(3))], memory=memory
+    ).fit(X, y)
     assert CountingScaler.fits == 1
     # refitting, and changing only the kNN settings, reuses the cached embeddings
-    second = TransferabilitySelector([("counted", CountingScaler()), ("pca", PCA(3))], n_neighbors=3,
-                              memory=memory).fit(X, y)
+    second = TransferabilitySelector(
+        [("counted", CountingScaler()), ("pca", PCA(3))], n_neighbors=3, memory=memory
+    ).fit(X, y)
     assert CountingScaler.fits == 1
-    same = TransferabilitySelector([("counted", CountingScaler()), ("pca", PCA(3))],
-                            memory=str(tmp_path)).fit(X, y)
+    same = TransferabilitySelector(
+        [("counted", CountingScaler()), ("pca", PCA(3))], memory=str(tmp_path)
+    ).fit(X, y)
     assert CountingScaler.fits == 1 and same.scores_ == first.scores_
     # other data: computed again
     TransferabilitySelector([("counted", CountingScaler())], memory=memory).fit(X[:200], y[:200])
     assert CountingScaler.fits == 2
     # no memory: computed every time, and the cached scores are the uncached ones
-    uncached = TransferabilitySelector([("counted", CountingScaler()), ("pca", PCA(3))],
-                                n_neighbors=3).fit(X, y)
+    uncached = TransferabilitySelector(
+        [("counted", CountingScaler()), ("pca", PCA(3))], n_neighbors=3
+    ).fit(X, y)
     assert CountingScaler.fits == 3
     assert second.scores_ == pytest.approx(uncached.scores_)

@@ -24,8 +24,14 @@ def paths(tmp_path):
 
 
 def _embedder(**params):
-    params = {"backbone": "convnet_small", "n_augmentations": 0, "input_shape": (1, 8, 8),
-              "batch_size": 16, "random_state": 0, **params}
+    params = {
+        "backbone": "convnet_small",
+        "n_augmentations": 0,
+        "input_shape": (1, 8, 8),
+        "batch_size": 16,
+        "random_state": 0,
+        **params,
+    }
     return MeanTTAEmbedder(**params)
 
 
@@ -40,7 +46,6 @@ def _read(output):
         return output.with_suffix(".files.txt").read_text().split(), np.load(output)
     frame = pd.read_parquet(output) if output.suffix == ".parquet" else pd.read_csv(output)
     return list(frame["file"]), frame.iloc[:, 1:].to_numpy()
-
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".npy", ".csv"])
@@ -72,8 +77,9 @@ def test_unfitted_embedder_is_fitted_on_the_first_chunk(tmp_path, paths):
 
 @pytest.mark.parametrize("suffix", [".parquet", ".npy"])
 @pytest.mark.parametrize("make", [_embedder, _tta_embedder], ids=["plain", "tta"])
-def test_interrupted_and_resumed_equals_uninterrupted_byte_for_byte(tmp_path, paths, suffix,
-                                                                   make, monkeypatch):
+def test_interrupted_and_resumed_equals_uninterrupted_byte_for_byte(
+    tmp_path, paths, suffix, make, monkeypatch
+):
     pytest.importorskip("pyarrow")
     reference = tmp_path / f"ref{suffix}"
     embed_files(make(), paths, reference, chunk_size=CHUNK)
@@ -92,8 +98,10 @@ def test_interrupted_and_resumed_equals_uninterrupted_byte_for_byte(tmp_path, pa
     assert report.n_chunks_resumed == 2 and report.n_embedded == N_FILES
     assert output.read_bytes() == reference.read_bytes()
     if suffix == ".npy":
-        assert output.with_suffix(".files.txt").read_bytes() == \
-            reference.with_suffix(".files.txt").read_bytes()
+        assert (
+            output.with_suffix(".files.txt").read_bytes()
+            == reference.with_suffix(".files.txt").read_bytes()
+        )
 
 
 def test_resume_embeds_only_the_missing_chunks(tmp_path, paths, monkeypatch):
@@ -112,11 +120,15 @@ def test_resume_embeds_only_the_missing_chunks(tmp_path, paths, monkeypatch):
     assert calls["n"] == 0 and report.n_chunks_resumed == report.n_chunks == 5
     # ... unless it is another job's: refused, and redone only with overwrite=True
     monkeypatch.undo()
-    with pytest.raises(OutputExistsError, match="holds another job's embeddings: it embedded "
-                                                "40 files, this call gives 38: pass overwrite=True"):
+    with pytest.raises(
+        OutputExistsError,
+        match="holds another job's embeddings: it embedded "
+        "40 files, this call gives 38: pass overwrite=True",
+    ):
         embed_files(_embedder(), paths[:-2], output, chunk_size=CHUNK, resume=True)
-    report = embed_files(_embedder(), paths[:-2], output, chunk_size=CHUNK, resume=True,
-                         overwrite=True)
+    report = embed_files(
+        _embedder(), paths[:-2], output, chunk_size=CHUNK, resume=True, overwrite=True
+    )
     assert report.n_chunks_resumed == 0 and np.load(output).shape == (N_FILES - 2, 128)
 
 
@@ -138,8 +150,9 @@ def test_runtime_parameters_may_change_on_resume(tmp_path, paths, monkeypatch):
     with pytest.raises(RuntimeError):
         embed_files(_embedder(), paths, output, chunk_size=CHUNK)
     monkeypatch.undo()
-    report = embed_files(_embedder(verbose=True, device="cpu"), paths, output,
-                         chunk_size=CHUNK, resume=True)
+    report = embed_files(
+        _embedder(verbose=True, device="cpu"), paths, output, chunk_size=CHUNK, resume=True
+    )
     assert report.n_chunks_resumed == 1
 
 
@@ -153,13 +166,18 @@ def test_an_interrupted_run_is_never_discarded_silently(tmp_path, paths, monkeyp
         embed_files(_embedder(), paths, output, chunk_size=CHUNK)
 
 
-@pytest.mark.parametrize("change,message", [
-    (dict(paths=lambda p: p[:-1]), "it embedded 40 files, this call gives 39"),
-    (dict(paths=lambda p: p[::-1]), "not the same files in the same order"),
-    (dict(chunk_size=4), "it used chunk_size=8, this call 4"),
-    (dict(embedder=lambda: _embedder(batch_size=4)),
-     r"its MeanTTAEmbedder has different batch_size \(it used 16, this call 4\)"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(paths=lambda p: p[:-1]), "it embedded 40 files, this call gives 39"),
+        (dict(paths=lambda p: p[::-1]), "not the same files in the same order"),
+        (dict(chunk_size=4), "it used chunk_size=8, this call 4"),
+        (
+            dict(embedder=lambda: _embedder(batch_size=4)),
+            r"its MeanTTAEmbedder has different batch_size \(it used 16, this call 4\)",
+        ),
+    ],
+)
 def test_resume_checks_it_is_the_same_job(tmp_path, paths, monkeypatch, change, message):
     output = tmp_path / "emb.npy"
     crash_transform_after(monkeypatch, 1)
@@ -169,8 +187,9 @@ def test_resume_checks_it_is_the_same_job(tmp_path, paths, monkeypatch, change, 
     new_paths = change.get("paths", lambda p: p)(paths)
     embedder = change.get("embedder", _embedder)()
     with pytest.raises(ResumeMismatchError, match=message):
-        embed_files(embedder, new_paths, output, chunk_size=change.get("chunk_size", CHUNK),
-                    resume=True)
+        embed_files(
+            embedder, new_paths, output, chunk_size=change.get("chunk_size", CHUNK), resume=True
+        )
 
 
 def _truncate(paths, index):
@@ -195,8 +214,7 @@ def test_truncated_file_keeps_the_work_done_and_can_be_skipped(tmp_path, paths):
     assert "The 2 of 5 chunks done are kept" in message
     assert "on_error='skip' with resume=True" in message
 
-    report = embed_files(_embedder(), paths, output, chunk_size=CHUNK, resume=True,
-                         on_error="skip")
+    report = embed_files(_embedder(), paths, output, chunk_size=CHUNK, resume=True, on_error="skip")
     assert report.n_chunks_resumed == 2 and report.n_embedded == N_FILES - 1
     assert [p for p, _ in report.skipped] == [paths[21]]
     assert "truncated" in report.skipped[0][1]
@@ -214,8 +232,9 @@ def test_truncated_file_keeps_the_work_done_and_can_be_skipped(tmp_path, paths):
 def test_skip_missing_and_non_image_files(tmp_path, paths):
     (tmp_path / "imgs" / "003.png").unlink()
     (tmp_path / "imgs" / "030.png").write_bytes(b"not an image")
-    report = embed_files(_embedder().fit(paths[:1]), paths, tmp_path / "emb.npy",
-                         chunk_size=CHUNK, on_error="skip")
+    report = embed_files(
+        _embedder().fit(paths[:1]), paths, tmp_path / "emb.npy", chunk_size=CHUNK, on_error="skip"
+    )
     assert [p for p, _ in report.skipped] == [paths[3], paths[30]]
     assert report.n_embedded == N_FILES - 2
     expected = _embedder().fit(paths[:1]).transform(paths[:3] + paths[4:30] + paths[31:])
@@ -228,15 +247,18 @@ def test_an_embedder_error_that_is_no_files_fault_propagates(tmp_path, paths, mo
         embed_files(_embedder().fit(paths), paths, tmp_path / "emb.npy", on_error="skip")
 
 
-@pytest.mark.parametrize("kwargs,error,message", [
-    (dict(output="emb.txt"), ValueError, "output must end in .parquet, .npy, .csv"),
-    (dict(paths=[]), ValueError, "paths is empty"),
-    (dict(paths="a.png"), TypeError, "paths must be a list of image file paths, got str"),
-    (dict(chunk_size=0), ValueError, "chunk_size must be an int >= 1, got 0"),
-    (dict(on_error="ignore"), ValueError, "on_error must be 'raise' or 'skip', got 'ignore'"),
-    (dict(resume="yes"), ValueError, "resume must be True or False, got 'yes'"),
-    (dict(embedder=object()), TypeError, "embedder must have a transform method"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        (dict(output="emb.txt"), ValueError, "output must end in .parquet, .npy, .csv"),
+        (dict(paths=[]), ValueError, "paths is empty"),
+        (dict(paths="a.png"), TypeError, "paths must be a list of image file paths, got str"),
+        (dict(chunk_size=0), ValueError, "chunk_size must be an int >= 1, got 0"),
+        (dict(on_error="ignore"), ValueError, "on_error must be 'raise' or 'skip', got 'ignore'"),
+        (dict(resume="yes"), ValueError, "resume must be True or False, got 'yes'"),
+        (dict(embedder=object()), TypeError, "embedder must have a transform method"),
+    ],
+)
 def test_errors_name_the_parameter(tmp_path, paths, kwargs, error, message):
     args = {"embedder": _embedder(), "paths": paths, "output": tmp_path / "emb.npy", **kwargs}
     if isinstance(args["output"], str):
@@ -250,8 +272,9 @@ def test_parallel_jobs_give_the_sequential_output(tmp_path, paths):
 
     embed_files(_tta_embedder(), paths, tmp_path / "seq.npy", chunk_size=CHUNK)
     with parallel_config(backend="threading"):
-        report = embed_files(_tta_embedder(), paths, tmp_path / "par.npy", chunk_size=CHUNK,
-                             n_jobs=2)
+        report = embed_files(
+            _tta_embedder(), paths, tmp_path / "par.npy", chunk_size=CHUNK, n_jobs=2
+        )
     assert report.n_embedded == N_FILES
     assert (tmp_path / "par.npy").read_bytes() == (tmp_path / "seq.npy").read_bytes()
 
@@ -265,14 +288,22 @@ def test_dask_local_cluster_gives_the_local_output(tmp_path, paths):
     local = embed_files(_tta_embedder(), paths, tmp_path / "local.parquet", chunk_size=CHUNK)
     # A real scheduler and two workers over TCP; worker threads, not processes, keep the
     # test quick on a small machine (tasks and results are still serialised).
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  protocol="tcp", host="127.0.0.1",
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client, \
-            distributed.get_task_stream(client) as tasks:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            protocol="tcp",
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        distributed.get_task_stream(client) as tasks,
+    ):
         with parallel_config(backend="dask"):
-            report = embed_files(_tta_embedder(), paths, tmp_path / "dask.parquet",
-                                 chunk_size=CHUNK, n_jobs=-1)
+            report = embed_files(
+                _tta_embedder(), paths, tmp_path / "dask.parquet", chunk_size=CHUNK, n_jobs=-1
+            )
         assert len(client.scheduler_info()["workers"]) == 2
     workers = {task["worker"] for task in tasks.data}
     assert len(tasks.data) >= 5 and len(workers) == 2

@@ -63,12 +63,15 @@ def _naive_logme(F, y):
     return np.mean(evidences)
 
 
-@pytest.mark.parametrize("n, d, signal, seed", [
-    (60, 8, 0.5, 0),   # D < N
-    (24, 40, 0.3, 0),  # N < D: the d - n zero eigenvalues of F'F count
-    (20, 40, 0.4, 0),  # N < D
-    (40, 40, 0.5, 1),  # N = D
-])
+@pytest.mark.parametrize(
+    "n, d, signal, seed",
+    [
+        (60, 8, 0.5, 0),  # D < N
+        (24, 40, 0.3, 0),  # N < D: the d - n zero eigenvalues of F'F count
+        (20, 40, 0.4, 0),  # N < D
+        (40, 40, 0.5, 1),  # N = D
+    ],
+)
 def test_logme_matches_the_naive_computation(n, d, signal, seed):
     Z, y = _features(n, d, signal, seed)
     assert logme_score(Z, y) == pytest.approx(_naive_logme(Z, y), rel=1e-9)
@@ -93,6 +96,7 @@ def test_logme_noise_free_limit_when_n_below_d():
     assert limit.any(), "test case must reach the noise-free limit for some class"
     for c in np.flatnonzero(limit):
         t = (y == c).astype(float)
+
         # beta = inf: t ~ N(0, Z Z' / alpha), maximised over alpha by a 1-D search
         def neg(log_alpha, t=t):
             return -multivariate_normal(np.zeros(12), Z @ Z.T / np.exp(log_alpha)).logpdf(t)
@@ -166,7 +170,8 @@ def test_hscore_fixed_shrinkage():
     between = _naive_between_cov(Z, y)
     shrunk = 0.7 * cov + 0.3 * mu * np.eye(5)
     assert hscore(Z, y, shrinkage=0.3) == pytest.approx(
-        np.trace(np.linalg.solve(shrunk, 0.7 * between)))
+        np.trace(np.linalg.solve(shrunk, 0.7 * between))
+    )
     # the ridge form: cov + mu * rho / (1 - rho) I against the unshrunk between-class covariance
     ridge = cov + mu * 0.9 / 0.1 * np.eye(5)
     assert hscore(Z, y, shrinkage=0.9) == pytest.approx(np.trace(np.linalg.solve(ridge, between)))
@@ -215,7 +220,8 @@ def test_linear_cv_caps_folds_at_the_rarest_class():
     y[:3] = 7  # a class with 3 samples: 3 folds
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     assert linear_cv_score(Z, y) == pytest.approx(
-        cross_val_score(probe, Z, y, cv=StratifiedKFold(3)).mean())
+        cross_val_score(probe, Z, y, cv=StratifiedKFold(3)).mean()
+    )
     y[0] = 9  # a class with 1 sample
     with pytest.raises(ValueError, match="at least 2 samples of every class.*class 9 has 1"):
         linear_cv_score(Z, y)
@@ -226,8 +232,9 @@ def test_linear_cv_caps_folds_at_the_rarest_class():
 def test_knn_loo_score_is_the_loo_accuracy():
     Z, y = _features(50, 6, 0.8, 0)
     assert knn_loo_score(Z, y) == loo_knn_accuracy(Z, y)
-    assert knn_loo_score(Z, y, n_neighbors=3, metric="euclidean") == \
-        loo_knn_accuracy(Z, y, n_neighbors=3, metric="euclidean")
+    assert knn_loo_score(Z, y, n_neighbors=3, metric="euclidean") == loo_knn_accuracy(
+        Z, y, n_neighbors=3, metric="euclidean"
+    )
 
 
 # --------------------------------------------------------------------------- shared input checks

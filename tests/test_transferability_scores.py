@@ -54,8 +54,12 @@ def _nleep_by_hand(Z, y, variance=0.8, per_class=5):
     for i in range(n):
         joint[np.searchsorted(classes, y[i])] += post[i] / n
     cond = joint / joint.sum(axis=0)
-    return np.mean([np.log(sum(cond[np.searchsorted(classes, y[i]), v] * post[i, v]
-                                for v in range(V))) for i in range(n)])
+    return np.mean(
+        [
+            np.log(sum(cond[np.searchsorted(classes, y[i]), v] * post[i, v] for v in range(V)))
+            for i in range(n)
+        ]
+    )
 
 
 def test_nleep_is_leep_of_the_mixture_posteriors():
@@ -67,8 +71,7 @@ def test_nleep_is_zero_for_separated_classes_and_log_prior_for_one_point():
     Z, y = _blobs(n_per_class=20, spread=0.01)
     assert nleep_score(Z, y, components_per_class=1) == pytest.approx(0.0, abs=1e-9)
     y = np.array([0, 0, 0, 1])
-    assert nleep_score(np.ones((4, 3)), y) == pytest.approx(
-        (3 * np.log(0.75) + np.log(0.25)) / 4)
+    assert nleep_score(np.ones((4, 3)), y) == pytest.approx((3 * np.log(0.75) + np.log(0.25)) / 4)
 
 
 def test_nleep_invariant_to_rotation_translation_and_label_names():
@@ -82,8 +85,9 @@ def test_nleep_invariant_to_rotation_translation_and_label_names():
 
 
 def _lda_proba_by_hand(Z, y, lam):
-    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=lam,
-                                     priors=np.bincount(y) / len(y)).fit(Z, y)
+    lda = LinearDiscriminantAnalysis(
+        solver="lsqr", shrinkage=lam, priors=np.bincount(y) / len(y)
+    ).fit(Z, y)
     return lda.predict_proba(Z)
 
 
@@ -135,7 +139,8 @@ def test_etran_is_energy_plus_lda_score():
     lowest = np.sort(energy)[:6].mean()  # 10 % of 60 samples
     lda = _lda_proba_by_hand(Z, y, lam)[np.arange(len(y)), y].mean()
     assert etran_score(Z, y, energy_fraction=0.1, shrinkage=lam) == pytest.approx(
-        lowest + lda, rel=1e-9)
+        lowest + lda, rel=1e-9
+    )
     # the default fraction (0.5 %) of 60 samples: the single lowest energy
     auto = max(np.exp(-5 * np.linalg.eigvalsh(_within_cov(Z, y)).max()), 1e-10)
     lda = _lda_proba_by_hand(Z, y, auto)[np.arange(len(y)), y].mean()
@@ -148,9 +153,9 @@ def test_etran_is_energy_plus_lda_score():
 def _bhattacharyya(m1, m2, S1, S2):
     S = (S1 + S2) / 2
     diff = m1 - m2
-    return (diff @ np.linalg.solve(S, diff) / 8
-            + 0.5 * (np.linalg.slogdet(S)[1]
-                     - 0.5 * (np.linalg.slogdet(S1)[1] + np.linalg.slogdet(S2)[1])))
+    return diff @ np.linalg.solve(S, diff) / 8 + 0.5 * (
+        np.linalg.slogdet(S)[1] - 0.5 * (np.linalg.slogdet(S1)[1] + np.linalg.slogdet(S2)[1])
+    )
 
 
 def _gbc_by_hand(Z, y, gaussian):
@@ -160,8 +165,12 @@ def _gbc_by_hand(Z, y, gaussian):
         if gaussian == "spherical":
             var = np.full_like(var, var.mean())
         stats.append((Z[y == c].mean(axis=0), np.diag(var)))
-    return -sum(np.exp(-_bhattacharyya(*stats[a][:1], *stats[b][:1], stats[a][1], stats[b][1]))
-                for a in range(len(stats)) for b in range(len(stats)) if a != b)
+    return -sum(
+        np.exp(-_bhattacharyya(*stats[a][:1], *stats[b][:1], stats[a][1], stats[b][1]))
+        for a in range(len(stats))
+        for b in range(len(stats))
+        if a != b
+    )
 
 
 @pytest.mark.parametrize("gaussian", ["spherical", "diagonal"])
@@ -169,8 +178,9 @@ def test_gbc_is_minus_the_summed_bhattacharyya_coefficients(gaussian):
     Z, y = _blobs(n_per_class=12, d=3, spread=2.5)
     Z[:, 2] *= 0.1  # unequal variances: spherical and diagonal differ
     expected = _gbc_by_hand(Z, y, gaussian)
-    assert gbc_score(Z, y, n_components=None, gaussian=gaussian) == pytest.approx(expected,
-                                                                                   rel=1e-9)
+    assert gbc_score(Z, y, n_components=None, gaussian=gaussian) == pytest.approx(
+        expected, rel=1e-9
+    )
 
 
 def test_gbc_bounds_pca_and_invariances():
@@ -183,9 +193,11 @@ def test_gbc_bounds_pca_and_invariances():
     Z, y = _blobs(n_per_class=20, d=6, spread=2.0)
     pca = PCA(3).fit_transform(Z)
     assert gbc_score(Z, y, n_components=3) == pytest.approx(
-        _gbc_by_hand(pca, y, "spherical"), rel=1e-9)
+        _gbc_by_hand(pca, y, "spherical"), rel=1e-9
+    )
     assert gbc_score(Z @ _rotation(6) + 3.0, y, n_components=3) == pytest.approx(
-        gbc_score(Z, y, n_components=3), rel=1e-9)
+        gbc_score(Z, y, n_components=3), rel=1e-9
+    )
 
 
 # ------------------------------------------------------------------ TransRate
@@ -199,8 +211,9 @@ def _rate(Z, d, eps):
 def test_transrate_is_the_coding_rate_reduction():
     Z, y = _blobs(n_per_class=10, d=4, spread=1.0)
     Zc = Z - Z.mean(axis=0)
-    expected = _rate(Zc, 4, 0.5) - sum((y == c).mean() * _rate(Zc[y == c], 4, 0.5)
-                                       for c in range(3))
+    expected = _rate(Zc, 4, 0.5) - sum(
+        (y == c).mean() * _rate(Zc[y == c], 4, 0.5) for c in range(3)
+    )
     assert transrate_score(Z, y, eps=0.5) == pytest.approx(expected, rel=1e-10)
 
 
@@ -226,8 +239,9 @@ def test_better_features_score_higher_on_digits(score):
     assert score(X, y) > score(X[:, :8], y)
 
 
-@pytest.mark.parametrize("score", [s for s in NEW_SCORES if s is not nleep_score],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "score", [s for s in NEW_SCORES if s is not nleep_score], ids=lambda f: f.__name__
+)
 def test_sample_order_does_not_matter(score):
     # not NLEEP: its mixture's k-means start draws samples, so order moves the local optimum
     Z, y = _blobs(n_per_class=20, d=3, spread=1.5)
@@ -250,22 +264,39 @@ def test_refuses_continuous_labels_one_class_and_nan(score):
         score(bad, np.repeat([0, 1, 2], 20))
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda Z, y: nleep_score(Z, y, variance=0), "nleep_score: variance must be a float in "
-     "(0, 1], got 0"),
-    (lambda Z, y: nleep_score(Z, y, components_per_class=0), "nleep_score: "
-     "components_per_class must be an int >= 1, got 0"),
-    (lambda Z, y: sfda_score(Z, y, shrinkage=0), "sfda_score: shrinkage must be 'auto' or a "
-     "float in (0, 1], got 0"),
-    (lambda Z, y: etran_score(Z, y, energy_fraction=2), "etran_score: energy_fraction must be "
-     "a float in (0, 1], got 2"),
-    (lambda Z, y: gbc_score(Z, y, gaussian="full"), "gbc_score: gaussian must be 'spherical' "
-     "or 'diagonal', got 'full'"),
-    (lambda Z, y: gbc_score(Z, y, n_components=0), "gbc_score: n_components must be an int "
-     ">= 1 or None, got 0"),
-    (lambda Z, y: transrate_score(Z, y, eps=0), "transrate_score: eps must be a float > 0, "
-     "got 0"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda Z, y: nleep_score(Z, y, variance=0),
+            "nleep_score: variance must be a float in (0, 1], got 0",
+        ),
+        (
+            lambda Z, y: nleep_score(Z, y, components_per_class=0),
+            "nleep_score: components_per_class must be an int >= 1, got 0",
+        ),
+        (
+            lambda Z, y: sfda_score(Z, y, shrinkage=0),
+            "sfda_score: shrinkage must be 'auto' or a float in (0, 1], got 0",
+        ),
+        (
+            lambda Z, y: etran_score(Z, y, energy_fraction=2),
+            "etran_score: energy_fraction must be a float in (0, 1], got 2",
+        ),
+        (
+            lambda Z, y: gbc_score(Z, y, gaussian="full"),
+            "gbc_score: gaussian must be 'spherical' or 'diagonal', got 'full'",
+        ),
+        (
+            lambda Z, y: gbc_score(Z, y, n_components=0),
+            "gbc_score: n_components must be an int >= 1 or None, got 0",
+        ),
+        (
+            lambda Z, y: transrate_score(Z, y, eps=0),
+            "transrate_score: eps must be a float > 0, got 0",
+        ),
+    ],
+)
 def test_refuses_bad_parameters(call, message):
     Z, y = _blobs()
     with pytest.raises(ValueError) as info:
@@ -297,10 +328,14 @@ def test_mean_rank_score_is_the_mean_normalized_rank():
 def test_selector_ranks_by_the_mean_rank_of_a_scoring_list():
     X, y = load_digits(return_X_y=True)
     X, y = X[:300] / 16, y[:300]
-    candidates = [("raw", FunctionTransformer()), ("half", FunctionTransformer(
-        lambda Z: Z[:, :32])), ("few", FunctionTransformer(lambda Z: Z[:, :6]))]
-    selector = TransferabilitySelector(candidates, scoring=["logme", "knn_loo", "sfda"],
-                                n_select=None).fit(X, y)
+    candidates = [
+        ("raw", FunctionTransformer()),
+        ("half", FunctionTransformer(lambda Z: Z[:, :32])),
+        ("few", FunctionTransformer(lambda Z: Z[:, :6])),
+    ]
+    selector = TransferabilitySelector(
+        candidates, scoring=["logme", "knn_loo", "sfda"], n_select=None
+    ).fit(X, y)
     parts = {"logme": logme_score, "knn_loo": knn_loo_score, "sfda": sfda_score}
     Zs = {"raw": X, "half": X[:, :32], "few": X[:, :6]}
     table = np.array([[fn(Zs[c].astype(np.float32), y) for c in Zs] for fn in parts.values()])

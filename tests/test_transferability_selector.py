@@ -29,8 +29,9 @@ def digits():
     return X[:300].astype(np.float32), y[:300]
 
 
-@pytest.mark.parametrize("metric, k", [("euclidean", 1), ("cosine", 1), ("euclidean", 3),
-                                       ("cosine", 5)])
+@pytest.mark.parametrize(
+    "metric, k", [("euclidean", 1), ("cosine", 1), ("euclidean", 3), ("cosine", 5)]
+)
 def test_loo_accuracy_matches_sklearn_leave_one_out(digits, metric, k):
     X, y = digits
     X = X[:80] + np.random.default_rng(0).normal(0, 1e-3, X[:80].shape)  # no distance ties
@@ -68,8 +69,12 @@ def test_vote_ties_go_to_nearest_class():
 
 def test_selector_scores_ranking_and_selection(digits):
     X, y = digits
-    candidates = [("pca2", PCA(2)), ("raw", FunctionTransformer()), ("pca20", PCA(20)),
-                  ("raw_again", FunctionTransformer())]
+    candidates = [
+        ("pca2", PCA(2)),
+        ("raw", FunctionTransformer()),
+        ("pca20", PCA(20)),
+        ("raw_again", FunctionTransformer()),
+    ]
     sel = TransferabilitySelector(candidates, n_select=2).fit(X, y)
     assert list(sel.scores_) == ["pca2", "raw", "pca20", "raw_again"]
     assert sel.scores_["raw"] == pytest.approx(loo_knn_accuracy(X, y))
@@ -123,7 +128,7 @@ def test_backbone_name_is_wrapped_in_mean_tta_embedder(digits):
 
     X, y = digits
     sel = TransferabilitySelector([("mlp", "mlp")]).fit(X[:60], y[:60])
-    (name, emb), = sel.selected_candidates_
+    ((name, emb),) = sel.selected_candidates_
     assert isinstance(emb, MeanTTAEmbedder) and emb.backbone == "mlp"
     assert emb.n_augmentations == 0
     assert 0.0 < sel.scores_["mlp"] <= 1.0
@@ -131,8 +136,10 @@ def test_backbone_name_is_wrapped_in_mean_tta_embedder(digits):
 
 def test_backbone_names_are_seeded_by_random_state(digits):
     X, y = digits
-    scores = [TransferabilitySelector([("mlp", "mlp")], random_state=seed).fit(X[:80], y[:80]).scores_
-              for seed in (0, 0, 1)]
+    scores = [
+        TransferabilitySelector([("mlp", "mlp")], random_state=seed).fit(X[:80], y[:80]).scores_
+        for seed in (0, 0, 1)
+    ]
     assert scores[0] == scores[1]
     a = TransferabilitySelector([("mlp", "mlp")], random_state=0).fit(X[:80], y[:80])
     b = TransferabilitySelector([("mlp", "mlp")], random_state=1).fit(X[:80], y[:80])
@@ -148,7 +155,9 @@ def test_nested_params_reach_the_candidates(digits):
     sel.set_params(pca__n_components=5, raw=StandardScaler())
     assert sel.candidates[0][1].n_components == 5
     assert isinstance(sel.candidates[1][1], StandardScaler)
-    pipe = make_pipeline(TransferabilitySelector([("pca", PCA(2))]), LogisticRegression(max_iter=300))
+    pipe = make_pipeline(
+        TransferabilitySelector([("pca", PCA(2))]), LogisticRegression(max_iter=300)
+    )
     search = GridSearchCV(pipe, {"transferabilityselector__pca__n_components": [2, 16]}, cv=2)
     assert search.fit(X, y).best_params_ == {"transferabilityselector__pca__n_components": 16}
 
@@ -234,17 +243,27 @@ def test_tables_with_string_columns_go_to_the_candidates():
 
     df = pd.DataFrame({"colour": ["red", "blue"] * 10, "noise": ["a", "b", "c", "d", "e"] * 4})
     y = np.array([0, 1] * 10)
-    sel = TransferabilitySelector([("colour", make_pipeline(
-        FunctionTransformer(lambda d: d[["colour"]]), OneHotEncoder())),
-        ("noise", make_pipeline(FunctionTransformer(lambda d: d[["noise"]]), OneHotEncoder()))],
-        n_select=1).fit(df, y)
+    sel = TransferabilitySelector(
+        [
+            (
+                "colour",
+                make_pipeline(FunctionTransformer(lambda d: d[["colour"]]), OneHotEncoder()),
+            ),
+            ("noise", make_pipeline(FunctionTransformer(lambda d: d[["noise"]]), OneHotEncoder())),
+        ],
+        n_select=1,
+    ).fit(df, y)
     assert sel.scores_["colour"] == 1.0 and sel.selected_ == ["colour"]
 
 
 # --------------------------------------------------------------------------- scoring (issue 17)
 
-_SCORES = {"knn_loo": knn_loo_score, "logme": logme_score, "hscore": hscore,
-           "linear_cv": linear_cv_score}
+_SCORES = {
+    "knn_loo": knn_loo_score,
+    "logme": logme_score,
+    "hscore": hscore,
+    "linear_cv": linear_cv_score,
+}
 
 
 def _three(X):
@@ -276,8 +295,10 @@ def test_callable_scoring_gets_the_embeddings_and_labels(digits):
     sel = TransferabilitySelector(_three(X), scoring=width_score, n_select=1).fit(X, names)
     assert sel.scores_ == {"pca2": 2.0, "raw": 64.0, "pca20": 20.0}
     assert sel.selected_ == ["raw"]
-    assert all(dtype == np.float32 and shape[0] == len(X) and np.array_equal(labels, names)
-               for dtype, shape, labels in seen)
+    assert all(
+        dtype == np.float32 and shape[0] == len(X) and np.array_equal(labels, names)
+        for dtype, shape, labels in seen
+    )
 
 
 def test_callable_scoring_pickles_for_parallel_workers(digits):
@@ -290,8 +311,11 @@ def test_callable_scoring_pickles_for_parallel_workers(digits):
 @pytest.mark.parametrize("bad", [np.nan, "high", None, [0.1, 0.2]])
 def test_error_callable_scoring_must_return_a_number(digits, bad):
     X, y = digits
-    with pytest.raises(ValueError, match=r"candidate 'pca2': scoring callable .*<lambda> "
-                                         r"returned .*one finite real number"):
+    with pytest.raises(
+        ValueError,
+        match=r"candidate 'pca2': scoring callable .*<lambda> "
+        r"returned .*one finite real number",
+    ):
         TransferabilitySelector([("pca2", PCA(2))], scoring=lambda Z, y: bad).fit(X, y)
 
 
@@ -312,22 +336,35 @@ def test_threshold_is_min_max_for_unbounded_scores(digits):
     assert (scores < 0).any() and (scores > 0).any()
     lo, hi = scores.min(), scores.max()
     for threshold in (0.0, 0.5, 0.9, 1.0):
-        sel = TransferabilitySelector(candidates, scoring="logme", threshold=threshold,
-                               n_select=None).fit(X, y)
+        sel = TransferabilitySelector(
+            candidates, scoring="logme", threshold=threshold, n_select=None
+        ).fit(X, y)
         assert sel.threshold_score_ == pytest.approx(lo + threshold * (hi - lo))
         normalized = {n: (s - lo) / (hi - lo) for n, s in full.scores_.items()}
         expected = [n for n in full.ranking_ if normalized[n] >= threshold - 1e-12]
         assert sel.selected_ == expected
-    assert len(TransferabilitySelector(candidates, scoring="logme", threshold=0.0,
-                                n_select=None).fit(X, y).selected_) == 4
-    assert TransferabilitySelector(candidates, scoring="logme", threshold=1.0,
-                            n_select=None).fit(X, y).selected_ == full.ranking_[:1]
+    assert (
+        len(
+            TransferabilitySelector(candidates, scoring="logme", threshold=0.0, n_select=None)
+            .fit(X, y)
+            .selected_
+        )
+        == 4
+    )
+    assert (
+        TransferabilitySelector(candidates, scoring="logme", threshold=1.0, n_select=None)
+        .fit(X, y)
+        .selected_
+        == full.ranking_[:1]
+    )
 
 
 def test_threshold_is_a_fraction_of_the_best_for_accuracies(digits):
     X, y = digits
     for scoring in ("knn_loo", "linear_cv"):
-        sel = TransferabilitySelector(_three(X), scoring=scoring, threshold=0.9, n_select=None).fit(X, y)
+        sel = TransferabilitySelector(_three(X), scoring=scoring, threshold=0.9, n_select=None).fit(
+            X, y
+        )
         best = max(sel.scores_.values())
         assert sel.threshold_score_ == pytest.approx(0.9 * best)
         assert sel.selected_ == [n for n in sel.ranking_ if sel.scores_[n] >= 0.9 * best]
@@ -339,8 +376,9 @@ def test_threshold_one_keeps_the_best_despite_rounding():
     y = np.array([0, 1] * 3)
     fixed = {"a": -0.7, "b": -0.1}
     candidates = [(n, FunctionTransformer(lambda X, v=v: X + v)) for n, v in fixed.items()]
-    sel = TransferabilitySelector(candidates, scoring=lambda Z, y: float(Z[0, 0]), threshold=1.0,
-                           n_select=None).fit(X, y)
+    sel = TransferabilitySelector(
+        candidates, scoring=lambda Z, y: float(Z[0, 0]), threshold=1.0, n_select=None
+    ).fit(X, y)
     assert -0.7 + 1.0 * (-0.1 + 0.7) > -0.1
     assert sel.selected_ == ["b"]
 
@@ -380,8 +418,9 @@ def test_other_scoring_reuses_the_cached_embeddings(digits, tmp_path):
     _CountingScaler.fits = 0
     scores = {}
     for scoring in ("knn_loo", "logme", "hscore"):
-        sel = TransferabilitySelector([("counted", _CountingScaler())], scoring=scoring,
-                               memory=memory).fit(X, y)
+        sel = TransferabilitySelector(
+            [("counted", _CountingScaler())], scoring=scoring, memory=memory
+        ).fit(X, y)
         scores[scoring] = sel.scores_["counted"]
     assert _CountingScaler.fits == 1  # embedded once, scored three ways
     Z = StandardScaler().fit_transform(X).astype(np.float32)

@@ -41,8 +41,7 @@ def _with_readable_files(fn, paths, start, on_error):
         try:
             return fn([paths[i] for i in kept]), kept, skipped
         except Exception as exc:
-            bad = [(i, reason) for i in kept
-                   if (reason := check_decodes(paths[i])) is not None]
+            bad = [(i, reason) for i in kept if (reason := check_decodes(paths[i])) is not None]
             if not bad:
                 raise  # not a file's fault: the embedder's own error
             if on_error == "raise":
@@ -66,13 +65,18 @@ def _embed_chunk(embedder, parts, index, start, paths, on_error):
     if out.ndim != 2 or out.shape[0] != len(kept) or out.dtype.kind not in "fiu":
         raise ValueError(
             f"embedder.transform must return a numeric array (n_files, D); for "
-            f"{len(kept)} files it returned {out.dtype} {out.shape}")
+            f"{len(kept)} files it returned {out.dtype} {out.shape}"
+        )
     parts = Path(parts)
     tmp = parts / f"part-{index:06d}.tmp{os.getpid()}-{threading.get_ident()}.npz"
-    np.savez(tmp, embeddings=out, rows=np.asarray(kept, dtype=np.int64),
-             skipped_rows=np.asarray([i for i, _ in skipped], dtype=np.int64),
-             skipped_reasons=np.asarray([r for _, r in skipped], dtype=str),
-             files_fingerprint=np.asarray(files))
+    np.savez(
+        tmp,
+        embeddings=out,
+        rows=np.asarray(kept, dtype=np.int64),
+        skipped_rows=np.asarray([i for i, _ in skipped], dtype=np.int64),
+        skipped_reasons=np.asarray([r for _, r in skipped], dtype=str),
+        files_fingerprint=np.asarray(files),
+    )
     os.replace(tmp, parts / f"part-{index:06d}.npz")
     return _ChunkDone(index, len(paths), [(paths[i], r) for i, r in skipped])
 
@@ -89,8 +93,7 @@ def _embed_chunk_task(embedder_file, index, start, paths, on_error):
     if getattr(_local, "key", None) != key:
         _local.key, _local.embedder = None, None  # drop the previous one first
         _local.embedder, _local.key = _load_embedder(embedder_file), key
-    return _embed_chunk(_local.embedder, Path(embedder_file).parent, index, start, paths,
-                        on_error)
+    return _embed_chunk(_local.embedder, Path(embedder_file).parent, index, start, paths, on_error)
 
 
 def _load_embedder(embedder_file):
@@ -107,10 +110,20 @@ def _run_chunks(job, embedder, todo, on_error, n_jobs, verbose, manifest):
     # what earlier runs did, from their parts (the manifest may lag a part behind)
     earlier = [_part_info(job, i) for i in sorted(set(range(job.n_chunks)) - set(todo))]
     manifest["files_done"] = len(job.paths) - n_todo_files
-    manifest["skipped"] = [[job.paths[info["start"] + i], r] for info in earlier
-                           for i, r in zip(info["skipped_rows"], info["skipped_reasons"])]
-    bar = tqdm(total=len(job.paths), initial=len(job.paths) - n_todo_files, unit="file",
-               desc="embedding", disable=not verbose, leave=False, dynamic_ncols=True)
+    manifest["skipped"] = [
+        [job.paths[info["start"] + i], r]
+        for info in earlier
+        for i, r in zip(info["skipped_rows"], info["skipped_reasons"])
+    ]
+    bar = tqdm(
+        total=len(job.paths),
+        initial=len(job.paths) - n_todo_files,
+        unit="file",
+        desc="embedding",
+        disable=not verbose,
+        leave=False,
+        dynamic_ncols=True,
+    )
     n_done = job.n_chunks - len(todo)
     try:
         for result in _chunk_results(job, embedder, todo, on_error, n_jobs):
@@ -134,8 +147,8 @@ def _chunk_results(job, embedder, todo, on_error, n_jobs):
     if effective_n_jobs(n_jobs) == 1:
         return (_embed_chunk(embedder, job.parts, i, *job.chunk(i), on_error) for i in todo)
     return Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(_embed_chunk_task)(job.embedder_file, i, *job.chunk(i), on_error)
-        for i in todo)
+        delayed(_embed_chunk_task)(job.embedder_file, i, *job.chunk(i), on_error) for i in todo
+    )
 
 
 # ------------------------------------------------------------------ reading parts
@@ -149,10 +162,17 @@ def _part_info(job, index):
             files = str(part["files_fingerprint"]) if "files_fingerprint" in part else None
             shape, dtype = _npz_member_header(part, "embeddings.npy")
     except FileNotFoundError:
-        raise FileNotFoundError(f"part {str(path)!r} of chunk {index} is missing: resume the run "
-                                "to embed it") from None
-    return {"start": start, "shape": shape, "dtype": dtype, "files": files,
-            "skipped_rows": skipped_rows.tolist(), "skipped_reasons": reasons.tolist()}
+        raise FileNotFoundError(
+            f"part {str(path)!r} of chunk {index} is missing: resume the run to embed it"
+        ) from None
+    return {
+        "start": start,
+        "shape": shape,
+        "dtype": dtype,
+        "files": files,
+        "skipped_rows": skipped_rows.tolist(),
+        "skipped_reasons": reasons.tolist(),
+    }
 
 
 def _npz_member_header(npz, member):

@@ -57,14 +57,27 @@ class EmbedReport:
         if not self.skipped:
             return ""
         names = ", ".join(f"{p} ({r})" for p, r in self.skipped[:n_names])
-        more = f", ... ({len(self.skipped) - n_names} more in {self.manifest})" \
-            if len(self.skipped) > n_names else ""
+        more = (
+            f", ... ({len(self.skipped) - n_names} more in {self.manifest})"
+            if len(self.skipped) > n_names
+            else ""
+        )
         plural = "s" if len(self.skipped) != 1 else ""
         return f"{len(self.skipped)} unreadable file{plural} skipped: {names}{more}"
 
 
-def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_error="raise",
-                overwrite=False, n_jobs=None, verbose=False):
+def embed_files(
+    embedder,
+    paths,
+    output,
+    *,
+    chunk_size=1024,
+    resume=False,
+    on_error="raise",
+    overwrite=False,
+    n_jobs=None,
+    verbose=False,
+):
     """Embed image files into ``.parquet``, ``.npy`` or ``.csv``, chunk by chunk, resumably.
 
     Memory does not grow with the number of files: each chunk of
@@ -190,10 +203,13 @@ def embed_files(embedder, paths, output, *, chunk_size=1024, resume=False, on_er
         _start_fresh(job, embedder, on_error)
         manifest = job.read_manifest()
     if verbose and done:
-        print(f"resuming {job.output}: {len(done)} of {job.n_chunks} chunks already done",
-              file=sys.stderr)
-    _run_chunks(job, embedder, sorted(set(range(job.n_chunks)) - done), on_error, n_jobs,
-                verbose, manifest)
+        print(
+            f"resuming {job.output}: {len(done)} of {job.n_chunks} chunks already done",
+            file=sys.stderr,
+        )
+    _run_chunks(
+        job, embedder, sorted(set(range(job.n_chunks)) - done), on_error, n_jobs, verbose, manifest
+    )
     return _report(job, _assemble(job, manifest), n_resumed=len(done))
 
 
@@ -206,25 +222,34 @@ def _check_flags(on_error, **flags):
 
 def _output_is_current(job, manifest, embedder):
     """Whether this job's complete output is on disk with none of its files changed since."""
-    if manifest is None or manifest.get("status") != "complete" or not job.output.exists() \
-            or not job.is_same_job(manifest, embedder):
+    if (
+        manifest is None
+        or manifest.get("status") != "complete"
+        or not job.output.exists()
+        or not job.is_same_job(manifest, embedder)
+    ):
         return False
     changed = job.changed_chunks(manifest.get("chunk_files"), range(job.n_chunks))
     if changed:
-        warn(f"the files of {len(changed)} of {job.n_chunks} chunks of {str(job.output)!r} "
-             f"changed (size or modification time) since it was written, the first "
-             f"{job.paths[job.chunk(changed[0])[0]]!r}: embedding them all again",
-             UserWarning)
+        warn(
+            f"the files of {len(changed)} of {job.n_chunks} chunks of {str(job.output)!r} "
+            f"changed (size or modification time) since it was written, the first "
+            f"{job.paths[job.chunk(changed[0])[0]]!r}: embedding them all again",
+            UserWarning,
+        )
     return not changed
 
 
 def _report(job, manifest, n_resumed):
     return EmbedReport(
-        output=str(job.output), manifest=str(job.manifest_path),
-        n_files=len(job.paths), n_embedded=int(manifest["n_embedded"]),
+        output=str(job.output),
+        manifest=str(job.manifest_path),
+        n_files=len(job.paths),
+        n_embedded=int(manifest["n_embedded"]),
         embedding_dim=int(manifest["embedding_dim"]),
         skipped=[tuple(item) for item in manifest.get("skipped", [])],
-        n_chunks=job.n_chunks, n_chunks_resumed=int(n_resumed),
+        n_chunks=job.n_chunks,
+        n_chunks_resumed=int(n_resumed),
     )
 
 
@@ -251,8 +276,10 @@ def _check_is_transformer(embedder):
     if not callable(getattr(embedder, "transform", None)):
         raise TypeError(f"embedder must have a transform method, got {type(embedder).__name__}")
     if not callable(getattr(embedder, "fit", None)):
-        raise TypeError(f"embedder must be a scikit-learn transformer (fit/transform), got "
-                        f"{type(embedder).__name__}")
+        raise TypeError(
+            f"embedder must be a scikit-learn transformer (fit/transform), got "
+            f"{type(embedder).__name__}"
+        )
 
 
 def _fit_on_first_readable_chunk(job, embedder, on_error):
@@ -265,8 +292,10 @@ def _fit_on_first_readable_chunk(job, embedder, on_error):
             raise job.unreadable(exc) from exc.__cause__
         if kept:
             return
-    raise ValueError(f"none of the {len(job.paths)} files could be read as an image (first: "
-                     f"{job.paths[0]!r}: {check_decodes(job.paths[0])})")
+    raise ValueError(
+        f"none of the {len(job.paths)} files could be read as an image (first: "
+        f"{job.paths[0]!r}: {check_decodes(job.paths[0])})"
+    )
 
 
 def _resumed_embedder(embedder_file, embedder):

@@ -78,7 +78,7 @@ class _Job:
 
     def chunk(self, index):
         start = index * self.chunk_size
-        return start, self.paths[start:start + self.chunk_size]
+        return start, self.paths[start : start + self.chunk_size]
 
     def part_path(self, index) -> Path:
         return self.parts / f"part-{index:06d}.npz"
@@ -101,8 +101,10 @@ class _Job:
             for entry in os.scandir(self.parts):
                 if ".tmp" in entry.name and entry.is_file():
                     os.remove(entry.path)
-        for path in (self.output.with_name(self.output.name + ".partial"),
-                     self.files_list.with_name(self.files_list.name + ".partial")):
+        for path in (
+            self.output.with_name(self.output.name + ".partial"),
+            self.files_list.with_name(self.files_list.name + ".partial"),
+        ):
             if path.is_file():
                 os.remove(path)
 
@@ -122,10 +124,12 @@ class _Job:
         for i in changed:
             os.remove(self.part_path(i))
         if changed:
-            warn(f"the files of {len(changed)} of the {len(done)} chunks done changed (size or "
-                 f"modification time) since they were embedded, the first "
-                 f"{self.paths[self.chunk(changed[0])[0]]!r}: embedding those chunks again",
-                 UserWarning)
+            warn(
+                f"the files of {len(changed)} of the {len(done)} chunks done changed (size or "
+                f"modification time) since they were embedded, the first "
+                f"{self.paths[self.chunk(changed[0])[0]]!r}: embedding those chunks again",
+                UserWarning,
+            )
         return set(changed)
 
     # --------------------------------------------------------------- manifest
@@ -144,17 +148,29 @@ class _Job:
         identity = _embedder_identity(embedder)
         plain = {name: entry["value"] for name, entry in identity.items() if "value" in entry}
         return {
-            _MANIFEST_KEY: _MANIFEST_VERSION, "status": "running", "output": str(self.output),
+            _MANIFEST_KEY: _MANIFEST_VERSION,
+            "status": "running",
+            "output": str(self.output),
             "job": self.identity(),
-            "embedder": {"class": type(embedder).__name__, "params": plain,  # for the reader
-                         "identity": identity, "fingerprints": fingerprints,
-                         "repr": repr(embedder)[:2000]},
-            "chunks_done": 0, "files_done": 0, "skipped": [],
+            "embedder": {
+                "class": type(embedder).__name__,
+                "params": plain,  # for the reader
+                "identity": identity,
+                "fingerprints": fingerprints,
+                "repr": repr(embedder)[:2000],
+            },
+            "chunks_done": 0,
+            "files_done": 0,
+            "skipped": [],
         }
 
     def identity(self):
-        return {"format": self.format, "n_files": len(self.paths),
-                "paths_fingerprint": self.paths_fingerprint, "chunk_size": self.chunk_size}
+        return {
+            "format": self.format,
+            "n_files": len(self.paths),
+            "paths_fingerprint": self.paths_fingerprint,
+            "chunk_size": self.chunk_size,
+        }
 
     # ------------------------------------------------------------ same job?
     def check_output_is_ours(self, manifest, embedder):
@@ -163,14 +179,17 @@ class _Job:
             return
         if manifest is None:
             raise OutputExistsError(
-                output=str(self.output), what=f"has no manifest {str(self.manifest_path)!r}, "
-                "so it is not known to be this job's output")
+                output=str(self.output),
+                what=f"has no manifest {str(self.manifest_path)!r}, "
+                "so it is not known to be this job's output",
+            )
         try:
             self.check_same_job(manifest, embedder)
         except ResumeMismatchError as exc:
-            raise OutputExistsError(output=str(self.output),
-                                    what=f"holds another job's embeddings: {exc.fields['what']}"
-                                    ) from None
+            raise OutputExistsError(
+                output=str(self.output),
+                what=f"holds another job's embeddings: {exc.fields['what']}",
+            ) from None
 
     def is_same_job(self, manifest, embedder):
         try:
@@ -181,16 +200,27 @@ class _Job:
 
     def check_same_job(self, manifest, embedder):
         """Raise :class:`ResumeMismatchError` saying what differs from the job in ``manifest``."""
-        what = (_job_difference(manifest, self.identity())
-                or _embedder_difference(manifest.get("embedder", {}), embedder))
+        what = _job_difference(manifest, self.identity()) or _embedder_difference(
+            manifest.get("embedder", {}), embedder
+        )
         if what:
-            raise ResumeMismatchError(what=what, output=str(self.output), parts=str(self.parts),
-                                      manifest=str(self.manifest_path))
+            raise ResumeMismatchError(
+                what=what,
+                output=str(self.output),
+                parts=str(self.parts),
+                manifest=str(self.manifest_path),
+            )
 
     def unreadable(self, exc):
-        return UnreadableImageError(path=exc.path, index=exc.index, reason=exc.reason,
-                                    n_files=len(self.paths), n_done=len(self.done_chunks()),
-                                    n_chunks=self.n_chunks, parts=str(self.parts))
+        return UnreadableImageError(
+            path=exc.path,
+            index=exc.index,
+            reason=exc.reason,
+            n_files=len(self.paths),
+            n_done=len(self.done_chunks()),
+            n_chunks=self.n_chunks,
+            parts=str(self.parts),
+        )
 
 
 def _job_difference(manifest, new):
@@ -236,12 +266,16 @@ def _check_names_fit(paths, suffix):
     """Refuse, before any work, a file name that the output's file column or list cannot hold."""
     for index, path in enumerate(paths):
         if suffix == ".npy" and path.splitlines() != [path]:
-            reason = ("has a line break, which the one-name-per-line file list of .npy output "
-                      "cannot hold: write .parquet or .csv (any UTF-8 name), or rename the file")
+            reason = (
+                "has a line break, which the one-name-per-line file list of .npy output "
+                "cannot hold: write .parquet or .csv (any UTF-8 name), or rename the file"
+            )
         elif suffix != ".npy" and not _is_utf8(path):
-            reason = (f"is not UTF-8 (its bytes: {os.fsencode(path)!r}), which the file column "
-                      f"of {suffix} output cannot hold: write .npy (its file list keeps the "
-                      "bytes), or rename the file")
+            reason = (
+                f"is not UTF-8 (its bytes: {os.fsencode(path)!r}), which the file column "
+                f"of {suffix} output cannot hold: write .npy (its file list keeps the "
+                "bytes), or rename the file"
+            )
         else:
             continue
         raise UnwritableNameError(path=path, index=index, n_files=len(paths), reason=reason)

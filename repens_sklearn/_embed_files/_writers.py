@@ -27,33 +27,51 @@ def _assemble(job, manifest):
     infos = [_part_info(job, i) for i in range(job.n_chunks)]
     dims = {info["shape"][1] for info in infos if info["shape"][0] > 0}
     if len(dims) > 1:
-        raise ValueError(f"the parts in {str(job.parts)!r} have different widths {sorted(dims)}: "
-                         "they were not made by one embedder; delete the folder and start over")
+        raise ValueError(
+            f"the parts in {str(job.parts)!r} have different widths {sorted(dims)}: "
+            "they were not made by one embedder; delete the folder and start over"
+        )
     n_rows = sum(info["shape"][0] for info in infos)
-    skipped = [[job.paths[info["start"] + i], r]
-               for info in infos for i, r in zip(info["skipped_rows"], info["skipped_reasons"])]
+    skipped = [
+        [job.paths[info["start"] + i], r]
+        for info in infos
+        for i, r in zip(info["skipped_rows"], info["skipped_reasons"])
+    ]
     if n_rows == 0:
-        raise ValueError(f"none of the {len(job.paths)} files could be read "
-                         f"(first: {skipped[0][0]!r}: {skipped[0][1]})")
+        raise ValueError(
+            f"none of the {len(job.paths)} files could be read "
+            f"(first: {skipped[0][0]!r}: {skipped[0][1]})"
+        )
     dim = dims.pop()
     dtype = np.result_type(*[info["dtype"] for info in infos if info["shape"][0] > 0])
     tmp = job.output.with_name(job.output.name + ".partial")
     _WRITERS[job.format](tmp, job, _iter_parts(job, dtype), n_rows, dim, dtype)
     os.replace(tmp, job.output)
-    manifest.update(status="complete", chunks_done=job.n_chunks, files_done=len(job.paths),
-                    n_embedded=int(n_rows), embedding_dim=int(dim), skipped=skipped,
-                    chunk_files={str(i): info["files"] for i, info in enumerate(infos)})
+    manifest.update(
+        status="complete",
+        chunks_done=job.n_chunks,
+        files_done=len(job.paths),
+        n_embedded=int(n_rows),
+        embedding_dim=int(dim),
+        skipped=skipped,
+        chunk_files={str(i): info["files"] for i, info in enumerate(infos)},
+    )
     job.write_manifest(manifest)
     shutil.rmtree(job.parts, ignore_errors=True)
     return manifest
 
 
 def _write_npy(tmp, job, parts, n_rows, dim, dtype):
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-              "shape": (int(n_rows), int(dim))}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": (int(n_rows), int(dim)),
+    }
     files_tmp = job.files_list.with_name(job.files_list.name + ".partial")
-    with open(tmp, "wb") as f, open(files_tmp, "w", encoding="utf-8",
-                                    errors="surrogateescape") as listing:
+    with (
+        open(tmp, "wb") as f,
+        open(files_tmp, "w", encoding="utf-8", errors="surrogateescape") as listing,
+    ):
         np.lib.format.write_array_header_1_0(f, header)
         for files, emb in parts:
             f.write(emb.tobytes())

@@ -105,8 +105,10 @@ class SeededPolicy:
     def _check_seeds(self, x, seeds):
         self._check(x)
         if len(seeds) != len(x):
-            raise ValueError(f"the {self.name!r} policy needs one seed per row: got "
-                             f"{len(seeds)} seeds for {len(x)} rows")
+            raise ValueError(
+                f"the {self.name!r} policy needs one seed per row: got "
+                f"{len(seeds)} seeds for {len(x)} rows"
+            )
 
 
 class MultiViewPolicy:

@@ -100,7 +100,7 @@ def _crop_boxes(u, height, width, scale, ratio):
     n = _CROP_ATTEMPTS
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:, :n])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = np.exp(log_lo + (log_hi - log_lo) * u[:, n:2 * n])
+    aspect = np.exp(log_lo + (log_hi - log_lo) * u[:, n : 2 * n])
     w = np.round(np.sqrt(area * aspect))
     h = np.round(np.sqrt(area / aspect))
     valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
@@ -143,10 +143,12 @@ def _resized_crop(x, top, left, h, w, flip):
 
     gx = axis(left, w, width, flip)  # (B, W) normalized source x per output column
     gy = axis(top, h, height)  # (B, H)
-    grid = torch.stack([gx[:, None, :].expand(-1, height, -1),
-                        gy[:, :, None].expand(-1, -1, width)], dim=-1)
-    return F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="border",
-                         align_corners=False)
+    grid = torch.stack(
+        [gx[:, None, :].expand(-1, height, -1), gy[:, :, None].expand(-1, -1, width)], dim=-1
+    )
+    return F.grid_sample(
+        x.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
 
 
 def _padded_crop(x, padding, u, flip):
@@ -169,8 +171,13 @@ def _crop_flip(x, u, scale, ratio, flip_p, padding=None):
     """Random resized (or padded) crop + horizontal flip from uniforms ``u[:, :_CROP_DRAWS]``."""
     flip = u[:, _CROP_DRAWS - 1].numpy() < flip_p
     if padding is not None:
-        return _padded_crop(x, padding, u[:, :2].numpy(), flip) if padding else torch.where(
-            torch.as_tensor(flip, device=x.device)[:, None, None, None], x.flip(-1), x)
+        return (
+            _padded_crop(x, padding, u[:, :2].numpy(), flip)
+            if padding
+            else torch.where(
+                torch.as_tensor(flip, device=x.device)[:, None, None, None], x.flip(-1), x
+            )
+        )
     top, left, h, w = _crop_boxes(u, x.shape[-2], x.shape[-1], scale, ratio)
     return _resized_crop(x, top, left, h, w, flip)
 
@@ -238,8 +245,9 @@ class CropFlip(_ImagePolicy):
     name = "crop_flip"
 
     def __init__(self, scale="auto", ratio=(3 / 4, 4 / 3), flip_p=0.5, padding=None):
-        self.scale = scale if _is_auto(scale) else _check_range("scale", scale, 1e-6, 1.0,
-                                                                 self.name)
+        self.scale = (
+            scale if _is_auto(scale) else _check_range("scale", scale, 1e-6, 1.0, self.name)
+        )
         self.ratio = _check_range("ratio", ratio, 1e-6, math.inf, self.name)
         self.flip_p = _check_probability("flip_p", flip_p, self.name)
         if padding is not None and (not isinstance(padding, int) or padding < 0):
@@ -259,8 +267,10 @@ class CropFlip(_ImagePolicy):
         return _crop_flip(x, u, scale, self.ratio, self.flip_p, self.padding).to(x.dtype)
 
     def __repr__(self):
-        return (f"CropFlip(scale={self.scale!r}, ratio={self.ratio}, flip_p={self.flip_p}, "
-                f"padding={self.padding})")
+        return (
+            f"CropFlip(scale={self.scale!r}, ratio={self.ratio}, flip_p={self.flip_p}, "
+            f"padding={self.padding})"
+        )
 
 
 def _is_auto(scale):
@@ -379,7 +389,8 @@ class SimSiamAugment(_ImagePolicy):
         level = _check_strength(strength)
         self.scale = _check_range("scale", scale, 1e-6, 1.0, self.name)
         if blur_kernel_size is not None and (
-            not isinstance(blur_kernel_size, int) or blur_kernel_size < 1
+            not isinstance(blur_kernel_size, int)
+            or blur_kernel_size < 1
             or blur_kernel_size % 2 == 0
         ):
             raise ValueError(
@@ -401,25 +412,36 @@ class SimSiamAugment(_ImagePolicy):
         v = u[:, _CROP_DRAWS:].numpy()
         rgb = x.shape[1] in (3, 4)
         colour = out[:, :3] if rgb else out
-        colour = _subset(colour, v[:, 0] < 0.8, lambda part, index: _colour_jitter(
-            part, self._factors(v, part.device)[index], self._order(v, rgb)[index.cpu().numpy()]))
+        colour = _subset(
+            colour,
+            v[:, 0] < 0.8,
+            lambda part, index: _colour_jitter(
+                part, self._factors(v, part.device)[index], self._order(v, rgb)[index.cpu().numpy()]
+            ),
+        )
         if rgb:
-            colour = _subset(colour, v[:, 9] < 0.2,
-                             lambda part, index: _grey(part).expand(-1, 3, -1, -1))
+            colour = _subset(
+                colour, v[:, 9] < 0.2, lambda part, index: _grey(part).expand(-1, 3, -1, -1)
+            )
             out = torch.cat([colour, out[:, 3:]], dim=1) if x.shape[1] == 4 else colour
         else:
             out = colour
         kernel = self._kernel(*x.shape[-2:])
-        sigma = torch.as_tensor(self.sigma[0] + (self.sigma[1] - self.sigma[0]) * v[:, 11],
-                                dtype=out.dtype, device=out.device)
+        sigma = torch.as_tensor(
+            self.sigma[0] + (self.sigma[1] - self.sigma[0]) * v[:, 11],
+            dtype=out.dtype,
+            device=out.device,
+        )
         out = _subset(out, v[:, 10] < 0.5, lambda part, index: _blur(part, kernel, sigma[index]))
         return out.to(x.dtype)
 
     def _factors(self, v, device):
-        ranges = [(max(0.0, 1 - self.brightness), 1 + self.brightness),
-                  (max(0.0, 1 - self.contrast), 1 + self.contrast),
-                  (max(0.0, 1 - self.saturation), 1 + self.saturation),
-                  (-self.hue, self.hue)]
+        ranges = [
+            (max(0.0, 1 - self.brightness), 1 + self.brightness),
+            (max(0.0, 1 - self.contrast), 1 + self.contrast),
+            (max(0.0, 1 - self.saturation), 1 + self.saturation),
+            (-self.hue, self.hue),
+        ]
         low = np.array([r[0] for r in ranges])
         high = np.array([r[1] for r in ranges])
         return torch.as_tensor(low + (high - low) * v[:, 1:5], dtype=torch.float32, device=device)
@@ -480,7 +502,7 @@ class MultiScale(_ImagePolicy, MultiViewPolicy):
 
     name = "multiscale"
 
-    def __init__(self, scales=(1.0, 2 ** -0.5, 0.5), resize_back=False):
+    def __init__(self, scales=(1.0, 2**-0.5, 0.5), resize_back=False):
         scales = tuple(float(s) for s in scales)
         if not scales or not all(0 < s <= 4 for s in scales):
             raise ValueError(f"multiscale policy needs scales in (0, 4], got scales={scales!r}")
@@ -553,6 +575,6 @@ def simsiam(strength=0.0, scale=(0.2, 1.0), blur_kernel_size=None):
     return SimSiamAugment(strength=strength, scale=scale, blur_kernel_size=blur_kernel_size)
 
 
-def multiscale(scales=(1.0, 2 ** -0.5, 0.5), resize_back=False):
+def multiscale(scales=(1.0, 2**-0.5, 0.5), resize_back=False):
     """Deterministic multi-scale views (see :class:`MultiScale`)."""
     return MultiScale(scales=scales, resize_back=resize_back)

@@ -80,8 +80,10 @@ def _hash_weights(n: int, device: str):
     with np.errstate(over="ignore"):
         low = (_mix(index + _GOLDEN) >> np.uint64(64 - _HASH_WEIGHT_BITS)) | np.uint64(1)
         high = (_mix(index * _GOLDEN + _MUL1) >> np.uint64(64 - _HASH_WEIGHT_BITS)) | np.uint64(1)
-    return (torch.from_numpy(low.astype(np.int64)).to(device),
-            torch.from_numpy(high.astype(np.int64)).to(device))
+    return (
+        torch.from_numpy(low.astype(np.int64)).to(device),
+        torch.from_numpy(high.astype(np.int64)).to(device),
+    )
 
 
 @torch.no_grad()
@@ -100,17 +102,19 @@ def content_seeds(x: torch.Tensor, seed: int) -> torch.Tensor:
         bits = flat.to(torch.int64)
     n_rows, n_values = bits.shape
     low_w, high_w = _hash_weights(n_values, str(bits.device))
-    words = _mix(np.full(n_rows, np.uint64(n_values), dtype=np.uint64)
-                 ^ _mix(np.full(n_rows, np.uint64(int(seed) & (2**64 - 1)))))
+    words = _mix(
+        np.full(n_rows, np.uint64(n_values), dtype=np.uint64)
+        ^ _mix(np.full(n_rows, np.uint64(int(seed) & (2**64 - 1))))
+    )
     step = max(1, _HASH_BLOCK // max(1, n_rows))  # columns per block: bounds the temporaries
     for outer in range(0, max(n_values, 1), _HASH_SPAN):  # fixed spans: the same for any batch
         stop = min(outer + _HASH_SPAN, n_values)
         low = torch.zeros(n_rows, dtype=torch.int64, device=bits.device)
         high = torch.zeros_like(low)
         for start in range(outer, stop, step):  # exact integer sums: any order, any split
-            block = bits[:, start:min(start + step, stop)].to(torch.int64)
-            low += ((block & 0xFFFF) * low_w[start:start + block.shape[1]]).sum(dim=1)
-            high += (((block >> 16) & 0xFFFF) * high_w[start:start + block.shape[1]]).sum(dim=1)
+            block = bits[:, start : min(start + step, stop)].to(torch.int64)
+            low += ((block & 0xFFFF) * low_w[start : start + block.shape[1]]).sum(dim=1)
+            high += (((block >> 16) & 0xFFFF) * high_w[start : start + block.shape[1]]).sum(dim=1)
         parts = torch.stack([low, high], dim=1).cpu().numpy().view(np.uint64)
         with np.errstate(over="ignore"):
             words = _mix(words + _GOLDEN * _mix(parts[:, 0] + _GOLDEN))

@@ -51,8 +51,9 @@ class GaussianNoise(SeededPolicy):
         noise = torch.empty_like(x)
         for row, seed in enumerate(seeds.tolist()):
             generator.manual_seed(seed)
-            noise[row] = torch.randn(x.shape[1:], generator=generator, device=x.device,
-                                     dtype=x.dtype)
+            noise[row] = torch.randn(
+                x.shape[1:], generator=generator, device=x.device, dtype=x.dtype
+            )
         return self._add(x, noise)
 
     def _add(self, x, noise):

@@ -154,7 +154,8 @@ def _named_weights(arch, weights, cifar_stem):
         return None
     named = torchvision_weights(arch, weights)
     if named is None:
-        expected = f"an existing file or one of torchvision's {arch} weights {torchvision_weight_names(arch)}"
+        names = torchvision_weight_names(arch)
+        expected = f"an existing file or one of torchvision's {arch} weights {names}"
         if not isinstance(weights, (str, os.PathLike)):
             raise TypeError(f"weights for {arch} must be {expected}, got {weights!r}")
         raise FileNotFoundError(f"weights={os.fspath(weights)!r} for {arch} is not {expected}")
@@ -171,7 +172,9 @@ def _load_torchvision_weights(module, arch, named, in_chans):
     state["conv1.weight"] = adapt_input_conv(state["conv1.weight"], in_chans)
     path = torchvision_cache_path(named)
     load_weights(module.model, path, ignore_prefixes=("fc.",), state=state)
-    module.pretrained_cfg = pretrained_cfg_for_chans(torchvision_pretrained_cfg(arch, named), in_chans)
+    module.pretrained_cfg = pretrained_cfg_for_chans(
+        torchvision_pretrained_cfg(arch, named), in_chans
+    )
 
 
 resnet18 = _resnet_factory("resnet18")

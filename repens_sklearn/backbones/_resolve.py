@@ -46,7 +46,9 @@ def build_backbone(backbone, backbone_params, sample_shape, *, param_name="backb
             f"fitted repens_sklearn embedder, got {type(backbone).__name__}: {backbone!r}"
         )
     if not isinstance(module, nn.Module):
-        raise TypeError(f"{param_name}={backbone!r} built a {type(module).__name__}, not an nn.Module")
+        raise TypeError(
+            f"{param_name}={backbone!r} built a {type(module).__name__}, not an nn.Module"
+        )
     return module
 
 
@@ -80,8 +82,12 @@ def _infer_input_params(factory, params, sample_shape):
     is_vector = len(sample_shape) == 1
     if "in_features" in accepted and params.get("in_features") is None:
         params["in_features"] = int(math.prod(sample_shape))
-    if ("in_chans" in accepted and "in_chans" not in params and not is_vector
-            and not _asks_for_pretrained(params)):
+    if (
+        "in_chans" in accepted
+        and "in_chans" not in params
+        and not is_vector
+        and not _asks_for_pretrained(params)
+    ):
         params["in_chans"] = int(sample_shape[0])
     return params
 
@@ -104,8 +110,11 @@ def _asks_for_pretrained(params):
     ``"DEFAULT"``) fix the input channels: grey images are repeated to RGB by the
     preprocessing instead of changing the network's first layer."""
     weights = params.get("weights")
-    named_weights = isinstance(weights, str) and not os.path.exists(weights) and (
-        os.sep not in weights and "." not in weights)
+    named_weights = (
+        isinstance(weights, str)
+        and not os.path.exists(weights)
+        and (os.sep not in weights and "." not in weights)
+    )
     return bool(params.get("pretrained")) or named_weights
 
 

@@ -35,7 +35,12 @@ def load_state_dict_file(path) -> dict:
 
 
 def load_weights(
-    module: torch.nn.Module, path, ignore_prefixes=(), strip_prefix=None, optional_prefixes=(), state=None
+    module: torch.nn.Module,
+    path,
+    ignore_prefixes=(),
+    strip_prefix=None,
+    optional_prefixes=(),
+    state=None,
 ) -> torch.nn.Module:
     """Load ``path`` into ``module`` strictly; errors name the file and the keys.
 
@@ -49,7 +54,7 @@ def load_weights(
     """
     state = load_state_dict_file(path) if state is None else dict(state)
     if strip_prefix and state and all(k.startswith(strip_prefix) for k in state):
-        state = {k[len(strip_prefix):]: v for k, v in state.items()}
+        state = {k[len(strip_prefix) :]: v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_prefixes))}
     expected = module.state_dict()
     problems = _state_problems(state, expected, tuple(optional_prefixes))
@@ -64,7 +69,8 @@ def load_weights(
 
 def _state_problems(state, expected, optional_prefixes):
     missing = [
-        k for k in expected
+        k
+        for k in expected
         if k not in state and not (optional_prefixes and k.startswith(optional_prefixes))
     ]
     unexpected = [k for k in state if k not in expected]
@@ -154,7 +160,8 @@ def load_torchvision_state(arch: str, weights) -> dict:
         raise FileNotFoundError(
             f"{arch}: torchvision weights {weights!r} are not in torch's cache: expected "
             f"{path!r} (nothing is downloaded at run time). Download them once with "
-            f"`python -c \"import torchvision; torchvision.models.{arch}(weights='{weights.name}')\"`, "
+            '`python -c "import torchvision; '
+            f"torchvision.models.{arch}(weights='{weights.name}')\"`, "
             f"or copy {weights.url} to that path (TORCH_HOME sets the cache folder), "
             f"or pass weights=<a local file>."
         )

@@ -42,8 +42,10 @@ __all__ = [
 ]
 
 # Former home of selection's displays: names kept for code written against it (PEP 562).
-_MOVED = {"EnsembleCurveDisplay": "repens_sklearn.selection",
-          "SelectionDisplay": "repens_sklearn.selection"}
+_MOVED = {
+    "EnsembleCurveDisplay": "repens_sklearn.selection",
+    "SelectionDisplay": "repens_sklearn.selection",
+}
 
 
 def __getattr__(name):

@@ -133,8 +133,7 @@ def calibrate_probas(proba_calib, y_calib, proba, *, labels=None):
             "proba and proba_calib must have the same number of columns; got "
             f"{proba.shape[1]} and {proba_calib.shape[1]}."
         )
-    labels = _resolve_labels(y_calib, proba_calib.shape[1], labels, "proba_calib",
-                             y_name="y_calib")
+    labels = _resolve_labels(y_calib, proba_calib.shape[1], labels, "proba_calib", y_name="y_calib")
     _check_every_class(y_calib, labels)
     model = _ProbaPassthrough(labels).fit(proba_calib)
     return temperature_calibrated_prefit(model, proba_calib, y_calib).predict_proba(proba)
@@ -180,8 +179,11 @@ def cross_fitted_probas(proba, y, labels, n_folds=CALIBRATION_FOLDS):
     """
     classes, counts = np.unique(y, return_counts=True)
     if len(y) < 2 or counts.min() < 2 or len(classes) < len(labels):
-        few = classes[counts < 2].tolist() if len(classes) == len(labels) else \
-            np.setdiff1d(labels, classes).tolist()
+        few = (
+            classes[counts < 2].tolist()
+            if len(classes) == len(labels)
+            else np.setdiff1d(labels, classes).tolist()
+        )
         raise ValueError(
             "calibrate=True without held-out data fits each model's temperature on the "
             "other folds of the evaluated samples, which needs at least 2 samples of every "

@@ -16,8 +16,13 @@ from ._pairwise import COLUMNS, collect_probas, pairwise_diversity
 
 # Diagonal of a pairwise matrix: a model paired with itself (no sample has exactly one of
 # the two right; "conversion_rate_neither" is 0, set from the accuracies).
-_DIAGONAL = {"error_inconsistency": 0.0, "error_consistency": 1.0, "kappa": 1.0,
-             "ensemble_gain": 0.0, "conversion_rate": np.nan}
+_DIAGONAL = {
+    "error_inconsistency": 0.0,
+    "error_consistency": 1.0,
+    "kappa": 1.0,
+    "ensemble_gain": 0.0,
+    "conversion_rate": np.nan,
+}
 _GROUPS = ("both correct", "only {a} correct", "only {b} correct", "neither correct")
 _GROUP_COLORS = ("tab:green", "tab:blue", "tab:orange", "tab:red")
 
@@ -76,9 +81,20 @@ class PairwiseDiversityDisplay:
         return cls(m, list(names), metric=metric).plot(ax=ax, **(plot_kw or {}))
 
     @classmethod
-    def from_predictions(cls, y_true, probas, *, metric="error_inconsistency", labels=None,
-                         calibrate=True, proba_calib=None, y_calib=None, averaging="proba",
-                         ax=None, plot_kw=None):
+    def from_predictions(
+        cls,
+        y_true,
+        probas,
+        *,
+        metric="error_inconsistency",
+        labels=None,
+        calibrate=True,
+        proba_calib=None,
+        y_calib=None,
+        averaging="proba",
+        ax=None,
+        plot_kw=None,
+    ):
         """Compute the matrix from stored probabilities and plot it.
 
         ``probas`` is a dict or list of (name, probability array) pairs;
@@ -87,34 +103,54 @@ class PairwiseDiversityDisplay:
         parameters as in :func:`pairwise_diversity`; ``plot_kw`` goes to
         :meth:`plot`.
         """
-        names, ps, y, labels = collect_probas(probas, None, y_true, calibrate=calibrate,
-                                              X_calib=proba_calib, y_calib=y_calib,
-                                              labels=labels)
+        names, ps, y, labels = collect_probas(
+            probas,
+            None,
+            y_true,
+            calibrate=calibrate,
+            X_calib=proba_calib,
+            y_calib=y_calib,
+            labels=labels,
+        )
         return cls._from_probas(names, ps, y, labels, metric, averaging, ax, plot_kw)
 
     @classmethod
-    def from_estimators(cls, estimators, X, y, *, metric="error_inconsistency",
-                        calibrate=True, X_calib=None, y_calib=None, averaging="proba",
-                        ax=None, plot_kw=None):
+    def from_estimators(
+        cls,
+        estimators,
+        X,
+        y,
+        *,
+        metric="error_inconsistency",
+        calibrate=True,
+        X_calib=None,
+        y_calib=None,
+        averaging="proba",
+        ax=None,
+        plot_kw=None,
+    ):
         """Compute the matrix from fitted classifiers (dict or list of pairs) and plot it.
 
         Parameters as in :func:`pairwise_diversity` (calibrated by default);
         ``plot_kw`` goes to :meth:`plot`.
         """
-        names, ps, y, labels = collect_probas(estimators, X, y, calibrate=calibrate,
-                                              X_calib=X_calib, y_calib=y_calib)
+        names, ps, y, labels = collect_probas(
+            estimators, X, y, calibrate=calibrate, X_calib=X_calib, y_calib=y_calib
+        )
         return cls._from_probas(names, ps, y, labels, metric, averaging, ax, plot_kw)
 
     @classmethod
     def _from_probas(cls, names, probas, y, labels, metric, averaging, ax, plot_kw):
         # the probabilities are calibrated already (or deliberately not)
-        table = pairwise_diversity(list(zip(names, probas)), y=y, labels=labels,
-                                   calibrate=False, averaging=averaging)
+        table = pairwise_diversity(
+            list(zip(names, probas)), y=y, labels=labels, calibrate=False, averaging=averaging
+        )
         acc = [_correct(y, p, labels).mean() for p in probas]
         return cls._from_table(table, names, metric, ax, plot_kw, acc)
 
-    def plot(self, *, ax=None, cmap="viridis", include_values=True, values_format=".3f",
-             colorbar=True):
+    def plot(
+        self, *, ax=None, cmap="viridis", include_values=True, values_format=".3f", colorbar=True
+    ):
         """Draw the heat map.
 
         Parameters
@@ -149,12 +185,16 @@ class PairwiseDiversityDisplay:
                 for j in range(n):
                     txt = "" if np.isnan(m[i, j]) else format(m[i, j], values_format)
                     color = "black" if (np.isfinite(m[i, j]) and m[i, j] > mid) else "white"
-                    self.text_[i, j] = ax.text(j, i, txt, ha="center", va="center",
-                                               color=color)
+                    self.text_[i, j] = ax.text(j, i, txt, ha="center", va="center", color=color)
         if colorbar:
             fig.colorbar(self.im_, ax=ax, label=self.metric)
-        ax.set(xticks=np.arange(n), yticks=np.arange(n), xticklabels=self.names,
-               yticklabels=self.names, title=self.metric.replace("_", " "))
+        ax.set(
+            xticks=np.arange(n),
+            yticks=np.arange(n),
+            xticklabels=self.names,
+            yticklabels=self.names,
+            title=self.metric.replace("_", " "),
+        )
         ax.tick_params(axis="x", labelrotation=45)
         self.ax_, self.figure_ = ax, fig
         return self
@@ -198,8 +238,17 @@ class ConfidenceDisplay:
     specialization_angle : The theta values.
     """
 
-    def __init__(self, confidence_a, confidence_b, theta, correct_a, correct_b, *,
-                 name_a="model A", name_b="model B"):
+    def __init__(
+        self,
+        confidence_a,
+        confidence_b,
+        theta,
+        correct_a,
+        correct_b,
+        *,
+        name_a="model A",
+        name_b="model B",
+    ):
         self.confidence_a = confidence_a
         self.confidence_b = confidence_b
         self.theta = theta
@@ -209,17 +258,47 @@ class ConfidenceDisplay:
         self.name_b = name_b
 
     @classmethod
-    def from_predictions(cls, y_true, proba_a, proba_b, *, labels=None, name_a="model A",
-                         name_b="model B", ax=None, plot_kw=None):
+    def from_predictions(
+        cls,
+        y_true,
+        proba_a,
+        proba_b,
+        *,
+        labels=None,
+        name_a="model A",
+        name_b="model B",
+        ax=None,
+        plot_kw=None,
+    ):
         """Compute confidences, correctness and theta from two probability arrays and plot."""
         y, pa, pb, labels = _check_probas(y_true, proba_a, proba_b, labels)
-        disp = cls(pa.max(1), pb.max(1), specialization_angle(pa, pb), _correct(y, pa, labels),
-                   _correct(y, pb, labels), name_a=name_a, name_b=name_b)
+        disp = cls(
+            pa.max(1),
+            pb.max(1),
+            specialization_angle(pa, pb),
+            _correct(y, pa, labels),
+            _correct(y, pb, labels),
+            name_a=name_a,
+            name_b=name_b,
+        )
         return disp.plot(ax=ax, **(plot_kw or {}))
 
     @classmethod
-    def from_estimators(cls, estimator_a, estimator_b, X, y, *, name_a=None, name_b=None,
-                        calibrate=True, X_calib=None, y_calib=None, ax=None, plot_kw=None):
+    def from_estimators(
+        cls,
+        estimator_a,
+        estimator_b,
+        X,
+        y,
+        *,
+        name_a=None,
+        name_b=None,
+        calibrate=True,
+        X_calib=None,
+        y_calib=None,
+        ax=None,
+        plot_kw=None,
+    ):
         """Same from two fitted classifiers, temperature-calibrated first by default.
 
         Calibration as in :func:`pairwise_diversity`: on ``X_calib, y_calib``
@@ -231,10 +310,16 @@ class ConfidenceDisplay:
         if name_a == name_b:
             name_a, name_b = f"{name_a} (A)", f"{name_b} (B)"
         _, (pa, pb), y, labels = collect_probas(
-            [(name_a, estimator_a), (name_b, estimator_b)], X, y, calibrate=calibrate,
-            X_calib=X_calib, y_calib=y_calib)
-        return cls.from_predictions(y, pa, pb, labels=labels, name_a=name_a, name_b=name_b,
-                                    ax=ax, plot_kw=plot_kw)
+            [(name_a, estimator_a), (name_b, estimator_b)],
+            X,
+            y,
+            calibrate=calibrate,
+            X_calib=X_calib,
+            y_calib=y_calib,
+        )
+        return cls.from_predictions(
+            y, pa, pb, labels=labels, name_a=name_a, name_b=name_b, ax=ax, plot_kw=plot_kw
+        )
 
     def _groups(self):
         ca, cb = np.asarray(self.correct_a, bool), np.asarray(self.correct_b, bool)
@@ -270,11 +355,17 @@ class ConfidenceDisplay:
         edges = np.linspace(-np.pi / 4, np.pi / 4, bins + 1)
         for label, mask, color in self._groups():
             self.scatter_[label] = ax[0].scatter(
-                np.asarray(self.confidence_a)[mask], np.asarray(self.confidence_b)[mask],
-                s=8, alpha=alpha, color=color, label=f"{label} ({mask.sum()})")
+                np.asarray(self.confidence_a)[mask],
+                np.asarray(self.confidence_b)[mask],
+                s=8,
+                alpha=alpha,
+                color=color,
+                label=f"{label} ({mask.sum()})",
+            )
             if label != "both correct" or include_consistent:
-                _, _, patches = ax[1].hist(np.asarray(self.theta)[mask], bins=edges,
-                                           alpha=alpha, color=color, label=label)
+                _, _, patches = ax[1].hist(
+                    np.asarray(self.theta)[mask], bins=edges, alpha=alpha, color=color, label=label
+                )
                 self.hist_[label] = list(patches)
         ax[0].plot([0, 1], [0, 1], ls=":", color="gray")
         # beyond these lines through (1, 1) the more confident model's top-1 class wins
@@ -284,12 +375,17 @@ class ConfidenceDisplay:
             ax[1].axvline(_THETA_ALWAYS_WINS, ls=":", color="black", lw=0.8),
             ax[1].axvline(-_THETA_ALWAYS_WINS, ls=":", color="black", lw=0.8),
         ]
-        ax[0].set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel=f"{self.name_a} confidence",
-                  ylabel=f"{self.name_b} confidence")
+        ax[0].set(
+            xlim=(0, 1.02),
+            ylim=(0, 1.02),
+            xlabel=f"{self.name_a} confidence",
+            ylabel=f"{self.name_b} confidence",
+        )
         ax[0].legend(fontsize="small")
         ax[1].axvline(0, ls=":", color="gray")
-        ax[1].set(xlabel=f"theta  ({self.name_b} confident <-> {self.name_a} confident)",
-                  ylabel="samples")
+        ax[1].set(
+            xlabel=f"theta  ({self.name_b} confident <-> {self.name_a} confident)", ylabel="samples"
+        )
         ax[1].legend(fontsize="small")
         self.ax_, self.figure_ = ax, fig
         return self

@@ -38,8 +38,7 @@ def _check_labels_1d(y, name):
     kind = type_of_target(y, input_name=name)
     if kind not in ("binary", "multiclass"):
         raise ValueError(
-            f"{name} must hold class labels (binary or multiclass targets); got a "
-            f"{kind!r} target."
+            f"{name} must hold class labels (binary or multiclass targets); got a {kind!r} target."
         )
     return y
 
@@ -93,13 +92,17 @@ def _check_proba(y_prob, name):
             f"rows (first: row {int(np.argmax(bad))}); probabilities must be finite."
         )
     if y_prob.max() > 1:
-        raise ValueError(f"{name} contains values greater than 1: {y_prob.max()} (row "
-                         f"{int(np.argmax(y_prob.max(axis=1)))}); pass probabilities, not "
-                         "logits or scores.")
+        raise ValueError(
+            f"{name} contains values greater than 1: {y_prob.max()} (row "
+            f"{int(np.argmax(y_prob.max(axis=1)))}); pass probabilities, not "
+            "logits or scores."
+        )
     if y_prob.min() < 0:
-        raise ValueError(f"{name} contains values lower than 0: {y_prob.min()} (row "
-                         f"{int(np.argmin(y_prob.min(axis=1)))}); pass probabilities, not "
-                         "logits or scores.")
+        raise ValueError(
+            f"{name} contains values lower than 0: {y_prob.min()} (row "
+            f"{int(np.argmin(y_prob.min(axis=1)))}); pass probabilities, not "
+            "logits or scores."
+        )
     sums = y_prob.sum(axis=1)
     if not np.allclose(sums, 1.0, rtol=0, atol=1e-4):
         row = int(np.argmax(np.abs(sums - 1)))
@@ -313,8 +316,9 @@ def _check_pair_weights(weights):
     """The share of model A from ``weights`` (2 finite non-negative numbers, positive sum)."""
     if weights is None:
         return 0.5
-    w = check_array(weights, ensure_2d=False, ensure_all_finite=False, dtype=np.float64,
-                    input_name="weights")
+    w = check_array(
+        weights, ensure_2d=False, ensure_all_finite=False, dtype=np.float64, input_name="weights"
+    )
     if w.shape != (2,) or not np.isfinite(w).all() or w.min() < 0 or w.sum() <= 0:
         raise ValueError(
             "weights must be 2 finite, non-negative numbers (of proba_a and proba_b) with "
@@ -323,8 +327,9 @@ def _check_pair_weights(weights):
     return float(w[0] / w.sum())
 
 
-def conversion_rate(y_true, proba_a, proba_b, *, labels=None, among="inconsistent",
-                    averaging="proba"):
+def conversion_rate(
+    y_true, proba_a, proba_b, *, labels=None, among="inconsistent", averaging="proba"
+):
     """Share of the samples the members get wrong that the ensemble gets right.
 
     With ``among="inconsistent"`` (the paper's conversion rate, §4.2, Fig. 2
@@ -452,8 +457,7 @@ def specialization_angle(proba_a, proba_b, y_true=None, *, labels=None):
     return np.where(corner, 0.0, np.arctan2(db, da) - np.pi / 4)
 
 
-def ensemble_gain(y_true, proba_a, proba_b, *, labels=None, baseline="mean",
-                  averaging="proba"):
+def ensemble_gain(y_true, proba_a, proba_b, *, labels=None, baseline="mean", averaging="proba"):
     """Accuracy of the averaged ensemble minus the accuracy of its members.
 
     The paper's ensemble performance improvement relative to the mean accuracy

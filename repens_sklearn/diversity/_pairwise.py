@@ -29,8 +29,16 @@ from ._metrics import (
 )
 
 COLUMNS = [
-    "model_a", "model_b", "accuracy_a", "accuracy_b", "error_inconsistency",
-    "error_consistency", "kappa", "ensemble_accuracy", "ensemble_gain", "conversion_rate",
+    "model_a",
+    "model_b",
+    "accuracy_a",
+    "accuracy_b",
+    "error_inconsistency",
+    "error_consistency",
+    "kappa",
+    "ensemble_accuracy",
+    "ensemble_gain",
+    "conversion_rate",
     "conversion_rate_neither",
 ]
 
@@ -39,8 +47,9 @@ def _is_classifier_like(obj):
     return hasattr(obj, "predict_proba")
 
 
-def _named_items(models_or_probas, param="models_or_probas",
-                 what="fitted classifier or probability array"):
+def _named_items(
+    models_or_probas, param="models_or_probas", what="fitted classifier or probability array"
+):
     """A dict or a list of ``(name, object)`` pairs -> list of pairs with unique str names."""
     return check_named_list(models_or_probas, param, what, mapping=True)
 
@@ -64,8 +73,17 @@ def _estimator_labels(items):
     return clfs[0][1] if clfs else None
 
 
-def collect_probas(models_or_probas, X=None, y=None, *, calibrate=True, X_calib=None,
-                   y_calib=None, labels=None, min_models=2):
+def collect_probas(
+    models_or_probas,
+    X=None,
+    y=None,
+    *,
+    calibrate=True,
+    X_calib=None,
+    y_calib=None,
+    labels=None,
+    min_models=2,
+):
     """Probabilities of every model on ``X`` (calibrated if asked) and their column labels.
 
     With ``calibrate`` each model is temperature-scaled on the held-out data
@@ -141,11 +159,22 @@ def _pair_row(name_a, name_b, pa, pb, y, labels, averaging):
         pred_a, pred_b = labels[pa.argmax(1)], labels[pb.argmax(1)]
         cons = error_consistency(y, pred_a, pred_b)
         conv = conversion_rate(y, pa, pb, labels=labels, averaging=averaging)
-        conv_neither = conversion_rate(y, pa, pb, labels=labels, among="neither",
-                                       averaging=averaging)
-    return (name_a, name_b, float(acc_a), float(acc_b), float(np.mean(ca != cb)),
-            cons.observed, cons.kappa, float(ens), float(ens - (acc_a + acc_b) / 2), conv,
-            conv_neither)
+        conv_neither = conversion_rate(
+            y, pa, pb, labels=labels, among="neither", averaging=averaging
+        )
+    return (
+        name_a,
+        name_b,
+        float(acc_a),
+        float(acc_b),
+        float(np.mean(ca != cb)),
+        cons.observed,
+        cons.kappa,
+        float(ens),
+        float(ens - (acc_a + acc_b) / 2),
+        conv,
+        conv_neither,
+    )
 
 
 def _import_pandas():
@@ -165,8 +194,18 @@ def _to_table(rows):
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def pairwise_diversity(models_or_probas, X=None, y=None, *, calibrate=True, X_calib=None,
-                       y_calib=None, labels=None, reference=None, averaging="proba"):
+def pairwise_diversity(
+    models_or_probas,
+    X=None,
+    y=None,
+    *,
+    calibrate=True,
+    X_calib=None,
+    y_calib=None,
+    labels=None,
+    reference=None,
+    averaging="proba",
+):
     """Diversity and ensemble benefit of every pair of models.
 
     For each pair: both accuracies, error inconsistency (fraction where exactly
@@ -238,8 +277,8 @@ def pairwise_diversity(models_or_probas, X=None, y=None, *, calibrate=True, X_ca
     """
     _check_option("averaging", averaging, _AVERAGING)
     names, probas, y, labels = collect_probas(
-        models_or_probas, X, y, calibrate=calibrate, X_calib=X_calib, y_calib=y_calib,
-        labels=labels)
+        models_or_probas, X, y, calibrate=calibrate, X_calib=X_calib, y_calib=y_calib, labels=labels
+    )
     if reference is None:
         pairs = list(itertools.combinations(range(len(names)), 2))
     else:
@@ -247,6 +286,7 @@ def pairwise_diversity(models_or_probas, X=None, y=None, *, calibrate=True, X_ca
             raise ValueError(f"reference {reference!r} is not one of the models: {names}.")
         r = names.index(reference)
         pairs = [(r, j) for j in range(len(names)) if j != r]
-    rows = [_pair_row(names[i], names[j], probas[i], probas[j], y, labels, averaging)
-            for i, j in pairs]
+    rows = [
+        _pair_row(names[i], names[j], probas[i], probas[j], y, labels, averaging) for i, j in pairs
+    ]
     return _to_table(rows)

@@ -167,9 +167,20 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         "n_components": deprecated_constraint(Interval(Integral, 1, None, closed="left"), None),
     }
 
-    def __init__(self, embedders, *, normalize=True, weights=None, fractions=None,
-                 max_features=None, combine="concat", random_state=None, n_jobs=None,
-                 memory=None, n_components=DEPRECATED):
+    def __init__(
+        self,
+        embedders,
+        *,
+        normalize=True,
+        weights=None,
+        fractions=None,
+        max_features=None,
+        combine="concat",
+        random_state=None,
+        n_jobs=None,
+        memory=None,
+        n_components=DEPRECATED,
+    ):
         self.embedders = embedders
         self.normalize = normalize
         self.weights = weights
@@ -305,8 +316,7 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
             return
         if max_features > n_combined:
             raise ValueError(
-                f"max_features={max_features} is more than the {n_combined} "
-                "combined dimensions"
+                f"max_features={max_features} is more than the {n_combined} combined dimensions"
             )
         self.feature_scores_ = combined.var(axis=0, dtype=np.float64)
         # stable sort: ties keep the members' order
@@ -376,8 +386,11 @@ class ConcatEmbedder(TransformerMixin, NamedMembers):
         if self.combine == "mean":
             names = [f"mean__{i}" for i in range(self.block_widths_[0])]
         else:
-            names = [f"{name}__{i}" for (name, _), cols in zip(self.embedders_, self.block_columns_)
-                     for i in cols]
+            names = [
+                f"{name}__{i}"
+                for (name, _), cols in zip(self.embedders_, self.block_columns_)
+                for i in cols
+            ]
         return np.asarray(names, dtype=object)[self.selected_features_]
 
     def __sklearn_tags__(self):

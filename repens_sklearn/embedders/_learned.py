@@ -75,8 +75,8 @@ class _RowAdam(torch.optim.Optimizer):
         state["exp_avg"][rows] = exp_avg
         state["exp_avg_sq"][rows] = exp_avg_sq
         # torch.optim.Adam's formula, with each row's own step count
-        bias1 = (1 - beta1 ** step).to(param.dtype).unsqueeze(1)
-        bias2_sqrt = (1 - beta2 ** step).sqrt().to(param.dtype).unsqueeze(1)
+        bias1 = (1 - beta1**step).to(param.dtype).unsqueeze(1)
+        bias2_sqrt = (1 - beta2**step).sqrt().to(param.dtype).unsqueeze(1)
         denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(group["eps"])
         param[rows] = param[rows] - group["lr"] / bias1 * exp_avg / denom
 
@@ -162,8 +162,12 @@ class _RecoveryNet(NeuralNet):
         for optimizer in optimizers:
             optimizer.zero_grad()
         step = self.train_step_single(batch, **fit_params)
-        self.notify("on_grad_computed", batch=batch, training=True,
-                    named_parameters=TeeGenerator(self.get_all_learnable_params()))
+        self.notify(
+            "on_grad_computed",
+            batch=batch,
+            training=True,
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+        )
         for optimizer in optimizers:
             optimizer.step()
         return step
@@ -174,8 +178,10 @@ def _callbacks(n_warmup, nonnegative, verbose):
 
     callbacks = [("cosine", _RecordCosine(n_warmup))]
     if n_warmup > 0:  # sec. 3.1: MLPs alone first, then MLPs and vectors together
-        callbacks += [("warmup", Freezer("bank.*", at=1)),
-                      ("unfreeze", Unfreezer("bank.*", at=n_warmup + 1))]
+        callbacks += [
+            ("warmup", Freezer("bank.*", at=1)),
+            ("unfreeze", Unfreezer("bank.*", at=n_warmup + 1)),
+        ]
     if nonnegative:
         callbacks.append(("nonnegative", _ClampBank()))
     if verbose:
@@ -462,8 +468,12 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         check_embedding_members(embedders, "embedders", owner=self)  # errors name embedders
         check_member_inputs(self, X)  # errors about X name this estimator
         # the seed reaches the backbones built from registered names
-        self.targets_ = ConcatEmbedder(embedders, normalize=True, memory=self.memory,
-                                       random_state=None if self.random_state is None else seed)
+        self.targets_ = ConcatEmbedder(
+            embedders,
+            normalize=True,
+            memory=self.memory,
+            random_state=None if self.random_state is None else seed,
+        )
         targets = self.targets_.fit_transform(X, y)
         self.feature_groups_ = list(self.targets_.block_widths_)
         return targets
@@ -472,8 +482,11 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         """A final ReLU outputs no negative value: say so instead of silently underfitting."""
         if self.final_activation != "relu":
             return
-        names = ([name for name, _ in self.targets_.embedders_] if self.targets_ is not None
-                 else [f"block {i}" for i in range(len(self.feature_groups_))])  # "drop" left out
+        names = (
+            [name for name, _ in self.targets_.embedders_]
+            if self.targets_ is not None
+            else [f"block {i}" for i in range(len(self.feature_groups_))]
+        )  # "drop" left out
         bounds = np.cumsum([0, *self.feature_groups_])
         for name, a, b in zip(names, bounds[:-1], bounds[1:]):
             share = float(np.mean(targets[:, a:b] < 0))
@@ -482,15 +495,20 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                     f"final_activation='relu' cannot reproduce the negative values of "
                     f"{name!r} ({share:.0%} of its features are negative), so its MLP will "
                     "underfit; pass final_activation='identity' for features that can be "
-                    "negative", UserWarning,
+                    "negative",
+                    UserWarning,
                 )
 
     def _check_feature_groups(self, n_features):
         if self.feature_groups is None:
             return [n_features]
         groups = np.asarray(self.feature_groups)
-        if (groups.ndim != 1 or groups.size == 0 or groups.dtype.kind not in "iu"
-                or (groups < 1).any()):
+        if (
+            groups.ndim != 1
+            or groups.size == 0
+            or groups.dtype.kind not in "iu"
+            or (groups < 1).any()
+        ):
             raise ValueError(
                 "feature_groups must be a list of positive ints (the width of each "
                 f"backbone's block of columns), got {self.feature_groups!r}"
@@ -505,8 +523,13 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     def _train(self, init, targets, seed, device):
         n_warmup = int(self.warmup_fraction * self.max_epochs)
         with seeded_init(seed):
-            module = _Recoverer(init, self.feature_groups_, self.hidden_dim or init.shape[1],
-                                self.mlp_depth, self.final_activation)
+            module = _Recoverer(
+                init,
+                self.feature_groups_,
+                self.hidden_dim or init.shape[1],
+                self.mlp_depth,
+                self.final_activation,
+            )
         net = _RecoveryNet(
             module,
             criterion=_CosineRecoveryLoss,
@@ -554,8 +577,14 @@ class LearnedEnsembleEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         for start in range(0, len(init), self.batch_size):
             stop = start + self.batch_size
             out[start:stop] = _optimise_vectors(
-                module, init[start:stop], targets[start:stop], self.feature_groups_,
-                steps=steps, lr=self.lr, nonnegative=self.nonnegative, device=device,
+                module,
+                init[start:stop],
+                targets[start:stop],
+                self.feature_groups_,
+                steps=steps,
+                lr=self.lr,
+                nonnegative=self.nonnegative,
+                device=device,
             )
         return out
 

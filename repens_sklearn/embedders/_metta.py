@@ -33,8 +33,9 @@ _FIT_VIEW = -1
 
 
 @fill_parameter_docs
-class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
-                      BaseEstimator):
+class MeanTTAEmbedder(
+    TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Embeddings of a frozen backbone averaged over random test-time augmentations (MeTTA).
 
     For every sample ``x`` the transformer returns ``agg_s f(t_s(x))`` over S
@@ -270,7 +271,8 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         retrieval = self._is_multiscale_gem()
         auto = {"normalize_views": self.normalize_views, "normalize": self.normalize}
         self.normalize_views_, self.normalize_ = (
-            retrieval if value == "auto" else bool(value) for value in auto.values())
+            retrieval if value == "auto" else bool(value) for value in auto.values()
+        )
         if self.n_augmentations > 0 or self.fit_output == "single_view":
             self._check_policy_accepts(module, self._prepare(inputs.example()))
         self.backbone_ = module.eval().to(self._resolved_device())
@@ -339,7 +341,8 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
             if is_seeded(self.policy_):
                 self._check_policy_keeps_shape(
                     lambda x, generator: self.policy_.seeded(x, derive_seeds([0] * len(x), 0)),
-                    example)
+                    example,
+                )
             return
         try:
             # each deterministic view at its own resolution (all of them for a single view)
@@ -347,11 +350,16 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
                 view = self._standardize(self.policy_.view(example, index))
                 check_backbone_accepts(module, view, backbone_name=self._backbone_name())
         except ValueError as exc:
-            hint = (" (for a backbone that needs a fixed input size use "
-                    "policy_params={'resize_back': True})"
-                    if views_change_size(self.policy_) else "")
-            raise ValueError(f"policy={self.policy!r} cannot make views of inputs of shape "
-                             f"{tuple(example.shape[1:])}{hint}: {exc}") from exc
+            hint = (
+                " (for a backbone that needs a fixed input size use "
+                "policy_params={'resize_back': True})"
+                if views_change_size(self.policy_)
+                else ""
+            )
+            raise ValueError(
+                f"policy={self.policy!r} cannot make views of inputs of shape "
+                f"{tuple(example.shape[1:])}{hint}: {exc}"
+            ) from exc
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
@@ -422,8 +430,13 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         out = np.empty((inputs.n_samples, self.embedding_dim_), dtype=np.float32)
         batches = inputs.iter_batches(chunk, device, self.num_workers)
         with fast_inference(module, device, self._precision_dtype(device)) as forward:
-            for start, batch in tqdm(batches, total=total, desc=self._progress_label(),
-                                     disable=not self.verbose, leave=False):
+            for start, batch in tqdm(
+                batches,
+                total=total,
+                desc=self._progress_label(),
+                disable=not self.verbose,
+                leave=False,
+            ):
                 keys = content_seeds(batch, seed)
                 batch = self._prepare(batch)
                 if single:
@@ -431,10 +444,13 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
                 else:
                     acc = _accumulator(self.aggregation_)
                     for views in self._view_groups(batch, keys):
-                        acc.add(self._embed_group(forward, views).reshape(
-                            -1, len(batch), self.embedding_dim_))
+                        acc.add(
+                            self._embed_group(forward, views).reshape(
+                                -1, len(batch), self.embedding_dim_
+                            )
+                        )
                     result = acc.result()
-                out[start:start + len(batch)] = result.cpu().numpy()
+                out[start : start + len(batch)] = result.cpu().numpy()
         return out
 
     def _embed_group(self, forward, views):
@@ -479,14 +495,20 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
             return derive_seeds(keys.repeat(k), np.repeat(np.arange(first, first + k), n))
 
         if is_seeded(policy):
+
             def make(first, k):
                 return policy.seeded(batch.repeat(k, *[1] * (batch.ndim - 1)), seeds_of(first, k))
+
             return make
 
         def make_one_by_one(first, k):  # a plain policy: one call per view, its own generator
-            return torch.cat([
-                policy(batch[row % n:row % n + 1], make_generator(int(seed), batch.device))
-                for row, seed in enumerate(seeds_of(first, k).tolist())])
+            return torch.cat(
+                [
+                    policy(batch[row % n : row % n + 1], make_generator(int(seed), batch.device))
+                    for row, seed in enumerate(seeds_of(first, k).tolist())
+                ]
+            )
+
         return make_one_by_one
 
     def _embed_single_view(self, forward, batch, keys):
@@ -505,8 +527,12 @@ class MeanTTAEmbedder(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tran
         if is_seeded(policy):
             views = policy.seeded(batch, seeds)
         else:
-            views = torch.cat([policy(batch[i:i + 1], make_generator(int(seed), batch.device))
-                               for i, seed in enumerate(seeds.tolist())])
+            views = torch.cat(
+                [
+                    policy(batch[i : i + 1], make_generator(int(seed), batch.device))
+                    for i, seed in enumerate(seeds.tolist())
+                ]
+            )
         return self._embed_group(forward, views)
 
     def as_backbone(self):

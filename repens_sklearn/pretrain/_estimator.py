@@ -42,13 +42,19 @@ _PAPER_WARMUP_FRACTION = 10 / 200
 _CONFIG_FILE = "ensiam_config.json"
 # The files of a checkpoint (skorch Checkpoint's f_* arguments), named here so that resuming
 # needs no private skorch API to list them.
-_CHECKPOINT_FILES = {"f_params": "params.pt", "f_optimizer": "optimizer.pt",
-                     "f_criterion": None, "f_history": "history.json", "f_rng": "rng.pt"}
+_CHECKPOINT_FILES = {
+    "f_params": "params.pt",
+    "f_optimizer": "optimizer.pt",
+    "f_criterion": None,
+    "f_history": "history.json",
+    "f_rng": "rng.pt",
+}
 
 
 @fill_parameter_docs
-class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
-                       BaseEstimator):
+class EnSiamPretrainer(
+    TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Self-supervised pretraining of a backbone with EnSiam or SimSiam K-aug.
 
     Each sample gets ``n_views`` (K) augmented views; they pass through the
@@ -302,8 +308,9 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         module = self._build_module(encoder, seed)
         if dp is not None and self.sync_batchnorm:
             convert_sync_batchnorm(module, self._resolved_device())
-        self.net_ = self._build_net(module, policy, inputs.n_samples, X_val, y_val, checkpoint,
-                                    seed, dp)
+        self.net_ = self._build_net(
+            module, policy, inputs.n_samples, X_val, y_val, checkpoint, seed, dp
+        )
         done = self._resume(checkpoint, X, inputs, seed, dp)
         self._train(InputsDataset(inputs), done, checkpoint)
         self._end_data_parallel(dp)
@@ -320,9 +327,14 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
     def _build_module(self, encoder, seed):
         """The SimSiam network around ``encoder``: projector and predictor."""
         with seeded_init(seed + 1):  # projector/predictor draws must not repeat the encoder's
-            return SiameseNetwork(encoder, self.embedding_dim_, self.projector_dim,
-                                  self.projector_layers, self.predictor_hidden_dim,
-                                  self.preprocessor_)
+            return SiameseNetwork(
+                encoder,
+                self.embedding_dim_,
+                self.projector_dim,
+                self.projector_layers,
+                self.predictor_hidden_dim,
+                self.preprocessor_,
+            )
 
     def _build_net(self, module, policy, n_samples, X_val, y_val, checkpoint, seed, dp=None):
         """The initialised skorch net (sets ``effective_batch_size_`` and ``lr_``)."""
@@ -331,18 +343,36 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         callbacks = self._callbacks(n_samples, X_val, y_val, checkpoint)
         verbose = int(self.verbose >= 2)  # skorch's epoch table; the bar is ours
         if dp is not None:
-            dp.check_batches([self.effective_batch_size_, n_samples % self.effective_batch_size_
-                              or self.effective_batch_size_], "EnSiamPretrainer")
+            dp.check_batches(
+                [
+                    self.effective_batch_size_,
+                    n_samples % self.effective_batch_size_ or self.effective_batch_size_,
+                ],
+                "EnSiamPretrainer",
+            )
             callbacks, verbose = dp.rank_callbacks(callbacks), verbose if dp.is_main else 0
         net = SiameseNet(
-            module, criterion=SiameseLoss, criterion__n_views=self.n_views,
-            criterion__target=self.target, optimizer=torch.optim.SGD, lr=self.lr_,
-            optimizer__momentum=self.momentum, optimizer__weight_decay=self.weight_decay,
-            max_epochs=self.max_epochs, batch_size=self.effective_batch_size_,
-            train_split=None, callbacks__print_log=None, device=str(self._resolved_device()),
-            callbacks=callbacks, data_parallel=dp,
-            verbose=verbose, policy=policy, n_views=self.n_views, seed=seed,
-            num_workers=self.num_workers, bn_per_view=self.bn_per_view,
+            module,
+            criterion=SiameseLoss,
+            criterion__n_views=self.n_views,
+            criterion__target=self.target,
+            optimizer=torch.optim.SGD,
+            lr=self.lr_,
+            optimizer__momentum=self.momentum,
+            optimizer__weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs,
+            batch_size=self.effective_batch_size_,
+            train_split=None,
+            callbacks__print_log=None,
+            device=str(self._resolved_device()),
+            callbacks=callbacks,
+            data_parallel=dp,
+            verbose=verbose,
+            policy=policy,
+            n_views=self.n_views,
+            seed=seed,
+            num_workers=self.num_workers,
+            bn_per_view=self.bn_per_view,
             autocast_dtype=self._precision_dtype(self._resolved_device(), training=True),
             **self._predictor_lr_groups(),
         )
@@ -354,8 +384,12 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             if done < self.max_epochs:
                 self.net_.partial_fit(dataset, None, epochs=self.max_epochs - done)
         except NonFiniteLossError as exc:
-            kept = (f"; the last good checkpoint (epoch {done_epochs(self.net_.history)}) is "
-                    f"kept in {os.fspath(self.checkpoint_dir)!r}" if checkpoint else "")
+            kept = (
+                f"; the last good checkpoint (epoch {done_epochs(self.net_.history)}) is "
+                f"kept in {os.fspath(self.checkpoint_dir)!r}"
+                if checkpoint
+                else ""
+            )
             for fitted in [name for name in vars(self) if name.endswith("_")]:
                 delattr(self, fitted)  # the weights are not finite
             raise NonFiniteLossError(
@@ -393,8 +427,12 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         steps_per_epoch = -(-n_samples // self.effective_batch_size_)
         warmup = min(self.warmup_epochs, self.max_epochs * _PAPER_WARMUP_FRACTION)
         callbacks = [
-            ("lr_schedule", WarmupCosineLR(self.lr_, self.max_epochs * steps_per_epoch,
-                                           round(warmup * steps_per_epoch))),
+            (
+                "lr_schedule",
+                WarmupCosineLR(
+                    self.lr_, self.max_epochs * steps_per_epoch, round(warmup * steps_per_epoch)
+                ),
+            ),
             ("collapse", CollapseMonitor()),
             *self._knn_callbacks(X_val, y_val),
             *self._user_callbacks(),
@@ -402,8 +440,9 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         if checkpoint is not None:
             callbacks.append(("checkpoint", checkpoint))
         if self.verbose:  # one bar over the whole run (skorch's restarts each epoch)
-            callbacks.append(("progress", StepProgress(self.max_epochs * steps_per_epoch,
-                                                       "EnSiamPretrainer")))
+            callbacks.append(
+                ("progress", StepProgress(self.max_epochs * steps_per_epoch, "EnSiamPretrainer"))
+            )
         # last, so that the printed table holds every column recorded above
         return [*callbacks, ("log", PrintLog())]
 
@@ -418,8 +457,10 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         user = list(self.callbacks or [])
         for i, item in enumerate(user):
             callback = item[1] if isinstance(item, tuple) and len(item) == 2 else item
-            if not (isinstance(callback, Callback)
-                    or (isinstance(callback, type) and issubclass(callback, Callback))):
+            if not (
+                isinstance(callback, Callback)
+                or (isinstance(callback, type) and issubclass(callback, Callback))
+            ):
                 raise ValueError(
                     f"callbacks[{i}] must be a skorch Callback or a (name, Callback) pair, "
                     f"got {item!r}"
@@ -447,8 +488,7 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
             return None
         from skorch.callbacks import Checkpoint
 
-        return Checkpoint(monitor=None, dirname=os.fspath(self.checkpoint_dir),
-                          **_CHECKPOINT_FILES)
+        return Checkpoint(monitor=None, dirname=os.fspath(self.checkpoint_dir), **_CHECKPOINT_FILES)
 
     def _run_seed(self):
         """The run's seed; with ``random_state=None`` a checkpointed run keeps its own (resumes)."""
@@ -479,17 +519,23 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         dp.barrier()  # every rank has looked before rank 0 writes a new run's config
         if done is None and dp.is_main:
             self._load_checkpoint(checkpoint, X, inputs, seed)
-        return dp.agree(done or 0, f"the epochs done in the checkpoint in checkpoint_dir="
-                        f"{os.fspath(self.checkpoint_dir)!r} (it must be a directory every "
-                        "process sees)")
+        return dp.agree(
+            done or 0,
+            f"the epochs done in the checkpoint in checkpoint_dir="
+            f"{os.fspath(self.checkpoint_dir)!r} (it must be a directory every "
+            "process sees)",
+        )
 
     def _load_checkpoint(self, checkpoint, X, inputs, seed, write=True):
         """The epochs done in a checkpoint of this run (loaded); a new run's config is written
         when there is none (None without ``write``)."""
         config = self._run_config(X, inputs, seed)
         config_path = os.path.join(checkpoint.dirname, _CONFIG_FILE)
-        files = {key: os.path.join(checkpoint.dirname, name)
-                 for key, name in _CHECKPOINT_FILES.items() if name is not None}
+        files = {
+            key: os.path.join(checkpoint.dirname, name)
+            for key, name in _CHECKPOINT_FILES.items()
+            if name is not None
+        }
         if not all(os.path.exists(f) for f in [config_path, *files.values()]):
             if not write:
                 return None
@@ -522,8 +568,13 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         fitted backbone by its weights, a weights file by its content), the data
         by a fingerprint of all of X (image files by path, size and modification time).
         """
-        return run_identity(self, seed=seed, n_samples=inputs.n_samples,
-                            sample_shape=list(inputs.sample_shape), data=fingerprint(X))
+        return run_identity(
+            self,
+            seed=seed,
+            n_samples=inputs.n_samples,
+            sample_shape=list(inputs.sample_shape),
+            data=fingerprint(X),
+        )
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
@@ -543,8 +594,9 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
         inputs = self._transform_inputs(X)
         device = self._resolved_device()
         encoder = module_on(self.net_.module_.encoder, device)
-        return self._embed(encoder, inputs, device, desc="EnSiam embedding",
-                           verbose=self.verbose >= 2)
+        return self._embed(
+            encoder, inputs, device, desc="EnSiam embedding", verbose=self.verbose >= 2
+        )
 
     def as_backbone(self):
         """A deep copy of the trained encoder (eval mode, CPU) with ``.embedding_dim``."""
@@ -565,4 +617,3 @@ class EnSiamPretrainer(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Tra
 def done_epochs(history):
     """Epochs that ran to the end (an interrupted epoch has no ``train_loss``)."""
     return int(sum("train_loss" in row for row in history))
-

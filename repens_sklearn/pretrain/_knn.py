@@ -8,8 +8,9 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def weighted_knn_accuracy(train_emb, y_train, test_emb=None, y_test=None, *, k=200,
-                          temperature=0.1, batch_size=1024):
+def weighted_knn_accuracy(
+    train_emb, y_train, test_emb=None, y_test=None, *, k=200, temperature=0.1, batch_size=1024
+):
     """Accuracy of a cosine kNN vote weighted by ``exp(sim / temperature)``.
 
     Without ``test_emb`` the accuracy is leave-one-out on the training set
@@ -28,7 +29,7 @@ def weighted_knn_accuracy(train_emb, y_train, test_emb=None, y_test=None, *, k=2
         raise ValueError("weighted kNN needs at least 2 labelled samples")
     predictions = []
     for start in range(0, len(queries), batch_size):
-        sim = queries[start:start + batch_size] @ bank.T
+        sim = queries[start : start + batch_size] @ bank.T
         if loo:
             rows = torch.arange(len(sim))
             sim[rows, rows + start] = -float("inf")

@@ -1,4 +1,7 @@
-"""The SimSiam K-aug and EnSiam losses ("EnSiam: Self-Supervised Learning With Ensemble Representations", eq. 2 and eq. 4-5)."""
+"""The SimSiam K-aug and EnSiam losses.
+
+From "EnSiam: Self-Supervised Learning With Ensemble Representations", eq. 2 and eq. 4-5.
+"""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def projection_mlp(in_dim, dim=2048, n_layers=2):
 
 
 def prediction_mlp(dim=2048, hidden_dim=512):
-    """SimSiam's 2-layer bottleneck predictor ``dim -> hidden_dim -> dim`` (EnSiam paper sec. 4.1)."""
+    """SimSiam's 2-layer bottleneck predictor ``dim -> hidden_dim -> dim`` (EnSiam sec. 4.1)."""
     return nn.Sequential(
         nn.Linear(dim, hidden_dim, bias=False),
         nn.BatchNorm1d(hidden_dim),
@@ -39,8 +39,15 @@ class SiameseNetwork(nn.Module):
     the predictions ``g(f)``, both ``(n, projector_dim)``.
     """
 
-    def __init__(self, encoder, embedding_dim, projector_dim=2048, projector_layers=2,
-                 predictor_hidden_dim=512, preprocessor=None):
+    def __init__(
+        self,
+        encoder,
+        embedding_dim,
+        projector_dim=2048,
+        projector_layers=2,
+        predictor_hidden_dim=512,
+        preprocessor=None,
+    ):
         super().__init__()
         # a pretrained encoder's preprocessing (prepare / standardize around the views)
         self.preprocessor = preprocessing_or_identity(preprocessor)

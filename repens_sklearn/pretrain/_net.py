@@ -40,8 +40,18 @@ class SiameseNet(NeuralNet):
     device and sends all of them through the network in one forward pass.
     """
 
-    def __init__(self, *args, policy, n_views, seed=0, num_workers=0, bn_per_view=False,
-                 autocast_dtype=None, data_parallel=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        policy,
+        n_views,
+        seed=0,
+        num_workers=0,
+        bn_per_view=False,
+        autocast_dtype=None,
+        data_parallel=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         # a repens_sklearn._distributed.DataParallel: this rank's share of every batch
         self.data_parallel = data_parallel
@@ -60,7 +70,8 @@ class SiameseNet(NeuralNet):
         self.ddp_forward_ = None
         if self.data_parallel is not None:  # DDP around the forward of all K views
             self.ddp_forward_ = self.data_parallel.wrap(
-                _ViewsForward(self.module_, self.n_views, self.bn_per_view))
+                _ViewsForward(self.module_, self.n_views, self.bn_per_view)
+            )
         return self
 
     def release_data_parallel(self):
@@ -71,9 +82,14 @@ class SiameseNet(NeuralNet):
         if not training:
             return super().get_iterator(dataset, training=False)
         if self.data_parallel is None:
-            return make_loader(dataset, self.batch_size, shuffle=True,
-                               generator=self.shuffle_generator_, num_workers=self.num_workers,
-                               device=self.device)
+            return make_loader(
+                dataset,
+                self.batch_size,
+                shuffle=True,
+                generator=self.shuffle_generator_,
+                num_workers=self.num_workers,
+                device=self.device,
+            )
         self.n_train_ = len(dataset)
         return self._sharded_loader(dataset)
 
@@ -84,10 +100,15 @@ class SiameseNet(NeuralNet):
         workers = {"persistent_workers": False, "prefetch_factor": 2} if self.num_workers else {}
         # generator too: each epoch's iterator draws its workers' base seed from it, as in
         # one process
-        return InputsLoader(dataset, batch_sampler=ShardBatchSampler(batches, self.data_parallel),
-                            generator=self.shuffle_generator_, collate_fn=keep_batch,
-                            num_workers=self.num_workers,
-                            pin_memory=torch.device(self.device).type == "cuda", **workers)
+        return InputsLoader(
+            dataset,
+            batch_sampler=ShardBatchSampler(batches, self.data_parallel),
+            generator=self.shuffle_generator_,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            pin_memory=torch.device(self.device).type == "cuda",
+            **workers,
+        )
 
     def global_batch(self):
         """``(offset, total)``: this rank's first row in the current global batch, its size."""
@@ -105,8 +126,12 @@ class SiameseNet(NeuralNet):
         """
         preprocessor = self.module_.preprocessor
         x = preprocessor.prepare(x)
-        views = torch.cat([draw_shard(self.policy, x, self.augment_generator_, shard)
-                           for _ in range(self.n_views)])
+        views = torch.cat(
+            [
+                draw_shard(self.policy, x, self.augment_generator_, shard)
+                for _ in range(self.n_views)
+            ]
+        )
         return preprocessor.standardize(views)
 
     def forward_views(self, views):
@@ -137,8 +162,11 @@ class SiameseNet(NeuralNet):
             )
         loss.backward()
         self.history.record_batch("collapse_std", _collapse_std(z[: len(x)], dp))
-        return {"loss": reported, "y_pred": z,
-                "global_batch_size": None if shard is None else shard[1]}
+        return {
+            "loss": reported,
+            "y_pred": z,
+            "global_batch_size": None if shard is None else shard[1],
+        }
 
 
 def _forward_views(module, views, n_views, per_view):
@@ -166,7 +194,8 @@ def _collapse_std(z, dp):
     z = torch.nn.functional.normalize(z.detach().float(), dim=1)
     count = torch.tensor([len(z)], dtype=z.dtype, device=z.device)
     n, total, squares = dp.sum(torch.cat([count, z.sum(0), (z * z).sum(0)])).split(
-        [1, z.shape[1], z.shape[1]])
+        [1, z.shape[1], z.shape[1]]
+    )
     var = (squares - total * total / n) / (n - 1)
     return var.clamp_min(0).sqrt().mean().item()
 
@@ -238,8 +267,17 @@ class KNNMonitor(Callback):
     layers use their running statistics), after every ``every`` epochs.
     """
 
-    def __init__(self, inputs, y, k=200, temperature=0.1, every=1, batch_size=256,
-                 preprocessor=None, dtype=None):
+    def __init__(
+        self,
+        inputs,
+        y,
+        k=200,
+        temperature=0.1,
+        every=1,
+        batch_size=256,
+        preprocessor=None,
+        dtype=None,
+    ):
         self.inputs = inputs
         self.dtype = dtype
         self.preprocessor = preprocessor
@@ -252,7 +290,13 @@ class KNNMonitor(Callback):
     def on_epoch_end(self, net, **kwargs):
         if len(net.history) % self.every:
             return
-        emb = embed_inputs(net.module_.encoder, self.inputs, batch_size=self.batch_size,
-                           device=net.device, preprocessor=self.preprocessor, dtype=self.dtype)
+        emb = embed_inputs(
+            net.module_.encoder,
+            self.inputs,
+            batch_size=self.batch_size,
+            device=net.device,
+            preprocessor=self.preprocessor,
+            dtype=self.dtype,
+        )
         acc = weighted_knn_accuracy(emb, self.y, k=self.k, temperature=self.temperature)
         net.history.record("knn_acc", acc)

@@ -35,8 +35,16 @@ def ensemble_score(proba, y_idx, scoring):
     return float((np.argmax(proba, axis=1) == y_idx).mean())
 
 
-def greedy_selection(P, y_idx, *, max_size=15, scoring="log_loss", replacement=False,
-                     bootstrap_fraction=None, random_state=None):
+def greedy_selection(
+    P,
+    y_idx,
+    *,
+    max_size=15,
+    scoring="log_loss",
+    replacement=False,
+    bootstrap_fraction=None,
+    random_state=None,
+):
     """Greedy forward selection of ensemble members (Caruana et al., 2004).
 
     Parameters
@@ -74,8 +82,9 @@ def greedy_selection(P, y_idx, *, max_size=15, scoring="log_loss", replacement=F
         raise ValueError(f"max_size must be an integer >= 1; got {max_size!r}")
     P, y_idx = _check_selection_inputs(P, y_idx)
     n_candidates, n_samples, _ = P.shape
-    rng = np.random.default_rng(random_state) if not hasattr(random_state, "choice") \
-        else random_state
+    rng = (
+        np.random.default_rng(random_state) if not hasattr(random_state, "choice") else random_state
+    )
     total = np.zeros(P.shape[1:])
     used = np.zeros(n_candidates, dtype=bool)
     everyone = np.arange(n_samples)
@@ -114,8 +123,7 @@ def _check_selection_inputs(P, y_idx):
     y_idx = column_or_1d(y_idx)
     if len(y_idx) != P.shape[1]:
         raise ValueError(f"y_idx holds {len(y_idx)} labels but P holds {P.shape[1]} samples")
-    if not np.issubdtype(y_idx.dtype, np.integer) or y_idx.min() < 0 \
-            or y_idx.max() >= P.shape[2]:
+    if not np.issubdtype(y_idx.dtype, np.integer) or y_idx.min() < 0 or y_idx.max() >= P.shape[2]:
         raise ValueError(
             f"y_idx must hold class indices (integers in [0, {P.shape[2]})) into the columns "
             f"of P; got {y_idx.dtype} values from {y_idx.min()} to {y_idx.max()}"

@@ -66,8 +66,15 @@ class EnsembleCurveDisplay:
     >>> disp.plot()  # doctest: +SKIP
     """
 
-    def __init__(self, validation_curve, *, scoring="log_loss", candidate_scores=None,
-                 ensemble=None, name=None):
+    def __init__(
+        self,
+        validation_curve,
+        *,
+        scoring="log_loss",
+        candidate_scores=None,
+        ensemble=None,
+        name=None,
+    ):
         self.validation_curve = validation_curve
         self.scoring = scoring
         self.candidate_scores = candidate_scores
@@ -88,9 +95,13 @@ class EnsembleCurveDisplay:
                 f"(with {', '.join(missing)}); got {type(estimator).__name__} without them. "
                 "Call fit first."
             )
-        disp = cls(estimator.validation_curve_, scoring=getattr(estimator, "scoring", "score"),
-                   candidate_scores=getattr(estimator, "candidate_scores_", None),
-                   ensemble=list(estimator.ensemble_), name=name or type(estimator).__name__)
+        disp = cls(
+            estimator.validation_curve_,
+            scoring=getattr(estimator, "scoring", "score"),
+            candidate_scores=getattr(estimator, "candidate_scores_", None),
+            ensemble=list(estimator.ensemble_),
+            name=name or type(estimator).__name__,
+        )
         return disp.plot(ax=ax, **(plot_kw or {}))
 
     def plot(self, *, ax=None, annotate=True):
@@ -108,20 +119,36 @@ class EnsembleCurveDisplay:
         lower = _lower_is_better(self.scoring)
         (self.line_,) = ax.plot(sizes, curve, marker="o", label=self.name or "greedy ensemble")
         best = int(np.argmin(curve) if lower else np.argmax(curve))
-        self.best_point_ = ax.scatter([sizes[best]], [curve[best]], s=120, facecolors="none",
-                                      edgecolors="red", zorder=3, label=f"best size {best + 1}")
+        self.best_point_ = ax.scatter(
+            [sizes[best]],
+            [curve[best]],
+            s=120,
+            facecolors="none",
+            edgecolors="red",
+            zorder=3,
+            label=f"best size {best + 1}",
+        )
         self.best_candidate_line_ = None
         if self.candidate_scores:
             vals = dict(self.candidate_scores)
             top = min(vals, key=vals.get) if lower else max(vals, key=vals.get)
-            self.best_candidate_line_ = ax.axhline(vals[top], ls="--", color="gray",
-                                                   label=f"best single: {top}")
+            self.best_candidate_line_ = ax.axhline(
+                vals[top], ls="--", color="gray", label=f"best single: {top}"
+            )
         if annotate and self.ensemble is not None:
             for s, v, pick in zip(sizes, curve, self.ensemble):
-                ax.annotate(str(pick), (s, v), textcoords="offset points", xytext=(0, 6),
-                            ha="center", fontsize="x-small")
-        ax.set(xlabel="ensemble size (greedy picks)",
-               ylabel=f"validation {self.scoring}" + (" (lower is better)" if lower else ""))
+                ax.annotate(
+                    str(pick),
+                    (s, v),
+                    textcoords="offset points",
+                    xytext=(0, 6),
+                    ha="center",
+                    fontsize="x-small",
+                )
+        ax.set(
+            xlabel="ensemble size (greedy picks)",
+            ylabel=f"validation {self.scoring}" + (" (lower is better)" if lower else ""),
+        )
         ax.legend(fontsize="small")
         self.ax_, self.figure_ = ax, fig
         return self
@@ -155,8 +182,9 @@ class SelectionDisplay:
     >>> disp.plot()  # doctest: +SKIP
     """
 
-    def __init__(self, scores, *, selected=None, ranking=None,
-                 score_name="leave-one-out kNN accuracy"):
+    def __init__(
+        self, scores, *, selected=None, ranking=None, score_name="leave-one-out kNN accuracy"
+    ):
         self.scores = scores
         self.selected = selected
         self.ranking = ranking
@@ -164,15 +192,18 @@ class SelectionDisplay:
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None, plot_kw=None):
-        """Read a fitted ``TransferabilitySelector`` (``scores_``, ``ranking_``, ``selected_``); plot."""
+        """Plot a fitted ``TransferabilitySelector``'s ``scores_``, ``ranking_``, ``selected_``."""
         if not hasattr(estimator, "scores_"):
             raise ValueError(
                 "SelectionDisplay.from_estimator needs a fitted TransferabilitySelector (with "
                 f"scores_); got {type(estimator).__name__} without it. Call fit first."
             )
-        disp = cls(dict(estimator.scores_), selected=list(getattr(estimator, "selected_", [])),
-                   ranking=list(getattr(estimator, "ranking_", None) or []) or None,
-                   score_name=score_label(getattr(estimator, "scoring", "knn_loo")))
+        disp = cls(
+            dict(estimator.scores_),
+            selected=list(getattr(estimator, "selected_", [])),
+            ranking=list(getattr(estimator, "ranking_", None) or []) or None,
+            score_name=score_label(getattr(estimator, "scoring", "knn_loo")),
+        )
         return disp.plot(ax=ax, **(plot_kw or {}))
 
     def plot(self, *, ax=None, color="tab:blue", other_color="lightgray"):
@@ -199,10 +230,16 @@ class SelectionDisplay:
         colors = [color if n in selected else other_color for n in order]
         self.bars_ = ax.barh(order, values, color=colors)
         for bar, v in zip(self.bars_, values):
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.3f}",
-                    va="center", fontsize="small")
-        ax.set(xlabel=self.score_name,
-               title=f"{len(selected)} of {len(scores)} candidates selected")
+            ax.text(
+                bar.get_width(),
+                bar.get_y() + bar.get_height() / 2,
+                f" {v:.3f}",
+                va="center",
+                fontsize="small",
+            )
+        ax.set(
+            xlabel=self.score_name, title=f"{len(selected)} of {len(scores)} candidates selected"
+        )
         if min(values) >= 0 and max(values) <= 1:  # accuracies: the whole [0, 1] range
             ax.set_xlim(0, 1.1)
         self.ax_, self.figure_ = ax, fig

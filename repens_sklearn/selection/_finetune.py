@@ -72,8 +72,16 @@ class _FineTuneModule(nn.Module):
     # batch of total, and draws the augmentations they get in one process
     shard = None
 
-    def __init__(self, backbone, embedding_dim, n_classes, policy=None, seed=0, preprocessor=None,
-                 head_init="default"):
+    def __init__(
+        self,
+        backbone,
+        embedding_dim,
+        n_classes,
+        policy=None,
+        seed=0,
+        preprocessor=None,
+        head_init="default",
+    ):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(embedding_dim, n_classes)
@@ -378,8 +386,15 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         if policy is not None:
             self._check_policy_keeps_shape(policy, self._prepare(inputs.example()))
         with seeded_init(seed + 1):  # the head's draws must not repeat the backbone's
-            module = _FineTuneModule(backbone, self.embedding_dim_, len(self.classes_), policy,
-                                     seed, self.preprocessor_, self.head_init)
+            module = _FineTuneModule(
+                backbone,
+                self.embedding_dim_,
+                len(self.classes_),
+                policy,
+                seed,
+                self.preprocessor_,
+                self.head_init,
+            )
         device = self._resolved_device()
         net = _FiniteLossNet(
             module,
@@ -424,11 +439,13 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         dp.check_batches([self.batch_size], "FineTuneClassifier")
         offset, size = dp.share(self.batch_size)
         net.data_parallel = dp
-        net.set_params(iterator_train__batch_size=size,
-                       callbacks=dp.rank_callbacks(net.callbacks),  # rank 0 alone prints
-                       verbose=net.verbose if dp.is_main else 0)
+        net.set_params(
+            iterator_train__batch_size=size,
+            callbacks=dp.rank_callbacks(net.callbacks),  # rank 0 alone prints
+            verbose=net.verbose if dp.is_main else 0,
+        )
         net.module.shard = (offset, self.batch_size)
-        return order.reshape(self.max_steps, self.batch_size)[:, offset:offset + size].ravel()
+        return order.reshape(self.max_steps, self.batch_size)[:, offset : offset + size].ravel()
 
     def _check_finite_state(self):
         """The last step (or the BatchNorm pass) can overflow the weights with a finite loss."""
@@ -453,8 +470,9 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         module = self.net_.module_
         policy, module.policy = module.policy, None  # statistics of the plain inputs
         try:
-            loader = make_loader(InputsDataset(inputs), self.batch_size,
-                                 num_workers=self.num_workers, device=device)
+            loader = make_loader(
+                InputsDataset(inputs), self.batch_size, num_workers=self.num_workers, device=device
+            )
             update_bn(loader, module, device=device)
         finally:
             module.policy = policy
@@ -473,8 +491,14 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             factor = self.schedule
         else:
             factor = PaperSchedule(self.max_steps) if self.schedule == "paper" else _Constant()
-        callbacks = [("lr_schedule", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR,
-                                                 lr_lambda=factor, step_every="batch"))]
+        callbacks = [
+            (
+                "lr_schedule",
+                LRScheduler(
+                    policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=factor, step_every="batch"
+                ),
+            )
+        ]
         if self.verbose:  # one bar over every step (skorch's restarts each epoch)
             callbacks.append(("progress", StepProgress(self.max_steps, "FineTuneClassifier")))
         return callbacks
@@ -503,8 +527,9 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         device = torch.device(self.net_.device)
         self.net_.inference_dtype = dtype = self._precision_dtype(device)
         with fast_inference(self.net_.module_, device, dtype):
-            proba = np.asarray(self.net_.predict_proba(InputsDataset(inputs, no_labels)),
-                               dtype=np.float64)
+            proba = np.asarray(
+                self.net_.predict_proba(InputsDataset(inputs, no_labels)), dtype=np.float64
+            )
         bad = ~np.isfinite(proba).all(axis=1)
         if bad.any():  # argmax of a NaN row would silently say classes_[0]
             raise NonFiniteOutputError(
@@ -556,8 +581,7 @@ PAPER_RECIPE = {
 }
 
 
-def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), *, augment=True,
-                        **params):
+def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), *, augment=True, **params):
     """The paper's default fine-tuning sweep for several backbones (appendix A.1.1).
 
     Every backbone is fine-tuned with every learning rate and schedule length
@@ -610,8 +634,9 @@ def make_finetune_sweep(backbones, lrs=(0.1, 0.01), steps=(2500, 10000), *, augm
             backbone, extra = backbone.backbone, backbone.params
         for lr in lrs:
             for n in steps:
-                est = FineTuneClassifier(backbone, lr=lr, max_steps=n,
-                                         **{**recipe, **extra, **params})
+                est = FineTuneClassifier(
+                    backbone, lr=lr, max_steps=n, **{**recipe, **extra, **params}
+                )
                 sweep.append((f"{name}-lr{lr:g}-steps{n}", est))
     return sweep
 

@@ -148,9 +148,21 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         "verbose": PARAMETER_CONSTRAINTS["verbose"],
     }
 
-    def __init__(self, estimators, *, max_size=15, scoring="log_loss", replacement=False,
-                 validation_fraction=0.2, bootstrap_fraction=None, calibration=None,
-                 refit=True, n_jobs=None, random_state=None, verbose=False):
+    def __init__(
+        self,
+        estimators,
+        *,
+        max_size=15,
+        scoring="log_loss",
+        replacement=False,
+        validation_fraction=0.2,
+        bootstrap_fraction=None,
+        calibration=None,
+        refit=True,
+        n_jobs=None,
+        random_state=None,
+        verbose=False,
+    ):
         self.estimators = estimators
         self.max_size = max_size
         self.scoring = scoring
@@ -193,8 +205,9 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         X_tr, X_val = _safe_indexing(X, train), _safe_indexing(X, val)
         y_val_idx = np.searchsorted(self.classes_, y[val])
         results = make_parallel(self.n_jobs, self.verbose, "fitting candidates")(
-            delayed(_fit_candidate)(name, clone(est), X_tr, y[train], X_val, y[val],
-                                    self.classes_, self.calibration)
+            delayed(_fit_candidate)(
+                name, clone(est), X_tr, y[train], X_val, y[val], self.classes_, self.calibration
+            )
             for name, est in candidates
         )
         candidates, results = self._drop_unusable(candidates, results)
@@ -204,8 +217,12 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
             name: ensemble_score(P[m], y_val_idx, self.scoring) for m, name in enumerate(names)
         }
         picks, self.validation_curve_ = greedy_selection(
-            P, y_val_idx, max_size=self.max_size, scoring=self.scoring,
-            replacement=self.replacement, bootstrap_fraction=self.bootstrap_fraction,
+            P,
+            y_val_idx,
+            max_size=self.max_size,
+            scoring=self.scoring,
+            replacement=self.replacement,
+            bootstrap_fraction=self.bootstrap_fraction,
             random_state=rng,
         )
         picks = picks[: best_size(self.validation_curve_, self.scoring)]
@@ -215,8 +232,15 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         self.weights_ = np.asarray([counts[m] for m in members], dtype=np.float64) / len(picks)
         if self.refit:
             fitted = make_parallel(self.n_jobs, self.verbose, "refitting members")(
-                delayed(_refit_member)(names[m], clone(candidates[m][1]), X, y, self.classes_,
-                                       self.calibration, self._refit_cv(y, seed_from(rng)))
+                delayed(_refit_member)(
+                    names[m],
+                    clone(candidates[m][1]),
+                    X,
+                    y,
+                    self.classes_,
+                    self.calibration,
+                    self._refit_cv(y, seed_from(rng)),
+                )
                 for m in members
             )
         else:
@@ -231,16 +255,22 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         ``results`` holds ``(estimator, proba, reason)``; ``reason`` is None for a
         usable candidate. Sets ``dropped_candidates_``.
         """
-        self.dropped_candidates_ = {name: reason for (name, _), (_, _, reason)
-                                    in zip(candidates, results) if reason is not None}
+        self.dropped_candidates_ = {
+            name: reason
+            for (name, _), (_, _, reason) in zip(candidates, results)
+            if reason is not None
+        }
         if len(self.dropped_candidates_) == len(candidates):
-            why = "; ".join(f"{name!r}: {reason}" for name, reason in
-                            self.dropped_candidates_.items())
-            raise ValueError(f"every candidate was left out, so there is no ensemble to "
-                             f"build: {why}")
+            why = "; ".join(
+                f"{name!r}: {reason}" for name, reason in self.dropped_candidates_.items()
+            )
+            raise ValueError(
+                f"every candidate was left out, so there is no ensemble to build: {why}"
+            )
         for name, reason in self.dropped_candidates_.items():
-            warn(f"candidate {name!r} is left out of the ensemble: {reason}",
-                 CandidateDroppedWarning)
+            warn(
+                f"candidate {name!r} is left out of the ensemble: {reason}", CandidateDroppedWarning
+            )
         kept = [i for i, (_, _, reason) in enumerate(results) if reason is None]
         return [candidates[i] for i in kept], [results[i][:2] for i in kept]
 
@@ -267,8 +297,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
                 f"{n - n_val} for training and {n_val} for validation, but each part must "
                 f"hold every one of the {n_classes} classes"
             )
-        train, val = train_test_split(np.arange(n), test_size=n_val, stratify=y,
-                                      random_state=seed)
+        train, val = train_test_split(np.arange(n), test_size=n_val, stratify=y, random_state=seed)
         missing = np.setdiff1d(self.classes_, y[val])
         if len(missing):
             raise ValueError(
@@ -333,9 +362,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, NamedMembers):
         try:
             check_is_fitted(self)
         except Exception as exc:
-            raise AttributeError(
-                f"{type(self).__name__} has no n_features_in_ before fit"
-            ) from exc
+            raise AttributeError(f"{type(self).__name__} has no n_features_in_ before fit") from exc
         return self.estimators_[0].n_features_in_
 
     def __sklearn_is_fitted__(self):

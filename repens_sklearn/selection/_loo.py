@@ -115,6 +115,7 @@ def loo_knn_accuracy(Z, y, *, n_neighbors=1, metric="euclidean", block_size=None
     See :func:`loo_knn_predict`; ``y`` may hold any labels.
     """
     _, y_idx = np.unique(np.asarray(y), return_inverse=True)
-    y_pred = loo_knn_predict(Z, y_idx, n_neighbors=n_neighbors, metric=metric,
-                             block_size=block_size)
+    y_pred = loo_knn_predict(
+        Z, y_idx, n_neighbors=n_neighbors, metric=metric, block_size=block_size
+    )
     return float(np.mean(y_pred == y_idx))

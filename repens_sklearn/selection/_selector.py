@@ -230,9 +230,20 @@ class TransferabilitySelector(TransformerMixin, NamedMembers):
         "verbose": PARAMETER_CONSTRAINTS["verbose"],
     }
 
-    def __init__(self, candidates, *, scoring="knn_loo", n_neighbors=1, metric="euclidean",
-                 n_select=15, threshold=None, memory=None, n_jobs=None, random_state=None,
-                 verbose=False):
+    def __init__(
+        self,
+        candidates,
+        *,
+        scoring="knn_loo",
+        n_neighbors=1,
+        metric="euclidean",
+        n_select=15,
+        threshold=None,
+        memory=None,
+        n_jobs=None,
+        random_state=None,
+        verbose=False,
+    ):
         self.candidates = candidates
         self.scoring = scoring
         self.n_neighbors = n_neighbors
@@ -280,8 +291,9 @@ class TransferabilitySelector(TransformerMixin, NamedMembers):
         self.scores_ = {name: s for name, (_, (s, _)) in zip(names, results)}
         if isinstance(self.scoring, list):  # one row per scoring, aggregated by mean rank
             table = np.array([self.scores_[name] for name in names]).T
-            self.component_scores_ = {_scoring_name(s): dict(zip(names, row))
-                                      for s, row in zip(scorings, table.tolist())}
+            self.component_scores_ = {
+                _scoring_name(s): dict(zip(names, row)) for s, row in zip(scorings, table.tolist())
+            }
             self.scores_ = dict(zip(names, mean_rank_score(table).tolist()))
         self.embedding_widths_ = {name: width for name, (_, (_, width)) in zip(names, results)}
         fitted = {name: est for name, (est, _) in zip(names, results)}
@@ -338,8 +350,9 @@ class TransferabilitySelector(TransformerMixin, NamedMembers):
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
-        names = [f"{name}__{i}" for name in self.selected_
-                 for i in range(self.embedding_widths_[name])]
+        names = [
+            f"{name}__{i}" for name in self.selected_ for i in range(self.embedding_widths_[name])
+        ]
         return np.asarray(names, dtype=object)
 
     def __sklearn_tags__(self):
@@ -426,9 +439,11 @@ def _rank(scores):
     return [names[i] for i in order]
 
 
-@deprecated("it was renamed TransferabilitySelector in 0.2 (it ranks by any transferability "
-            "score; scoring='knn_loo' is the paper's kNN model selection) and will be removed "
-            "in 0.3.")
+@deprecated(
+    "it was renamed TransferabilitySelector in 0.2 (it ranks by any transferability "
+    "score; scoring='knn_loo' is the paper's kNN model selection) and will be removed "
+    "in 0.3."
+)
 class KNNModelSelector(TransferabilitySelector):
     pass
 

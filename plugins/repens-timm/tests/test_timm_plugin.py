@@ -41,8 +41,11 @@ def test_embedding_dim_is_the_output_width_when_a_layer_follows_pooling(timm_reg
 
 
 RESNET18_CFG = {  # timm's default pretrained tag for resnet18: resnet18.a1_in1k
-    "input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-    "interpolation": "bicubic", "crop_pct": 0.95,
+    "input_size": (3, 224, 224),
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+    "interpolation": "bicubic",
+    "crop_pct": 0.95,
 }
 
 
@@ -52,6 +55,7 @@ def _preprocessing(cfg):
 
 def test_timm_local_weights_and_errors(timm_registered, tmp_path):
     import timm
+
     source = timm.create_model("resnet18", pretrained=False, num_classes=10)
     path = tmp_path / "resnet18.pth"
     torch.save(source.state_dict(), path)  # a classifier checkpoint: its head is dropped
@@ -72,6 +76,7 @@ def test_random_timm_model_has_no_pretrained_cfg(timm_registered):
 def offline_hub(tmp_path, monkeypatch):
     """No network: Hugging Face hub in offline mode, empty hub and torch caches."""
     import huggingface_hub.constants
+
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -83,6 +88,7 @@ def offline_hub(tmp_path, monkeypatch):
 def _saved_random_resnet18(path):
     import timm
     from safetensors.torch import save_file
+
     torch.manual_seed(1)
     source = timm.create_model("resnet18", pretrained=False).eval()
     if path.suffix == ".safetensors":
@@ -113,7 +119,9 @@ def test_pretrained_loads_a_cached_hub_checkpoint_without_network(timm_registere
 def test_pretrained_file_through_timm_overlay_adapts_channels(timm_registered, tmp_path):
     source = _saved_random_resnet18(tmp_path / "r18.safetensors")
     overlay = {"file": str(tmp_path / "r18.safetensors")}
-    net = create_backbone("timm/resnet18", in_chans=1, pretrained=True, pretrained_cfg_overlay=overlay)
+    net = create_backbone(
+        "timm/resnet18", in_chans=1, pretrained=True, pretrained_cfg_overlay=overlay
+    )
     assert torch.allclose(net.conv1.weight, source.conv1.weight.sum(1, keepdim=True))
     assert net.pretrained_cfg["input_size"] == (1, 224, 224)
     assert net.pretrained_cfg["mean"] == pytest.approx((sum(RESNET18_CFG["mean"]) / 3,))
@@ -121,9 +129,13 @@ def test_pretrained_file_through_timm_overlay_adapts_channels(timm_registered, t
 
 def test_pretrained_without_cache_offline_is_one_clear_error(timm_registered, offline_hub):
     import time
+
     start = time.perf_counter()
-    with pytest.raises(FileNotFoundError, match=r"timm's pretrained weights for 'resnet18' are not in the "
-                       r"local cache.*Download them once.*weights=<a local checkpoint file>"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"timm's pretrained weights for 'resnet18' are not in the "
+        r"local cache.*Download them once.*weights=<a local checkpoint file>",
+    ):
         create_backbone("timm/resnet18", pretrained=True, cache_dir=str(offline_hub))
     assert time.perf_counter() - start < 10
     assert not any(offline_hub.rglob("*.safetensors"))
@@ -132,15 +144,20 @@ def test_pretrained_without_cache_offline_is_one_clear_error(timm_registered, of
 def test_weights_file_of_another_model_names_the_missing_keys(timm_registered, tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"foo.weight": torch.zeros(1)}, path)
-    with pytest.raises(ValueError, match=r"other\.pth' do not match timm model 'resnet18': missing keys \['conv1"):
+    with pytest.raises(
+        ValueError, match=r"other\.pth' do not match timm model 'resnet18': missing keys \['conv1"
+    ):
         create_backbone("timm/resnet18", weights=str(path))
 
 
 def test_pretrained_loads_from_the_torch_hub_cache_too(timm_registered, offline_hub, monkeypatch):
     import huggingface_hub.constants
+
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(offline_hub))
     checkpoints = offline_hub.parent / "torch" / "hub" / "checkpoints"  # TORCH_HOME of offline_hub
     checkpoints.mkdir(parents=True)
-    source = _saved_random_resnet18(checkpoints / "resnet18_a1_0-d63eafa0.pth")  # timm's url for resnet18
+    source = _saved_random_resnet18(
+        checkpoints / "resnet18_a1_0-d63eafa0.pth"
+    )  # timm's url for resnet18
     net = create_backbone("timm/resnet18", pretrained=True)
     _assert_same_backbone_weights(net, source)
