@@ -16,12 +16,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 import repens_sklearn
-from repens_sklearn import (
-    ConcatEmbedder,
-    LearnedEnsembleEmbedder,
-    MeanTTAEmbedder,
-    TransferabilitySelector,
-)
+from repens_sklearn import ConcatEmbedder, LearnedEnsembleEmbedder, MeanTTAEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "repens_sklearn"
@@ -51,7 +46,7 @@ def _both(owner, old, new):
 
 
 def test_knn_model_selector_is_a_deprecated_transferability_selector(Xy):
-    from repens_sklearn.selection import KNNModelSelector
+    from repens_sklearn.selection import KNNModelSelector, TransferabilitySelector
 
     assert repens_sklearn.KNNModelSelector is KNNModelSelector
     assert {"KNNModelSelector", "TransferabilitySelector"} <= set(repens_sklearn.__all__)
