@@ -17,8 +17,8 @@ DOCS = ROOT / "docs"
 
 # The two set-up commands; .ci/run and the people who copy them rely on these exact lines.
 TWO_COMMANDS = [
-    "bash scripts/install.sh && .venv/bin/repens demo   # main job: all five methods on "
-    "digits + a pretrained zoo, report folder",
+    "bash scripts/install.sh && .venv/bin/repens demo   # main job: the five methods on "
+    "Fashion-MNIST (else digits) + a pretrained zoo, report folder",
     "bash scripts/install.sh && bash scripts/test.sh    # tests",
 ]
 
