@@ -28,6 +28,7 @@ mismatch the same way for every kind of run.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -163,6 +164,10 @@ class _Hasher:
             self.add(getattr(obj, "module_", None))
         elif hasattr(obj, "get_params") and not isinstance(obj, type):
             self._add_estimator(obj)
+        elif inspect.ismethod(obj):  # a bound method computes with its object's state
+            self.token("method")
+            self.add(obj.__self__)
+            self._add_function(obj.__func__)
         elif _is_plain_function(obj):
             self._add_function(obj)
         else:
@@ -210,7 +215,10 @@ class _Hasher:
         cls = type(module)
         self.token("module", cls.__module__, cls.__qualname__, _stable_repr(module))
         self.add(getattr(module, "pretrained_cfg", None))
-        for name, value in module.state_dict().items():
+        state = dict(module.state_dict())
+        # non-persistent buffers are left out of state_dict but change the outputs
+        state.update({k: v for k, v in module.named_buffers() if k not in state})
+        for name, value in state.items():
             self.token("state", name)
             self.add(value)
 
@@ -222,6 +230,7 @@ class _Hasher:
         except Exception:  # not scikit-learn's get_params
             params = None
         if isinstance(params, dict):
+            names = set(params)
             params = {k: v for k, v in params.items() if k not in self.ignore_params}
             self._params_depth += 1
             try:
@@ -231,27 +240,30 @@ class _Hasher:
         else:
             self._add_other(est)
             return
-        fitted = (
-            {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
+        # Fitted state: every attribute that is not a parameter (public ``x_`` and private
+        # ``_x`` alike: KNeighborsTransformer keeps its data in ``_fit_X``).
+        state = (
+            {k: v for k, v in vars(est).items() if k not in names}
             if hasattr(est, "__dict__")
             else {}
         )
-        self.add(fitted)
+        self.add(state)
 
     def _add_function(self, fn):
-        code = fn.__code__
-        self.token(
-            "function",
-            fn.__module__,
-            fn.__qualname__,
-            code.co_code,
-            code.co_names,
-            code.co_varnames,
-        )
-        self.add([c.co_code if _is_code(c) else c for c in code.co_consts])
+        self.token("function", fn.__module__, fn.__qualname__)
+        self._add_code(fn.__code__)
         self.add(fn.__defaults__)
         self.add(fn.__kwdefaults__)
         self.add([cell.cell_contents for cell in (fn.__closure__ or ()) if _cell_has_value(cell)])
+
+    def _add_code(self, code):
+        """Bytecode, names and constants, recursing into nested functions' code."""
+        self.token("code", code.co_code, code.co_names, code.co_varnames)
+        for const in code.co_consts:
+            if _is_code(const):
+                self._add_code(const)
+            else:
+                self.add(const)
 
     def _add_other(self, obj):
         import joblib

@@ -520,3 +520,62 @@ def test_cli_non_utf8_name_is_refused_before_embedding(tmp_path, capsys):
     assert "(file 7 of 7) is not UTF-8 (its bytes: b'" in err and "caf\\xe9.png" in err
     assert "paths[" not in err and not (tmp_path / "emb.csv.parts").exists()
     assert _cli(folder, tmp_path / "emb.npy") == 0  # .npy keeps the bytes
+
+
+# --- what a key must see (review of the fingerprint): state outside params and state_dict ---
+
+
+def test_fingerprint_sees_the_object_of_a_bound_method():
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    a = StandardScaler().fit(rng.normal(size=(20, 3)))
+    b = StandardScaler().fit(rng.normal(size=(20, 3)) + 5)
+    assert fingerprint(a.transform) != fingerprint(b.transform)
+    assert fingerprint(a.transform) == fingerprint(a.transform)
+
+
+def test_concat_cache_misses_for_a_function_transformer_of_another_fitted_object(tmp_path):
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 6))
+    pa, pb = PCA(3).fit(X), PCA(3).fit(X[:, ::-1] * np.arange(1, 7))
+
+    def embed(pca):
+        member = [("f", FunctionTransformer(pca.transform))]
+        return ConcatEmbedder(member, normalize=False, memory=str(tmp_path)).fit_transform(X)
+
+    embed(pa)
+    np.testing.assert_allclose(embed(pb), pb.transform(X), rtol=1e-6)
+
+
+def test_fingerprint_sees_constants_of_nested_functions():
+    def make(k):
+        namespace = {}
+        exec(f"def outer():\n    return lambda x: x * {k}\n", namespace)
+        return namespace["outer"]
+
+    assert fingerprint(make(2)) != fingerprint(make(3))
+
+
+def test_fingerprint_sees_private_fitted_state():
+    from sklearn.neighbors import KNeighborsTransformer
+
+    rng = np.random.default_rng(0)
+    a = KNeighborsTransformer(n_neighbors=3).fit(rng.normal(size=(10, 2)))
+    b = KNeighborsTransformer(n_neighbors=3).fit(rng.normal(size=(10, 2)))
+    assert fingerprint(a) != fingerprint(b)
+
+
+def test_fingerprint_sees_non_persistent_buffers():
+    def module(mean):
+        m = torch.nn.Linear(2, 2)
+        torch.nn.init.ones_(m.weight)
+        torch.nn.init.zeros_(m.bias)
+        m.register_buffer("mean", torch.tensor([mean]), persistent=False)
+        return m
+
+    assert fingerprint(module(0.0)) != fingerprint(module(1.0))
+    assert fingerprint(module(0.0)) == fingerprint(module(0.0))

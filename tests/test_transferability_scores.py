@@ -354,3 +354,20 @@ def test_selector_refuses_a_bad_scoring_list():
     assert str(info.value).endswith("or callables; got ['logme', 'nope']")
     with pytest.raises(ValueError, match="^scoring: a list must hold"):
         TransferabilitySelector([("raw", FunctionTransformer())], scoring=[]).fit(X[:50], y[:50])
+
+
+def test_partial_scorings_keep_one_row_each():
+    from functools import partial
+
+    from repens_sklearn.selection import hscore
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:200] / 16, y[:200]
+    candidates = [("raw", FunctionTransformer()), ("few", FunctionTransformer(lambda Z: Z[:, :6]))]
+    scoring = [partial(hscore, shrinkage=0.0), partial(hscore, shrinkage=0.5), "knn_loo"]
+    selector = TransferabilitySelector(candidates, scoring=scoring, n_select=None).fit(X, y)
+    assert list(selector.component_scores_) == [
+        "hscore(shrinkage=0.0)",
+        "hscore(shrinkage=0.5)",
+        "knn_loo",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from numbers import Integral, Real
 
 import numpy as np
@@ -291,8 +292,9 @@ class TransferabilitySelector(TransformerMixin, NamedMembers):
         self.scores_ = {name: s for name, (_, (s, _)) in zip(names, results)}
         if isinstance(self.scoring, list):  # one row per scoring, aggregated by mean rank
             table = np.array([self.scores_[name] for name in names]).T
+            labels = _unique_labels([_scoring_name(s) for s in scorings])
             self.component_scores_ = {
-                _scoring_name(s): dict(zip(names, row)) for s, row in zip(scorings, table.tolist())
+                label: dict(zip(names, row)) for label, row in zip(labels, table.tolist())
             }
             self.scores_ = dict(zip(names, mean_rank_score(table).tolist()))
         self.embedding_widths_ = {name: width for name, (_, (_, width)) in zip(names, results)}
@@ -422,7 +424,19 @@ def _as_score(value, fn):
 
 
 def _callable_name(fn):
+    if isinstance(fn, functools.partial):  # name what it calls and with what
+        args = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in fn.keywords.items()]
+        return f"{_callable_name(fn.func)}({', '.join(args)})"
     return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _unique_labels(labels):
+    """``labels`` with repeats numbered (``name#2``), so no scoring's row is lost."""
+    seen, out = {}, []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return out
 
 
 def _transform_one(name, transformer, X):
