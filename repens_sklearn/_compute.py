@@ -84,9 +84,12 @@ def native_bf16(device) -> bool:
     """Whether ``device`` computes bfloat16 natively (CUDA: Ampere or newer)."""
     device = torch.device(device)
     if device.type == "cuda":
-        return bool(
-            torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-        )
+        if not torch.cuda.is_available():
+            return False
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # torch < 2.4 has no including_emulation; it never counted emulation
+            return bool(torch.cuda.is_bf16_supported())
     return device.type == "cpu" and cpu_has_native_bf16()
 
 

@@ -280,3 +280,12 @@ def test_ensiam_bf16_trains_finite_and_embeds_float32(images):
     Z = pre.transform(X)
     assert np.isfinite(pre.history_[:, "train_loss"]).all()
     assert Z.dtype == np.float32 and np.isfinite(Z).all()
+
+
+def test_cuda_bf16_check_works_with_a_torch_without_including_emulation(monkeypatch):
+    """torch < 2.4's is_bf16_supported takes no including_emulation (the project allows 2.2)."""
+    from repens_sklearn._compute import native_bf16
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert native_bf16("cuda") is True
