@@ -181,11 +181,22 @@ def logme_score(Z, y, *, max_iter=100, tol=1e-6):
     return float(np.mean(evidence))
 
 
+def _check_number(value, name, score, kind, accept, expected, *, allow_bool=False):
+    """Raise ``ValueError`` naming ``score`` and ``name`` unless ``value`` is a number of
+    ``kind`` (Integral or Real) with ``accept(value)``; ``expected`` words the rule."""
+    if (
+        not isinstance(value, kind)
+        or (isinstance(value, bool) and not allow_bool)
+        or not accept(value)
+    ):
+        raise ValueError(f"{score}: {name} must be {expected}, got {value!r}")
+
+
 def _check_iteration(max_iter, tol, score):
-    if not isinstance(max_iter, Integral) or max_iter < 1:
-        raise ValueError(f"{score}: max_iter must be an int >= 1, got {max_iter!r}")
-    if not isinstance(tol, Real) or not tol > 0:
-        raise ValueError(f"{score}: tol must be a float > 0, got {tol!r}")
+    _check_number(
+        max_iter, "max_iter", score, Integral, lambda v: v >= 1, "an int >= 1", allow_bool=True
+    )
+    _check_number(tol, "tol", score, Real, lambda v: v > 0, "a float > 0", allow_bool=True)
 
 
 def _logme_per_class(Z, y, *, max_iter=100, tol=1e-6):
@@ -390,12 +401,16 @@ def hscore(Z, y, *, shrinkage="auto"):
 
 
 def _check_shrinkage(shrinkage):
-    if isinstance(shrinkage, str) and shrinkage == "auto":
-        return
-    if isinstance(shrinkage, Real) and not isinstance(shrinkage, bool) and 0 <= shrinkage < 1:
-        return
     # at 1, (1 - shrinkage) cov(E[f | y]) vanishes: every candidate would score 0
-    raise ValueError(f"hscore: shrinkage must be 'auto' or a float in [0, 1), got {shrinkage!r}")
+    if not (isinstance(shrinkage, str) and shrinkage == "auto"):
+        _check_number(
+            shrinkage,
+            "shrinkage",
+            "hscore",
+            Real,
+            lambda v: 0 <= v < 1,
+            "'auto' or a float in [0, 1)",
+        )
 
 
 def _ledoit_wolf_from_svd(Zc, eig, d):
@@ -553,12 +568,18 @@ def nleep_score(Z, y, *, variance=0.8, components_per_class=5, random_state=0):
     """
     from sklearn.mixture import GaussianMixture
 
-    if not isinstance(variance, Real) or isinstance(variance, bool) or not 0 < variance <= 1:
-        raise ValueError(f"nleep_score: variance must be a float in (0, 1], got {variance!r}")
-    if not isinstance(components_per_class, Integral) or components_per_class < 1:
-        raise ValueError(
-            f"nleep_score: components_per_class must be an int >= 1, got {components_per_class!r}"
-        )
+    _check_number(
+        variance, "variance", "nleep_score", Real, lambda v: 0 < v <= 1, "a float in (0, 1]"
+    )
+    _check_number(
+        components_per_class,
+        "components_per_class",
+        "nleep_score",
+        Integral,
+        lambda v: v >= 1,
+        "an int >= 1",
+        allow_bool=True,
+    )
     Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="nleep_score")
     if not np.ptp(Z, axis=0).any():  # one point: every posterior is the same
         return float(np.log(np.bincount(y_idx)[y_idx] / len(y_idx)).mean())
@@ -651,11 +672,10 @@ def sfda_score(Z, y, *, shrinkage="auto"):
 
 
 def _check_lda_shrinkage(shrinkage, score):
-    if isinstance(shrinkage, str) and shrinkage == "auto":
-        return
-    if isinstance(shrinkage, Real) and not isinstance(shrinkage, bool) and 0 < shrinkage <= 1:
-        return
-    raise ValueError(f"{score}: shrinkage must be 'auto' or a float in (0, 1], got {shrinkage!r}")
+    if not (isinstance(shrinkage, str) and shrinkage == "auto"):
+        _check_number(
+            shrinkage, "shrinkage", score, Real, lambda v: 0 < v <= 1, "'auto' or a float in (0, 1]"
+        )
 
 
 def _class_means(Z, y_idx, n_classes):
@@ -737,11 +757,14 @@ def gbc_score(Z, y, *, n_components=64, gaussian="spherical"):
     """
     if gaussian not in ("spherical", "diagonal"):
         raise ValueError(f"gbc_score: gaussian must be 'spherical' or 'diagonal', got {gaussian!r}")
-    if n_components is not None and (
-        not isinstance(n_components, Integral) or isinstance(n_components, bool) or n_components < 1
-    ):
-        raise ValueError(
-            f"gbc_score: n_components must be an int >= 1 or None, got {n_components!r}"
+    if n_components is not None:
+        _check_number(
+            n_components,
+            "n_components",
+            "gbc_score",
+            Integral,
+            lambda v: v >= 1,
+            "an int >= 1 or None",
         )
     Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="gbc_score")
     if n_components is not None and Z.shape[1] > 1:
@@ -804,8 +827,7 @@ def transrate_score(Z, y, *, eps=1e-2):
     >>> transrate_score(X / 16, y) > transrate_score(X[:, :8] / 16, y)
     True
     """
-    if not isinstance(eps, Real) or isinstance(eps, bool) or not eps > 0:
-        raise ValueError(f"transrate_score: eps must be a float > 0, got {eps!r}")
+    _check_number(eps, "eps", "transrate_score", Real, lambda v: v > 0, "a float > 0")
     Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="transrate_score")
     Z = Z - Z.mean(axis=0)
     n, d = Z.shape
@@ -865,14 +887,14 @@ def etran_score(Z, y, *, energy_fraction=0.005, shrinkage="auto"):
     >>> etran_score(X / 16, y) > etran_score(X[:, :8] / 16, y)
     True
     """
-    if (
-        not isinstance(energy_fraction, Real)
-        or isinstance(energy_fraction, bool)
-        or not 0 < energy_fraction <= 1
-    ):
-        raise ValueError(
-            f"etran_score: energy_fraction must be a float in (0, 1], got {energy_fraction!r}"
-        )
+    _check_number(
+        energy_fraction,
+        "energy_fraction",
+        "etran_score",
+        Real,
+        lambda v: 0 < v <= 1,
+        "a float in (0, 1]",
+    )
     _check_lda_shrinkage(shrinkage, "etran_score")
     Z, y_idx, n_classes = _check_Zy(Z, y, dtype=np.float64, score="etran_score")
     energy = np.sort(logsumexp(Z, axis=1))[: max(1, int(energy_fraction * len(Z)))].mean()
