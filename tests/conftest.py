@@ -131,3 +131,17 @@ def crash_transform_after(monkeypatch, n_calls):
 
     monkeypatch.setattr(MeanTTAEmbedder, "transform", transform)
     return calls
+
+
+# --- a tiny EnSiam configuration shared by the pretraining, resume and run-identity tests ---
+
+ENSIAM_SMALL = dict(
+    backbone="mlp",
+    backbone_params={"hidden_dim": 16, "embedding_dim": 8},
+    policy="gaussian_noise",
+    projector_dim=16,
+    predictor_hidden_dim=8,
+    batch_size=16,
+    device="cpu",
+    random_state=0,
+)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import crash_transform_after
+from conftest import ENSIAM_SMALL, crash_transform_after
 from PIL import Image
 
 from repens_sklearn import (
@@ -25,17 +25,7 @@ from repens_sklearn._embed_files import OutputExistsError, ResumeMismatchError
 from repens_sklearn._fingerprint import KeyedCache, file_identity, fingerprint
 from repens_sklearn.cli import main
 
-ENSIAM = dict(
-    backbone="mlp",
-    backbone_params={"hidden_dim": 16, "embedding_dim": 8},
-    policy="gaussian_noise",
-    projector_dim=16,
-    predictor_hidden_dim=8,
-    batch_size=16,
-    device="cpu",
-    random_state=0,
-    max_epochs=1,
-)
+ENSIAM = {**ENSIAM_SMALL, "max_epochs": 1}
 
 
 def _ensiam(**params):

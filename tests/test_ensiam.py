@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import ENSIAM_SMALL
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
@@ -27,16 +28,7 @@ from repens_sklearn.pretrain import (
 )
 from repens_sklearn.pretrain._losses import SiameseLoss
 
-SMALL = dict(
-    backbone="mlp",
-    backbone_params={"hidden_dim": 16, "embedding_dim": 8},
-    policy="gaussian_noise",
-    projector_dim=16,
-    predictor_hidden_dim=8,
-    batch_size=16,
-    device="cpu",
-    random_state=0,
-)
+SMALL = ENSIAM_SMALL
 
 
 @pytest.fixture(autouse=True)

@@ -6,23 +6,13 @@ a parameter that changes the result blocks both, in the same words.
 
 import numpy as np
 import pytest
-from conftest import grey_png_files
+from conftest import ENSIAM_SMALL, grey_png_files
 
 from repens_sklearn import EnSiamPretrainer, MeanTTAEmbedder, embed_files
 from repens_sklearn._embed_files import ResumeMismatchError
 
 N_FILES, CHUNK = 12, 4  # three chunks
-ENSIAM = dict(
-    backbone="mlp",
-    backbone_params={"hidden_dim": 16, "embedding_dim": 8},
-    policy="gaussian_noise",
-    projector_dim=16,
-    predictor_hidden_dim=8,
-    batch_size=16,
-    max_epochs=1,
-    device="cpu",
-    random_state=0,
-)
+ENSIAM = {**ENSIAM_SMALL, "max_epochs": 1}
 
 
 @pytest.fixture
