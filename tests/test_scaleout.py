@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import loopback_dask_cluster
 from joblib import Memory, parallel_config
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
@@ -38,26 +39,11 @@ def _members():
 
 @pytest.mark.slow  # starts a dask cluster
 def test_dask_backend_gives_the_local_results(data):
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     X, y = data
     local_sel = TransferabilitySelector(_candidates(), n_select=2).fit(X, y)
     local_ens = GreedyEnsembleClassifier(_members(), max_size=3, random_state=0).fit(X, y)
-    # A real scheduler and two workers talking TCP over loopback. Worker threads rather
-    # than worker processes keep the test quick on a busy 2-core machine (starting
-    # processes that import torch takes a minute there); tasks and results are still
-    # serialised over the wire.
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=False,
-            protocol="tcp",
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-        distributed.get_task_stream(client) as tasks,
-    ):
+    with loopback_dask_cluster() as (client, tasks):
         with parallel_config(backend="dask"):
             sel = TransferabilitySelector(_candidates(), n_select=2, n_jobs=-1).fit(X, y)
             ens = GreedyEnsembleClassifier(_members(), max_size=3, n_jobs=-1, random_state=0).fit(

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import crash_transform_after, grey_png_files
+from conftest import crash_transform_after, grey_png_files, loopback_dask_cluster
 from PIL import Image
 
 from repens_sklearn import MeanTTAEmbedder, embed_files
@@ -281,25 +281,12 @@ def test_parallel_jobs_give_the_sequential_output(tmp_path, paths):
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_local_output(tmp_path, paths):
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     pytest.importorskip("pyarrow")
     from joblib import parallel_config
 
     local = embed_files(_tta_embedder(), paths, tmp_path / "local.parquet", chunk_size=CHUNK)
-    # A real scheduler and two workers over TCP; worker threads, not processes, keep the
-    # test quick on a small machine (tasks and results are still serialised).
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=False,
-            protocol="tcp",
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-        distributed.get_task_stream(client) as tasks,
-    ):
+    with loopback_dask_cluster() as (client, tasks):
         with parallel_config(backend="dask"):
             report = embed_files(
                 _tta_embedder(), paths, tmp_path / "dask.parquet", chunk_size=CHUNK, n_jobs=-1
