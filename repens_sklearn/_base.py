@@ -20,8 +20,11 @@ from torch import nn
 
 from ._compat import HasMethods, Interval, StrOptions
 from ._compute import (
+    AUTO_CHECK_SAMPLES,
     PRECISIONS,
+    choose_precision,
     embed_inputs,
+    inference_settings,
     make_generator,
     resolve_device,
     resolve_precision,
@@ -105,13 +108,19 @@ num_workers : int
     Processes decoding image files in parallel with the network (torch
     ``DataLoader`` workers); 0 decodes in the main process. Arrays are
     always sliced in place.
-precision : {"auto", "float32", "bfloat16"}
+precision : {"auto", "float32", "bfloat16", "float16"}
     Arithmetic of the network's forward passes; outputs are float32 either
-    way. ``"auto"``: bfloat16 autocast on CUDA GPUs that compute bf16
-    natively (Ampere on), else float32. ``"bfloat16"`` forces bf16
-    (convolutional backbones run channels_last): on CPUs with AVX512-BF16 or
-    AMX 3.5-4x faster, at a small accuracy cost measured in
-    ``docs/benchmarks.md``; ``"float32"`` gives the exact float32 results.
+    way. ``"auto"``: after ``fit``, bfloat16 autocast where the device
+    computes bf16 natively (CUDA from Ampere on; CPUs with AVX512-BF16 or
+    AMX, read from their flags) and the fitted network's bf16 embeddings of
+    16 fit samples all keep a cosine of at least 0.999 to float32 (3-4x
+    faster on such CPUs); float32 otherwise (``precision_`` says which,
+    ``precision_agreement_`` the cosine). ``"bfloat16"`` and ``"float16"``
+    force autocast to that type (``"float16"`` is fast only where the device
+    has it: CUDA, CPUs with AVX512-FP16; accuracy in ``docs/benchmarks.md``);
+    ``"float32"`` gives today's exact float32 results. All but ``"float32"``
+    run convolutional backbones channels_last. The environment variable
+    ``REPENS_SKLEARN_PRECISION`` decides ``"auto"`` when set.
 device : "auto", str, torch.device or None
     ``"auto"`` or None: CUDA when available, else the CPU; otherwise a torch
     device (``"cpu"``, ``"cuda:1"``, ...).
@@ -234,8 +243,29 @@ class TorchEstimatorMixin:
         return seed_from(self.random_state)
 
     def _precision_dtype(self, device, *, training=False) -> torch.dtype:
-        """The autocast dtype of ``precision`` on ``device`` (``"auto"`` for older pickles)."""
+        """The autocast dtype of ``precision`` for training and in ``fit`` (before the check)."""
         return resolve_precision(getattr(self, "precision", "auto"), device, training=training)
+
+    def _inference_settings(self, module, device) -> tuple[torch.dtype, bool]:
+        """``(autocast dtype, channels_last)`` of the forward passes after ``fit``."""
+        precision = getattr(self, "precision", "auto")
+        return inference_settings(precision, getattr(self, "precision_", None), device, module)
+
+    def _choose_precision(self, module, inputs, device, network_input=None):
+        """Set ``precision_`` and ``precision_agreement_`` for the fitted ``module``.
+
+        The check batch is the first samples of ``inputs`` made into what
+        ``module`` takes (``network_input``; default: prepared and standardized).
+        """
+        network_input = network_input or (lambda x: self._standardize(self._prepare(x)))
+
+        def make_batch():
+            _, batch = next(iter(inputs.iter_batches(AUTO_CHECK_SAMPLES, device, 0)))
+            return network_input(batch)
+
+        self.precision_, self.precision_agreement_ = choose_precision(
+            getattr(self, "precision", "auto"), module, make_batch, device
+        )
 
     # 0.2 renamed it: the attribute holds the preprocessor (``preprocess`` is the bool switch)
     @deprecated(
@@ -342,6 +372,7 @@ class TorchEstimatorMixin:
 
     def _embed(self, module, inputs, device, desc, verbose=None):
         """Plain embeddings of ``inputs`` through the preprocessing; float32 numpy."""
+        dtype, channels_last = self._inference_settings(module, device)
         return embed_inputs(
             module,
             inputs,
@@ -351,7 +382,8 @@ class TorchEstimatorMixin:
             desc=desc,
             num_workers=self.num_workers,
             preprocessor=self.preprocessor_,
-            dtype=self._precision_dtype(device),
+            dtype=dtype,
+            channels_last=channels_last,
         )
 
     def _export_backbone(self, module):

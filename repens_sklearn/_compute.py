@@ -16,10 +16,17 @@ import torch
 from sklearn.utils import check_random_state
 
 #: The values of the estimators' ``precision`` parameter.
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 #: Environment variable that decides what ``precision="auto"`` means in this process and
-#: its workers: ``float32`` or ``bfloat16`` (unset or ``auto``: the device decides).
+#: its workers: ``float32``, ``bfloat16`` or ``float16`` (unset or ``auto``: the device and
+#: the agreement check decide).
 PRECISION_ENV = "REPENS_SKLEARN_PRECISION"
+#: ``precision="auto"`` keeps bfloat16 only where every embedding of the check batch has
+#: at least this cosine to its float32 embedding (the bar of issue #24).
+AUTO_MIN_COSINE = 0.999
+#: Samples of the fit data the agreement check of ``precision="auto"`` runs on.
+AUTO_CHECK_SAMPLES = 16
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # /proc/cpuinfo flags of CPUs that compute bf16 dot products natively: AVX512-BF16
 # (Cooper Lake, Zen 4+), AMX (Sapphire Rapids+) and Arm's BF16 extension.
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
@@ -93,17 +100,24 @@ def native_bf16(device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-def resolve_precision(precision, device, *, training=False) -> torch.dtype:
-    """The autocast dtype of ``precision`` on ``device``: ``torch.float32`` or ``torch.bfloat16``.
+def requested_precision(precision) -> str:
+    """``precision`` checked, with ``"auto"`` replaced by ``REPENS_SKLEARN_PRECISION`` if set."""
+    _check_precision(precision, "precision")
+    if precision == "auto":
+        precision = os.environ.get(PRECISION_ENV) or "auto"
+        _check_precision(precision, f"the environment variable {PRECISION_ENV}")
+    return precision
 
-    ``"auto"``: what the environment variable ``REPENS_SKLEARN_PRECISION`` names
-    when it is ``float32`` or ``bfloat16``; otherwise bfloat16 on CUDA devices that
-    compute it natively (:func:`native_bf16`), else float32. CPUs stay float32 under
-    ``"auto"`` even with AVX512-BF16 / AMX: there bf16 is 3.5-4x faster but moved
-    ImageNet EfficientNet-Lite0 embeddings to cosine 0.985 of float32 and cost
-    about 1 point of kNN accuracy (``docs/benchmarks.md``, bench_peers), so it is
-    an opt-in (``"bfloat16"``, or the environment variable).
-    ``"float32"`` and ``"bfloat16"`` force it.
+
+def resolve_precision(precision, device, *, training=False) -> torch.dtype:
+    """The autocast dtype of ``precision`` on ``device`` before any agreement check.
+
+    ``"float32"``, ``"bfloat16"`` and ``"float16"`` force it; ``"auto"`` is what
+    ``REPENS_SKLEARN_PRECISION`` names when set, else bfloat16 on CUDA devices
+    that compute it natively and float32 elsewhere. This is the rule for training
+    (bf16 training on CPUs is not validated) and for estimators fitted before
+    :func:`choose_precision` existed; inference after ``fit`` follows
+    :func:`choose_precision`, which also gives CPUs with native bf16 their bf16.
 
     Examples
     --------
@@ -112,23 +126,88 @@ def resolve_precision(precision, device, *, training=False) -> torch.dtype:
     >>> resolve_precision("fp16", "cpu")
     Traceback (most recent call last):
     ...
-    ValueError: precision must be one of 'auto', 'float32', 'bfloat16'; got 'fp16'
+    ValueError: precision must be one of 'auto', 'float32', 'bfloat16', 'float16'; got 'fp16'
     """
-    _check_precision(precision, "precision")
-    if precision == "auto":
-        precision = os.environ.get(PRECISION_ENV) or "auto"
-        _check_precision(precision, f"the environment variable {PRECISION_ENV}")
+    precision = requested_precision(precision)
     if precision == "auto":
         device = torch.device(device)
-        # CPU bf16 is opt-in: its accuracy cost on pretrained networks exceeds what a
-        # default may silently give up (see the docstring).
         return torch.bfloat16 if device.type == "cuda" and native_bf16(device) else torch.float32
-    return torch.bfloat16 if precision == "bfloat16" else torch.float32
+    return _DTYPES[precision]
 
 
 def _check_precision(value, what):
     if value not in PRECISIONS:
         raise ValueError(f"{what} must be one of {', '.join(map(repr, PRECISIONS))}; got {value!r}")
+
+
+def choose_precision(precision, module, make_batch, device) -> tuple[str, float]:
+    """The inference precision of a fitted ``module``: ``(name, bf16 agreement)``.
+
+    ``"auto"`` (without ``REPENS_SKLEARN_PRECISION``) is bfloat16 where the device
+    computes it natively (CUDA from Ampere on; CPUs with AVX512-BF16 / AMX, read
+    from the CPU's flags) *and* this module's bf16 outputs for ``make_batch()`` (a
+    few samples of the fit data, as the network sees them) all have a cosine of at
+    least :data:`AUTO_MIN_COSINE` to its float32 outputs; float32 otherwise. The
+    check is what makes bf16 a safe default: ResNet-18 / ResNet-50 / ConvNeXt
+    keep 0.99998 or more and run 3-4x faster on an AMX CPU, while ImageNet
+    EfficientNet-Lite0 falls to 0.986 and about one point of kNN accuracy
+    (``docs/benchmarks.md``, bench_peers), so it stays float32. The agreement is
+    NaN where no check ran (a forced precision, or no native bf16).
+    """
+    precision = requested_precision(precision)
+    if precision != "auto":
+        return precision, float("nan")
+    if not native_bf16(device):
+        return "float32", float("nan")
+    agreement = reduced_precision_agreement(module, make_batch(), device, torch.bfloat16)
+    return ("bfloat16" if agreement >= AUTO_MIN_COSINE else "float32"), agreement
+
+
+@torch.inference_mode()
+def reduced_precision_agreement(module, batch, device, dtype) -> float:
+    """Least row cosine between ``module(batch)`` in ``dtype`` and in float32 (-inf: not finite).
+
+    Rows that are zero in both count as agreeing.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        reference = module(batch).float().reshape(len(batch), -1)
+        with fast_inference(module, device, dtype, recompute_non_finite=False) as forward:
+            reduced = forward(batch).reshape(len(batch), -1)
+    finally:
+        module.train(was_training)
+    if not torch.isfinite(reduced).all():
+        return float("-inf")
+    cosine = torch.nn.functional.cosine_similarity(reduced.double(), reference.double(), dim=1)
+    both_zero = (reduced.abs().amax(dim=1) == 0) & (reference.abs().amax(dim=1) == 0)
+    return float(torch.where(both_zero, 1.0, cosine).min())
+
+
+def inference_settings(precision, chosen, device, module) -> tuple[torch.dtype, bool]:
+    """``(autocast dtype, channels_last)`` of a fitted estimator's forward passes on ``device``.
+
+    ``chosen`` is what :func:`choose_precision` picked at fit (None for estimators
+    fitted before it, or during fit): used while ``precision`` still asks for
+    ``"auto"``, except bfloat16 on a device that does not compute it natively
+    (the estimator moved since fit). Convolutional backbones run channels_last
+    unless ``"float32"`` was asked for: oneDNN's NHWC convolutions are 1.0-1.9x
+    faster in float32 too (timm ResNet / MobileNetV3 / EfficientNet, one thread),
+    but not bit for bit the default layout's, which ``"float32"`` keeps.
+    """
+    requested = requested_precision(precision)
+    if requested != "auto":
+        dtype = _DTYPES[requested]
+    elif chosen is None or (chosen == "bfloat16" and not native_bf16(device)):
+        dtype = resolve_precision("auto", device)
+    else:
+        dtype = _DTYPES[chosen]
+    return dtype, requested != "float32" and has_conv2d(module)
+
+
+def has_conv2d(module) -> bool:
+    """Whether ``module`` holds 2-D convolutions (which run faster channels_last)."""
+    return any(isinstance(layer, torch.nn.Conv2d) for layer in module.modules())
 
 
 def autocast(device, dtype=None):
@@ -144,26 +223,20 @@ def autocast(device, dtype=None):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def prefers_channels_last(module, dtype) -> bool:
-    """Whether ``module`` is to run channels_last: bfloat16 with 2-D convolutions.
-
-    oneDNN's and cuDNN's bf16 convolutions are fastest on NHWC. Float32 keeps the
-    default layout, so its embeddings stay bit for bit what they were.
-    """
-    return dtype == torch.bfloat16 and any(
-        isinstance(layer, torch.nn.Conv2d) for layer in module.modules()
-    )
-
-
 @contextlib.contextmanager
-def fast_inference(module, device, dtype):
+def fast_inference(module, device, dtype, *, channels_last=None, recompute_non_finite=True):
     """Run the body with ``module`` set up for ``dtype`` inference, restored afterwards.
 
-    Yields ``forward(x) -> float32 tensor``: under autocast to ``dtype``, 4-D
-    inputs and the module's weights channels_last where
-    :func:`prefers_channels_last`; the module's memory format is restored after.
+    Yields ``forward(x) -> float32 tensor``: under autocast to ``dtype``, and with
+    4-D inputs and the module's weights channels_last when ``channels_last``
+    (None: for bfloat16 / float16 and convolutional modules, where oneDNN's and
+    cuDNN's reduced-precision convolutions are fastest). The module's memory
+    format is restored after. A reduced-precision batch whose outputs are not
+    finite (float16 overflows past 65504) is computed again in float32, so an
+    overflow never reaches the embeddings.
     """
-    channels_last = prefers_channels_last(module, dtype)
+    if channels_last is None:
+        channels_last = dtype != torch.float32 and has_conv2d(module)
     formats = {}
     if channels_last:
         formats = {
@@ -178,7 +251,10 @@ def fast_inference(module, device, dtype):
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
-            return module(x).float()
+            out = module(x).float()
+        if recompute_non_finite and dtype != torch.float32 and not torch.isfinite(out).all():
+            out = module(x).float()  # outside autocast: float32
+        return out
 
     try:
         yield forward
@@ -214,6 +290,7 @@ def embed_inputs(
     num_workers=0,
     preprocessor=None,
     dtype=None,
+    channels_last=None,
 ):
     """Embed every sample of ``inputs`` with ``module`` in eval mode; ``(N, D)`` float32 numpy.
 
@@ -221,7 +298,7 @@ def embed_inputs(
     processes), go through ``preprocessor`` (a pretrained backbone's
     :class:`~repens_sklearn._preprocess.ImagePreprocessor`) when given, and run
     under :func:`fast_inference` for ``dtype`` (None: :func:`autocast`'s former
-    rule); the module's train/eval mode is restored afterwards.
+    rule) and ``channels_last``; the module's train/eval mode is restored afterwards.
     """
     from tqdm.auto import tqdm
 
@@ -232,7 +309,7 @@ def embed_inputs(
     module.eval()
     chunks = []
     try:
-        with fast_inference(module, device, dtype) as forward:
+        with fast_inference(module, device, dtype, channels_last=channels_last) as forward:
             batches = inputs.iter_batches(batch_size, device, num_workers)
             total = -(-inputs.n_samples // batch_size)
             for _, batch in tqdm(batches, total=total, desc=desc, disable=not verbose, leave=False):

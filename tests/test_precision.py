@@ -4,6 +4,8 @@
 tests of ``"auto"`` here unset it.
 """
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +14,14 @@ from torch import nn
 
 from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, MeanTTAEmbedder, _compute
 from repens_sklearn._compute import (
+    AUTO_MIN_COSINE,
     PRECISION_ENV,
+    choose_precision,
     cpu_flags,
     cpu_has_native_bf16,
     fast_inference,
+    inference_settings,
+    reduced_precision_agreement,
     resolve_precision,
 )
 
@@ -98,13 +104,21 @@ def _cosines(a, b):
 # ------------------------------------------------------------------------ resolution
 
 
-def test_auto_on_this_machine_is_float32_on_the_cpu_whatever_its_flags(auto_precision):
+def test_auto_on_this_machine_follows_its_flags_and_the_check(auto_precision):
     native = bool(BF16_FLAGS & cpu_flags()) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert cpu_has_native_bf16() is native
-    # bf16 on a CPU is opt-in: it cost about 1 kNN point on a pretrained EfficientNet-Lite0
+    # before the check (training, inside fit): float32 on a CPU
     assert resolve_precision("auto", "cpu") == torch.float32
     assert resolve_precision("auto", "cpu", training=True) == torch.float32
     assert resolve_precision("bfloat16", "cpu") == torch.bfloat16
+    assert resolve_precision("float16", "cpu") == torch.float16
+    # after fit: bf16 where native and the module's bf16 outputs agree with float32
+    torch.manual_seed(0)
+    name, agreement = choose_precision("auto", TinyConv(), lambda: torch.rand(4, 3, 16, 16), "cpu")
+    if native:
+        assert name == "bfloat16" and AUTO_MIN_COSINE <= agreement < 1.0
+    else:
+        assert name == "float32" and np.isnan(agreement)
 
 
 def test_auto_on_a_cpu_without_native_bf16_is_float32(no_bf16_cpu):
@@ -157,12 +171,16 @@ def test_environment_variable_decides_auto(monkeypatch):
     monkeypatch.setenv(PRECISION_ENV, "bfloat16")
     assert resolve_precision("auto", "cpu") == torch.bfloat16
     assert resolve_precision("float32", "cpu") == torch.float32  # an explicit value wins
+    never_called = mock.Mock(side_effect=AssertionError("no check when the variable decides"))
+    assert choose_precision("auto", TinyConv(), never_called, "cpu") == ("bfloat16", mock.ANY)
+    monkeypatch.setenv(PRECISION_ENV, "float16")
+    assert resolve_precision("auto", "cpu") == torch.float16
     monkeypatch.setenv(PRECISION_ENV, "half")
     with pytest.raises(ValueError) as info:
         resolve_precision("auto", "cpu")
     assert str(info.value) == (
         "the environment variable REPENS_SKLEARN_PRECISION must be one "
-        "of 'auto', 'float32', 'bfloat16'; got 'half'"
+        "of 'auto', 'float32', 'bfloat16', 'float16'; got 'half'"
     )
 
 
@@ -175,10 +193,12 @@ def test_bad_precision_is_a_clear_error(Estimator, images):
     head = f"The 'precision' parameter of {Estimator.__name__} must be a str among {{"
     assert message.startswith(head) and message.endswith("}. Got 'fp16' instead.")
     options = message[len(head) : -len("}. Got 'fp16' instead.")].split(", ")
-    assert sorted(options) == ["'auto'", "'bfloat16'", "'float32'"]
+    assert sorted(options) == ["'auto'", "'bfloat16'", "'float16'", "'float32'"]
     with pytest.raises(ValueError) as info:
         resolve_precision("fp16", "cpu")
-    assert str(info.value) == "precision must be one of 'auto', 'float32', 'bfloat16'; got 'fp16'"
+    assert str(info.value) == (
+        "precision must be one of 'auto', 'float32', 'bfloat16', 'float16'; got 'fp16'"
+    )
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -213,9 +233,15 @@ def test_bfloat16_returns_float32_close_to_float32(images, n_augmentations):
 
 
 def test_auto_is_float32_on_a_cpu_without_bf16(no_bf16_cpu, images):
+    """float32 in the faster channels_last layout: the same values to float32 rounding."""
     X, _ = images
     auto = MeanTTAEmbedder(TinyConv(), n_augmentations=0, device="cpu").fit(X)
-    np.testing.assert_array_equal(auto.transform(X), _float32_reference(auto, X))
+    assert auto.precision_ == "float32" and np.isnan(auto.precision_agreement_)
+    np.testing.assert_allclose(auto.transform(X), _float32_reference(auto, X), rtol=1e-5, atol=1e-6)
+    assert inference_settings("auto", auto.precision_, "cpu", auto.backbone_) == (
+        torch.float32,
+        True,
+    )
 
 
 def test_bf16_runs_conv_backbones_channels_last_and_restores_them():
@@ -289,3 +315,124 @@ def test_cuda_bf16_check_works_with_a_torch_without_including_emulation(monkeypa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert native_bf16("cuda") is True
+
+
+# ------------------------------------------------------------- the check of "auto"
+
+
+class CancelsOut(nn.Module):
+    """Outputs that are the small difference of two large, nearly equal products:
+    bf16's 8-bit mantissa loses them, float32 keeps them (a bf16-sensitive network)."""
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.a = nn.Linear(16, 8, bias=False)
+        self.b = nn.Linear(16, 8, bias=False)
+        with torch.no_grad():
+            self.a.weight.copy_(100 + torch.rand(8, 16, generator=generator))
+            self.b.weight.copy_(self.a.weight + 0.01 * torch.randn(8, 16, generator=generator))
+
+    def forward(self, x):
+        return self.a(x.flatten(1)) - self.b(x.flatten(1))
+
+
+class Overflows(nn.Module):
+    """A float16 overflow: activations past 65504 that float32 holds."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        with torch.no_grad():
+            self.conv.weight.fill_(1e4)
+
+    def forward(self, x):
+        return self.conv(x).amax(dim=(2, 3)) / 1e4
+
+
+@pytest.fixture
+def native_bf16_device(monkeypatch, auto_precision):
+    """Any machine as one that computes bf16 natively (CPU emulation computes the same)."""
+    monkeypatch.setattr(_compute, "native_bf16", lambda device: True)
+
+
+def test_a_module_whose_bf16_outputs_disagree_stays_float32(native_bf16_device):
+    x = torch.rand(6, 16)
+    name, agreement = choose_precision("auto", CancelsOut(), lambda: x, "cpu")
+    assert name == "float32" and agreement < AUTO_MIN_COSINE
+    name, agreement = choose_precision("auto", TinyConv(), lambda: torch.rand(6, 3, 16, 16), "cpu")
+    assert name == "bfloat16" and agreement >= AUTO_MIN_COSINE
+    assert choose_precision("bfloat16", CancelsOut(), lambda: x, "cpu")[0] == "bfloat16"  # forced
+
+
+def test_agreement_is_minus_infinity_for_outputs_that_are_not_finite():
+    x = torch.rand(2, 3, 8, 8)
+    assert reduced_precision_agreement(Overflows(), x, "cpu", torch.float16) == float("-inf")
+    assert reduced_precision_agreement(TinyConv(), x, "cpu", torch.float32) == pytest.approx(1.0)
+
+
+def test_a_float16_overflow_is_computed_again_in_float32():
+    module, x = Overflows(), torch.rand(2, 3, 8, 8)
+    with torch.inference_mode():
+        expected = module(x)
+        with fast_inference(module, "cpu", torch.float16) as forward:
+            out = forward(x)
+    assert torch.isfinite(expected).all()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("module", "chosen"), [(TinyConv(), "bfloat16"), (CancelsOut(), "float32")]
+)
+def test_auto_embedder_runs_what_its_check_chose(native_bf16_device, module, chosen):
+    X = np.random.default_rng(0).random((10, 16)).astype(np.float32)
+    if isinstance(module, TinyConv):
+        X = np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    common = dict(n_augmentations=0, device="cpu", random_state=0)
+    auto = MeanTTAEmbedder(module, **common).fit(X)
+    assert auto.precision_ == chosen
+    forced = MeanTTAEmbedder(module, precision=chosen, **common).fit(X)
+    assert np.isnan(forced.precision_agreement_)
+    np.testing.assert_allclose(auto.transform(X), forced.transform(X), rtol=1e-6, atol=1e-6)
+
+
+def test_finetune_and_ensiam_check_their_trained_networks(native_bf16_device, images):
+    X, y = images
+    clf = FineTuneClassifier(TinyConv(), max_steps=2, batch_size=6, device="cpu", random_state=0)
+    clf.fit(X, y)
+    assert clf.precision_ == "bfloat16" and clf.precision_agreement_ >= AUTO_MIN_COSINE
+    assert clf.predict_proba(X).dtype == np.float64
+    pre = EnSiamPretrainer(
+        TinyConv(),
+        policy="crop_flip",
+        n_views=2,
+        max_epochs=1,
+        batch_size=6,
+        projector_dim=16,
+        predictor_hidden_dim=8,
+        device="cpu",
+        random_state=0,
+    ).fit(X)
+    assert pre.precision_ == "bfloat16" and pre.precision_agreement_ >= AUTO_MIN_COSINE
+    assert pre.transform(X).dtype == np.float32
+
+
+def test_bf16_chosen_on_one_device_is_not_forced_on_another(monkeypatch, auto_precision):
+    """Fitted where bf16 is native, moved to a device where it is not: float32 there."""
+    monkeypatch.setattr(_compute, "native_bf16", lambda device: torch.device(device).type == "cuda")
+    assert inference_settings("auto", "bfloat16", "cuda", TinyConv()) == (torch.bfloat16, True)
+    assert inference_settings("auto", "bfloat16", "cpu", TinyConv()) == (torch.float32, True)
+    # pickled before the check existed: the rule before the check
+    assert inference_settings("auto", None, "cpu", TinyConv()) == (torch.float32, True)
+    assert inference_settings("float32", "float32", "cpu", TinyConv()) == (torch.float32, False)
+    assert inference_settings("float16", "float16", "cpu", CancelsOut()) == (torch.float16, False)
+
+
+def test_float16_returns_float32_close_to_float32(images):
+    X, _ = images
+    common = dict(n_augmentations=0, device="cpu", random_state=0)
+    module = TinyConv()
+    Z32 = MeanTTAEmbedder(module, precision="float32", **common).fit_transform(X)
+    Z16 = MeanTTAEmbedder(module, precision="float16", **common).fit_transform(X)
+    assert Z16.dtype == np.float32 and not np.array_equal(Z16, Z32)
+    assert _cosines(Z16, Z32).min() >= 0.9999

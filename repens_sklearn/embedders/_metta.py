@@ -159,6 +159,11 @@ class MeanTTAEmbedder(
         for 4-D image arrays, the number of values per image for image lists).
     feature_names_in_ : ndarray of str
         Column names of X in ``fit``, when they are all strings.
+    precision_ : {"float32", "bfloat16", "float16"}
+        The arithmetic of ``transform`` (``precision`` resolved at fit).
+    precision_agreement_ : float
+        Least cosine of the network's bf16 to its float32 outputs on the check
+        batch of ``precision="auto"``; NaN where no check ran.
 
     See Also
     --------
@@ -276,6 +281,7 @@ class MeanTTAEmbedder(
         if self.n_augmentations > 0 or self.fit_output == "single_view":
             self._check_policy_accepts(module, self._prepare(inputs.example()))
         self.backbone_ = module.eval().to(self._resolved_device())
+        self._choose_precision(self.backbone_, inputs, self._resolved_device())
         return self
 
     def _is_multiscale_gem(self):
@@ -429,7 +435,8 @@ class MeanTTAEmbedder(
         total = -(-inputs.n_samples // chunk)
         out = np.empty((inputs.n_samples, self.embedding_dim_), dtype=np.float32)
         batches = inputs.iter_batches(chunk, device, self.num_workers)
-        with fast_inference(module, device, self._precision_dtype(device)) as forward:
+        dtype, channels_last = self._inference_settings(module, device)
+        with fast_inference(module, device, dtype, channels_last=channels_last) as forward:
             for start, batch in tqdm(
                 batches,
                 total=total,

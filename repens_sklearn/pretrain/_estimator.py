@@ -132,10 +132,11 @@ class EnSiamPretrainer(
     {num_workers}
     {device}
     {precision}
-        Training: ``"auto"`` is bfloat16 autocast on CUDA and float32 on CPUs
-        (bf16 training on CPUs is not validated); ``"float32"`` and
-        ``"bfloat16"`` force it. ``transform`` and the kNN monitor follow the
-        inference rule above.
+        Training: ``"auto"`` is bfloat16 autocast on CUDA GPUs that compute it
+        natively and float32 elsewhere (bf16 training on CPUs is not
+        validated); the other values force it. ``transform`` follows the rule
+        above, checked on the trained encoder; the kNN monitor, run during
+        ``fit``, the training rule.
     {random_state}
         It seeds the initialisation, the views and the batch order.
     callbacks : list of skorch callbacks, default=None
@@ -175,6 +176,11 @@ class EnSiamPretrainer(
         Number of features (pixels) of a sample seen in ``fit``.
     input_shape_ : tuple
         Shape of one sample seen in ``fit``.
+    precision_ : {"float32", "bfloat16", "float16"}
+        The arithmetic of ``transform`` (``precision`` resolved at fit).
+    precision_agreement_ : float
+        Least cosine of the encoder's bf16 to its float32 outputs on the check
+        batch of ``precision="auto"``; NaN where no check ran.
 
     See Also
     --------
@@ -315,6 +321,7 @@ class EnSiamPretrainer(
         self._train(InputsDataset(inputs), done, checkpoint)
         self._end_data_parallel(dp)
         self._record_run()
+        self._choose_precision(self.net_.module_.encoder, inputs, self._resolved_device())
         return self
 
     def _check_views(self):

@@ -250,7 +250,8 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
     {num_workers}
     {device}
     {precision}
-        It applies to predictions (``predict_proba``); training runs in float32
+        It applies to predictions (``predict_proba``), checked on the
+        fine-tuned network; training runs in float32
         (bf16 fine-tuning is not validated).
     {random_state}
         It seeds the head, a backbone built from a name, the batch order and the
@@ -272,6 +273,11 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         Number of features seen during fit.
     input_shape_ : tuple
         Shape of one sample seen during fit.
+    precision_ : {"float32", "bfloat16", "float16"}
+        The arithmetic of ``predict / predict_proba`` (``precision`` resolved at fit).
+    precision_agreement_ : float
+        Least cosine of the network's bf16 to its float32 outputs on the check
+        batch of ``precision="auto"``; NaN where no check ran.
 
     See Also
     --------
@@ -433,6 +439,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             dp.broadcast_module(net.module_)
             net.history = dp.broadcast_object(net.history)
         self._check_finite_state()
+        self._choose_precision(net.module_, inputs, device, network_input=lambda x: x)
 
     def _share_steps(self, order, net, dp):
         """This rank's rows of every step's global batch of ``batch_size`` samples."""
@@ -525,8 +532,9 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         inputs = self._transform_inputs(X)
         no_labels = np.zeros(inputs.n_samples, dtype=np.int64)  # skorch's datasets yield (X, y)
         device = torch.device(self.net_.device)
-        self.net_.inference_dtype = dtype = self._precision_dtype(device)
-        with fast_inference(self.net_.module_, device, dtype):
+        dtype, channels_last = self._inference_settings(self.net_.module_, device)
+        self.net_.inference_dtype = dtype
+        with fast_inference(self.net_.module_, device, dtype, channels_last=channels_last):
             proba = np.asarray(
                 self.net_.predict_proba(InputsDataset(inputs, no_labels)), dtype=np.float64
             )
