@@ -174,10 +174,18 @@ def _check_precision_and_peers(args):
     )
     try:
         from benchmarks._common import print_table
-        from benchmarks.bench_peers import parse_args, speed_table
+        from benchmarks.bench_peers import make_module, parse_args, speed_table
     except ImportError as exc:  # timm missing: the peers need it
         print(f"SKIP  peers comparison on CUDA: {exc}")
         return ok
+    emb = MeanTTAEmbedder(make_module(), n_augmentations=0, device="cuda")
+    emb.fit(torch.rand(16, 3, 64, 64).numpy())
+    checked = not np.isnan(emb.precision_agreement_)
+    ok &= _report(
+        "precision='auto' after fit: the bf16 check ran on CUDA",
+        emb.precision_ in ("bfloat16", "float32") and checked == native,
+        f"{emb.precision_} (agreement {emb.precision_agreement_:.5f})",
+    )
     table = speed_table(
         parse_args(["--device", "cuda", "--n", str(args.peers_n), "--repeat", "3", "--no-accuracy"])
     )

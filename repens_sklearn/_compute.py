@@ -152,14 +152,20 @@ def choose_precision(precision, module, make_batch, device) -> tuple[str, float]
     keep 0.99998 or more and run 3-4x faster on an AMX CPU, while ImageNet
     EfficientNet-Lite0 falls to 0.986 and about one point of kNN accuracy
     (``docs/benchmarks.md``, bench_peers), so it stays float32. The agreement is
-    NaN where no check ran (a forced precision, or no native bf16).
+    NaN where no check ran (a forced precision, or no native bf16) and -inf where
+    the bf16 outputs were not finite or the module failed under bf16 autocast.
     """
     precision = requested_precision(precision)
     if precision != "auto":
         return precision, float("nan")
     if not native_bf16(device):
         return "float32", float("nan")
-    agreement = reduced_precision_agreement(module, make_batch(), device, torch.bfloat16)
+    batch = make_batch()
+    try:
+        agreement = reduced_precision_agreement(module, batch, device, torch.bfloat16)
+    except (RuntimeError, NotImplementedError, TypeError):
+        # an operation without a bf16 kernel: float32, which fit already ran, is the answer
+        agreement = float("-inf")
     return ("bfloat16" if agreement >= AUTO_MIN_COSINE else "float32"), agreement
 
 

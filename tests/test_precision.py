@@ -365,6 +365,22 @@ def test_a_module_whose_bf16_outputs_disagree_stays_float32(native_bf16_device):
     assert choose_precision("bfloat16", CancelsOut(), lambda: x, "cpu")[0] == "bfloat16"  # forced
 
 
+class NoBf16Kernel(nn.Module):
+    """A module with an operation that has no bf16 kernel (it refuses autocast)."""
+
+    def forward(self, x):
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("\"my_op\" not implemented for 'BFloat16'")
+        return x.flatten(1)
+
+
+def test_auto_stays_float32_for_a_module_failing_under_bf16(native_bf16_device):
+    X = np.random.default_rng(0).random((5, 6)).astype(np.float32)
+    auto = MeanTTAEmbedder(NoBf16Kernel(), n_augmentations=0, device="cpu").fit(X)
+    assert auto.precision_ == "float32" and auto.precision_agreement_ == float("-inf")
+    np.testing.assert_array_equal(auto.transform(X), X)
+
+
 def test_agreement_is_minus_infinity_for_outputs_that_are_not_finite():
     x = torch.rand(2, 3, 8, 8)
     assert reduced_precision_agreement(Overflows(), x, "cpu", torch.float16) == float("-inf")
