@@ -190,6 +190,16 @@ def reduced_precision_agreement(module, batch, device, dtype) -> float:
     return float(torch.where(both_zero, 1.0, cosine).min())
 
 
+def precision_context() -> tuple:
+    """What decides the arithmetic of ``precision="auto"`` in this process, for cache keys.
+
+    ``REPENS_SKLEARN_PRECISION`` and whether the CPU and the CUDA device compute bf16
+    natively: a result cached where ``"auto"`` ran bf16 is not one where it ran float32.
+    """
+    cuda = torch.cuda.is_available() and native_bf16("cuda")
+    return (os.environ.get(PRECISION_ENV, ""), cpu_has_native_bf16(), cuda)
+
+
 def inference_settings(precision, chosen, device, module) -> tuple[torch.dtype, bool]:
     """``(autocast dtype, channels_last)`` of a fitted estimator's forward passes on ``device``.
 

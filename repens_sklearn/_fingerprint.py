@@ -330,8 +330,10 @@ class KeyedCache:
     joblib's own key hashes path strings as strings; this key holds the identity
     of every file the arguments name (image files in X, weights files in the
     parameters) and the weights of modules, so an overwritten file or another
-    module is a cache miss. Arguments that cannot be fingerprinted exactly are
-    never looked up: ``fn`` runs uncached. Picklable, for joblib workers.
+    module is a cache miss; so is a process where ``precision="auto"`` computes in
+    another arithmetic (:func:`~repens_sklearn._compute.precision_context`).
+    Arguments that cannot be fingerprinted exactly are never looked up: ``fn``
+    runs uncached. Picklable, for joblib workers.
 
     Parameters
     ----------
@@ -351,8 +353,9 @@ class KeyedCache:
         if getattr(self.memory, "location", True) is None:  # no cache: no hashing either
             return self.fn(*args, **kwargs)
         from . import __version__
+        from ._compute import precision_context
 
-        key = fingerprint(__version__, self.fn, args, kwargs)
+        key = fingerprint(__version__, precision_context(), self.fn, args, kwargs)
         if not key.exact:
             return self.fn(*args, **kwargs)
         try:

@@ -187,6 +187,18 @@ def test_concat_cache_misses_after_a_weights_file_is_overwritten(tmp_path):
     np.testing.assert_allclose(cached.fit_transform(X), fresh, rtol=1e-6, atol=1e-6)
 
 
+def test_concat_cache_misses_where_auto_precision_computes_otherwise(tmp_path, monkeypatch):
+    """A cache filled where precision="auto" ran float32 is not served where it runs bf16."""
+    X = np.random.default_rng(0).random((10, 64), dtype=np.float32)
+    member = MeanTTAEmbedder("mlp", n_augmentations=0, random_state=0)  # precision="auto"
+    cached = ConcatEmbedder([("m", member)], memory=str(tmp_path / "cache"))
+    in_float32 = cached.fit_transform(X)
+    monkeypatch.setenv("REPENS_SKLEARN_PRECISION", "bfloat16")  # another machine's "auto"
+    in_bf16 = ConcatEmbedder([("m", member)]).fit_transform(X)
+    assert not np.array_equal(in_float32, in_bf16)
+    np.testing.assert_array_equal(cached.fit_transform(X), in_bf16)
+
+
 def test_knn_selector_cache_misses_after_a_weights_file_is_overwritten(tmp_path):
     X = np.random.default_rng(0).random((24, 64), dtype=np.float32)
     y = np.repeat([0, 1, 2], 8)
