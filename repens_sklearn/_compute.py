@@ -148,9 +148,9 @@ def choose_precision(precision, module, make_batch, device) -> tuple[str, float]
     from the CPU's flags) *and* this module's bf16 outputs for ``make_batch()`` (a
     few samples of the fit data, as the network sees them) all have a cosine of at
     least :data:`AUTO_MIN_COSINE` to its float32 outputs; float32 otherwise. The
-    check is what makes bf16 a safe default: ResNet-18 / ResNet-50 / ConvNeXt
-    keep 0.99998 or more and run 3-4x faster on an AMX CPU, while ImageNet
-    EfficientNet-Lite0 falls to 0.986 and about one point of kNN accuracy
+    check is what makes bf16 a safe default: timm ResNet-18 / ResNet-50 /
+    ConvNeXt-nano keep 0.99998 or more and run 3-4x faster on an AMX CPU, while
+    ImageNet EfficientNet-Lite0 falls to about 0.986 and a point of kNN accuracy
     (``docs/benchmarks.md``, bench_peers), so it stays float32. The agreement is
     NaN where no check ran (a forced precision, or no native bf16) and -inf where
     the bf16 outputs were not finite or the module failed under bf16 autocast.
