@@ -150,8 +150,8 @@ def choose_precision(precision, module, make_batch, device) -> tuple[str, float]
     least :data:`AUTO_MIN_COSINE` to its float32 outputs; float32 otherwise. The
     check is what makes bf16 a safe default: timm ResNet-18 / ResNet-50 /
     ConvNeXt-nano keep 0.99998 or more and run 3-4x faster on an AMX CPU, while
-    ImageNet EfficientNet-Lite0 falls to about 0.986 and a point of kNN accuracy
-    (``docs/benchmarks.md``, bench_peers), so it stays float32. The agreement is
+    ImageNet EfficientNet-Lite0/1/2 fall to 0.95-0.98 and up to a point of kNN
+    accuracy (``docs/benchmarks.md``, bench_peers), so they stay float32. The agreement is
     NaN where no check ran (a forced precision, or no native bf16) and -inf where
     the bf16 outputs were not finite or the module failed under bf16 autocast.
     """
