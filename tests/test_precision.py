@@ -289,20 +289,17 @@ def test_finetune_predictions_in_bf16_are_float(images):
     assert not np.array_equal(p16, p32)
 
 
+def _tiny_ensiam(**params):
+    """EnSiam around TinyConv, small enough for a 12-image fit."""
+    common = dict(policy="crop_flip", n_views=2, batch_size=6, projector_dim=16)
+    return EnSiamPretrainer(
+        TinyConv(), predictor_hidden_dim=8, device="cpu", random_state=0, **common, **params
+    )
+
+
 def test_ensiam_bf16_trains_finite_and_embeds_float32(images):
     X, _ = images
-    pre = EnSiamPretrainer(
-        TinyConv(),
-        policy="crop_flip",
-        n_views=2,
-        max_epochs=2,
-        batch_size=6,
-        projector_dim=16,
-        predictor_hidden_dim=8,
-        precision="bfloat16",
-        device="cpu",
-        random_state=0,
-    ).fit(X)
+    pre = _tiny_ensiam(max_epochs=2, precision="bfloat16").fit(X)
     Z = pre.transform(X)
     assert np.isfinite(pre.history_[:, "train_loss"]).all()
     assert Z.dtype == np.float32 and np.isfinite(Z).all()
@@ -418,17 +415,7 @@ def test_finetune_and_ensiam_check_their_trained_networks(native_bf16_device, im
     clf.fit(X, y)
     assert clf.precision_ == "bfloat16" and clf.precision_agreement_ >= AUTO_MIN_COSINE
     assert clf.predict_proba(X).dtype == np.float64
-    pre = EnSiamPretrainer(
-        TinyConv(),
-        policy="crop_flip",
-        n_views=2,
-        max_epochs=1,
-        batch_size=6,
-        projector_dim=16,
-        predictor_hidden_dim=8,
-        device="cpu",
-        random_state=0,
-    ).fit(X)
+    pre = _tiny_ensiam(max_epochs=1).fit(X)
     assert pre.precision_ == "bfloat16" and pre.precision_agreement_ >= AUTO_MIN_COSINE
     assert pre.transform(X).dtype == np.float32
 
