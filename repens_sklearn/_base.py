@@ -118,9 +118,10 @@ precision : {"auto", "float32", "bfloat16", "float16"}
     ``precision_agreement_`` the cosine). ``"bfloat16"`` and ``"float16"``
     force autocast to that type (``"float16"`` is fast only where the device
     has it: CUDA, CPUs with AVX512-FP16; accuracy in ``docs/benchmarks.md``);
-    ``"float32"`` gives today's exact float32 results. All but ``"float32"``
-    run convolutional backbones channels_last. The environment variable
-    ``REPENS_SKLEARN_PRECISION`` decides ``"auto"`` when set.
+    ``"float32"`` gives today's exact float32 results. ``"bfloat16"`` and
+    ``"float16"`` run convolutional backbones channels_last, ``"auto"`` too
+    where the backbone runs in that layout (float32 included). The
+    environment variable ``REPENS_SKLEARN_PRECISION`` decides ``"auto"`` when set.
 device : "auto", str, torch.device or None
     ``"auto"`` or None: CUDA when available, else the CPU; otherwise a torch
     device (``"cpu"``, ``"cuda:1"``, ...).
@@ -249,13 +250,15 @@ class TorchEstimatorMixin:
     def _inference_settings(self, module, device) -> tuple[torch.dtype, bool]:
         """``(autocast dtype, channels_last)`` of the forward passes after ``fit``."""
         precision = getattr(self, "precision", "auto")
-        return inference_settings(precision, getattr(self, "precision_", None), device, module)
+        choice = getattr(self, "_precision_choice", None)
+        return inference_settings(precision, choice, device, module)
 
-    def _choose_precision(self, module, inputs, device, network_input=None):
-        """Set ``precision_`` and ``precision_agreement_`` for the fitted ``module``.
+    def _choose_precision(self, module, inputs, device, network_input=None, *, logits=False):
+        """Set ``precision_``, ``precision_agreement_`` (and the choice) for the fitted ``module``.
 
         The check batch is the first samples of ``inputs`` made into what
-        ``module`` takes (``network_input``; default: prepared and standardized).
+        ``module`` takes (``network_input``; default: prepared and standardized);
+        ``logits``: compared without their shared offset.
         """
         network_input = network_input or (lambda x: self._standardize(self._prepare(x)))
 
@@ -263,9 +266,10 @@ class TorchEstimatorMixin:
             _, batch = next(iter(inputs.iter_batches(AUTO_CHECK_SAMPLES, device, 0)))
             return network_input(batch)
 
-        self.precision_, self.precision_agreement_ = choose_precision(
-            getattr(self, "precision", "auto"), module, make_batch, device
-        )
+        precision = getattr(self, "precision", "auto")
+        choice = choose_precision(precision, module, make_batch, device, centre=logits)
+        self._precision_choice = choice
+        self.precision_, self.precision_agreement_ = choice.name, choice.agreement
 
     # 0.2 renamed it: the attribute holds the preprocessor (``preprocess`` is the bool switch)
     @deprecated(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -115,7 +116,8 @@ def resolve_precision(precision, device, *, training=False) -> torch.dtype:
     ``"float32"``, ``"bfloat16"`` and ``"float16"`` force it; ``"auto"`` is what
     ``REPENS_SKLEARN_PRECISION`` names when set, else bfloat16 on CUDA devices
     that compute it natively and float32 elsewhere. This is the rule for training
-    (bf16 training on CPUs is not validated) and for estimators fitted before
+    (bf16 training on CPUs is not validated; ``"float16"`` trains in float32, as
+    fp16 gradients need loss scaling, which is not done) and for estimators fitted before
     :func:`choose_precision` existed; inference after ``fit`` follows
     :func:`choose_precision`, which also gives CPUs with native bf16 their bf16.
 
@@ -132,6 +134,8 @@ def resolve_precision(precision, device, *, training=False) -> torch.dtype:
     if precision == "auto":
         device = torch.device(device)
         return torch.bfloat16 if device.type == "cuda" and native_bf16(device) else torch.float32
+    if training and precision == "float16":  # fp16 gradients underflow without loss scaling
+        return torch.float32
     return _DTYPES[precision]
 
 
@@ -140,85 +144,116 @@ def _check_precision(value, what):
         raise ValueError(f"{what} must be one of {', '.join(map(repr, PRECISIONS))}; got {value!r}")
 
 
-def choose_precision(precision, module, make_batch, device) -> tuple[str, float]:
-    """The inference precision of a fitted ``module``: ``(name, bf16 agreement)``.
+class PrecisionChoice(NamedTuple):
+    """What :func:`choose_precision` decided at ``fit``, and for which request."""
 
-    ``"auto"`` (without ``REPENS_SKLEARN_PRECISION``) is bfloat16 where the device
-    computes it natively (CUDA from Ampere on; CPUs with AVX512-BF16 / AMX, read
-    from the CPU's flags) *and* this module's bf16 outputs for ``make_batch()`` (a
-    few samples of the fit data, as the network sees them) all have a cosine of at
-    least :data:`AUTO_MIN_COSINE` to its float32 outputs; float32 otherwise. The
-    check is what makes bf16 a safe default: timm ResNet-18 / ResNet-50 /
-    ConvNeXt-nano keep 0.99998 or more and run 3-4x faster on an AMX CPU, while
-    ImageNet EfficientNet-Lite0/1/2 fall to 0.95-0.98 and up to a point of kNN
-    accuracy (``docs/benchmarks.md``, bench_peers), so they stay float32. The agreement is
-    NaN where no check ran (a forced precision, or no native bf16) and -inf where
-    the bf16 outputs were not finite or the module failed under bf16 autocast.
+    requested: str  #: ``precision`` as asked at fit (``REPENS_SKLEARN_PRECISION`` applied)
+    name: str  #: "float32", "bfloat16" or "float16"
+    channels_last: bool  #: whether the module runs channels_last
+    agreement: float  #: least cosine of bf16 to float32 on the check (NaN: not checked)
+
+
+def choose_precision(precision, module, make_batch, device, *, centre=False) -> PrecisionChoice:
+    """The inference arithmetic of a fitted ``module`` (a :class:`PrecisionChoice`).
+
+    ``"auto"`` (without ``REPENS_SKLEARN_PRECISION``) tries, on ``make_batch()`` (a
+    few samples of the fit data, as the network sees them), bf16 autocast +
+    channels_last where the device computes bf16 natively (CUDA from Ampere on;
+    CPUs with AVX512-BF16 / AMX, read from the CPU's flags), then float32
+    channels_last (convolutional modules), then the plain float32 that ``fit``
+    already ran: the first that runs and keeps every output's cosine to float32
+    at least :data:`AUTO_MIN_COSINE` wins (``centre``: cosines of outputs minus
+    their row mean, for logits, whose shared offset says nothing). The check is
+    what makes bf16 a safe default: timm ResNet-18 / ResNet-50 / ConvNeXt-nano
+    keep 0.99998 or more and run 3-4x faster on an AMX CPU, while ImageNet
+    EfficientNet-Lite0/1/2 fall to 0.95-0.98 and up to a point of kNN accuracy
+    (``docs/benchmarks.md``, bench_peers), so they stay float32. A module that
+    fails in a layout or precision (``x.view`` on channels_last, an op without a
+    bf16 kernel) gets the next candidate. Forced precisions are not checked.
     """
-    precision = requested_precision(precision)
-    if precision != "auto":
-        return precision, float("nan")
-    if not native_bf16(device):
-        return "float32", float("nan")
-    batch = make_batch()
-    try:
-        agreement = reduced_precision_agreement(module, batch, device, torch.bfloat16)
-    except (RuntimeError, NotImplementedError, TypeError):
-        # an operation without a bf16 kernel: float32, which fit already ran, is the answer
-        agreement = float("-inf")
-    return ("bfloat16" if agreement >= AUTO_MIN_COSINE else "float32"), agreement
+    requested = requested_precision(precision)
+    if requested != "auto":
+        channels_last = requested != "float32" and has_conv2d(module)
+        return PrecisionChoice(requested, requested, channels_last, float("nan"))
+    candidates = [("float32", False)]
+    if has_conv2d(module):
+        candidates.insert(0, ("float32", True))
+    if native_bf16(device):
+        candidates.insert(0, ("bfloat16", True))
+    batch = make_batch() if len(candidates) > 1 else None
+    agreement = float("nan")
+    for name, channels_last in candidates[:-1]:
+        cosine = reduced_precision_agreement(
+            module, batch, device, _DTYPES[name], channels_last=channels_last, centre=centre
+        )
+        if name == "bfloat16":
+            agreement = cosine
+        if cosine >= AUTO_MIN_COSINE:
+            return PrecisionChoice("auto", name, channels_last, agreement)
+    return PrecisionChoice("auto", "float32", False, agreement)
 
 
 @torch.inference_mode()
-def reduced_precision_agreement(module, batch, device, dtype) -> float:
-    """Least row cosine between ``module(batch)`` in ``dtype`` and in float32 (-inf: not finite).
+def reduced_precision_agreement(
+    module, batch, device, dtype, *, channels_last=None, centre=False
+) -> float:
+    """Least row cosine of ``module(batch)`` run in ``dtype`` (and layout) to plain float32.
 
-    Rows that are zero in both count as agreeing.
+    -inf where those outputs are not finite or the module failed to run so (float32
+    itself, computed first, must run). Rows that are zero in both count as agreeing;
+    ``centre`` subtracts each row's mean first.
     """
     was_training = module.training
     module.eval()
     try:
         reference = module(batch).float().reshape(len(batch), -1)
-        with fast_inference(module, device, dtype, recompute_non_finite=False) as forward:
-            reduced = forward(batch).reshape(len(batch), -1)
+        try:
+            with fast_inference(
+                module, device, dtype, channels_last=channels_last, recompute_non_finite=False
+            ) as forward:
+                reduced = forward(batch).reshape(len(batch), -1)
+        except Exception:  # no kernel for it, a layout the module refuses: not this one
+            return float("-inf")
     finally:
         module.train(was_training)
     if not torch.isfinite(reduced).all():
         return float("-inf")
-    cosine = torch.nn.functional.cosine_similarity(reduced.double(), reference.double(), dim=1)
+    reduced, reference = reduced.double(), reference.double()
+    if centre:
+        reduced = reduced - reduced.mean(dim=1, keepdim=True)
+        reference = reference - reference.mean(dim=1, keepdim=True)
     both_zero = (reduced.abs().amax(dim=1) == 0) & (reference.abs().amax(dim=1) == 0)
+    cosine = torch.nn.functional.cosine_similarity(reduced, reference, dim=1, eps=1e-300)
     return float(torch.where(both_zero, 1.0, cosine).min())
 
 
 def precision_context() -> tuple:
     """What decides the arithmetic of ``precision="auto"`` in this process, for cache keys.
 
-    ``REPENS_SKLEARN_PRECISION`` and whether the CPU and the CUDA device compute bf16
-    natively: a result cached where ``"auto"`` ran bf16 is not one where it ran float32.
+    ``REPENS_SKLEARN_PRECISION``, whether the CPU computes bf16 natively and whether
+    CUDA is there (not initialised for this: no CUDA context in every cache lookup).
     """
-    cuda = torch.cuda.is_available() and native_bf16("cuda")
-    return (os.environ.get(PRECISION_ENV, ""), cpu_has_native_bf16(), cuda)
+    return (os.environ.get(PRECISION_ENV, ""), cpu_has_native_bf16(), torch.cuda.is_available())
 
 
-def inference_settings(precision, chosen, device, module) -> tuple[torch.dtype, bool]:
+def inference_settings(precision, choice, device, module) -> tuple[torch.dtype, bool]:
     """``(autocast dtype, channels_last)`` of a fitted estimator's forward passes on ``device``.
 
-    ``chosen`` is what :func:`choose_precision` picked at fit (None for estimators
-    fitted before it, or during fit): used while ``precision`` still asks for
-    ``"auto"``, except bfloat16 on a device that does not compute it natively
-    (the estimator moved since fit). Convolutional backbones run channels_last
-    unless ``"float32"`` was asked for: oneDNN's NHWC convolutions are 1.0-1.9x
-    faster in float32 too (timm ResNet / MobileNetV3 / EfficientNet, one thread),
-    but not bit for bit the default layout's, which ``"float32"`` keeps.
+    ``choice`` is the :class:`PrecisionChoice` of ``fit`` (None for estimators
+    fitted before it, or during fit). It is followed while ``precision`` asks for
+    what it was made for; bfloat16 becomes float32 on a device that does not
+    compute it natively (the estimator moved since fit). Otherwise (``precision``
+    changed since fit, older pickles) the rule without a check applies:
+    :func:`resolve_precision`, channels_last for reduced precisions.
     """
     requested = requested_precision(precision)
-    if requested != "auto":
-        dtype = _DTYPES[requested]
-    elif chosen is None or (chosen == "bfloat16" and not native_bf16(device)):
-        dtype = resolve_precision("auto", device)
-    else:
-        dtype = _DTYPES[chosen]
-    return dtype, requested != "float32" and has_conv2d(module)
+    if choice is not None and choice.requested == requested:
+        name = choice.name
+        if name == "bfloat16" and requested == "auto" and not native_bf16(device):
+            name = "float32"
+        return _DTYPES[name], choice.channels_last
+    dtype = resolve_precision(requested, device)
+    return dtype, dtype != torch.float32 and has_conv2d(module)
 
 
 def has_conv2d(module) -> bool:
@@ -255,11 +290,7 @@ def fast_inference(module, device, dtype, *, channels_last=None, recompute_non_f
         channels_last = dtype != torch.float32 and has_conv2d(module)
     formats = {}
     if channels_last:
-        formats = {
-            name: p.is_contiguous(memory_format=torch.channels_last)
-            for name, p in module.named_parameters()
-            if p.dim() == 4
-        }
+        formats = {name: t.stride() for name, t in _4d(module)}
         with _normal_tensors():
             module.to(memory_format=torch.channels_last)
 
@@ -286,12 +317,23 @@ def _normal_tensors():
         yield
 
 
+def _4d(module):
+    """``(name, tensor)`` of the module's 4-D parameters and buffers (those .to() re-lays)."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    return [(name, t) for name, t in tensors if t.dim() == 4]
+
+
 def _restore_formats(module, formats):
-    """Put back the contiguous layout of the 4-D weights that did not have channels_last."""
+    """Put back the strides the 4-D weights and buffers had (one input channel: both layouts
+    are "contiguous", so strides, not flags, tell them apart)."""
     with _normal_tensors():
-        for name, param in module.named_parameters():
-            if formats.get(name) is False:
-                param.data = param.data.contiguous()
+        for name, tensor in _4d(module):
+            strides = formats.get(name)
+            if strides is not None and tensor.stride() != strides:
+                restored = torch.empty_strided(
+                    tensor.shape, strides, dtype=tensor.dtype, device=tensor.device
+                )
+                tensor.data = restored.copy_(tensor.data)
 
 
 @torch.inference_mode()

@@ -16,6 +16,7 @@ from repens_sklearn import EnSiamPretrainer, FineTuneClassifier, MeanTTAEmbedder
 from repens_sklearn._compute import (
     AUTO_MIN_COSINE,
     PRECISION_ENV,
+    PrecisionChoice,
     choose_precision,
     cpu_flags,
     cpu_has_native_bf16,
@@ -112,13 +113,15 @@ def test_auto_on_this_machine_follows_its_flags_and_the_check(auto_precision):
     assert resolve_precision("auto", "cpu", training=True) == torch.float32
     assert resolve_precision("bfloat16", "cpu") == torch.bfloat16
     assert resolve_precision("float16", "cpu") == torch.float16
+    assert resolve_precision("float16", "cpu", training=True) == torch.float32  # no loss scaling
     # after fit: bf16 where native and the module's bf16 outputs agree with float32
     torch.manual_seed(0)
-    name, agreement = choose_precision("auto", TinyConv(), lambda: torch.rand(4, 3, 16, 16), "cpu")
+    choice = choose_precision("auto", TinyConv(), lambda: torch.rand(4, 3, 16, 16), "cpu")
     if native:
-        assert name == "bfloat16" and AUTO_MIN_COSINE <= agreement < 1.0
-    else:
-        assert name == "float32" and np.isnan(agreement)
+        assert choice.name == "bfloat16" and AUTO_MIN_COSINE <= choice.agreement < 1.0
+    else:  # float32 in the faster layout, which the check ran too
+        assert choice.name == "float32" and np.isnan(choice.agreement)
+    assert choice.channels_last
 
 
 def test_auto_on_a_cpu_without_native_bf16_is_float32(no_bf16_cpu):
@@ -172,7 +175,8 @@ def test_environment_variable_decides_auto(monkeypatch):
     assert resolve_precision("auto", "cpu") == torch.bfloat16
     assert resolve_precision("float32", "cpu") == torch.float32  # an explicit value wins
     never_called = mock.Mock(side_effect=AssertionError("no check when the variable decides"))
-    assert choose_precision("auto", TinyConv(), never_called, "cpu") == ("bfloat16", mock.ANY)
+    choice = choose_precision("auto", TinyConv(), never_called, "cpu")
+    assert (choice.requested, choice.name) == ("bfloat16", "bfloat16")
     monkeypatch.setenv(PRECISION_ENV, "float16")
     assert resolve_precision("auto", "cpu") == torch.float16
     monkeypatch.setenv(PRECISION_ENV, "half")
@@ -238,10 +242,7 @@ def test_auto_is_float32_on_a_cpu_without_bf16(no_bf16_cpu, images):
     auto = MeanTTAEmbedder(TinyConv(), n_augmentations=0, device="cpu").fit(X)
     assert auto.precision_ == "float32" and np.isnan(auto.precision_agreement_)
     np.testing.assert_allclose(auto.transform(X), _float32_reference(auto, X), rtol=1e-5, atol=1e-6)
-    assert inference_settings("auto", auto.precision_, "cpu", auto.backbone_) == (
-        torch.float32,
-        True,
-    )
+    assert auto._inference_settings(auto.backbone_, "cpu") == (torch.float32, True)
 
 
 def test_bf16_runs_conv_backbones_channels_last_and_restores_them():
@@ -355,25 +356,30 @@ def native_bf16_device(monkeypatch, auto_precision):
 
 def test_a_module_whose_bf16_outputs_disagree_stays_float32(native_bf16_device):
     x = torch.rand(6, 16)
-    name, agreement = choose_precision("auto", CancelsOut(), lambda: x, "cpu")
-    assert name == "float32" and agreement < AUTO_MIN_COSINE
-    name, agreement = choose_precision("auto", TinyConv(), lambda: torch.rand(6, 3, 16, 16), "cpu")
-    assert name == "bfloat16" and agreement >= AUTO_MIN_COSINE
-    assert choose_precision("bfloat16", CancelsOut(), lambda: x, "cpu")[0] == "bfloat16"  # forced
+    choice = choose_precision("auto", CancelsOut(), lambda: x, "cpu")
+    assert choice.name == "float32" and choice.agreement < AUTO_MIN_COSINE
+    choice = choose_precision("auto", TinyConv(), lambda: torch.rand(6, 3, 16, 16), "cpu")
+    assert choice.name == "bfloat16" and choice.agreement >= AUTO_MIN_COSINE
+    assert choose_precision("bfloat16", CancelsOut(), lambda: x, "cpu").name == "bfloat16"
 
 
 class NoBf16Kernel(nn.Module):
-    """A module with an operation that has no bf16 kernel (it refuses autocast)."""
+    """A module with an operation that has no bf16 kernel, or a guard, refusing autocast."""
+
+    def __init__(self, error=RuntimeError):
+        super().__init__()
+        self.error = error
 
     def forward(self, x):
         if torch.is_autocast_enabled("cpu"):
-            raise RuntimeError("\"my_op\" not implemented for 'BFloat16'")
+            raise self.error("\"my_op\" not implemented for 'BFloat16'")
         return x.flatten(1)
 
 
-def test_auto_stays_float32_for_a_module_failing_under_bf16(native_bf16_device):
+@pytest.mark.parametrize("error", [RuntimeError, NotImplementedError, ValueError, AssertionError])
+def test_auto_stays_float32_for_a_module_failing_under_bf16(native_bf16_device, error):
     X = np.random.default_rng(0).random((5, 6)).astype(np.float32)
-    auto = MeanTTAEmbedder(NoBf16Kernel(), n_augmentations=0, device="cpu").fit(X)
+    auto = MeanTTAEmbedder(NoBf16Kernel(error), n_augmentations=0, device="cpu").fit(X)
     assert auto.precision_ == "float32" and auto.precision_agreement_ == float("-inf")
     np.testing.assert_array_equal(auto.transform(X), X)
 
@@ -409,26 +415,134 @@ def test_auto_embedder_runs_what_its_check_chose(native_bf16_device, module, cho
     np.testing.assert_allclose(auto.transform(X), forced.transform(X), rtol=1e-6, atol=1e-6)
 
 
-def test_finetune_and_ensiam_check_their_trained_networks(native_bf16_device, images):
+def test_finetune_and_ensiam_predict_in_what_the_check_of_their_trained_networks_chose(
+    native_bf16_device, images
+):
     X, y = images
     clf = FineTuneClassifier(TinyConv(), max_steps=2, batch_size=6, device="cpu", random_state=0)
     clf.fit(X, y)
     assert clf.precision_ == "bfloat16" and clf.precision_agreement_ >= AUTO_MIN_COSINE
-    assert clf.predict_proba(X).dtype == np.float64
+    in_bf16 = clf.predict_proba(X)
+    in_float32 = clf.set_params(precision="float32").predict_proba(X)  # same fitted network
+    assert in_bf16.dtype == np.float64 and not np.array_equal(in_bf16, in_float32)
+    np.testing.assert_allclose(in_bf16, in_float32, atol=0.02)
     pre = _tiny_ensiam(max_epochs=1).fit(X)
     assert pre.precision_ == "bfloat16" and pre.precision_agreement_ >= AUTO_MIN_COSINE
-    assert pre.transform(X).dtype == np.float32
+    Z = pre.transform(X)
+    Z32 = pre.set_params(precision="float32").transform(X)
+    assert Z.dtype == np.float32 and not np.array_equal(Z, Z32)
+    assert _cosines(Z, Z32).min() >= AUTO_MIN_COSINE
+
+
+class ViewFlatten(nn.Module):
+    """A CNN flattening with ``.view``, which a channels_last activation refuses."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(256, 6)
+        self.embedding_dim = 6
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.size(0), -1))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_keeps_the_default_layout_for_a_module_refusing_channels_last(
+    monkeypatch, auto_precision, native
+):
+    monkeypatch.setattr(_compute, "native_bf16", lambda device: native)
+    X = np.random.default_rng(0).integers(0, 256, (10, 8, 8), dtype=np.uint8)
+    for n_augmentations in (0, 2):
+        common = dict(n_augmentations=n_augmentations, device="cpu", random_state=0)
+        auto = MeanTTAEmbedder(ViewFlatten(), **common).fit(X)
+        assert auto.precision_ == "float32" and not auto._precision_choice.channels_last
+        exact = MeanTTAEmbedder(auto.backbone_, precision="float32", **common).fit(X)
+        np.testing.assert_array_equal(auto.transform(X), exact.transform(X))
+
+
+def test_a_forced_precision_is_not_kept_when_auto_is_asked_after_fit(native_bf16_device):
+    """set_params(precision="auto") after a forced fit: auto's rule, not the forced type."""
+    X = np.random.default_rng(0).random((10, 16)).astype(np.float32)
+    common = dict(n_augmentations=0, device="cpu", random_state=0)
+    exact = MeanTTAEmbedder(CancelsOut(), precision="float32", **common).fit(X).transform(X)
+    for forced in ("float16", "bfloat16"):
+        emb = MeanTTAEmbedder(CancelsOut(), precision=forced, **common).fit(X)
+        np.testing.assert_array_equal(emb.set_params(precision="auto").transform(X), exact)
+
+
+def test_the_environment_variable_at_fit_does_not_decide_auto_after_it(monkeypatch, images):
+    X, _ = images
+    monkeypatch.setenv(PRECISION_ENV, "float16")
+    emb = MeanTTAEmbedder(TinyConv(), n_augmentations=0, device="cpu", random_state=0).fit(X)
+    assert emb.precision_ == "float16"
+    monkeypatch.delenv(PRECISION_ENV)
+    monkeypatch.setattr(_compute, "native_bf16", lambda device: False)
+    assert emb._inference_settings(emb.backbone_, "cpu")[0] == torch.float32
+
+
+class BigLogits(nn.Module):
+    """A backbone whose outputs (~1e6) overflow float16 (past 65504) but not float32."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(16, 4)
+        self.embedding_dim = 4
+
+    def forward(self, x):
+        return self.lin(x.flatten(1)) * 1e6
+
+
+def test_finetune_float16_overflow_is_computed_again_in_float32():
+    X = np.random.default_rng(0).random((12, 16)).astype(np.float32)
+    y = np.arange(12) % 3
+    common = dict(max_steps=1, batch_size=6, lr=1e-12, device="cpu", random_state=0)
+    module = BigLogits()  # one module: the estimators deep-copy it
+    p16 = FineTuneClassifier(module, precision="float16", **common).fit(X, y).predict_proba(X)
+    p32 = FineTuneClassifier(module, precision="float32", **common).fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(p16, p32, atol=1e-6)
+
+
+def test_logits_are_compared_without_their_shared_offset(native_bf16_device):
+    """A head bias of 40 makes raw cosines agree while bf16 moves the argmax."""
+    head = nn.Linear(8, 3)
+    with torch.no_grad():
+        head.bias.fill_(40.0)
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    assert choose_precision("auto", head, lambda: x, "cpu").name == "bfloat16"
+    assert choose_precision("auto", head, lambda: x, "cpu", centre=True).name == "float32"
+
+
+class BlurBuffer(nn.Module):
+    """A conv module with a fixed 4-D filter buffer (BlurPool-style)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.register_buffer("filt", torch.rand(8, 8, 3, 3))
+
+    def forward(self, x):
+        return nn.functional.conv2d(self.conv(x), self.filt).mean(dim=(2, 3))
+
+
+def test_channels_last_is_undone_on_buffers_too(native_bf16_device):
+    module, x = BlurBuffer(), torch.rand(2, 3, 12, 12)
+    with torch.inference_mode(), fast_inference(module, "cpu", torch.bfloat16) as forward:
+        forward(x)
+    assert module.filt.is_contiguous() and module.conv.weight.is_contiguous()
+    choose_precision("auto", module, lambda: x, "cpu")
+    assert module.filt.is_contiguous() and module.conv.weight.is_contiguous()
 
 
 def test_bf16_chosen_on_one_device_is_not_forced_on_another(monkeypatch, auto_precision):
     """Fitted where bf16 is native, moved to a device where it is not: float32 there."""
     monkeypatch.setattr(_compute, "native_bf16", lambda device: torch.device(device).type == "cuda")
-    assert inference_settings("auto", "bfloat16", "cuda", TinyConv()) == (torch.bfloat16, True)
-    assert inference_settings("auto", "bfloat16", "cpu", TinyConv()) == (torch.float32, True)
-    # pickled before the check existed: the rule before the check
-    assert inference_settings("auto", None, "cpu", TinyConv()) == (torch.float32, True)
-    assert inference_settings("float32", "float32", "cpu", TinyConv()) == (torch.float32, False)
-    assert inference_settings("float16", "float16", "cpu", CancelsOut()) == (torch.float16, False)
+    bf16 = PrecisionChoice("auto", "bfloat16", True, 0.9999)
+    assert inference_settings("auto", bf16, "cuda", TinyConv()) == (torch.bfloat16, True)
+    assert inference_settings("auto", bf16, "cpu", TinyConv()) == (torch.float32, True)
+    # pickled before the check existed: the rule without a check (float32 layout as before)
+    assert inference_settings("auto", None, "cpu", TinyConv()) == (torch.float32, False)
 
 
 def test_float16_returns_float32_close_to_float32(images):

@@ -134,9 +134,10 @@ class EnSiamPretrainer(
     {precision}
         Training: ``"auto"`` is bfloat16 autocast on CUDA GPUs that compute it
         natively and float32 elsewhere (bf16 training on CPUs is not
-        validated); the other values force it. ``transform`` follows the rule
-        above, checked on the trained encoder; the kNN monitor, run during
-        ``fit``, the training rule.
+        validated); ``"float32"`` and ``"bfloat16"`` force it, ``"float16"``
+        trains in float32 (fp16 gradients need loss scaling). ``transform``
+        follows the rule above, checked on the trained encoder; the kNN
+        monitor, run during ``fit``, the training rule.
     {random_state}
         It seeds the initialisation, the views and the batch order.
     callbacks : list of skorch callbacks, default=None

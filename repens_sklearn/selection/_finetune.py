@@ -159,7 +159,10 @@ class _FiniteLossNet(NeuralNetClassifier):
         if training or dtype is None or dtype == torch.float32:
             return super().evaluation_step(batch, training=training)
         with autocast(self.device, dtype):  # float32 logits: skorch's numpy has no bf16
-            return super().evaluation_step(batch, training=training).float()
+            logits = super().evaluation_step(batch, training=training).float()
+        if not torch.isfinite(logits).all():  # a float16 overflow: this batch in float32
+            logits = super().evaluation_step(batch, training=training).float()
+        return logits
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
@@ -439,7 +442,7 @@ class FineTuneClassifier(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
             dp.broadcast_module(net.module_)
             net.history = dp.broadcast_object(net.history)
         self._check_finite_state()
-        self._choose_precision(net.module_, inputs, device, network_input=lambda x: x)
+        self._choose_precision(net.module_, inputs, device, lambda x: x, logits=True)
 
     def _share_steps(self, order, net, dp):
         """This rank's rows of every step's global batch of ``batch_size`` samples."""
