@@ -173,27 +173,30 @@ def choose_precision(precision, module, make_batch, device, *, centre=False) -> 
     """
     requested = requested_precision(precision)
     if requested != "auto":
-        channels_last = requested != "float32" and has_conv2d(module)
+        channels_last = reduced_runs_channels_last(_DTYPES[requested], module)
         return PrecisionChoice(requested, requested, channels_last, float("nan"))
     candidates = [("float32", False)]
     if has_conv2d(module):
         candidates.insert(0, ("float32", True))
     if native_bf16(device):
         candidates.insert(0, ("bfloat16", True))
-    batch = make_batch() if len(candidates) > 1 else None
     agreement = float("nan")
-    for name, channels_last in candidates[:-1]:
-        cosine = reduced_precision_agreement(
-            module, batch, device, _DTYPES[name], channels_last=channels_last, centre=centre
-        )
-        if name == "bfloat16":
-            agreement = cosine
-        if cosine >= AUTO_MIN_COSINE:
-            return PrecisionChoice("auto", name, channels_last, agreement)
+    if len(candidates) == 1:  # plain float32, which fit already ran
+        return PrecisionChoice("auto", "float32", False, agreement)
+    batch = make_batch()
+    with _eval_mode(module), torch.inference_mode():
+        reference = module(batch).float()
+        for name, channels_last in candidates[:-1]:
+            cosine = _agreement_with(
+                reference, module, batch, device, _DTYPES[name], channels_last, centre
+            )
+            if name == "bfloat16":
+                agreement = cosine
+            if cosine >= AUTO_MIN_COSINE:
+                return PrecisionChoice("auto", name, channels_last, agreement)
     return PrecisionChoice("auto", "float32", False, agreement)
 
 
-@torch.inference_mode()
 def reduced_precision_agreement(
     module, batch, device, dtype, *, channels_last=None, centre=False
 ) -> float:
@@ -203,28 +206,41 @@ def reduced_precision_agreement(
     itself, computed first, must run). Rows that are zero in both count as agreeing;
     ``centre`` subtracts each row's mean first.
     """
-    was_training = module.training
-    module.eval()
+    with _eval_mode(module), torch.inference_mode():
+        reference = module(batch).float()
+        return _agreement_with(reference, module, batch, device, dtype, channels_last, centre)
+
+
+def _agreement_with(reference, module, batch, device, dtype, channels_last, centre) -> float:
+    """:func:`reduced_precision_agreement` against an already computed float32 ``reference``."""
     try:
-        reference = module(batch).float().reshape(len(batch), -1)
-        try:
-            with fast_inference(
-                module, device, dtype, channels_last=channels_last, recompute_non_finite=False
-            ) as forward:
-                reduced = forward(batch).reshape(len(batch), -1)
-        except Exception:  # no kernel for it, a layout the module refuses: not this one
-            return float("-inf")
-    finally:
-        module.train(was_training)
+        with fast_inference(
+            module, device, dtype, channels_last=channels_last, recompute_non_finite=False
+        ) as forward:
+            reduced = forward(batch)
+    except Exception:  # no kernel for it, a layout the module refuses: not this one
+        return float("-inf")
     if not torch.isfinite(reduced).all():
         return float("-inf")
-    reduced, reference = reduced.double(), reference.double()
+    reduced = reduced.double().reshape(len(batch), -1)
+    reference = reference.double().reshape(len(batch), -1)
     if centre:
         reduced = reduced - reduced.mean(dim=1, keepdim=True)
         reference = reference - reference.mean(dim=1, keepdim=True)
     both_zero = (reduced.abs().amax(dim=1) == 0) & (reference.abs().amax(dim=1) == 0)
     cosine = torch.nn.functional.cosine_similarity(reduced, reference, dim=1, eps=1e-300)
     return float(torch.where(both_zero, 1.0, cosine).min())
+
+
+@contextlib.contextmanager
+def _eval_mode(module):
+    """The body with ``module`` in eval mode; its train/eval mode restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def precision_context() -> tuple:
@@ -253,12 +269,21 @@ def inference_settings(precision, choice, device, module) -> tuple[torch.dtype, 
             name = "float32"
         return _DTYPES[name], choice.channels_last
     dtype = resolve_precision(requested, device)
-    return dtype, dtype != torch.float32 and has_conv2d(module)
+    return dtype, reduced_runs_channels_last(dtype, module)
 
 
 def has_conv2d(module) -> bool:
     """Whether ``module`` holds 2-D convolutions (which run faster channels_last)."""
     return any(isinstance(layer, torch.nn.Conv2d) for layer in module.modules())
+
+
+def reduced_runs_channels_last(dtype, module) -> bool:
+    """The layout rule without a check: bf16 / fp16 convolutional modules run channels_last.
+
+    oneDNN's and cuDNN's reduced-precision convolutions are fastest on NHWC; float32
+    keeps the default layout (its exact results).
+    """
+    return dtype != torch.float32 and has_conv2d(module)
 
 
 def autocast(device, dtype=None):
@@ -274,20 +299,29 @@ def autocast(device, dtype=None):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def run_in(dtype, device, run, recompute_non_finite=True):
+    """``run()`` under autocast to ``dtype`` as a float32 tensor; not finite (a float16
+    overflow past 65504): ``run()`` again outside autocast, in float32."""
+    with autocast(device, dtype):
+        out = run().float()
+    if recompute_non_finite and dtype != torch.float32 and not torch.isfinite(out).all():
+        out = run().float()
+    return out
+
+
 @contextlib.contextmanager
 def fast_inference(module, device, dtype, *, channels_last=None, recompute_non_finite=True):
     """Run the body with ``module`` set up for ``dtype`` inference, restored afterwards.
 
     Yields ``forward(x) -> float32 tensor``: under autocast to ``dtype``, and with
     4-D inputs and the module's weights channels_last when ``channels_last``
-    (None: for bfloat16 / float16 and convolutional modules, where oneDNN's and
-    cuDNN's reduced-precision convolutions are fastest). The module's memory
+    (None: :func:`reduced_runs_channels_last`). The module's memory
     format is restored after. A reduced-precision batch whose outputs are not
     finite (float16 overflows past 65504) is computed again in float32, so an
     overflow never reaches the embeddings.
     """
     if channels_last is None:
-        channels_last = dtype != torch.float32 and has_conv2d(module)
+        channels_last = reduced_runs_channels_last(dtype, module)
     formats = {}
     if channels_last:
         formats = {name: t.stride() for name, t in _4d(module)}
@@ -297,11 +331,7 @@ def fast_inference(module, device, dtype, *, channels_last=None, recompute_non_f
     def forward(x):
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, dtype):
-            out = module(x).float()
-        if recompute_non_finite and dtype != torch.float32 and not torch.isfinite(out).all():
-            out = module(x).float()  # outside autocast: float32
-        return out
+        return run_in(dtype, device, lambda: module(x), recompute_non_finite)
 
     try:
         yield forward

@@ -23,7 +23,7 @@ from .._base import (
 )
 from .._compat import Interval, StrOptions, _fit_context
 from .._composition import check_named_list
-from .._compute import autocast, fast_inference, make_generator
+from .._compute import fast_inference, make_generator, run_in
 from .._distributed import data_parallel, draw_shard
 from .._inputs import (
     InputsDataset,
@@ -158,11 +158,8 @@ class _FiniteLossNet(NeuralNetClassifier):
         dtype = self.inference_dtype
         if training or dtype is None or dtype == torch.float32:
             return super().evaluation_step(batch, training=training)
-        with autocast(self.device, dtype):  # float32 logits: skorch's numpy has no bf16
-            logits = super().evaluation_step(batch, training=training).float()
-        if not torch.isfinite(logits).all():  # a float16 overflow: this batch in float32
-            logits = super().evaluation_step(batch, training=training).float()
-        return logits
+        step = super().evaluation_step  # float32 logits: skorch's numpy has no bf16
+        return run_in(dtype, self.device, lambda: step(batch, training=training))
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
