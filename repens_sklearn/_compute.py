@@ -175,11 +175,12 @@ def choose_precision(precision, module, make_batch, device, *, centre=False) -> 
     if requested != "auto":
         channels_last = reduced_runs_channels_last(_DTYPES[requested], module)
         return PrecisionChoice(requested, requested, channels_last, float("nan"))
+    conv = has_conv2d(module)  # only convolutions gain from channels_last
     candidates = [("float32", False)]
-    if has_conv2d(module):
+    if conv:
         candidates.insert(0, ("float32", True))
     if native_bf16(device):
-        candidates.insert(0, ("bfloat16", True))
+        candidates.insert(0, ("bfloat16", conv))
     agreement = float("nan")
     if len(candidates) == 1:  # plain float32, which fit already ran
         return PrecisionChoice("auto", "float32", False, agreement)

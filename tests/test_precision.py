@@ -553,3 +553,22 @@ def test_float16_returns_float32_close_to_float32(images):
     Z16 = MeanTTAEmbedder(module, precision="float16", **common).fit_transform(X)
     assert Z16.dtype == np.float32 and not np.array_equal(Z16, Z32)
     assert _cosines(Z16, Z32).min() >= 0.9999
+
+
+class ViewMLP(nn.Module):
+    """An MLP on images, flattening with ``.view``: no convolution, nothing to re-lay."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 6)
+        self.embedding_dim = 6
+
+    def forward(self, x):
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_auto_runs_a_module_without_convolutions_in_bf16_in_its_own_layout(native_bf16_device):
+    X = np.random.default_rng(0).integers(0, 256, (10, 8, 8), dtype=np.uint8)
+    auto = MeanTTAEmbedder(ViewMLP(), n_augmentations=0, device="cpu", random_state=0).fit(X)
+    assert auto.precision_ == "bfloat16" and auto.precision_agreement_ >= AUTO_MIN_COSINE
+    assert not auto._precision_choice.channels_last
